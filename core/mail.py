@@ -1,0 +1,58 @@
+"""What the helpdesk reads out of one inbound mail.
+
+The mail gateway fills these from raw bytes; the domain only ever sees these types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Address:
+    address: str  # lower-cased addr-spec, "" when unreadable
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Part:
+    """An attachment or inline part (e.g. a cid: image) with its decoded bytes."""
+
+    filename: str
+    content_type: str
+    data: bytes
+    content_id: str | None = None
+    inline: bool = False
+
+
+@dataclass
+class ParsedMail:
+    from_: Address | None
+    to: list[Address] = field(default_factory=list)
+    cc: list[Address] = field(default_factory=list)
+    reply_to: list[Address] = field(default_factory=list)
+    subject: str = ""
+    date: datetime | None = None
+    message_id: str | None = None  # without angle brackets
+    in_reply_to: str | None = None
+    references: list[str] = field(default_factory=list)
+    text: str = ""  # full text (HTML-only mail rendered to text)
+    reply_text: str = ""  # text without quoted history and signature
+    html: str | None = None  # sanitised HTML, safe to display
+    attachments: list[Part] = field(default_factory=list)
+    # Header names lower-cased; values decoded. Used by loop guard and classification.
+    headers: dict[str, list[str]] = field(default_factory=dict)
+    content_type: str = "text/plain"  # of the top-level part
+    report_type: str | None = None  # multipart/report; report-type=...
+    # Message-IDs found inside attached messages/headers (bounces, forwards).
+    embedded_message_ids: list[str] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.get(name.lower())
+        return values[0] if values else None
+
+    @property
+    def sender(self) -> str:
+        return self.from_.address if self.from_ else ""

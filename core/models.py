@@ -1,0 +1,278 @@
+"""SQLAlchemy 2.0 typed models: the one schema shared by gateway, web and CLI.
+
+Schema changes go through Alembic (core/migrations); see README "Changing the schema".
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Stored as plain strings (no native enum type): adding a member needs no migration.
+    return Enum(cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+
+
+class Role(enum.Enum):
+    USER = "user"
+    AGENT = "agent"
+    APPROVER = "approver"
+    ADMIN = "admin"
+
+
+class TicketKind(enum.Enum):
+    INCIDENT = "incident"
+    SERVICE_REQUEST = "service_request"
+    ACCESS_REQUEST = "access_request"
+
+
+class TicketStatus(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    PENDING = "pending"  # waiting on the user: SLA clock paused
+    AWAITING_APPROVAL = "awaiting_approval"
+    IN_PROGRESS = "in_progress"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class Direction(enum.Enum):
+    IN = "in"
+    OUT = "out"
+
+
+class InboundStatus(enum.Enum):
+    NEW = "new"  # stored, not yet processed
+    PROCESSED = "processed"  # in a ticket
+    DUPLICATE = "duplicate"  # same Message-ID / bytes as an earlier record
+    IGNORED = "ignored"  # recorded only (e.g. loop mail with no ticket)
+    QUARANTINED = "quarantined"
+
+
+class OutboxStatus(enum.Enum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"  # permanent failure or deadline passed
+
+
+class Contact(Base):
+    __tablename__ = "contact"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(_enum(Role), default=Role.USER)
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    api_token_hash: Mapped[str | None] = mapped_column(String(200))
+    undeliverable: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Ticket(Base):
+    __tablename__ = "ticket"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # the ticket number users see as [#N]
+    kind: Mapped[TicketKind] = mapped_column(_enum(TicketKind))
+    category: Mapped[str] = mapped_column(String(80), default="general")
+    catalogue_item: Mapped[str | None] = mapped_column(String(80))
+    impact: Mapped[int] = mapped_column(Integer, default=3)  # 1 high .. 3 low
+    urgency: Mapped[int] = mapped_column(Integer, default=3)
+    priority: Mapped[str] = mapped_column(String(2), default="P4")
+    status: Mapped[TicketStatus] = mapped_column(_enum(TicketStatus), default=TicketStatus.NEW)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    requester_id: Mapped[int] = mapped_column(ForeignKey("contact.id"))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"))
+    group: Mapped[str | None] = mapped_column(String(80))
+    linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    # Which rules fired and why: [{"rule": ..., "reason": ..., "sets": {...}}]
+    classification: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    first_response_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    due_at: Mapped[datetime | None]
+
+    requester: Mapped[Contact] = relationship(foreign_keys=[requester_id])
+    assignee: Mapped[Contact | None] = relationship(foreign_keys=[assignee_id])
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="ticket", order_by="Message.id", cascade="all, delete-orphan"
+    )
+    watchers: Mapped[list[Watcher]] = relationship(cascade="all, delete-orphan")
+
+    __table_args__ = (Index("ix_ticket_status_priority", "status", "priority"),)
+
+    @property
+    def number(self) -> int:
+        return self.id
+
+
+class Watcher(Base):
+    """A CC'd address that receives public replies on a ticket."""
+
+    __tablename__ = "watcher"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"))
+    contact: Mapped[Contact] = relationship()
+
+    __table_args__ = (UniqueConstraint("ticket_id", "contact_id"),)
+
+
+class Message(Base):
+    __tablename__ = "message"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    direction: Mapped[Direction] = mapped_column(_enum(Direction))
+    internal: Mapped[bool] = mapped_column(Boolean, default=False)
+    from_address: Mapped[str] = mapped_column(String(320), default="")
+    from_name: Mapped[str | None] = mapped_column(String(200))
+    to: Mapped[list[Any]] = mapped_column(default=list)
+    cc: Mapped[list[Any]] = mapped_column(default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    reply_text: Mapped[str | None] = mapped_column(Text)  # text without quotes and signature
+    html: Mapped[str | None] = mapped_column(Text)  # sanitised
+    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    in_reply_to: Mapped[str | None] = mapped_column(Text)
+    references: Mapped[list[Any]] = mapped_column(default=list)
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="messages")
+    attachments: Mapped[list[Attachment]] = relationship(cascade="all, delete-orphan")
+
+
+class Attachment(Base):
+    __tablename__ = "attachment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("message.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(500), default="")
+    content_type: Mapped[str] = mapped_column(String(200), default="application/octet-stream")
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    sha256: Mapped[str | None] = mapped_column(String(64))  # None: dropped, over the size limit
+    content_id: Mapped[str | None] = mapped_column(String(500))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class RawMail(Base):
+    """Raw bytes of every mail that arrived, keyed by content hash.
+
+    Kept in the database so that storing them commits atomically with the IMAP cursor move.
+    """
+
+    __tablename__ = "raw_mail"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Inbound(Base):
+    """One arrival of a mail: from an IMAP mailbox (mailbox, uidvalidity, uid) or a pipe."""
+
+    __tablename__ = "inbound"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(200))  # mailbox name, or "ingest"
+    uidvalidity: Mapped[int | None] = mapped_column(Integer)
+    uid: Mapped[int | None] = mapped_column(Integer)
+    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("raw_mail.sha256"), index=True)
+    status: Mapped[InboundStatus] = mapped_column(_enum(InboundStatus), default=InboundStatus.NEW)
+    reason: Mapped[str | None] = mapped_column(Text)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("inbound.id"))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+
+    raw: Mapped[RawMail] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("source", "uidvalidity", "uid", name="uq_inbound_imap_uid"),
+        Index("ix_inbound_status", "status"),
+    )
+
+
+class MailboxCursor(Base):
+    """How far a mailbox has been read, and who holds it (lease for several workers)."""
+
+    __tablename__ = "mailbox_cursor"
+
+    mailbox: Mapped[str] = mapped_column(String(200), primary_key=True)
+    uidvalidity: Mapped[int | None] = mapped_column(Integer)
+    last_uid: Mapped[int] = mapped_column(Integer, default=0)
+    lease_holder: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None]
+
+
+class Outbox(Base):
+    """A rendered mail waiting to be sent. The raw bytes are final: a retry resends them as they are."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    purpose: Mapped[str] = mapped_column(String(40))  # acknowledgement, reply, notification, ...
+    mail_from: Mapped[str] = mapped_column(String(320))
+    recipients: Mapped[list[Any]] = mapped_column(default=list)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[OutboxStatus] = mapped_column(_enum(OutboxStatus), default=OutboxStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deadline_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+
+class AuditEntry(Base):
+    """Append-only audit trail; each entry is chained to the previous one by hash."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(320))  # email, or "system"
+    action: Mapped[str] = mapped_column(String(80))
+    object_type: Mapped[str] = mapped_column(String(40))
+    object_id: Mapped[int | None] = mapped_column(Integer)
+    before: Mapped[dict[str, Any] | None]
+    after: Mapped[dict[str, Any] | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
