@@ -47,6 +47,11 @@ class ParsedMail:
     report_type: str | None = None  # multipart/report; report-type=...
     # Message-IDs found inside attached messages/headers (bounces, forwards).
     embedded_message_ids: list[str] = field(default_factory=list)
+    # Text of a message/delivery-status part (DSN) or message/feedback-report part (ARF).
+    delivery_status: str | None = None
+    feedback_report: str | None = None
+    # Headers of a mail attached whole (message/rfc822, text/rfc822-headers), lower-cased names.
+    attached_headers: list[dict[str, list[str]]] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
 
     def header(self, name: str) -> str | None:
