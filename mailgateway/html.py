@@ -1,0 +1,92 @@
+"""HTML from mail: sanitised for display (nh3), rendered to plain text for reading.
+
+Sanitising is nh3's job (ammonia underneath): no scripts, no event handlers, no style
+elements or attributes, only safe URL schemes. ``cid:`` stays so the console can point
+inline images at stored attachments.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import nh3
+
+_URL_SCHEMES = {"http", "https", "mailto", "tel", "cid"}
+# Content that is never display text.
+_DROP_CONTENT = {"script", "style", "head", "title", "template", "noscript", "iframe", "object"}
+_BLOCKS = {
+    "p", "div", "table", "tr", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6",
+    "blockquote", "pre", "section", "article", "header", "footer", "hr", "dl", "dt", "dd",
+    "address", "center", "form", "fieldset", "body", "html",
+}
+
+
+def sanitize_html(html: str) -> str:
+    """HTML that is safe to show in the console."""
+    return nh3.clean(
+        html,
+        url_schemes=_URL_SCHEMES,
+        clean_content_tags={"script", "style"},
+        strip_comments=True,
+    )
+
+
+class _TextRenderer(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.chunks: list[str] = []
+        self._drop_depth = 0
+        self._pre_depth = 0
+
+    def _newline(self, count: int = 1) -> None:
+        self.chunks.append("\n" * count)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _DROP_CONTENT:
+            self._drop_depth += 1
+        elif tag == "br":
+            self._newline()
+        elif tag == "li":
+            self._newline()
+            self.chunks.append("- ")
+        elif tag in ("td", "th"):
+            self.chunks.append(" ")
+        elif tag in _BLOCKS:
+            self._newline()
+            if tag == "pre":
+                self._pre_depth += 1
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("br", "hr"):
+            self._newline()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _DROP_CONTENT:
+            self._drop_depth = max(0, self._drop_depth - 1)
+        elif tag in _BLOCKS:
+            if tag == "pre":
+                self._pre_depth = max(0, self._pre_depth - 1)
+            self._newline()
+
+    def handle_data(self, data: str) -> None:
+        if self._drop_depth:
+            return
+        if self._pre_depth:
+            self.chunks.append(data)
+        else:
+            self.chunks.append(re.sub(r"\s+", " ", data))
+
+
+def html_to_text(html: str) -> str:
+    """A readable plain-text rendition of an HTML body."""
+    renderer = _TextRenderer()
+    try:
+        renderer.feed(html)
+        renderer.close()
+    except (AssertionError, ValueError):  # HTMLParser on very broken markup
+        pass
+    text = "".join(renderer.chunks).replace("\xa0", " ")
+    lines = [line.strip() for line in text.split("\n")]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
