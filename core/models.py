@@ -276,3 +276,122 @@ class AuditEntry(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# --- Service Operation processes: events, access, SLA marks, fulfilment -----------------
+
+
+class Severity(enum.Enum):
+    INFORMATIONAL = "informational"  # recorded only
+    WARNING = "warning"
+    EXCEPTION = "exception"
+
+
+class Event(Base):
+    """One alert from a monitoring tool (by mail or webhook)."""
+
+    __tablename__ = "event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    source: Mapped[str] = mapped_column(String(40))  # nagios, icinga, zabbix, alertmanager, monit, cron
+    host: Mapped[str] = mapped_column(String(255), default="")
+    service: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(40))  # as the tool says it: CRITICAL, OK, firing, ...
+    severity: Mapped[Severity] = mapped_column(_enum(Severity))
+    recovery: Mapped[bool] = mapped_column(Boolean, default=False)
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound.id"))
+
+
+class AccessStatus(enum.Enum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class AccessRequest(Base):
+    """Who asked for which resource on whose behalf, and the approver's decision."""
+
+    __tablename__ = "access_request"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    resource: Mapped[str] = mapped_column(String(200))
+    resource_group: Mapped[str | None] = mapped_column(String(80))
+    requester_id: Mapped[int] = mapped_column(ForeignKey("contact.id"))  # who asked
+    beneficiary_id: Mapped[int] = mapped_column(ForeignKey("contact.id"))  # who needs the access
+    status: Mapped[AccessStatus] = mapped_column(_enum(AccessStatus), default=AccessStatus.PENDING)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"))
+    decided_at: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    ticket: Mapped[Ticket] = relationship()
+    requester: Mapped[Contact] = relationship(foreign_keys=[requester_id])
+    beneficiary: Mapped[Contact] = relationship(foreign_keys=[beneficiary_id])
+    decided_by: Mapped[Contact | None] = relationship(foreign_keys=[decided_by_id])
+
+
+class AccessGrant(Base):
+    """Access that was approved: who has what until when, unless revoked."""
+
+    __tablename__ = "access_grant"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("access_request.id"), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"), index=True)
+    resource: Mapped[str] = mapped_column(String(200))
+    granted_by_id: Mapped[int] = mapped_column(ForeignKey("contact.id"))
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(String(320))
+    revoke_reason: Mapped[str | None] = mapped_column(Text)
+    fulfilment_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+
+    request: Mapped[AccessRequest] = relationship()
+    contact: Mapped[Contact] = relationship(foreign_keys=[contact_id])
+
+
+class SlaMetric(enum.Enum):
+    RESPONSE = "response"
+    RESOLUTION = "resolution"
+
+
+class SlaLevel(enum.Enum):
+    WARNING = "warning"  # 80% of the target used
+    BREACH = "breach"
+
+
+class SlaMark(Base):
+    """A threshold a ticket's SLA clock has crossed; unique so each is acted on once."""
+
+    __tablename__ = "sla_mark"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    metric: Mapped[SlaMetric] = mapped_column(_enum(SlaMetric))
+    level: Mapped[SlaLevel] = mapped_column(_enum(SlaLevel))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    elapsed_seconds: Mapped[int] = mapped_column(Integer)
+    target_seconds: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (UniqueConstraint("ticket_id", "metric", "level", name="uq_sla_mark"),)
+
+
+class Fulfilment(Base):
+    """A service request's catalogue item, approval and checklist."""
+
+    __tablename__ = "fulfilment"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), primary_key=True)
+    item: Mapped[str] = mapped_column(String(80))
+    approval_needed: Mapped[bool] = mapped_column(Boolean, default=False)
+    approved: Mapped[bool | None] = mapped_column(Boolean)  # None: not decided (or not needed)
+    decided_by: Mapped[str | None] = mapped_column(String(320))
+    decided_at: Mapped[datetime | None]
+    # [{"step": "...", "done_by": email | None, "done_at": iso | None}]
+    checklist: Mapped[list[Any]] = mapped_column(default=list)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import date, time
 from pathlib import Path
 
 
@@ -38,6 +39,50 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class BusinessHours:
+    """Working time the SLA clocks count; outside it they stand still."""
+
+    timezone: str = "UTC"
+    weekdays: frozenset[int] = frozenset({0, 1, 2, 3, 4})  # Monday = 0
+    start: time = time(8, 0)
+    end: time = time(18, 0)
+    holidays: frozenset[date] = frozenset()
+
+
+@dataclass(frozen=True)
+class SlaTarget:
+    response_minutes: int
+    resolution_minutes: int
+
+
+DEFAULT_SLA_TARGETS: dict[str, SlaTarget] = {
+    "P1": SlaTarget(15, 4 * 60),
+    "P2": SlaTarget(60, 8 * 60),
+    "P3": SlaTarget(4 * 60, 24 * 60),
+    "P4": SlaTarget(8 * 60, 72 * 60),
+    "P5": SlaTarget(24 * 60, 120 * 60),
+}
+
+
+@dataclass(frozen=True)
+class SlaSettings:
+    targets: dict[str, SlaTarget] = field(default_factory=lambda: dict(DEFAULT_SLA_TARGETS))
+    business_hours: BusinessHours | None = None  # None: the clock runs around the clock
+    warn_ratio: float = 0.8
+    manager: str | None = None  # address that breaches escalate to
+    # Group name -> address that gets the group's escalations when a ticket has no assignee.
+    group_addresses: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    grant_days: int = 90
+    expiry_warning_days: int = 14
+    # Resource group -> addresses of the approvers for it; other groups go to every approver.
+    approvers_by_group: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str
@@ -52,6 +97,9 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 8080
     agent_addresses: tuple[str, ...] = field(default_factory=tuple)
+    sla: SlaSettings = field(default_factory=SlaSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
+    catalogue_path: Path | None = None  # None: data_dir/catalogue.toml if present, else shipped
 
     @property
     def help_domain(self) -> str:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 20:12:39.613050
+Create Date: 2026-11-25 20:16:31.552428
 """
 from alembic import op
 import sqlalchemy as sa
@@ -85,6 +85,38 @@ def upgrade() -> None:
     with op.batch_alter_table('ticket', schema=None) as batch_op:
         batch_op.create_index('ix_ticket_status_priority', ['status', 'priority'], unique=False)
 
+    op.create_table('access_request',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=False),
+    sa.Column('resource', sa.String(length=200), nullable=False),
+    sa.Column('resource_group', sa.String(length=80), nullable=True),
+    sa.Column('requester_id', sa.Integer(), nullable=False),
+    sa.Column('beneficiary_id', sa.Integer(), nullable=False),
+    sa.Column('status', sa.Enum('pending', 'approved', 'rejected', name='accessstatus', native_enum=False, length=32), nullable=False),
+    sa.Column('decided_by_id', sa.Integer(), nullable=True),
+    sa.Column('decided_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['beneficiary_id'], ['contact.id'], ),
+    sa.ForeignKeyConstraint(['decided_by_id'], ['contact.id'], ),
+    sa.ForeignKeyConstraint(['requester_id'], ['contact.id'], ),
+    sa.ForeignKeyConstraint(['ticket_id'], ['ticket.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('access_request', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_access_request_ticket_id'), ['ticket_id'], unique=False)
+
+    op.create_table('fulfilment',
+    sa.Column('ticket_id', sa.Integer(), nullable=False),
+    sa.Column('item', sa.String(length=80), nullable=False),
+    sa.Column('approval_needed', sa.Boolean(), nullable=False),
+    sa.Column('approved', sa.Boolean(), nullable=True),
+    sa.Column('decided_by', sa.String(length=320), nullable=True),
+    sa.Column('decided_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('checklist', sa.JSON(), nullable=False),
+    sa.ForeignKeyConstraint(['ticket_id'], ['ticket.id'], ),
+    sa.PrimaryKeyConstraint('ticket_id')
+    )
     op.create_table('inbound',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('source', sa.String(length=200), nullable=False),
@@ -134,6 +166,21 @@ def upgrade() -> None:
         batch_op.create_index('ix_outbox_due', ['status', 'next_attempt_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_ticket_id'), ['ticket_id'], unique=False)
 
+    op.create_table('sla_mark',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=False),
+    sa.Column('metric', sa.Enum('response', 'resolution', name='slametric', native_enum=False, length=32), nullable=False),
+    sa.Column('level', sa.Enum('warning', 'breach', name='slalevel', native_enum=False, length=32), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('elapsed_seconds', sa.Integer(), nullable=False),
+    sa.Column('target_seconds', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['ticket_id'], ['ticket.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('ticket_id', 'metric', 'level', name='uq_sla_mark')
+    )
+    with op.batch_alter_table('sla_mark', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sla_mark_ticket_id'), ['ticket_id'], unique=False)
+
     op.create_table('watcher',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('ticket_id', sa.Integer(), nullable=False),
@@ -145,6 +192,50 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('watcher', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_watcher_ticket_id'), ['ticket_id'], unique=False)
+
+    op.create_table('access_grant',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('request_id', sa.Integer(), nullable=False),
+    sa.Column('contact_id', sa.Integer(), nullable=False),
+    sa.Column('resource', sa.String(length=200), nullable=False),
+    sa.Column('granted_by_id', sa.Integer(), nullable=False),
+    sa.Column('granted_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('revoked_by', sa.String(length=320), nullable=True),
+    sa.Column('revoke_reason', sa.Text(), nullable=True),
+    sa.Column('fulfilment_ticket_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['contact_id'], ['contact.id'], ),
+    sa.ForeignKeyConstraint(['fulfilment_ticket_id'], ['ticket.id'], ),
+    sa.ForeignKeyConstraint(['granted_by_id'], ['contact.id'], ),
+    sa.ForeignKeyConstraint(['request_id'], ['access_request.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('access_grant', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_access_grant_contact_id'), ['contact_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_access_grant_expires_at'), ['expires_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_access_grant_request_id'), ['request_id'], unique=False)
+
+    op.create_table('event',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('source', sa.String(length=40), nullable=False),
+    sa.Column('host', sa.String(length=255), nullable=False),
+    sa.Column('service', sa.String(length=255), nullable=True),
+    sa.Column('state', sa.String(length=40), nullable=False),
+    sa.Column('severity', sa.Enum('informational', 'warning', 'exception', name='severity', native_enum=False, length=32), nullable=False),
+    sa.Column('recovery', sa.Boolean(), nullable=False),
+    sa.Column('fingerprint', sa.String(length=64), nullable=False),
+    sa.Column('summary', sa.Text(), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=True),
+    sa.Column('inbound_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['inbound_id'], ['inbound.id'], ),
+    sa.ForeignKeyConstraint(['ticket_id'], ['ticket.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('event', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_event_fingerprint'), ['fingerprint'], unique=False)
+        batch_op.create_index(batch_op.f('ix_event_ticket_id'), ['ticket_id'], unique=False)
 
     op.create_table('message',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -201,10 +292,25 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_message_message_id'))
 
     op.drop_table('message')
+    with op.batch_alter_table('event', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_event_ticket_id'))
+        batch_op.drop_index(batch_op.f('ix_event_fingerprint'))
+
+    op.drop_table('event')
+    with op.batch_alter_table('access_grant', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_access_grant_request_id'))
+        batch_op.drop_index(batch_op.f('ix_access_grant_expires_at'))
+        batch_op.drop_index(batch_op.f('ix_access_grant_contact_id'))
+
+    op.drop_table('access_grant')
     with op.batch_alter_table('watcher', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_watcher_ticket_id'))
 
     op.drop_table('watcher')
+    with op.batch_alter_table('sla_mark', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sla_mark_ticket_id'))
+
+    op.drop_table('sla_mark')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_outbox_ticket_id'))
         batch_op.drop_index('ix_outbox_due')
@@ -216,6 +322,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_inbound_message_id'))
 
     op.drop_table('inbound')
+    op.drop_table('fulfilment')
+    with op.batch_alter_table('access_request', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_access_request_ticket_id'))
+
+    op.drop_table('access_request')
     with op.batch_alter_table('ticket', schema=None) as batch_op:
         batch_op.drop_index('ix_ticket_status_priority')
 
