@@ -13,16 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.locks import serialise
 from core.models import AuditEntry, utcnow
 
 GENESIS = "0" * 64
 SYSTEM = "system"
-
-# Any constant works; it only has to be the same for every writer of the chain.
-_PG_LOCK_KEY = 0x4A0D17
 
 
 @dataclass(frozen=True)
@@ -69,16 +67,6 @@ def _digest(entry: AuditEntry) -> str:
     return hashlib.sha256((entry.prev_hash + canonical).encode("utf-8")).hexdigest()
 
 
-def _lock_head(session: Session) -> None:
-    """Hold the chain head until this transaction ends."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-    elif dialect == "sqlite":
-        # A write that changes nothing still takes SQLite's write lock for the transaction.
-        session.execute(text("UPDATE audit SET id = id WHERE 0"))
-
-
 def record(
     session: Session,
     *,
@@ -91,7 +79,7 @@ def record(
     reason: str | None = None,
 ) -> AuditEntry:
     """Append one entry to the chain (flushed, committed with the caller's transaction)."""
-    _lock_head(session)
+    serialise(session, "audit-chain-head")
     prev = session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
     entry = AuditEntry(
         at=utcnow(),
