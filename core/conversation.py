@@ -1,0 +1,142 @@
+"""Threading: which ticket a mail belongs to, and the marks we put on our own mail to find it again.
+
+Order of evidence (strongest first): In-Reply-To/References against stored and signed Message-IDs,
+then the subject tag ``[#N]``, then a reply token in the recipient address ``help+N-TOKEN@domain``.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.mail import ParsedMail
+from core.models import Contact, Message, Role, Ticket, Watcher
+from core.settings import Settings
+
+_OUR_MID = re.compile(r"^hd\.(\d+)\.([0-9a-z]+)\.([0-9a-f]{12})@(.+)$")
+
+
+class MatchVia(enum.Enum):
+    REFERENCES = "references"
+    SIGNED_MESSAGE_ID = "signed message-id"
+    SUBJECT_TAG = "subject tag"
+    REPLY_TOKEN = "reply token"
+
+
+@dataclass(frozen=True)
+class ThreadMatch:
+    ticket: Ticket
+    via: MatchVia
+    token_valid: bool  # the recipient address carried a token valid for this sender
+    participant: bool  # the sender already takes part in the ticket
+
+
+def _sign(settings: Settings, text: str, length: int) -> str:
+    return hmac.new(settings.secret_key.encode(), text.encode(), hashlib.sha256).hexdigest()[:length]
+
+
+def make_message_id(settings: Settings, ticket_id: int | None) -> str:
+    """A Message-ID (without brackets) that names its ticket and is signed with the secret key."""
+    nonce = secrets.token_hex(6)
+    number = ticket_id or 0
+    return f"hd.{number}.{nonce}.{_sign(settings, f'{number}.{nonce}', 12)}@{settings.help_domain}"
+
+
+def ticket_from_message_id(settings: Settings, message_id: str) -> int | None:
+    m = _OUR_MID.match(message_id.strip().lower())
+    if not m or m.group(4) != settings.help_domain.lower():
+        return None
+    number, nonce, sig = m.group(1), m.group(2), m.group(3)
+    if not hmac.compare_digest(sig, _sign(settings, f"{number}.{nonce}", 12)):
+        return None
+    return int(number) or None
+
+
+def is_our_message_id(settings: Settings, message_id: str) -> bool:
+    return _OUR_MID.match(message_id.strip().lower()) is not None and message_id.lower().endswith(
+        "@" + settings.help_domain.lower()
+    )
+
+
+def subject_tag(settings: Settings, ticket_id: int) -> str:
+    return f"[{settings.subject_tag_prefix}{ticket_id}]"
+
+
+def find_subject_tag(settings: Settings, subject: str) -> int | None:
+    pattern = r"\[" + re.escape(settings.subject_tag_prefix) + r"(\d+)\]"
+    m = re.search(pattern, subject or "")
+    return int(m.group(1)) if m else None
+
+
+def reply_token(settings: Settings, ticket_id: int, address: str) -> str:
+    return _sign(settings, f"reply.{ticket_id}.{address.lower()}", 10)
+
+
+def reply_address(settings: Settings, ticket_id: int, recipient: str) -> str:
+    """``help+N-TOKEN@domain``: a reply to it proves the sender got our mail about ticket N."""
+    return f"{settings.help_local}+{ticket_id}-{reply_token(settings, ticket_id, recipient)}@{settings.help_domain}"
+
+
+def parse_reply_address(settings: Settings, address: str) -> tuple[int, str] | None:
+    local, _, domain = address.lower().rpartition("@")
+    if domain != settings.help_domain.lower():
+        return None
+    m = re.fullmatch(re.escape(settings.help_local.lower()) + r"\+(\d+)-([0-9a-f]+)", local)
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+def participants(session: Session, ticket: Ticket) -> set[str]:
+    """Addresses allowed to continue a ticket by a subject tag alone: requester, watchers, agents."""
+    people = {ticket.requester.email}
+    people.update(
+        session.scalars(
+            select(Contact.email).join(Watcher, Watcher.contact_id == Contact.id).where(Watcher.ticket_id == ticket.id)
+        )
+    )
+    people.update(session.scalars(select(Contact.email).where(Contact.role != Role.USER)))
+    return people
+
+
+def find_ticket(session: Session, settings: Settings, mail: ParsedMail) -> ThreadMatch | None:
+    sender = mail.sender
+    token_ticket = _token_ticket(settings, mail)
+
+    def match(ticket: Ticket | None, via: MatchVia) -> ThreadMatch | None:
+        if ticket is None:
+            return None
+        valid = token_ticket == ticket.id
+        return ThreadMatch(ticket, via, valid, sender in participants(session, ticket))
+
+    refs = [r for r in [mail.in_reply_to, *reversed(mail.references)] if r]
+    if refs:
+        found = session.scalars(
+            select(Message.ticket_id).where(Message.message_id.in_(refs)).order_by(Message.id.desc()).limit(1)
+        ).first()
+        if found is not None:
+            return match(session.get(Ticket, found), MatchVia.REFERENCES)
+        for ref in refs:
+            number = ticket_from_message_id(settings, ref)
+            if number is not None:
+                return match(session.get(Ticket, number), MatchVia.SIGNED_MESSAGE_ID)
+    number = find_subject_tag(settings, mail.subject)
+    if number is not None:
+        return match(session.get(Ticket, number), MatchVia.SUBJECT_TAG)
+    if token_ticket is not None:
+        return match(session.get(Ticket, token_ticket), MatchVia.REPLY_TOKEN)
+    return None
+
+
+def _token_ticket(settings: Settings, mail: ParsedMail) -> int | None:
+    """The ticket named by a reply token that is valid for this sender, if any."""
+    for rcpt in [*mail.to, *mail.cc]:
+        parsed = parse_reply_address(settings, rcpt.address)
+        if parsed and hmac.compare_digest(parsed[1], reply_token(settings, parsed[0], mail.sender)):
+            return parsed[0]
+    return None

@@ -1,0 +1,325 @@
+"""Intake: store every arriving mail first, then turn it into a ticket, a reply, or a quarantine entry.
+
+One mail, step by step (see DESIGN.md "One mail, end to end"):
+store -> parse -> loop guard -> de-duplicate -> thread -> classify/open or append -> notify.
+Any failure after the store quarantines that one mail with its reason; its raw bytes stay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import conversation, loopguard, tickets
+from core.attachments import AttachmentStore
+from core.db import transaction
+from core.classify import ClassKind, RuleSet, classify
+from core.mail import ParsedMail
+from core.models import (
+    Attachment,
+    Contact,
+    Inbound,
+    InboundStatus,
+    Message,
+    RawMail,
+    Ticket,
+    TicketKind,
+    utcnow,
+)
+from core.notify import AutoSubmitted, enqueue
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Parser = Callable[[bytes], ParsedMail]
+
+_KINDS = {
+    ClassKind.INCIDENT: TicketKind.INCIDENT,
+    ClassKind.SERVICE_REQUEST: TicketKind.SERVICE_REQUEST,
+    ClassKind.ACCESS_REQUEST: TicketKind.ACCESS_REQUEST,
+}
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    inbound_id: int
+    status: InboundStatus
+    ticket_id: int | None = None
+    created: bool = False
+    reason: str | None = None
+
+
+class Intake:
+    """The intake service, with its dependencies passed in (the parser comes from the mail gateway)."""
+
+    def __init__(self, settings: Settings, rules: RuleSet, parse: Parser) -> None:
+        self.settings = settings
+        self.rules = rules
+        self.parse = parse
+        self.attachments = AttachmentStore(settings.data_dir / "attachments")
+
+    # -- step 1: store -------------------------------------------------------------------------
+    def store(
+        self,
+        session: Session,
+        raw: bytes,
+        *,
+        source: str,
+        uidvalidity: int | None = None,
+        uid: int | None = None,
+    ) -> Inbound | None:
+        """Record the raw bytes. Returns None if this (mailbox, uidvalidity, uid) is already stored."""
+        if uid is not None:
+            seen = session.scalars(
+                select(Inbound.id).where(
+                    Inbound.source == source, Inbound.uidvalidity == uidvalidity, Inbound.uid == uid
+                )
+            ).first()
+            if seen is not None:
+                return None
+        digest = hashlib.sha256(raw).hexdigest()
+        if session.get(RawMail, digest) is None:
+            session.add(RawMail(sha256=digest, size=len(raw), data=raw))
+        inbound = Inbound(
+            source=source,
+            uidvalidity=uidvalidity,
+            uid=uid,
+            sha256=digest,
+            message_id=header_message_id(raw),
+            status=InboundStatus.NEW,
+        )
+        session.add(inbound)
+        session.flush()
+        return inbound
+
+    # -- steps 2..: process ----------------------------------------------------------------------
+    def process(self, session: Session, inbound: Inbound) -> IntakeResult:
+        """Process one stored mail. Never raises for a bad mail: it ends up quarantined instead."""
+        try:
+            mail = self.parse(inbound.raw.data)
+        except Exception as exc:  # any parser failure: keep the mail, say why
+            return self._quarantine(session, inbound, f"unreadable: {type(exc).__name__}: {exc}")
+        try:
+            with session.begin_nested():
+                result = self._process_parsed(session, inbound, mail)
+        except Exception as exc:
+            log.exception("processing inbound %s failed", inbound.id)
+            return self._quarantine(session, inbound, f"processing failed: {type(exc).__name__}: {exc}")
+        return result
+
+    def _process_parsed(self, session: Session, inbound: Inbound, mail: ParsedMail) -> IntakeResult:
+        inbound.message_id = mail.message_id or inbound.message_id
+        duplicate = self._earlier_copy(session, inbound)
+        if duplicate is not None:
+            return self._finish(
+                inbound, InboundStatus.DUPLICATE, duplicate.ticket_id, reason=f"same mail as inbound {duplicate.id}",
+                duplicate_of=duplicate.id,
+            )
+        verdicts = loopguard.judge(
+            mail, own_addresses=self.own_addresses(), own_message_id_domain=self.settings.help_domain
+        )
+        if verdicts.own_mail:
+            return self._finish(inbound, InboundStatus.IGNORED, reason="our own mail: " + "; ".join(verdicts.reasons))
+        if verdicts.bounce:
+            return self._bounce(session, inbound, mail)
+
+        match = conversation.find_ticket(session, self.settings, mail)
+        if match is not None and (match.participant or match.token_valid or match.via in _STRONG):
+            return self._append(session, inbound, mail, match)
+        if verdicts.automatic and not verdicts.mailing_list:
+            # An automatic mail that answers nothing of ours: record it, open nothing, answer nothing.
+            return self._finish(inbound, InboundStatus.IGNORED, reason="automatic mail: " + "; ".join(verdicts.reasons))
+        linked = match.ticket.id if match is not None else None
+        return self._open(session, inbound, mail, may_answer=loopguard.may_auto_answer(mail, verdicts), linked=linked)
+
+    def _open(
+        self, session: Session, inbound: Inbound, mail: ParsedMail, *, may_answer: bool, linked: int | None
+    ) -> IntakeResult:
+        found = classify(mail, self.rules, recipient=self._recipient(mail))
+        requester = tickets.contact_for(session, mail.from_ or mail.sender or "unknown@invalid")
+        ticket = tickets.open_ticket(
+            session,
+            requester=requester,
+            subject=mail.subject,
+            kind=_KINDS.get(found.kind, TicketKind.INCIDENT),
+            category=found.category,
+            impact=found.impact,
+            urgency=found.urgency,
+            priority=found.priority,
+            catalogue_item=found.catalogue_item,
+            group=found.group,
+            classification=found.as_json(),
+            linked_ticket_id=linked,
+        )
+        tickets.add_watchers(session, ticket, self._other_recipients(mail))
+        self._add_message(session, ticket, inbound, mail)
+        if may_answer:
+            enqueue(
+                session,
+                self.settings,
+                template="acknowledgement",
+                ticket=ticket,
+                to=[requester.email],
+                context={
+                    "requester_name": requester.name,
+                    "kind_label": tickets.KIND_LABELS[ticket.kind],
+                    "classification": found.explain(),
+                },
+                auto_submitted=AutoSubmitted.AUTO_REPLIED,
+                in_reply_to=mail.message_id,
+            )
+        log.info("inbound %s opened ticket %s (%s)", inbound.id, ticket.id, found.explain())
+        return self._finish(inbound, InboundStatus.PROCESSED, ticket.id, created=True)
+
+    def _append(self, session: Session, inbound: Inbound, mail: ParsedMail, match: conversation.ThreadMatch) -> IntakeResult:
+        ticket = match.ticket
+        if not match.participant:
+            # Knew the exact Message-ID of our mail, so saw the thread: joins, visibly.
+            tickets.add_watchers(session, ticket, [mail.sender])
+        tickets.add_watchers(session, ticket, self._other_recipients(mail))
+        self._add_message(session, ticket, inbound, mail)
+        log.info("inbound %s appended to ticket %s via %s", inbound.id, ticket.id, match.via.value)
+        return self._finish(inbound, InboundStatus.PROCESSED, ticket.id, reason=f"threaded via {match.via.value}")
+
+    def _bounce(self, session: Session, inbound: Inbound, mail: ParsedMail) -> IntakeResult:
+        for address in loopguard.failed_recipients(mail):
+            contact = session.scalars(select(Contact).where(Contact.email == address.lower())).first()
+            if contact is not None:
+                contact.undeliverable = True
+        ticket = None
+        for mid in loopguard.bounced_message_ids(mail):
+            ticket_id = session.scalars(select(Message.ticket_id).where(Message.message_id == mid)).first()
+            if ticket_id is None:
+                ticket_id = conversation.ticket_from_message_id(self.settings, mid)
+            if ticket_id is not None and (ticket := session.get(Ticket, ticket_id)) is not None:
+                break
+        if ticket is None:
+            return self._finish(inbound, InboundStatus.IGNORED, reason="bounce of no known mail")
+        message = tickets.message_from_mail(mail, inbound_id=inbound.id, internal=True)
+        tickets.append_message(session, ticket, message)
+        return self._finish(inbound, InboundStatus.PROCESSED, ticket.id, reason="bounce attached")
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _add_message(self, session: Session, ticket: Ticket, inbound: Inbound, mail: ParsedMail) -> Message:
+        message = tickets.message_from_mail(mail, inbound_id=inbound.id)
+        for part in mail.attachments:
+            stored = bool(part.data)
+            message.attachments.append(
+                Attachment(
+                    filename=part.filename,
+                    content_type=part.content_type,
+                    size=len(part.data),
+                    sha256=self.attachments.put(part.data) if stored else None,
+                    content_id=part.content_id,
+                    note=None if stored else "not stored: over the size limit or empty",
+                )
+            )
+        return tickets.append_message(session, ticket, message)
+
+    def _earlier_copy(self, session: Session, inbound: Inbound) -> Inbound | None:
+        """The same mail arrived before (CC to two help addresses, a re-fetch): by Message-ID, else by bytes."""
+        done = (InboundStatus.PROCESSED, InboundStatus.IGNORED)
+        query = select(Inbound).where(Inbound.id != inbound.id, Inbound.status.in_(done))
+        if inbound.message_id:
+            query = query.where(Inbound.message_id == inbound.message_id)
+        else:
+            query = query.where(Inbound.sha256 == inbound.sha256)
+        return session.scalars(query.order_by(Inbound.id).limit(1)).first()
+
+    def own_addresses(self) -> set[str]:
+        own = {self.settings.address.lower()}
+        own.update(m.address.lower() for m in self.settings.mailboxes if m.address)
+        return own
+
+    def _is_ours(self, address: str) -> bool:
+        return address in self.own_addresses() or conversation.parse_reply_address(self.settings, address) is not None
+
+    def _recipient(self, mail: ParsedMail) -> str | None:
+        ours = [a.address for a in [*mail.to, *mail.cc] if self._is_ours(a.address)]
+        return ours[0] if ours else None
+
+    def _other_recipients(self, mail: ParsedMail) -> list[str]:
+        return [
+            a.address
+            for a in [*mail.to, *mail.cc]
+            if a.address and not self._is_ours(a.address) and a.address != mail.sender
+        ]
+
+    def _finish(
+        self,
+        inbound: Inbound,
+        status: InboundStatus,
+        ticket_id: int | None = None,
+        *,
+        created: bool = False,
+        reason: str | None = None,
+        duplicate_of: int | None = None,
+    ) -> IntakeResult:
+        inbound.status = status
+        inbound.ticket_id = ticket_id
+        inbound.reason = reason
+        inbound.duplicate_of_id = duplicate_of
+        inbound.processed_at = utcnow()
+        return IntakeResult(inbound.id, status, ticket_id, created, reason)
+
+    def _quarantine(self, session: Session, inbound: Inbound, reason: str) -> IntakeResult:
+        log.warning("inbound %s quarantined: %s", inbound.id, reason)
+        result = self._finish(inbound, InboundStatus.QUARANTINED, reason=reason[:4000])
+        session.flush()
+        return result
+
+
+_STRONG = (conversation.MatchVia.REFERENCES, conversation.MatchVia.SIGNED_MESSAGE_ID)
+
+_MID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+def header_message_id(raw: bytes) -> str | None:
+    """The Message-ID from the header block, read without parsing the mail (for early de-duplication)."""
+    head = raw[: raw.find(b"\n\n") if b"\n\n" in raw[:65536] else 65536]
+    m = _MID.search(head.replace(b"\r\n", b"\n"))
+    if not m:
+        return None
+    value = m.group(1).decode("ascii", "replace").strip()
+    inner = re.search(r"<([^<>\s]+)>", value)
+    return (inner.group(1) if inner else value.split()[0] if value.split() else None) or None
+
+
+def process_pending(factory: sessionmaker[Session], intake: Intake, limit: int | None = None) -> list[IntakeResult]:
+    """Process stored mail not yet processed (fresh, or left by a crash), one transaction per mail.
+
+    Rows are claimed with SKIP LOCKED so that several workers on PostgreSQL never process one twice.
+    """
+    results: list[IntakeResult] = []
+    while limit is None or len(results) < limit:
+        with transaction(factory) as session:
+            inbound = session.scalars(
+                select(Inbound)
+                .where(Inbound.status == InboundStatus.NEW)
+                .order_by(Inbound.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if inbound is None:
+                break
+            results.append(intake.process(session, inbound))
+    return results
+
+
+def requeue(session: Session, inbound_id: int) -> Inbound:
+    """Send a quarantined mail through intake again (after a fix)."""
+    inbound = session.get(Inbound, inbound_id)
+    if inbound is None:
+        raise LookupError(f"no inbound mail {inbound_id}")
+    if inbound.status is not InboundStatus.QUARANTINED:
+        raise ValueError(f"inbound mail {inbound_id} is {inbound.status.value}, not quarantined")
+    inbound.status = InboundStatus.NEW
+    inbound.reason = None
+    return inbound
+

@@ -1,0 +1,145 @@
+"""Outbound mail: render a template, compose the message, write it to the outbox.
+
+Everything is rendered at enqueue time, so a retry resends the very same bytes and Message-ID.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from typing import Any
+
+import jinja2
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.conversation import make_message_id, reply_address, subject_tag
+from core.models import Contact, Direction, Message, Outbox, Ticket, utcnow
+from core.settings import Settings
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("templates", "mail"),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+    trim_blocks=True,
+    lstrip_blocks=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+SEND_DEADLINE = timedelta(days=2)
+
+
+class AutoSubmitted(enum.Enum):
+    NO = "no"  # a person wrote it (an agent's reply)
+    AUTO_REPLIED = "auto-replied"  # acknowledgement of a mail
+    AUTO_GENERATED = "auto-generated"  # notifications, status changes
+
+
+def render(template: str, context: dict[str, Any]) -> tuple[str, str, str | None]:
+    """Return (subject, text, html or None). The text template's first line is ``Subject: ...``."""
+    text = _env.get_template(f"{template}.txt").render(**context)
+    first, _, body = text.partition("\n")
+    if not first.startswith("Subject:"):
+        raise ValueError(f"mail template {template}.txt must start with a 'Subject:' line")
+    try:
+        html: str | None = _env.get_template(f"{template}.html").render(**context)
+    except jinja2.TemplateNotFound:
+        html = None
+    return first.removeprefix("Subject:").strip(), body.lstrip("\n"), html
+
+
+def thread_references(session: Session, ticket: Ticket, limit: int = 20) -> list[str]:
+    ids = session.scalars(
+        select(Message.message_id)
+        .where(Message.ticket_id == ticket.id, Message.message_id.is_not(None), Message.internal.is_(False))
+        .order_by(Message.id.desc())
+        .limit(limit)
+    ).all()
+    return [i for i in reversed(ids) if i]
+
+
+def enqueue(
+    session: Session,
+    settings: Settings,
+    *,
+    template: str,
+    ticket: Ticket,
+    to: list[str],
+    context: dict[str, Any] | None = None,
+    auto_submitted: AutoSubmitted = AutoSubmitted.AUTO_GENERATED,
+    purpose: str | None = None,
+    in_reply_to: str | None = None,
+    record: bool = True,
+) -> list[Outbox]:
+    """Render ``template`` for ``ticket`` and queue one mail per recipient.
+
+    Each recipient gets a Reply-To carrying a token valid for them. With ``record`` the mail also
+    appears in the ticket's thread as one outgoing message.
+    """
+    recipients = _deliverable(session, to)
+    if not recipients:
+        return []
+    ctx = {"ticket": ticket, "settings": settings, "tag": subject_tag(settings, ticket.id), **(context or {})}
+    subject, text, html = render(template, ctx)
+    refs = thread_references(session, ticket)
+    parent = in_reply_to or (refs[-1] if refs else None)
+    rows: list[Outbox] = []
+    for rcpt in recipients:
+        mid = make_message_id(settings, ticket.id)
+        msg = EmailMessage()
+        msg["From"] = formataddr(("IT Service Desk", settings.address))
+        msg["To"] = rcpt
+        msg["Subject"] = subject
+        msg["Date"] = format_datetime(utcnow())
+        msg["Message-ID"] = f"<{mid}>"
+        if parent:
+            msg["In-Reply-To"] = f"<{parent}>"
+        if refs:
+            msg["References"] = " ".join(f"<{r}>" for r in refs)
+        msg["Reply-To"] = reply_address(settings, ticket.id, rcpt)
+        msg["Auto-Submitted"] = auto_submitted.value
+        # Ask Exchange and friends not to answer our mail with out-of-office notes.
+        msg["X-Auto-Response-Suppress"] = "All"
+        msg["X-Helpdesk-Ticket"] = str(ticket.id)
+        msg.set_content(text)
+        if html:
+            msg.add_alternative(html, subtype="html")
+        row = Outbox(
+            ticket_id=ticket.id,
+            message_id=mid,
+            purpose=purpose or template,
+            mail_from=settings.address,
+            recipients=[rcpt],
+            raw=msg.as_bytes(),
+            deadline_at=utcnow() + SEND_DEADLINE,
+        )
+        session.add(row)
+        rows.append(row)
+    if record:
+        session.add(
+            Message(
+                ticket_id=ticket.id,
+                direction=Direction.OUT,
+                from_address=settings.address,
+                to=recipients,
+                subject=subject,
+                text=text,
+                message_id=rows[0].message_id,
+                in_reply_to=parent,
+                references=refs,
+            )
+        )
+    session.flush()
+    return rows
+
+
+def _deliverable(session: Session, addresses: list[str]) -> list[str]:
+    """Drop duplicates and addresses known to bounce."""
+    wanted = list(dict.fromkeys(a.lower() for a in addresses if a))
+    if not wanted:
+        return []
+    bouncing = set(
+        session.scalars(select(Contact.email).where(Contact.email.in_(wanted), Contact.undeliverable.is_(True)))
+    )
+    return [a for a in wanted if a not in bouncing]

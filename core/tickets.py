@@ -1,0 +1,316 @@
+"""Ticket services: open, append, change, reply, note, and the stable JSON shape other tools read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from core import audit
+from core.mail import Address, ParsedMail
+from core.models import (
+    Attachment,
+    Contact,
+    Direction,
+    Message,
+    Role,
+    Ticket,
+    TicketKind,
+    TicketStatus,
+    Watcher,
+    utcnow,
+)
+from core.notify import AutoSubmitted, enqueue
+from core.settings import Settings
+
+KIND_LABELS = {
+    TicketKind.INCIDENT: "incident",
+    TicketKind.SERVICE_REQUEST: "service request",
+    TicketKind.ACCESS_REQUEST: "access request",
+}
+OPEN_STATUSES = (
+    TicketStatus.NEW,
+    TicketStatus.OPEN,
+    TicketStatus.PENDING,
+    TicketStatus.AWAITING_APPROVAL,
+    TicketStatus.IN_PROGRESS,
+)
+
+
+class TicketError(Exception):
+    """A ticket action that cannot be done, with a reason fit to show."""
+
+
+def contact_for(session: Session, address: Address | str) -> Contact:
+    """The contact with this address, created on first sight."""
+    email, name = (address, "") if isinstance(address, str) else (address.address, address.name)
+    email = email.lower()
+    contact = session.scalars(select(Contact).where(Contact.email == email)).first()
+    if contact is None:
+        contact = Contact(email=email, name=name or None, role=Role.USER)
+        session.add(contact)
+        session.flush()
+    elif name and not contact.name:
+        contact.name = name
+    return contact
+
+
+def message_from_mail(mail: ParsedMail, *, inbound_id: int | None, internal: bool = False) -> Message:
+    return Message(
+        direction=Direction.IN,
+        internal=internal,
+        from_address=mail.sender,
+        from_name=mail.from_.name if mail.from_ else None,
+        to=[a.address for a in mail.to],
+        cc=[a.address for a in mail.cc],
+        subject=mail.subject,
+        text=mail.text,
+        reply_text=mail.reply_text or None,
+        html=mail.html,
+        message_id=mail.message_id,
+        in_reply_to=mail.in_reply_to,
+        references=list(mail.references),
+        inbound_id=inbound_id,
+        created_at=utcnow(),
+    )
+
+
+def open_ticket(
+    session: Session,
+    *,
+    requester: Contact,
+    subject: str,
+    kind: TicketKind,
+    category: str = "general",
+    impact: int = 3,
+    urgency: int = 3,
+    priority: str = "P4",
+    catalogue_item: str | None = None,
+    group: str | None = None,
+    classification: list[dict[str, Any]] | None = None,
+    linked_ticket_id: int | None = None,
+    actor: str = "system",
+) -> Ticket:
+    ticket = Ticket(
+        kind=kind,
+        category=category,
+        impact=impact,
+        urgency=urgency,
+        priority=priority,
+        catalogue_item=catalogue_item,
+        group=group,
+        status=TicketStatus.NEW,
+        subject=subject.strip()[:2000] or "(no subject)",
+        requester=requester,
+        classification=classification or [],
+        linked_ticket_id=linked_ticket_id,
+    )
+    session.add(ticket)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="ticket.open",
+        object_type="ticket",
+        object_id=ticket.id,
+        after=snapshot(ticket),
+        reason="; ".join(f"{c.get('rule')}: {c.get('reason')}" for c in ticket.classification) or None,
+    )
+    return ticket
+
+
+def add_watchers(session: Session, ticket: Ticket, addresses: list[str]) -> None:
+    existing = {w.contact.email for w in ticket.watchers} | {ticket.requester.email}
+    for address in addresses:
+        if address and address.lower() not in existing:
+            ticket.watchers.append(Watcher(contact=contact_for(session, address)))
+            existing.add(address.lower())
+
+
+def append_message(session: Session, ticket: Ticket, message: Message) -> Message:
+    """Add a mail to a ticket; a user's reply to a resolved ticket reopens it."""
+    ticket.messages.append(message)
+    ticket.updated_at = utcnow()
+    if message.direction is Direction.IN and not message.internal:
+        if ticket.status is TicketStatus.RESOLVED:
+            _set_status(session, ticket, TicketStatus.OPEN, actor=message.from_address, reason="reply reopened it")
+        elif ticket.status is TicketStatus.PENDING and message.from_address == ticket.requester.email:
+            _set_status(session, ticket, TicketStatus.OPEN, actor=message.from_address, reason="user answered")
+    session.flush()
+    return message
+
+
+def snapshot(ticket: Ticket) -> dict[str, Any]:
+    return {
+        "kind": ticket.kind.value,
+        "category": ticket.category,
+        "priority": ticket.priority,
+        "impact": ticket.impact,
+        "urgency": ticket.urgency,
+        "status": ticket.status.value,
+        "assignee": ticket.assignee.email if ticket.assignee else None,
+    }
+
+
+def _set_status(session: Session, ticket: Ticket, status: TicketStatus, *, actor: str, reason: str | None) -> None:
+    change(session, ticket, actor, status=status, reason=reason)
+
+
+def change(
+    session: Session,
+    ticket: Ticket,
+    actor: str,
+    *,
+    reason: str | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Change ticket fields (priority, impact, urgency, status, assignee, kind, category), audited.
+
+    Returns the fields that really changed. ``assignee`` takes a Contact or None.
+    """
+    allowed = {"priority", "impact", "urgency", "status", "assignee", "kind", "category", "group", "catalogue_item"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise TicketError(f"cannot change {', '.join(sorted(unknown))}")
+    if "priority" in fields and fields["priority"] not in {"P1", "P2", "P3", "P4", "P5"}:
+        raise TicketError(f"priority must be P1..P5, not {fields['priority']!r}")
+    before = snapshot(ticket)
+    for name, value in fields.items():
+        setattr(ticket, name, value)
+    now = utcnow()
+    if "status" in fields:
+        if ticket.status is TicketStatus.RESOLVED:
+            ticket.resolved_at = now
+        elif ticket.status is TicketStatus.CLOSED:
+            ticket.closed_at = now
+            ticket.resolved_at = ticket.resolved_at or now
+        else:
+            ticket.resolved_at = None
+            ticket.closed_at = None
+    after = snapshot(ticket)
+    changed = {k: after[k] for k in after if after[k] != before[k]}
+    if changed:
+        ticket.updated_at = now
+        audit.record(
+            session,
+            actor=actor,
+            action="ticket.change",
+            object_type="ticket",
+            object_id=ticket.id,
+            before={k: before[k] for k in changed},
+            after=changed,
+            reason=reason,
+        )
+    session.flush()
+    return changed
+
+
+def public_recipients(ticket: Ticket) -> list[str]:
+    return [ticket.requester.email, *(w.contact.email for w in ticket.watchers)]
+
+
+def reply(session: Session, settings: Settings, ticket: Ticket, author: Contact, text: str) -> Message:
+    """An agent's public reply: stored in the thread and mailed to the requester and watchers."""
+    if not text.strip():
+        raise TicketError("a reply needs some text")
+    enqueue(
+        session,
+        settings,
+        template="reply",
+        ticket=ticket,
+        to=public_recipients(ticket),
+        context={"text": text, "author": author},
+        auto_submitted=AutoSubmitted.NO,
+        purpose="reply",
+    )
+    message = ticket.messages[-1] if ticket.messages and ticket.messages[-1].direction is Direction.OUT else None
+    if ticket.first_response_at is None:
+        ticket.first_response_at = utcnow()
+    if ticket.status is TicketStatus.NEW:
+        change(session, ticket, author.email, status=TicketStatus.OPEN, reason="first reply")
+    audit.record(session, actor=author.email, action="ticket.reply", object_type="ticket", object_id=ticket.id)
+    session.flush()
+    if message is None:  # every recipient bounces: keep the reply in the thread all the same
+        message = append_message(
+            session,
+            ticket,
+            Message(direction=Direction.OUT, from_address=author.email, subject=ticket.subject, text=text),
+        )
+    else:
+        message.from_name = author.name
+        message.text = text
+    return message
+
+
+def add_note(session: Session, ticket: Ticket, author: Contact, text: str) -> Message:
+    """An internal note: in the thread, mailed to nobody outside."""
+    if not text.strip():
+        raise TicketError("a note needs some text")
+    note = Message(
+        direction=Direction.IN,
+        internal=True,
+        from_address=author.email,
+        from_name=author.name,
+        subject=ticket.subject,
+        text=text,
+    )
+    ticket.messages.append(note)
+    audit.record(session, actor=author.email, action="ticket.note", object_type="ticket", object_id=ticket.id)
+    session.flush()
+    return note
+
+
+def get(session: Session, number: int) -> Ticket | None:
+    return session.scalars(
+        select(Ticket)
+        .where(Ticket.id == number)
+        .options(selectinload(Ticket.messages).selectinload(Message.attachments))
+    ).first()
+
+
+def to_json(ticket: Ticket, *, with_messages: bool = True) -> dict[str, Any]:
+    """The stable JSON shape of ``helpdesk ticket N --json``: add fields, never rename."""
+    data: dict[str, Any] = {
+        "number": ticket.id,
+        "kind": ticket.kind.value,
+        "category": ticket.category,
+        "catalogue_item": ticket.catalogue_item,
+        "priority": ticket.priority,
+        "impact": ticket.impact,
+        "urgency": ticket.urgency,
+        "status": ticket.status.value,
+        "requester": ticket.requester.email,
+        "assignee": ticket.assignee.email if ticket.assignee else None,
+        "subject": ticket.subject,
+        "created_at": ticket.created_at.isoformat(),
+        "updated_at": ticket.updated_at.isoformat() if ticket.updated_at else None,
+        "due_at": ticket.due_at.isoformat() if ticket.due_at else None,
+        "linked_ticket": ticket.linked_ticket_id,
+        "classification": ticket.classification,
+        "watchers": [w.contact.email for w in ticket.watchers],
+    }
+    if with_messages:
+        data["messages"] = [message_json(m) for m in ticket.messages]
+    return data
+
+
+def message_json(m: Message) -> dict[str, Any]:
+    return {
+        "direction": m.direction.value,
+        "internal": m.internal,
+        "from": m.from_address,
+        "to": m.to,
+        "cc": m.cc,
+        "subject": m.subject,
+        "text": m.text,
+        "reply_text": m.reply_text,
+        "message_id": m.message_id,
+        "in_reply_to": m.in_reply_to,
+        "created_at": m.created_at.isoformat() if m.created_at else None,
+        "attachments": [attachment_json(a) for a in m.attachments],
+    }
+
+
+def attachment_json(a: Attachment) -> dict[str, Any]:
+    return {"filename": a.filename, "content_type": a.content_type, "size": a.size, "sha256": a.sha256, "note": a.note}

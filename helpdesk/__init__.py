@@ -1,0 +1,1 @@
+"""The helpdesk command: configuration and wiring of core, mail gateway and web console."""

@@ -1,0 +1,174 @@
+"""Configuration: ``HELPDESK_*`` environment variables over an optional TOML file.
+
+Every error names the setting and says what is wrong, in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from core.settings import MailboxSettings, Settings, SmtpSettings, TlsMode
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message names it."""
+
+
+# name -> (TOML key, help). The TOML file uses the same names in lower case without the prefix.
+VARIABLES: dict[str, str] = {
+    "HELPDESK_CONFIG": "path of a TOML file with the settings below (lower-case names, no prefix)",
+    "HELPDESK_DATA_DIR": "where the SQLite database and attachments live (default ./data)",
+    "HELPDESK_DATABASE_URL": "SQLAlchemy URL; default sqlite under the data dir; postgresql+psycopg://... for production",
+    "HELPDESK_ADDRESS": "the help address users write to (default help@example.org)",
+    "HELPDESK_SECRET_KEY": "signs reply tokens, Message-IDs and web sessions; set it in production",
+    "HELPDESK_IMAP_HOST": "IMAP server; without it `helpdesk run` starts a local demo mail server",
+    "HELPDESK_IMAP_PORT": "IMAP port (default 143, or 993 with ssl)",
+    "HELPDESK_IMAP_USER": "IMAP login",
+    "HELPDESK_IMAP_PASSWORD": "IMAP password",
+    "HELPDESK_IMAP_TLS": "none | starttls | ssl (default starttls)",
+    "HELPDESK_IMAP_FOLDER": "folder to watch (default INBOX)",
+    "HELPDESK_IMAP_PROCESSED_FOLDER": "folder processed mail is moved to (default Processed; empty: only flag it)",
+    "HELPDESK_SMTP_HOST": "SMTP server for outbound mail",
+    "HELPDESK_SMTP_PORT": "SMTP port (default 25, 465 with ssl, 587 with starttls)",
+    "HELPDESK_SMTP_USER": "SMTP login (optional)",
+    "HELPDESK_SMTP_PASSWORD": "SMTP password (optional)",
+    "HELPDESK_SMTP_TLS": "none | starttls | ssl (default none)",
+    "HELPDESK_POLL_INTERVAL": "seconds between polls when the server has no IDLE (default 30)",
+    "HELPDESK_MAX_MESSAGE_BYTES": "attachment bytes kept per mail (default 26214400 = 25 MB)",
+    "HELPDESK_WEB_HOST": "console address (default 127.0.0.1)",
+    "HELPDESK_WEB_PORT": "console port (default 8080)",
+}
+
+
+def _tls(name: str, value: str) -> TlsMode:
+    try:
+        return TlsMode(value.strip().lower())
+    except ValueError:
+        raise ConfigError(f"{name}: must be one of none, starttls, ssl (got {value!r})") from None
+
+
+def _int(name: str, value: str, *, low: int = 0, high: int | None = None) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{name}: must be a whole number (got {value!r})") from None
+    if number < low or (high is not None and number > high):
+        raise ConfigError(f"{name}: must be between {low} and {high} (got {number})")
+    return number
+
+
+def _float(name: str, value: str) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{name}: must be a number of seconds (got {value!r})") from None
+    if number <= 0:
+        raise ConfigError(f"{name}: must be more than 0 (got {number})")
+    return number
+
+
+def _address(name: str, value: str) -> str:
+    value = value.strip()
+    local, at, domain = value.rpartition("@")
+    if not at or not local or "." not in domain or " " in value:
+        raise ConfigError(f"{name}: must be an email address like help@example.org (got {value!r})")
+    return value.lower()
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"HELPDESK_CONFIG: no such file {path!r}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"HELPDESK_CONFIG: {path} is not valid TOML: {exc}") from None
+    known = {k.removeprefix("HELPDESK_").lower() for k in VARIABLES}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"HELPDESK_CONFIG: unknown setting(s) in {path}: {', '.join(unknown)}")
+    return {f"HELPDESK_{k.upper()}": str(v) for k, v in data.items()}
+
+
+def load(environ: Mapping[str, str] | None = None, config_file: str | None = None) -> Settings:
+    """Build Settings from a TOML file (if any) overridden by the environment."""
+    env = dict(os.environ if environ is None else environ)
+    values: dict[str, str] = {}
+    path = config_file or env.get("HELPDESK_CONFIG")
+    if path:
+        values.update(_read_toml(path))
+    values.update({k: v for k, v in env.items() if k.startswith("HELPDESK_")})
+    get = values.get
+
+    data_dir = Path(get("HELPDESK_DATA_DIR") or "data").expanduser().resolve()
+    database_url = get("HELPDESK_DATABASE_URL") or f"sqlite:///{data_dir / 'helpdesk.db'}"
+    if not database_url.startswith(("sqlite", "postgresql")):
+        raise ConfigError(f"HELPDESK_DATABASE_URL: must be a sqlite:/// or postgresql+psycopg:// URL (got {database_url!r})")
+    address = _address("HELPDESK_ADDRESS", get("HELPDESK_ADDRESS") or "help@example.org")
+
+    mailboxes: tuple[MailboxSettings, ...] = ()
+    if get("HELPDESK_IMAP_HOST"):
+        tls = _tls("HELPDESK_IMAP_TLS", get("HELPDESK_IMAP_TLS") or "starttls")
+        port = _int("HELPDESK_IMAP_PORT", get("HELPDESK_IMAP_PORT") or ("993" if tls is TlsMode.SSL else "143"), low=1, high=65535)
+        user = get("HELPDESK_IMAP_USER")
+        if not user:
+            raise ConfigError("HELPDESK_IMAP_USER: required when HELPDESK_IMAP_HOST is set")
+        processed = get("HELPDESK_IMAP_PROCESSED_FOLDER")
+        mailboxes = (
+            MailboxSettings(
+                name=f"{user}@{get('HELPDESK_IMAP_HOST')}/{get('HELPDESK_IMAP_FOLDER') or 'INBOX'}",
+                host=get("HELPDESK_IMAP_HOST") or "",
+                port=port,
+                user=user,
+                password=get("HELPDESK_IMAP_PASSWORD") or "",
+                tls=tls,
+                folder=get("HELPDESK_IMAP_FOLDER") or "INBOX",
+                processed_folder="Processed" if processed is None else (processed or None),
+                address=address,
+            ),
+        )
+
+    smtp = None
+    if get("HELPDESK_SMTP_HOST"):
+        tls = _tls("HELPDESK_SMTP_TLS", get("HELPDESK_SMTP_TLS") or "none")
+        default_port = {TlsMode.SSL: "465", TlsMode.STARTTLS: "587", TlsMode.NONE: "25"}[tls]
+        smtp = SmtpSettings(
+            host=get("HELPDESK_SMTP_HOST") or "",
+            port=_int("HELPDESK_SMTP_PORT", get("HELPDESK_SMTP_PORT") or default_port, low=1, high=65535),
+            user=get("HELPDESK_SMTP_USER") or None,
+            password=get("HELPDESK_SMTP_PASSWORD") or None,
+            tls=tls,
+        )
+
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        address=address,
+        secret_key=get("HELPDESK_SECRET_KEY") or _local_secret(data_dir),
+        mailboxes=mailboxes,
+        smtp=smtp,
+        max_message_bytes=_int("HELPDESK_MAX_MESSAGE_BYTES", get("HELPDESK_MAX_MESSAGE_BYTES") or str(25 * 1024 * 1024)),
+        poll_interval=_float("HELPDESK_POLL_INTERVAL", get("HELPDESK_POLL_INTERVAL") or "30"),
+        web_host=get("HELPDESK_WEB_HOST") or "127.0.0.1",
+        web_port=_int("HELPDESK_WEB_PORT", get("HELPDESK_WEB_PORT") or "8080", low=0, high=65535),
+    )
+
+
+def _local_secret(data_dir: Path) -> str:
+    """Without HELPDESK_SECRET_KEY, a random key kept in the data dir (stable across restarts)."""
+    import secrets
+
+    path = data_dir / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key

@@ -1,0 +1,37 @@
+"""The composition root: build the services from Settings, with their dependencies passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import db
+from core.classify import load_rules
+from core.intake import Intake
+from core.settings import Settings
+from mailgateway.parse import parse_message
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: Engine
+    factory: sessionmaker[Session]
+    intake: Intake
+
+
+def build(settings: Settings, *, migrate: bool = True) -> App:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = db.make_engine(settings.database_url)
+    if migrate:
+        db.upgrade(engine)
+    rules_file = settings.data_dir / "rules.toml"
+    rules = load_rules(rules_file if rules_file.exists() else None)
+
+    def parse(raw: bytes):  # type: ignore[no-untyped-def]
+        return parse_message(raw, max_attachment_bytes=settings.max_message_bytes)
+
+    intake = Intake(settings, rules, parse)
+    return App(settings, engine, db.make_sessionmaker(engine), intake)
