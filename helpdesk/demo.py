@@ -1,0 +1,158 @@
+"""A local demo mail system for ``make run`` when no mail server is configured.
+
+pymap serves the help mailbox over IMAP; aiosmtpd accepts outbound mail. Mail to the help
+address (or its ``+tag`` forms) is delivered into the IMAP inbox, so ``helpdesk demo-mail``
+and replies to our own mail go the whole way round; mail for anyone else is kept as ``.eml``
+files under ``DATA_DIR/demo-mail/`` so you can read what users would receive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+
+from core.settings import MailboxSettings, Settings, SmtpSettings, TlsMode
+
+log = logging.getLogger("helpdesk.demo")
+
+DEMO_USER = "helpdesk"
+DEMO_PASSWORD = "demo"
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError("no free port on 127.0.0.1")
+
+
+def _wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise OSError(f"demo server on port {port} did not start")
+
+
+class _Handler:
+    """aiosmtpd handler: local delivery for the help address, files for everyone else."""
+
+    def __init__(self, settings: Settings, mailbox: MailboxSettings, outbox_dir: Path) -> None:
+        self.settings, self.mailbox, self.outbox_dir = settings, mailbox, outbox_dir
+
+    def _is_help(self, address: str) -> bool:
+        local, _, domain = address.lower().rpartition("@")
+        return domain == self.settings.help_domain and local.split("+")[0] == self.settings.help_local
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        from mailgateway.imap import MailboxClient
+
+        raw = envelope.content if isinstance(envelope.content, bytes) else envelope.content.encode()
+        if any(self._is_help(r) for r in envelope.rcpt_tos):
+            client = MailboxClient(self.mailbox)
+            client.connect()
+            try:
+                client.append(self.mailbox.folder, raw)
+            finally:
+                client.close()
+            log.info("demo SMTP: delivered mail from %s to the help inbox", envelope.mail_from)
+        others = [r for r in envelope.rcpt_tos if not self._is_help(r)]
+        if others:
+            self.outbox_dir.mkdir(parents=True, exist_ok=True)
+            name = f"{time.strftime('%Y%m%d-%H%M%S')}-{abs(hash(raw)) % 10**8:08d}.eml"
+            (self.outbox_dir / name).write_bytes(raw)
+            log.info("demo SMTP: mail for %s kept in %s", ", ".join(others), self.outbox_dir / name)
+        return "250 OK"
+
+
+@dataclass
+class DemoServers:
+    settings: Settings
+    pymap: subprocess.Popen[bytes]
+    smtp: object  # aiosmtpd Controller
+    state_file: Path
+
+    def instructions(self) -> str:
+        mb, smtp = self.settings.mailboxes[0], self.settings.smtp
+        assert smtp is not None
+        return (
+            f"  demo IMAP:    127.0.0.1:{mb.port} (user {mb.user}, password {mb.password})\n"
+            f"  demo SMTP:    127.0.0.1:{smtp.port}; mail users receive is kept in {self.settings.data_dir / 'demo-mail'}\n"
+            f"  send a test mail:  .venv/bin/helpdesk demo-mail   (in another terminal)"
+        )
+
+    def stop(self) -> None:
+        self.smtp.stop()  # type: ignore[attr-defined]
+        self.pymap.terminate()
+        try:
+            self.pymap.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.pymap.kill()
+        self.state_file.unlink(missing_ok=True)
+
+
+def start(settings: Settings) -> DemoServers:
+    from aiosmtpd.controller import Controller
+
+    imap_port, smtp_port = _free_port(1143), _free_port(1025)
+    pymap_bin = Path(sys.executable).with_name("pymap")
+    command = [str(pymap_bin)] if pymap_bin.exists() else [sys.executable, "-c", "from pymap.main import main; main()"]
+    proc = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(imap_port), "--no-tls", "dict",
+         "--demo-user", DEMO_USER, "--demo-password", DEMO_PASSWORD],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_port(imap_port)
+    mailbox = MailboxSettings(
+        name="demo", host="127.0.0.1", port=imap_port, user=DEMO_USER, password=DEMO_PASSWORD,
+        tls=TlsMode.NONE, folder="INBOX", processed_folder="Processed", address=settings.address,
+    )
+    smtp = SmtpSettings(host="127.0.0.1", port=smtp_port)
+    demo_settings = replace(settings, mailboxes=(mailbox,), smtp=smtp, poll_interval=min(settings.poll_interval, 5.0))
+    controller = Controller(
+        _Handler(demo_settings, mailbox, settings.data_dir / "demo-mail"), hostname="127.0.0.1", port=smtp_port
+    )
+    controller.start()
+    state_file = settings.data_dir / "demo.json"
+    state_file.write_text(json.dumps({"smtp_port": smtp_port, "imap_port": imap_port}))
+    return DemoServers(demo_settings, proc, controller, state_file)
+
+
+def send_demo_mail(settings: Settings, *, sender: str, subject: str, body: str) -> str:
+    """Send a test mail to the help address over the configured SMTP server or the running demo."""
+    import asyncio
+
+    import aiosmtplib
+
+    smtp = settings.smtp
+    if smtp is None:
+        state_file = settings.data_dir / "demo.json"
+        if not state_file.exists():
+            raise OSError("no SMTP server configured and no demo running: start `make run` first")
+        smtp = SmtpSettings(host="127.0.0.1", port=json.loads(state_file.read_text())["smtp_port"])
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = settings.address
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(localtime=True)
+    message_id = make_msgid(domain=sender.rpartition("@")[2] or "example.com")
+    msg["Message-ID"] = message_id
+    msg.set_content(body)
+    asyncio.run(aiosmtplib.send(msg, hostname=smtp.host, port=smtp.port, start_tls=False, use_tls=False))
+    return message_id.strip("<>")

@@ -1,0 +1,164 @@
+"""Long-running loops: the watcher, the sender, the web console, and ``helpdesk run`` tying them together."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from core.settings import MailboxSettings, Settings
+from helpdesk.wiring import App, build
+
+log = logging.getLogger("helpdesk.run")
+
+
+class Backoff:
+    """Delays for reconnecting: 1 s doubling up to a ceiling, reset after success."""
+
+    def __init__(self, first: float = 1.0, ceiling: float = 300.0) -> None:
+        self.first, self.ceiling, self.current = first, ceiling, first
+
+    def next(self) -> float:
+        delay, self.current = self.current, min(self.current * 2, self.ceiling)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.first
+
+
+def watch_mailbox(app: App, mailbox: MailboxSettings, stop: threading.Event) -> None:
+    """Keep one mailbox drained: fetch, then wait with IDLE (or poll); reconnect with backoff."""
+    from core.intake import process_pending
+    from mailgateway.imap import ImapError, MailboxClient
+    from mailgateway.watcher import fetch_new
+
+    backoff = Backoff()
+    while not stop.is_set():
+        client = MailboxClient(mailbox)
+        try:
+            client.connect()
+            log.info("%s: connected (%s)", mailbox.name, "IDLE" if client.has_idle else "polling")
+            backoff.reset()
+            while not stop.is_set():
+                result = fetch_new(app.factory, app.intake, client, mailbox)
+                if result.fetched:
+                    log.info("%s: fetched %d, stored %d", mailbox.name, result.fetched, result.stored)
+                process_pending(app.factory, app.intake)
+                client.wait_for_mail(min(app.settings.poll_interval, 25 * 60))
+        except (ImapError, OSError) as exc:
+            delay = backoff.next()
+            log.warning("%s: %s; retrying in %.0f s", mailbox.name, exc, delay)
+            stop.wait(delay)
+        except Exception:
+            delay = backoff.next()
+            log.exception("%s: watcher failed; retrying in %.0f s", mailbox.name, delay)
+            stop.wait(delay)
+        finally:
+            try:
+                client.close()
+            except Exception:
+                pass
+
+
+def send_loop(app: App, stop: threading.Event, interval: float = 2.0) -> None:
+    from mailgateway.smtp import send_once
+
+    assert app.settings.smtp is not None
+    while not stop.is_set():
+        try:
+            sent, failed = send_once(app.factory, app.settings.smtp)
+            if sent or failed:
+                log.info("outbox: sent %d, failed %d", sent, failed)
+        except Exception:
+            log.exception("sender failed; trying again")
+        stop.wait(interval)
+
+
+def _until_signal(stop: threading.Event) -> None:
+    def handler(signum, frame):  # type: ignore[no-untyped-def]
+        log.info("stopping (signal %s)", signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    while not stop.is_set():
+        stop.wait(0.5)
+
+
+def _start(target, *args) -> threading.Thread:  # type: ignore[no-untyped-def]
+    thread = threading.Thread(target=target, args=args, daemon=True, name=target.__name__)
+    thread.start()
+    return thread
+
+
+def watch_forever(app: App) -> None:
+    stop = threading.Event()
+    threads = [_start(watch_mailbox, app, m, stop) for m in app.settings.mailboxes]
+    _until_signal(stop)
+    for t in threads:
+        t.join(timeout=10)
+
+
+def send_forever(app: App) -> None:
+    stop = threading.Event()
+    thread = _start(send_loop, app, stop)
+    _until_signal(stop)
+    thread.join(timeout=10)
+
+
+def serve_web(app: App, host: str, port: int) -> None:
+    from web import create_app, serve
+
+    serve(create_app(app.settings, app.factory), host, port)
+
+
+def run(settings: Settings) -> int:
+    """Everything in one process. Without a configured mail server, a local demo one is started."""
+    from helpdesk import demo
+
+    demo_servers = None
+    if not settings.mailboxes:
+        demo_servers = demo.start(settings)
+        settings = demo_servers.settings
+    app = build(settings)
+    stop = threading.Event()
+    threads = [_start(watch_mailbox, app, m, stop) for m in settings.mailboxes]
+    if settings.smtp is not None:
+        threads.append(_start(send_loop, app, stop))
+    web_server = _start_web(app)
+    url = f"http://{settings.web_host}:{web_server.port}/"
+    print(f"\nHelpdesk is running.\n  console:      {url}\n  help address: {settings.address}", flush=True)
+    if demo_servers is not None:
+        print(demo_servers.instructions(), flush=True)
+    print("Press Ctrl-C to stop.\n", flush=True)
+    try:
+        _until_signal(stop)
+    finally:
+        web_server.shutdown()
+        for t in threads:
+            t.join(timeout=10)
+        if demo_servers is not None:
+            demo_servers.stop()
+        app.engine.dispose()
+    print("Helpdesk stopped.", flush=True)
+    return 0
+
+
+class _WebThread:
+    def __init__(self, app: App) -> None:
+        from web import create_app
+        from werkzeug.serving import make_server
+
+        flask_app = create_app(app.settings, app.factory)
+        self.server = make_server(app.settings.web_host, app.settings.web_port, flask_app, threaded=True)
+        self.port = self.server.server_port
+        self.thread = _start(self.server.serve_forever)
+
+    def shutdown(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=5)
+
+
+def _start_web(app: App) -> _WebThread:
+    return _WebThread(app)
