@@ -1,0 +1,211 @@
+"""Priority from impact x urgency (ITIL), and impact/urgency read out of a mail.
+
+Levels run from 1 (high) to N (low); the default matrix is ITIL's 3x3 giving P1..P5.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from core.mail import ParsedMail
+
+
+class PriorityError(Exception):
+    """A priority matrix file that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Fired:
+    """One rule or signal that contributed to a decision, and why (shown to admins)."""
+
+    rule: str
+    reason: str
+    sets: tuple[tuple[str, str], ...] = ()  # (field, value) pairs this rule decided
+
+    def as_json(self) -> dict[str, object]:
+        return {"rule": self.rule, "reason": self.reason, "sets": dict(self.sets)}
+
+
+@dataclass(frozen=True)
+class PriorityMatrix:
+    """rows[impact - 1][urgency - 1] is the priority code."""
+
+    rows: tuple[tuple[str, ...], ...]
+
+    def __post_init__(self) -> None:
+        size = len(self.rows)
+        if size == 0 or any(len(row) != size for row in self.rows):
+            raise PriorityError(f"priority matrix must be square, got {[len(r) for r in self.rows]}")
+        for row in self.rows:
+            for code in row:
+                if not re.fullmatch(r"P[1-9]", code):
+                    raise PriorityError(f"priority matrix: bad priority code {code!r} (want P1..P9)")
+
+    @property
+    def levels(self) -> int:
+        return len(self.rows)
+
+    def priority(self, impact: int, urgency: int) -> str:
+        for name, value in (("impact", impact), ("urgency", urgency)):
+            if not 1 <= value <= self.levels:
+                raise ValueError(f"{name} must be 1..{self.levels}, got {value}")
+        return self.rows[impact - 1][urgency - 1]
+
+
+ITIL_3X3 = PriorityMatrix(
+    rows=(
+        ("P1", "P2", "P3"),  # impact 1: everyone / a whole service
+        ("P2", "P3", "P4"),  # impact 2: a department or team
+        ("P3", "P4", "P5"),  # impact 3: one person
+    )
+)
+
+
+def priority_for(impact: int, urgency: int, matrix: PriorityMatrix | None = None) -> str:
+    return (matrix or ITIL_3X3).priority(impact, urgency)
+
+
+def load_matrix(path: Path | None = None) -> PriorityMatrix:
+    """Load `matrix = [[...], ...]` from a TOML file; None = shipped core/data/priority.toml."""
+    if path is None:
+        text = resources.files("core").joinpath("data/priority.toml").read_text("utf-8")
+        where = "core/data/priority.toml"
+    else:
+        text = path.read_text("utf-8")
+        where = str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PriorityError(f"{where}: {exc}") from exc
+    unknown = set(data) - {"matrix"}
+    if unknown:
+        raise PriorityError(f"{where}: unknown keys {sorted(unknown)}")
+    rows = data.get("matrix")
+    if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+        raise PriorityError(f"{where}: `matrix` must be a list of rows")
+    try:
+        return PriorityMatrix(rows=tuple(tuple(str(c) for c in row) for row in rows))
+    except PriorityError as exc:
+        raise PriorityError(f"{where}: {exc}") from exc
+
+
+# --- inference -------------------------------------------------------------------------
+
+# (level, phrases) checked from most to least severe; phrases are whole words, case-insensitive.
+# Impact: how many people are affected.
+_IMPACT_SIGNALS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1, ("everyone", "everybody", "all users", "all staff", "all employees", "whole company",
+         "entire company", "company-wide", "nobody can", "no one can", "the whole office",
+         "entire office", "all sites", "alle mitarbeiter", "alle benutzer", "alle kollegen",
+         "niemand kann", "die ganze firma", "das ganze unternehmen", "firmenweit")),
+    (2, ("whole department", "entire department", "whole team", "entire team", "our team",
+         "our department", "several users", "several people", "multiple users", "many users",
+         "several colleagues", "all of us", "ganze abteilung", "gesamte abteilung",
+         "ganzes team", "mehrere kollegen", "mehrere benutzer", "mehrere mitarbeiter")),
+)
+
+# Urgency: how soon it hurts. Negated forms ("not urgent") are excluded by the patterns below.
+_URGENCY_SIGNALS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1, ("urgent", "urgently", "asap", "as soon as possible", "emergency", "immediately",
+         "critical", "is down", "are down", "went down", "outage", "cannot work", "can't work",
+         "unable to work", "can not work", "can't do any work", "production stopped",
+         "dringend", "sehr dringend", "sofort", "notfall", "kann nicht arbeiten",
+         "können nicht arbeiten", "ausgefallen", "komplett ausgefallen")),
+    (3, ("not urgent", "no rush", "no hurry", "whenever you have time", "when you have time",
+         "low priority", "nicht dringend", "keine eile", "wenn ihr zeit habt", "wenn sie zeit haben")),
+)
+
+_NEGATION = r"(?<!not )(?<!no )(?<!nicht )(?<!kein )"
+
+
+def keyword_pattern(keyword: str, *, negatable: bool = False) -> re.Pattern[str]:
+    """Whole-word, case-insensitive; inner whitespace matches any whitespace; a `*` at an
+    end lets the word continue (German compounds). `negatable`: "not urgent" is no match."""
+    word = keyword.strip()
+    head = ("" if word.startswith("*") else r"(?<!\w)") + (_NEGATION if negatable else "")
+    tail = "" if word.endswith("*") else r"(?!\w)"
+    core = r"\s+".join(re.escape(w) for w in word.strip("*").split())
+    if not core:
+        raise ValueError(f"empty keyword {keyword!r}")
+    return re.compile(head + core + tail, re.IGNORECASE)
+
+
+def _compile(
+    signals: tuple[tuple[int, tuple[str, ...]], ...],
+) -> tuple[tuple[int, tuple[tuple[str, re.Pattern[str]], ...]], ...]:
+    return tuple(
+        (level, tuple((p, keyword_pattern(p, negatable=level == 1)) for p in phrases))
+        for level, phrases in signals
+    )
+
+
+_IMPACT = _compile(_IMPACT_SIGNALS)
+_URGENCY = _compile(_URGENCY_SIGNALS)
+
+# Mail client priority headers -> urgency.
+_IMPORTANCE = {"high": 1, "urgent": 1, "low": 3, "non-urgent": 3}
+_X_PRIORITY = {"1": 1, "2": 1, "4": 3, "5": 3}
+
+DEFAULT_IMPACT = 3
+DEFAULT_URGENCY = 3
+
+
+def normalise_text(text: str) -> str:
+    # Typographic apostrophes and non-breaking spaces would defeat "can't" and phrases.
+    return text.replace("\u2019", "'").replace("\u00a0", " ")
+
+
+def _find(
+    compiled: tuple[tuple[int, tuple[tuple[str, re.Pattern[str]], ...]], ...],
+    subject: str,
+    body: str,
+) -> tuple[int, str] | None:
+    for level, patterns in compiled:
+        for phrase, pattern in patterns:
+            for where, text in (("subject", subject), ("body", body)):
+                if pattern.search(text):
+                    return level, f"{where} keyword `{phrase}`"
+    return None
+
+
+def _header_urgency(mail: ParsedMail) -> tuple[int, str] | None:
+    for name in ("importance", "priority", "x-msmail-priority"):
+        value = (mail.header(name) or "").strip().lower()
+        if value in _IMPORTANCE:
+            return _IMPORTANCE[value], f"header `{name}: {value}`"
+    raw = (mail.header("x-priority") or "").strip()
+    if raw[:1] in _X_PRIORITY:
+        return _X_PRIORITY[raw[:1]], f"header `x-priority: {raw}`"
+    return None
+
+
+def read_signals(mail: ParsedMail) -> tuple[int | None, int | None, list[Fired]]:
+    """Impact and urgency the mail itself states, None where it says nothing."""
+    subject = normalise_text(mail.subject)
+    body = normalise_text(mail.reply_text or mail.text)
+    fired: list[Fired] = []
+    impact = urgency = None
+    found = _find(_IMPACT, subject, body)
+    if found:
+        impact = found[0]
+        fired.append(Fired("impact-signal", found[1], (("impact", str(impact)),)))
+    found = _find(_URGENCY, subject, body)
+    header = _header_urgency(mail)
+    # Words in the mail beat the client's priority flag, except that a "high" flag
+    # is never lowered by a missing word.
+    if header and (found is None or header[0] < found[0]):
+        found = header
+    if found:
+        urgency = found[0]
+        fired.append(Fired("urgency-signal", found[1], (("urgency", str(urgency)),)))
+    return impact, urgency, fired
+
+
+def infer_impact_urgency(mail: ParsedMail) -> tuple[int, int, list[Fired]]:
+    """Impact and urgency from wording and priority headers; defaults 3/3 when silent."""
+    impact, urgency, fired = read_signals(mail)
+    return impact or DEFAULT_IMPACT, urgency or DEFAULT_URGENCY, fired

@@ -1,0 +1,138 @@
+"""Impact x urgency -> priority, and impact/urgency read from the mail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.mail import Address, ParsedMail
+from core.priority import (
+    ITIL_3X3,
+    PriorityError,
+    PriorityMatrix,
+    infer_impact_urgency,
+    load_matrix,
+    priority_for,
+)
+
+
+def mail(subject: str = "", body: str = "", **headers: str) -> ParsedMail:
+    return ParsedMail(
+        from_=Address("user@example.org"),
+        subject=subject,
+        text=body,
+        reply_text=body,
+        headers={k.replace("_", "-").lower(): [v] for k, v in headers.items()},
+    )
+
+
+@pytest.mark.parametrize(
+    ("impact", "urgency", "expected"),
+    [(1, 1, "P1"), (1, 2, "P2"), (2, 1, "P2"), (1, 3, "P3"), (2, 2, "P3"), (3, 1, "P3"),
+     (2, 3, "P4"), (3, 2, "P4"), (3, 3, "P5")],
+)
+def test_default_matrix_is_itil_3x3(impact: int, urgency: int, expected: str) -> None:
+    assert priority_for(impact, urgency) == expected
+
+
+def test_shipped_matrix_file_equals_the_builtin_default() -> None:
+    assert load_matrix() == ITIL_3X3
+
+
+def test_custom_matrix_changes_priority(tmp_path: Path) -> None:
+    path = tmp_path / "priority.toml"
+    path.write_text('matrix = [["P1", "P1"], ["P2", "P3"]]\n')
+    matrix = load_matrix(path)
+    assert matrix.levels == 2
+    assert priority_for(1, 2, matrix) == "P1"
+    assert priority_for(2, 2, matrix) == "P3"
+    with pytest.raises(ValueError, match="urgency must be 1..2"):
+        priority_for(1, 3, matrix)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['matrix = [["P1", "P2"], ["P2"]]', 'matrix = [["P1", "X"], ["P2", "P3"]]', 'rows = []', "matrix = ["],
+)
+def test_bad_matrix_file_is_rejected_with_its_path(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(PriorityError, match="bad.toml"):
+        load_matrix(path)
+
+
+def test_out_of_range_levels_are_refused() -> None:
+    with pytest.raises(ValueError):
+        priority_for(0, 1)
+    with pytest.raises(PriorityError, match="square"):
+        PriorityMatrix(rows=())
+
+
+def test_silent_mail_gets_lowest_impact_and_urgency() -> None:
+    assert infer_impact_urgency(mail("Printer", "The printer on floor 2 shows a paper jam.")) == (3, 3, [])
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "impact"),
+    [
+        ("VPN", "Everyone in the office is affected.", 1),
+        ("Outage", "All users get a timeout.", 1),
+        ("Share", "The whole department cannot open the share.", 2),
+        ("Drucker", "Die ganze Abteilung kann nicht drucken.", 2),
+        ("Mail", "Niemand kann Mails senden.", 1),
+    ],
+)
+def test_impact_from_wording(subject: str, body: str, impact: int) -> None:
+    got, _, fired = infer_impact_urgency(mail(subject, body))
+    assert got == impact
+    assert fired[0].rule == "impact-signal"
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "urgency"),
+    [
+        ("URGENT: laptop", "", 1),
+        ("Laptop", "Please fix asap.", 1),
+        ("Website", "The intranet is down since 9:00.", 1),
+        ("Laptop", "I cannot work without it.", 1),
+        ("Laptop", "I can\u2019t work at all.", 1),
+        ("Dringend: Drucker", "", 1),
+        ("Monitor", "Not urgent, whenever you have time.", 3),
+        ("Maus", "Keine Eile.", 3),
+    ],
+)
+def test_urgency_from_wording(subject: str, body: str, urgency: int) -> None:
+    assert infer_impact_urgency(mail(subject, body))[1] == urgency
+
+
+def test_not_urgent_is_not_read_as_urgent() -> None:
+    _, urgency, fired = infer_impact_urgency(mail("New mouse", "This is not urgent."))
+    assert urgency == 3
+    assert fired[0].reason == "body keyword `not urgent`"
+
+
+def test_urgent_needs_a_whole_word() -> None:
+    assert infer_impact_urgency(mail("Resurgent errors", "downloads are slow"))[1] == 3
+
+
+@pytest.mark.parametrize(
+    ("headers", "urgency"),
+    [
+        ({"importance": "High"}, 1),
+        ({"importance": "low"}, 3),
+        ({"x_priority": "1 (Highest)"}, 1),
+        ({"x_priority": "2 (High)"}, 1),
+        ({"x_priority": "5 (Lowest)"}, 3),
+        ({"x_priority": "3 (Normal)"}, 3),
+        ({"priority": "urgent"}, 1),
+    ],
+)
+def test_urgency_from_priority_headers(headers: dict[str, str], urgency: int) -> None:
+    assert infer_impact_urgency(mail("Question", "Hello", **headers))[1] == urgency
+
+
+def test_high_importance_flag_wins_over_relaxed_wording() -> None:
+    _, urgency, fired = infer_impact_urgency(mail("Question", "no rush", importance="high"))
+    assert urgency == 1
+    assert fired[0].reason == "header `importance: high`"
