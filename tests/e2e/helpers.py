@@ -1,0 +1,53 @@
+"""Run the real ``helpdesk`` command as a subprocess, configured only through HELPDESK_* variables."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.servers.imap import ImapServer
+from tests.servers.smtp import SmtpSink
+
+HELPDESK = str(Path(sys.executable).with_name("helpdesk"))
+
+
+def helpdesk_env(data_dir: Path, database_url: str, imap: ImapServer | None = None, smtp: SmtpSink | None = None,
+                 **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
+    env.update(
+        HELPDESK_DATA_DIR=str(data_dir),
+        HELPDESK_DATABASE_URL=database_url,
+        HELPDESK_ADDRESS="help@example.org",
+        HELPDESK_SECRET_KEY="test-secret",
+    )
+    if imap is not None:
+        env.update(
+            HELPDESK_IMAP_HOST=imap.host,
+            HELPDESK_IMAP_PORT=str(imap.port),
+            HELPDESK_IMAP_USER=imap.user,
+            HELPDESK_IMAP_PASSWORD=imap.password,
+            HELPDESK_IMAP_TLS="none",
+        )
+    if smtp is not None:
+        env.update(HELPDESK_SMTP_HOST=smtp.host, HELPDESK_SMTP_PORT=str(smtp.port), HELPDESK_SMTP_TLS="none")
+    env.update(extra)
+    return env
+
+
+def run(env: dict[str, str], *args: str, input: bytes | None = None, check: bool = True,
+        timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    proc = subprocess.run([HELPDESK, *args], env=env, input=input, capture_output=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"helpdesk {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout.decode()}\n"
+            f"stderr:\n{proc.stderr.decode()}"
+        )
+    return proc
+
+
+def run_json(env: dict[str, str], *args: str) -> Any:
+    return json.loads(run(env, *args).stdout)
