@@ -50,7 +50,12 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine) -> None:
     """Create the schema, or bring an existing one up to the newest migration."""
-    command.upgrade(alembic_config(engine), "head")
+    from alembic.script import ScriptDirectory
+
+    cfg = alembic_config(engine)
+    if current_revision(engine) == ScriptDirectory.from_config(cfg).get_current_head():
+        return  # the common case, and much cheaper than running Alembic
+    command.upgrade(cfg, "head")
 
 
 def current_revision(engine: Engine) -> str | None:

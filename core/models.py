@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Enum,
@@ -204,8 +205,8 @@ class Inbound(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source: Mapped[str] = mapped_column(String(200))  # mailbox name, or "ingest"
-    uidvalidity: Mapped[int | None] = mapped_column(Integer)
-    uid: Mapped[int | None] = mapped_column(Integer)
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)  # unsigned 32-bit in IMAP
+    uid: Mapped[int | None] = mapped_column(BigInteger)
     message_id: Mapped[str | None] = mapped_column(String(998), index=True)
     sha256: Mapped[str] = mapped_column(ForeignKey("raw_mail.sha256"), index=True)
     status: Mapped[InboundStatus] = mapped_column(_enum(InboundStatus), default=InboundStatus.NEW)
@@ -229,8 +230,8 @@ class MailboxCursor(Base):
     __tablename__ = "mailbox_cursor"
 
     mailbox: Mapped[str] = mapped_column(String(200), primary_key=True)
-    uidvalidity: Mapped[int | None] = mapped_column(Integer)
-    last_uid: Mapped[int] = mapped_column(Integer, default=0)
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)  # unsigned 32-bit in IMAP
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     lease_holder: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[datetime | None]
 

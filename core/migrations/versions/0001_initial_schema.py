@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 20:16:31.552428
+Create Date: 2026-11-25 20:19:09.254334
 """
 from alembic import op
 import sqlalchemy as sa
@@ -44,8 +44,8 @@ def upgrade() -> None:
     )
     op.create_table('mailbox_cursor',
     sa.Column('mailbox', sa.String(length=200), nullable=False),
-    sa.Column('uidvalidity', sa.Integer(), nullable=True),
-    sa.Column('last_uid', sa.Integer(), nullable=False),
+    sa.Column('uidvalidity', sa.BigInteger(), nullable=True),
+    sa.Column('last_uid', sa.BigInteger(), nullable=False),
     sa.Column('lease_holder', sa.String(length=200), nullable=True),
     sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('mailbox')
@@ -120,8 +120,8 @@ def upgrade() -> None:
     op.create_table('inbound',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('source', sa.String(length=200), nullable=False),
-    sa.Column('uidvalidity', sa.Integer(), nullable=True),
-    sa.Column('uid', sa.Integer(), nullable=True),
+    sa.Column('uidvalidity', sa.BigInteger(), nullable=True),
+    sa.Column('uid', sa.BigInteger(), nullable=True),
     sa.Column('message_id', sa.String(length=998), nullable=True),
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('status', sa.Enum('new', 'processed', 'duplicate', 'ignored', 'quarantined', name='inboundstatus', native_enum=False, length=32), nullable=False),
