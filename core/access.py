@@ -1,0 +1,255 @@
+"""Access management: requests for access, approvers' decisions, grants with an expiry.
+
+Policy lives here (and in core.approval), not in the console: only approvers decide, nobody
+decides a request they made or that would give them access, and every decision is audited.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import audit, fulfilment, tickets
+from core.approval import PolicyViolation, approvers_for, ensure_may_decide
+from core.catalogue import catalogue_for
+from core.mail import ParsedMail
+from core.models import (
+    AccessGrant,
+    AccessRequest,
+    AccessStatus,
+    Contact,
+    Role,
+    TicketKind,
+    TicketStatus,
+    utcnow,
+)
+from core.notify import enqueue
+from core.settings import Settings
+from core.sla import aware
+
+__all__ = ["AccessError", "PolicyViolation", "decide", "expiring", "open_request", "read_request", "revoke"]
+
+ACCESS_ITEM = "access"
+
+
+class AccessError(Exception):
+    """An access action that cannot be done now (already decided, already revoked)."""
+
+
+@dataclass(frozen=True)
+class RequestedAccess:
+    """What a mail asks for: the resource, and whose access it is when not the sender's."""
+
+    resource: str
+    beneficiary: str | None
+
+
+_RESOURCE = re.compile(
+    r"(?:access|permissions?|rights)\s+(?:to|for|on)\s+(?:the\s+)?(?P<r>[^\n.,;!?()]{2,80}?)"
+    r"(?=\s+(?:for|please|because|so)\b|[\n.,;!?()]|$)"
+    r"|(?:zugriff|berechtigung(?:en)?)\s+(?:auf|f[üu]r)\s+(?:das\s+|den\s+|die\s+)?(?P<d>[^\n.,;!?()]{2,80}?)"
+    r"(?=\s+(?:f[üu]r|bitte|weil)\b|[\n.,;!?()]|$)",
+    re.IGNORECASE,
+)
+_BENEFICIARY = re.compile(r"\b(?:for|f[üu]r)\s+(?:\S+\s+){0,3}?<?([\w.+-]+@[\w-]+(?:\.[\w-]+)+)>?", re.IGNORECASE)
+
+
+def read_request(mail: ParsedMail) -> RequestedAccess:
+    """The resource and beneficiary a mail names ("access to the finance share for bob@...")."""
+    for text in (mail.subject, mail.reply_text or mail.text):
+        m = _RESOURCE.search(text)
+        if m:
+            resource = (m.group("r") or m.group("d")).strip()
+            break
+    else:
+        resource = mail.subject.strip() or "(unspecified)"
+    beneficiary = None
+    for text in (mail.subject, mail.reply_text or mail.text):
+        found = _BENEFICIARY.search(text)
+        if found and found.group(1).lower() != mail.sender:
+            beneficiary = found.group(1).lower()
+            break
+    return RequestedAccess(resource=resource[:200], beneficiary=beneficiary)
+
+
+def open_request(
+    session: Session,
+    settings: Settings,
+    ticket_id: int,
+    *,
+    resource: str,
+    beneficiary: Contact | None = None,
+    resource_group: str | None = None,
+    actor: str = audit.SYSTEM,
+) -> AccessRequest:
+    """Record an access request for a ticket and route it to its approvers."""
+    ticket = tickets.get(session, ticket_id)
+    if ticket is None:
+        raise AccessError(f"no ticket #{ticket_id}")
+    request = AccessRequest(
+        ticket_id=ticket.id,
+        resource=resource,
+        resource_group=resource_group,
+        requester=ticket.requester,
+        beneficiary=beneficiary or ticket.requester,
+    )
+    session.add(request)
+    session.flush()
+    audit.record(
+        session, actor=actor, action="access.request", object_type="access_request", object_id=request.id,
+        after=_snapshot(request),
+    )
+    if ticket.status is not TicketStatus.AWAITING_APPROVAL:
+        tickets.change(session, ticket, actor, status=TicketStatus.AWAITING_APPROVAL, reason="access needs approval")
+    # Nobody is asked to decide a request they could not decide.
+    excluded = {request.requester_id, request.beneficiary_id}
+    to = [a.email for a in approvers_for(session, settings, resource_group) if a.id not in excluded]
+    enqueue(
+        session, settings, template="approval_request", ticket=ticket, to=to,
+        context={"what": f"access to {resource}", "requester": request.requester,
+                 "beneficiary": request.beneficiary, "reason": None},
+        purpose="approval_request", record=False,
+    )
+    return request
+
+
+def _snapshot(request: AccessRequest) -> dict[str, object]:
+    return {
+        "resource": request.resource,
+        "resource_group": request.resource_group,
+        "requester": request.requester.email,
+        "beneficiary": request.beneficiary.email,
+        "status": request.status.value,
+        "decided_by": request.decided_by.email if request.decided_by else None,
+    }
+
+
+def decide(
+    session: Session,
+    settings: Settings,
+    request: AccessRequest,
+    approver: Contact,
+    approve: bool,
+    reason: str | None = None,
+) -> AccessGrant | None:
+    """Approve (grant with expiry + fulfilment task) or reject; audited; the requester is told."""
+    if request.status is not AccessStatus.PENDING:
+        raise AccessError(f"access request {request.id} was already {request.status.value}")
+    try:
+        ensure_may_decide(
+            session, settings, approver, requester=request.requester, beneficiary=request.beneficiary,
+            group=request.resource_group,
+        )
+    except PolicyViolation as exc:
+        # Refusals are evidence too; recorded and the caller's transaction decides whether it stays.
+        audit.record(
+            session, actor=approver.email, action="access.refused", object_type="access_request",
+            object_id=request.id, reason=str(exc),
+        )
+        raise
+    before = _snapshot(request)
+    request.status = AccessStatus.APPROVED if approve else AccessStatus.REJECTED
+    request.decided_by, request.decided_at, request.reason = approver, utcnow(), reason
+    session.flush()
+    audit.record(
+        session, actor=approver.email, action="access.approve" if approve else "access.reject",
+        object_type="access_request", object_id=request.id, before=before, after=_snapshot(request), reason=reason,
+    )
+    grant = _grant(session, settings, request, approver) if approve else None
+    ticket = request.ticket
+    enqueue(
+        session, settings, template="access_decision", ticket=ticket,
+        to=tickets.public_recipients(ticket) + [request.beneficiary.email],
+        context={"request": request, "approved": approve, "reason": reason, "grant": grant},
+        purpose="access_decision",
+    )
+    note = f"approved: {reason}" if approve else f"rejected: {reason or 'no reason given'}"
+    tickets.change(session, ticket, approver.email, status=TicketStatus.RESOLVED, reason=note)
+    return grant
+
+
+def _grant(session: Session, settings: Settings, request: AccessRequest, approver: Contact) -> AccessGrant:
+    item = catalogue_for(settings).get(ACCESS_ITEM)
+    task = tickets.open_ticket(
+        session,
+        requester=request.requester,
+        subject=f"Grant access to {request.resource} for {request.beneficiary.email}",
+        kind=TicketKind.SERVICE_REQUEST,
+        category="access",
+        catalogue_item=ACCESS_ITEM,
+        group=item.group if item else None,
+        linked_ticket_id=request.ticket_id,
+        actor=approver.email,
+    )
+    now = utcnow()
+    grant = AccessGrant(
+        request_id=request.id,
+        contact_id=request.beneficiary_id,
+        resource=request.resource,
+        granted_by_id=approver.id,
+        granted_at=now,
+        expires_at=now + timedelta(days=settings.access.grant_days),
+        fulfilment_ticket_id=task.id,
+    )
+    session.add(grant)
+    session.flush()
+    audit.record(
+        session, actor=approver.email, action="access.grant", object_type="access_grant", object_id=grant.id,
+        after={"resource": grant.resource, "holder": request.beneficiary.email, "expires_at": grant.expires_at,
+               "fulfilment_ticket": task.id},
+    )
+    if item is not None:
+        fulfilment.start(session, settings, task, item, actor=approver.email, approved_by=approver)
+    return grant
+
+
+def expiring(session: Session, within: timedelta, now: datetime | None = None) -> list[AccessGrant]:
+    """Grants still in force that expire within ``within`` (or already have), soonest first."""
+    until = (now or utcnow()) + within
+    query = (
+        select(AccessGrant)
+        .where(AccessGrant.revoked_at.is_(None), AccessGrant.expires_at <= until)
+        .order_by(AccessGrant.expires_at)
+    )
+    return list(session.scalars(query))
+
+
+def active_grants(session: Session, contact: Contact, now: datetime | None = None) -> list[AccessGrant]:
+    at = now or utcnow()
+    query = select(AccessGrant).where(
+        AccessGrant.contact_id == contact.id, AccessGrant.revoked_at.is_(None), AccessGrant.expires_at > at
+    )
+    return [g for g in session.scalars(query) if aware(g.expires_at) > aware(at)]
+
+
+def revoke(
+    session: Session, settings: Settings, grant: AccessGrant, actor: Contact | str, reason: str
+) -> AccessGrant:
+    """Take access away before (or at) its expiry; ``actor`` is staff, or "system" for expiry runs."""
+    who = actor if isinstance(actor, str) else actor.email
+    if not isinstance(actor, str) and actor.role is Role.USER:
+        raise PolicyViolation(f"{actor.email} may not revoke access")
+    if grant.revoked_at is not None:
+        raise AccessError(f"grant {grant.id} was already revoked")
+    grant.revoked_at, grant.revoked_by, grant.revoke_reason = utcnow(), who, reason
+    session.flush()
+    audit.record(
+        session, actor=who, action="access.revoke", object_type="access_grant", object_id=grant.id,
+        before={"revoked_at": None}, after={"revoked_at": grant.revoked_at}, reason=reason,
+    )
+    ticket = grant.request.ticket
+    enqueue(
+        session, settings, template="access_revoked", ticket=ticket, to=[grant.contact.email],
+        context={"grant": grant, "reason": reason}, purpose="access_revoked",
+    )
+    return grant
+
+
+def pending(session: Session) -> list[AccessRequest]:
+    """Requests waiting for a decision, oldest first (the console's approval queue)."""
+    query = select(AccessRequest).where(AccessRequest.status == AccessStatus.PENDING).order_by(AccessRequest.id)
+    return list(session.scalars(query))

@@ -1,0 +1,48 @@
+"""Who may decide an approval: the policy shared by access requests and catalogue requests.
+
+Enforced here, in the domain, so the console, email commands and the CLI all obey it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.models import Contact, Role
+from core.settings import Settings
+
+APPROVER_ROLE = "approver"  # catalogue `approver` value meaning "anyone with the approver role"
+
+
+class PolicyViolation(Exception):
+    """A decision the policy forbids; the message says which rule."""
+
+
+def approvers_for(session: Session, settings: Settings, group: str | None) -> list[Contact]:
+    """Approvers for a resource group: its configured approvers, else everyone with the approver role."""
+    named = settings.access.approvers_by_group.get(group or "")
+    query = select(Contact).where(Contact.role == Role.APPROVER).order_by(Contact.email)
+    if named is not None:
+        query = query.where(Contact.email.in_([a.lower() for a in named]))
+    return list(session.scalars(query))
+
+
+def ensure_may_decide(
+    session: Session,
+    settings: Settings,
+    decider: Contact,
+    *,
+    requester: Contact,
+    beneficiary: Contact | None = None,
+    group: str | None = None,
+) -> None:
+    """Raise PolicyViolation unless ``decider`` may approve or reject this request."""
+    if decider.role is not Role.APPROVER:
+        raise PolicyViolation(f"{decider.email} is not an approver: only approvers decide")
+    if decider.id == requester.id:
+        raise PolicyViolation(f"{decider.email} made this request and cannot decide it")
+    if beneficiary is not None and decider.id == beneficiary.id:
+        raise PolicyViolation(f"this request would give {decider.email} access: they cannot decide it")
+    if group and group in settings.access.approvers_by_group:
+        if decider not in approvers_for(session, settings, group):
+            raise PolicyViolation(f"{decider.email} is not an approver for {group!r}")

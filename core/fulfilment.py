@@ -1,0 +1,184 @@
+"""Request fulfilment: a service request follows its catalogue item from logging to closure.
+
+logged -> (awaiting approval) -> in progress -> fulfilled -> closed; the user is told each step.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from core import audit, tickets
+from core.approval import APPROVER_ROLE, approvers_for, ensure_may_decide
+from core.catalogue import CatalogueItem
+from core.models import Contact, Fulfilment, Ticket, TicketStatus, utcnow
+from core.notify import enqueue
+from core.settings import BusinessHours, Settings
+from core.sla import add_business_time, aware
+
+
+class Step(enum.Enum):
+    LOGGED = "logged"
+    AWAITING_APPROVAL = "awaiting approval"
+    IN_PROGRESS = "in progress"
+    FULFILLED = "fulfilled"
+    CLOSED = "closed"
+
+
+STATUS_OF = {
+    Step.LOGGED: TicketStatus.NEW,
+    Step.AWAITING_APPROVAL: TicketStatus.AWAITING_APPROVAL,
+    Step.IN_PROGRESS: TicketStatus.IN_PROGRESS,
+    Step.FULFILLED: TicketStatus.RESOLVED,
+    Step.CLOSED: TicketStatus.CLOSED,
+}
+_STEP_OF = {status: step for step, status in STATUS_OF.items()} | {
+    TicketStatus.OPEN: Step.LOGGED,  # an agent answered before work started
+    TicketStatus.PENDING: Step.IN_PROGRESS,  # waiting on the user mid-fulfilment
+}
+_NEXT: dict[Step, frozenset[Step]] = {
+    Step.LOGGED: frozenset({Step.AWAITING_APPROVAL, Step.IN_PROGRESS, Step.CLOSED}),
+    Step.AWAITING_APPROVAL: frozenset({Step.IN_PROGRESS, Step.CLOSED}),
+    Step.IN_PROGRESS: frozenset({Step.FULFILLED, Step.CLOSED}),
+    Step.FULFILLED: frozenset({Step.CLOSED, Step.IN_PROGRESS}),
+    Step.CLOSED: frozenset(),
+}
+
+
+class FulfilmentError(Exception):
+    """A step that cannot be taken now, with a reason fit to show."""
+
+
+def step_of(ticket: Ticket) -> Step:
+    return _STEP_OF[ticket.status]
+
+
+def schedule(session: Session, ticket: Ticket, item: CatalogueItem, *, hours: BusinessHours | None = None) -> datetime:
+    """Set the ticket's due date from the item's fulfilment target, counted from logging."""
+    due = add_business_time(ticket.created_at, item.fulfilment, hours)
+    before = ticket.due_at
+    ticket.due_at = due
+    audit.record(
+        session, actor=audit.SYSTEM, action="request.schedule", object_type="ticket", object_id=ticket.id,
+        before={"due_at": before}, after={"due_at": due}, reason=f"catalogue item {item.code}: {item.fulfilment}",
+    )
+    return due
+
+
+def start(
+    session: Session,
+    settings: Settings,
+    ticket: Ticket,
+    item: CatalogueItem,
+    *,
+    actor: str = audit.SYSTEM,
+    approved_by: Contact | None = None,
+) -> Fulfilment:
+    """Take a new service request on: checklist, due date, then approval or work.
+
+    ``approved_by``: the approval was already given elsewhere (an access request's decision).
+    """
+    record = Fulfilment(
+        ticket_id=ticket.id,
+        item=item.code,
+        approval_needed=item.approval,
+        checklist=[{"step": s, "done_by": None, "done_at": None} for s in item.steps],
+    )
+    if approved_by is not None:
+        record.approved, record.decided_by, record.decided_at = True, approved_by.email, utcnow()
+    session.add(record)
+    session.flush()
+    if ticket.catalogue_item != item.code or (item.group and not ticket.group):
+        tickets.change(session, ticket, actor, catalogue_item=item.code, group=ticket.group or item.group)
+    schedule(session, ticket, item, hours=settings.sla.business_hours)
+    if item.approval and approved_by is None:
+        advance(session, settings, ticket, Step.AWAITING_APPROVAL, actor=actor, reason=f"{item.name} needs approval")
+        _ask_approvers(session, settings, ticket, item)
+    else:
+        advance(session, settings, ticket, Step.IN_PROGRESS, actor=actor)
+    session.flush()
+    return record
+
+
+def _ask_approvers(session: Session, settings: Settings, ticket: Ticket, item: CatalogueItem) -> None:
+    group = None if item.approver == APPROVER_ROLE else item.approver
+    to = [a.email for a in approvers_for(session, settings, group) if a.id != ticket.requester_id]
+    enqueue(
+        session, settings, template="approval_request", ticket=ticket, to=to,
+        context={"what": item.name, "requester": ticket.requester, "beneficiary": ticket.requester, "reason": None},
+        purpose="approval_request", record=False,
+    )
+
+
+def advance(
+    session: Session, settings: Settings, ticket: Ticket, to: Step, *, actor: str, reason: str | None = None
+) -> Step:
+    """Move the request one step on, audited, and tell the user."""
+    current = step_of(ticket)
+    if to not in _NEXT[current]:
+        raise FulfilmentError(f"a request that is {current.value} cannot become {to.value}")
+    record = session.get(Fulfilment, ticket.id)
+    if to is Step.FULFILLED and record is not None:
+        undone = [c["step"] for c in record.checklist if not c.get("done_at")]
+        if undone:
+            raise FulfilmentError(f"checklist not done: {'; '.join(undone)}")
+    if to is Step.IN_PROGRESS and current is Step.AWAITING_APPROVAL and record is not None and not record.approved:
+        raise FulfilmentError("the request has not been approved")
+    tickets.change(session, ticket, actor, status=STATUS_OF[to], reason=reason)
+    _tell_user(session, settings, ticket, to, reason)
+    return to
+
+
+def _tell_user(session: Session, settings: Settings, ticket: Ticket, step: Step, reason: str | None) -> None:
+    record = session.get(Fulfilment, ticket.id)
+    context: dict[str, Any] = {
+        "step": step.value,
+        "reason": reason,
+        "due_at": aware(ticket.due_at).astimezone(timezone.utc) if ticket.due_at else None,
+        "checklist": record.checklist if record else [],
+    }
+    enqueue(
+        session, settings, template="request_step", ticket=ticket, to=tickets.public_recipients(ticket),
+        context=context, purpose=f"request_{step.name.lower()}",
+    )
+
+
+def decide(
+    session: Session, settings: Settings, ticket: Ticket, approver: Contact, approve: bool, reason: str | None = None
+) -> Step:
+    """An approver's decision on a catalogue request that needs approval."""
+    record = session.get(Fulfilment, ticket.id)
+    if record is None or not record.approval_needed:
+        raise FulfilmentError(f"request #{ticket.id} needs no approval")
+    if step_of(ticket) is not Step.AWAITING_APPROVAL:
+        raise FulfilmentError(f"request #{ticket.id} is not awaiting approval")
+    ensure_may_decide(session, settings, approver, requester=ticket.requester)
+    record.approved, record.decided_by, record.decided_at = approve, approver.email, utcnow()
+    audit.record(
+        session, actor=approver.email, action="request.approve" if approve else "request.reject",
+        object_type="ticket", object_id=ticket.id, after={"approved": approve, "item": record.item}, reason=reason,
+    )
+    if approve:
+        return advance(session, settings, ticket, Step.IN_PROGRESS, actor=approver.email, reason=reason or "approved")
+    return advance(session, settings, ticket, Step.CLOSED, actor=approver.email, reason=reason or "rejected")
+
+
+def complete_step(session: Session, ticket: Ticket, index: int, actor: Contact) -> list[dict[str, Any]]:
+    """Tick one checklist step off (0-based), audited."""
+    record = session.get(Fulfilment, ticket.id)
+    if record is None or not 0 <= index < len(record.checklist):
+        raise FulfilmentError(f"request #{ticket.id} has no checklist step {index + 1}")
+    if step_of(ticket) is not Step.IN_PROGRESS:
+        raise FulfilmentError(f"request #{ticket.id} is not in progress")
+    checklist = [dict(c) for c in record.checklist]
+    checklist[index].update(done_by=actor.email, done_at=utcnow().isoformat())
+    record.checklist = checklist  # a new list, so the JSON column sees the change
+    audit.record(
+        session, actor=actor.email, action="request.step", object_type="ticket", object_id=ticket.id,
+        after={"step": checklist[index]["step"]},
+    )
+    session.flush()
+    return checklist

@@ -1,0 +1,122 @@
+"""Request fulfilment: catalogue items, due dates, approval, steps told to the user."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from core import audit, fulfilment, tickets
+from core.approval import PolicyViolation
+from core.catalogue import CatalogueError, catalogue_for, load_catalogue
+from core.db import transaction
+from core.fulfilment import FulfilmentError, Step
+from core.models import Outbox, Role, TicketKind, TicketStatus
+from core.settings import Settings
+from core.sla import aware
+
+SETTINGS = Settings(data_dir=Path("."), database_url="sqlite://", address="help@example.org")
+
+
+def test_shipped_catalogue_has_the_standard_items():
+    catalogue = load_catalogue()
+    assert [i.code for i in catalogue.items] == [
+        "password-reset", "new-software", "licence", "hardware", "standard-change", "access",
+    ]
+    assert catalogue.match("Bitte Passwort zurücksetzen").code == "password-reset"
+    assert catalogue.match("Could I get a second monitor?").code == "hardware"
+    assert catalogue.get("new-software").approval and catalogue.get("new-software").steps
+
+
+def test_data_dir_catalogue_replaces_the_shipped_one(tmp_path):
+    (tmp_path / "catalogue.toml").write_text(
+        '[[item]]\ncode = "coffee"\nname = "Coffee"\nfulfilment_hours = 1\nsteps = ["brew"]\n', "utf-8"
+    )
+    catalogue = catalogue_for(Settings(data_dir=tmp_path, database_url="sqlite://"))
+    assert [i.code for i in catalogue.items] == ["coffee"]
+    (tmp_path / "catalogue.toml").write_text('[[item]]\ncode = "x"\nname = "X"\nfulfilment_hours = 1\napproval = true\n')
+    with pytest.raises(CatalogueError, match="names no approver"):
+        catalogue_for(Settings(data_dir=tmp_path, database_url="sqlite://"))
+
+
+def _request(session, item_code: str, subject: str):
+    user = tickets.contact_for(session, "erin@example.org")
+    ticket = tickets.open_ticket(
+        session, requester=user, subject=subject, kind=TicketKind.SERVICE_REQUEST, category="software",
+        catalogue_item=item_code,
+    )
+    item = load_catalogue().get(item_code)
+    return ticket, item
+
+
+def _step_mails(session, ticket) -> list[str]:
+    rows = session.scalars(select(Outbox).where(Outbox.ticket_id == ticket.id).order_by(Outbox.id))
+    return [r.purpose for r in rows if r.recipients == ["erin@example.org"]]
+
+
+def test_request_with_approval_goes_through_every_step_and_user_hears_of_each(session_factory):
+    with transaction(session_factory) as session:
+        approver = tickets.contact_for(session, "frank@example.org")
+        approver.role = Role.APPROVER
+        agent = tickets.contact_for(session, "gina@example.org")
+        agent.role = Role.AGENT
+        ticket, item = _request(session, "new-software", "Please install Inkscape")
+        fulfilment.start(session, SETTINGS, ticket, item)
+        assert ticket.status is TicketStatus.AWAITING_APPROVAL
+        assert aware(ticket.due_at) - aware(ticket.created_at) == timedelta(hours=24)
+        assert ticket.group == "desktop"
+        asked = session.scalars(select(Outbox).where(Outbox.purpose == "approval_request")).one()
+        assert asked.recipients == ["frank@example.org"] and b"#approve" in asked.raw
+
+        with pytest.raises(FulfilmentError):  # no work before approval
+            fulfilment.advance(session, SETTINGS, ticket, Step.IN_PROGRESS, actor=agent.email)
+        with pytest.raises(PolicyViolation):  # agents do not approve
+            fulfilment.decide(session, SETTINGS, ticket, agent, True)
+        fulfilment.decide(session, SETTINGS, ticket, approver, True, "budget ok")
+        assert ticket.status is TicketStatus.IN_PROGRESS
+
+        with pytest.raises(FulfilmentError, match="checklist not done"):
+            fulfilment.advance(session, SETTINGS, ticket, Step.FULFILLED, actor=agent.email)
+        for n in range(len(item.steps)):
+            fulfilment.complete_step(session, ticket, n, agent)
+        fulfilment.advance(session, SETTINGS, ticket, Step.FULFILLED, actor=agent.email)
+        fulfilment.advance(session, SETTINGS, ticket, Step.CLOSED, actor=agent.email)
+        assert ticket.status is TicketStatus.CLOSED
+        assert _step_mails(session, ticket) == [
+            "request_awaiting_approval", "request_in_progress", "request_fulfilled", "request_closed",
+        ]
+        actions = [e.action for e in audit.history(session, "ticket", ticket.id)]
+        assert "request.approve" in actions and actions.count("request.step") == 3
+        assert audit.verify(session).ok
+
+
+def test_rejected_request_is_closed_with_the_reason(sqlite_session_factory):
+    with transaction(sqlite_session_factory) as session:
+        approver = tickets.contact_for(session, "frank@example.org")
+        approver.role = Role.APPROVER
+        ticket, item = _request(session, "hardware", "I need a 4K monitor")
+        fulfilment.start(session, SETTINGS, ticket, item)
+        fulfilment.decide(session, SETTINGS, ticket, approver, False, "not in this year's budget")
+        assert ticket.status is TicketStatus.CLOSED
+        closed = session.scalars(select(Outbox).where(Outbox.purpose == "request_closed")).one()
+        assert b"not in this year's budget" in closed.raw
+
+
+def test_requester_cannot_approve_their_own_request(sqlite_session_factory):
+    with transaction(sqlite_session_factory) as session:
+        ticket, item = _request(session, "licence", "Licence for PyCharm")
+        ticket.requester.role = Role.APPROVER
+        fulfilment.start(session, SETTINGS, ticket, item)
+        with pytest.raises(PolicyViolation, match="made this request"):
+            fulfilment.decide(session, SETTINGS, ticket, ticket.requester, True)
+
+
+def test_request_without_approval_starts_at_once(sqlite_session_factory):
+    with transaction(sqlite_session_factory) as session:
+        ticket, item = _request(session, "password-reset", "Password reset please")
+        fulfilment.start(session, SETTINGS, ticket, item)
+        assert ticket.status is TicketStatus.IN_PROGRESS
+        assert aware(ticket.due_at) - aware(ticket.created_at) == timedelta(hours=4)
+        assert _step_mails(session, ticket) == ["request_in_progress"]
