@@ -219,7 +219,11 @@ def cmd_demo_mail(args: argparse.Namespace) -> int:
     from helpdesk.demo import send_demo_mail
 
     settings = load(config_file=args.config)
-    message_id = send_demo_mail(settings, sender=args.sender, subject=args.subject, body=args.body)
+    try:
+        message_id = send_demo_mail(settings, sender=args.sender, subject=args.subject, body=args.body)
+    except OSError as exc:
+        print(f"helpdesk demo-mail: {exc}", file=sys.stderr)
+        return 1
     print(f"sent <{message_id}> from {args.sender} to {settings.address}")
     return 0
 

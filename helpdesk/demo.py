@@ -154,5 +154,8 @@ def send_demo_mail(settings: Settings, *, sender: str, subject: str, body: str) 
     message_id = make_msgid(domain=sender.rpartition("@")[2] or "example.com")
     msg["Message-ID"] = message_id
     msg.set_content(body)
-    asyncio.run(aiosmtplib.send(msg, hostname=smtp.host, port=smtp.port, start_tls=False, use_tls=False))
+    try:
+        asyncio.run(aiosmtplib.send(msg, hostname=smtp.host, port=smtp.port, start_tls=False, use_tls=False))
+    except aiosmtplib.SMTPException as exc:
+        raise OSError(f"cannot send through {smtp.host}:{smtp.port}: {exc} (is `make run` running?)") from None
     return message_id.strip("<>")

@@ -117,30 +117,35 @@ def run(settings: Settings) -> int:
     """Everything in one process. Without a configured mail server, a local demo one is started."""
     from helpdesk import demo
 
-    demo_servers = None
-    if not settings.mailboxes:
-        demo_servers = demo.start(settings)
-        settings = demo_servers.settings
-    app = build(settings)
-    stop = threading.Event()
-    threads = [_start(watch_mailbox, app, m, stop) for m in settings.mailboxes]
-    if settings.smtp is not None:
-        threads.append(_start(send_loop, app, stop))
-    web_server = _start_web(app)
-    url = f"http://{settings.web_host}:{web_server.port}/"
-    print(f"\nHelpdesk is running.\n  console:      {url}\n  help address: {settings.address}", flush=True)
+    demo_servers = demo.start(settings) if not settings.mailboxes else None
     if demo_servers is not None:
-        print(demo_servers.instructions(), flush=True)
-    print("Press Ctrl-C to stop.\n", flush=True)
+        settings = demo_servers.settings
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    web_server = None
+    app = None
     try:
+        app = build(settings)
+        threads = [_start(watch_mailbox, app, m, stop) for m in settings.mailboxes]
+        if settings.smtp is not None:
+            threads.append(_start(send_loop, app, stop))
+        web_server = _WebThread(app)
+        url = f"http://{settings.web_host}:{web_server.port}/"
+        print(f"\nHelpdesk is running.\n  console:      {url}\n  help address: {settings.address}", flush=True)
+        if demo_servers is not None:
+            print(demo_servers.instructions(), flush=True)
+        print("Press Ctrl-C to stop.\n", flush=True)
         _until_signal(stop)
     finally:
-        web_server.shutdown()
+        stop.set()
+        if web_server is not None:
+            web_server.shutdown()
         for t in threads:
             t.join(timeout=10)
         if demo_servers is not None:
             demo_servers.stop()
-        app.engine.dispose()
+        if app is not None:
+            app.engine.dispose()
     print("Helpdesk stopped.", flush=True)
     return 0
 
@@ -158,7 +163,3 @@ class _WebThread:
     def shutdown(self) -> None:
         self.server.shutdown()
         self.thread.join(timeout=5)
-
-
-def _start_web(app: App) -> _WebThread:
-    return _WebThread(app)
