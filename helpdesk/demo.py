@@ -109,6 +109,8 @@ class DemoServers:
 def start(settings: Settings) -> DemoServers:
     from aiosmtpd.controller import Controller
 
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every connection at INFO
     imap_port, smtp_port = _free_port(1143), _free_port(1025)
     pymap_bin = Path(sys.executable).with_name("pymap")
     command = [str(pymap_bin)] if pymap_bin.exists() else [sys.executable, "-c", "from pymap.main import main; main()"]

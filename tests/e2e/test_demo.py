@@ -1,0 +1,98 @@
+"""`helpdesk run` with no mail server configured: the local demo works the whole way round."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from email import message_from_bytes, policy
+from pathlib import Path
+
+from tests.e2e.helpers import HELPDESK, helpdesk_env, run, run_json
+
+
+def _wait(predicate, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _read_until(proc: subprocess.Popen[str], pattern: str, timeout: float = 60.0) -> re.Match[str]:
+    deadline = time.monotonic() + timeout
+    seen = []
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        m = re.search(pattern, line)
+        if m:
+            return m
+    raise AssertionError(f"`helpdesk run` never printed {pattern!r}; it printed:\n{''.join(seen)}")
+
+
+def test_run_starts_demo_mail_becomes_ticket_ack_delivered_reply_threads(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = helpdesk_env(data, f"sqlite:///{data / 'helpdesk.db'}", HELPDESK_WEB_PORT="0", HELPDESK_POLL_INTERVAL="1")
+    with open(tmp_path / "run.log", "w") as log:
+        proc = subprocess.Popen([HELPDESK, "run"], env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        url = _read_until(proc, r"console:\s+(http://\S+)").group(1)
+        _read_until(proc, r"help address:\s+help@example.org")
+        run(env, "demo-mail", "--subject", "Printer on floor 3 is jammed")
+
+        tickets = _wait(lambda: run_json(env, "tickets", "--json"), what="a ticket")
+        assert [t["subject"] for t in tickets] == ["Printer on floor 3 is jammed"]
+        number = tickets[0]["number"]
+
+        outbox = data / "demo-mail"
+        acks = _wait(lambda: sorted(outbox.glob("*.eml")) if outbox.exists() else [], what="the acknowledgement")
+        ack = message_from_bytes(acks[0].read_bytes(), policy=policy.default)
+        assert f"[#{number}]" in ack["Subject"]
+
+        # The user replies: through the demo SMTP server back into the help inbox.
+        ports = json.loads((data / "demo.json").read_text())
+        import smtplib
+
+        with smtplib.SMTP("127.0.0.1", ports["smtp_port"]) as smtp:
+            smtp.sendmail(
+                "alice@example.com",
+                [ack["Reply-To"]],
+                (
+                    f"From: alice@example.com\r\nTo: {ack['Reply-To']}\r\nSubject: Re: {ack['Subject']}\r\n"
+                    f"Message-ID: <reply-1@example.com>\r\nIn-Reply-To: {ack['Message-ID']}\r\n\r\nStill jammed.\r\n"
+                ).encode(),
+            )
+        detail = _wait(
+            lambda: (d := run_json(env, "ticket", str(number), "--json"))
+            and len([m for m in d["messages"] if m["direction"] == "in"]) == 2 and d,
+            what="the reply in the ticket",
+        )
+        assert "Still jammed" in detail["messages"][-1]["text"]
+        assert len(run_json(env, "tickets", "--json")) == 1
+
+        # The console answers (its pages need a login; the health check does not).
+        import urllib.request
+
+        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=10) as resp:
+            assert resp.status == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("`helpdesk run` did not stop on Ctrl-C")
+    assert proc.returncode == 0
+    assert "Helpdesk stopped." in out
+    # A second run reuses the database.
+    assert run_json(env, "tickets", "--json")[0]["number"] == number
