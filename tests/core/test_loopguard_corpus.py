@@ -6,6 +6,7 @@ bounce_email's is_bounce, php-bounce-handler's and flanker's collector labels.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -93,16 +94,8 @@ def report(request: pytest.FixtureRequest) -> Iterator[list[str]]:
     lines: list[str] = []
     yield lines
     capture = request.config.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled() if capture else _nothing():
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         print("\n\nloop guard on the corpus:\n  " + "\n  ".join(lines))
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def test_bounce_recall_on_sisimai_bsd(sisimai_bounces: list[Judged], report: list[str]) -> None:
@@ -151,7 +144,7 @@ def test_auto_reply_recall_on_vacation_samples(
 ) -> None:
     tally = Tally("auto-reply recall, vacation samples")
     for judged in judge_all(_vacation_paths(corpus_dir, sisimai, sisimai_expected)):
-        tally.add(judged.verdicts.auto_reply and not judged.verdicts.bounce, str(judged.path.parent.name + "/" + judged.name))
+        tally.add(judged.verdicts.auto_reply and not judged.verdicts.bounce, f"{judged.path.parent.name}/{judged.name}")
     report.append(tally.line())
     assert tally.total >= 8
     assert tally.rate >= 0.95, tally.line()
