@@ -126,8 +126,9 @@ def keyword_pattern(keyword: str, *, negatable: bool = False) -> re.Pattern[str]
     """Whole-word, case-insensitive; inner whitespace matches any whitespace; a `*` at an
     end lets the word continue (German compounds). `negatable`: "not urgent" is no match."""
     word = keyword.strip()
-    head = ("" if word.startswith("*") else r"(?<!\w)") + (_NEGATION if negatable else "")
-    tail = "" if word.endswith("*") else r"(?!\w)"
+    # The star eats the rest of the word, so a match shows the whole word ("netzwerkdrucker").
+    head = r"(?<!\w)" + (_NEGATION if negatable else "") + (r"\w*" if word.startswith("*") else "")
+    tail = (r"\w*" if word.endswith("*") else "") + r"(?!\w)"
     core = r"\s+".join(re.escape(w) for w in word.strip("*").split())
     if not core:
         raise ValueError(f"empty keyword {keyword!r}")
