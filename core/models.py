@@ -257,8 +257,14 @@ class Outbox(Base):
     claimed_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    # Automatic mail (Auto-Submitted other than "no") to one recipient: what the rate limit counts.
+    automatic: Mapped[bool] = mapped_column(Boolean, default=False)
+    rcpt: Mapped[str | None] = mapped_column(String(320))
 
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_rcpt_created", "rcpt", "created_at"),
+    )
 
 
 class AuditEntry(Base):

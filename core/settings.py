@@ -83,6 +83,24 @@ class AccessSettings:
 
 
 @dataclass(frozen=True)
+class ConversationSettings:
+    """Threading, agents by email and automatic-mail limits (issue 4)."""
+
+    # Local-part suffix of the address for internal notes: help+comment@domain.
+    comment_tag: str = "comment"
+    # A reply to a ticket closed longer ago than this opens a new, linked ticket.
+    closed_reopen_days: int = 7
+    # Agent mail from these domains must also carry Authentication-Results dkim=pass or spf=pass.
+    trusted_domains: tuple[str, ...] = ()
+    # Only Authentication-Results written by this server count (None: the topmost header).
+    authserv_id: str | None = None
+    # Automatic mail per recipient address (acknowledgements, notifications); staff are exempt.
+    auto_mail_per_hour: int = 10
+    auto_mail_per_day: int = 40
+    notify_agents: bool = True
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str
@@ -100,6 +118,7 @@ class Settings:
     sla: SlaSettings = field(default_factory=SlaSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
     catalogue_path: Path | None = None  # None: data_dir/catalogue.toml if present, else shipped
+    conversation: ConversationSettings = field(default_factory=ConversationSettings)
 
     @property
     def help_domain(self) -> str:
@@ -108,3 +127,7 @@ class Settings:
     @property
     def help_local(self) -> str:
         return self.address.rpartition("@")[0]
+
+    @property
+    def comment_address(self) -> str:
+        return f"{self.help_local}+{self.conversation.comment_tag}@{self.help_domain}".lower()

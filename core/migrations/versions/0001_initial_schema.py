@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 20:19:09.254334
+Create Date: 2026-11-25 20:21:44.652037
 """
 from alembic import op
 import sqlalchemy as sa
@@ -158,12 +158,15 @@ def upgrade() -> None:
     sa.Column('claimed_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('automatic', sa.Boolean(), nullable=False),
+    sa.Column('rcpt', sa.String(length=320), nullable=True),
     sa.ForeignKeyConstraint(['ticket_id'], ['ticket.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('message_id')
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index('ix_outbox_due', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_outbox_rcpt_created', ['rcpt', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_ticket_id'), ['ticket_id'], unique=False)
 
     op.create_table('sla_mark',
@@ -313,6 +316,7 @@ def downgrade() -> None:
     op.drop_table('sla_mark')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_outbox_ticket_id'))
+        batch_op.drop_index('ix_outbox_rcpt_created')
         batch_op.drop_index('ix_outbox_due')
 
     op.drop_table('outbox')
