@@ -143,6 +143,25 @@ def _terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 10) -> Non
         proc.wait()
 
 
+def _terminate_group(proc: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
+    """Stop a server started in its own session, and every process it forked.
+
+    Dovecot's master exits on SIGTERM but leaves running imap processes serving
+    their clients; a test that stops the server expects those connections to drop.
+    """
+    if proc is None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            continue
+
+
 # -- Dovecot -------------------------------------------------------------------------
 
 DOVECOT_CONFIG = """\
@@ -184,6 +203,10 @@ service imap-login {{
 }}
 service anvil {{
   chroot =
+  # No auth penalty: after one failed login it delays every login from the IP by seconds.
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 protocol imap {{
   mail_max_userip_connections = 100
@@ -200,7 +223,8 @@ def dovecot_binary() -> str | None:
 class DovecotInstance:
     """One Dovecot master process with a throwaway config; accounts are added on the fly."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, extra_config: str = "") -> None:
+        """`extra_config` is appended to the config, e.g. to hide capabilities."""
         self.binary = binary
         self.port = free_port()
         if running_as_root():
@@ -221,12 +245,13 @@ class DovecotInstance:
                 uid=entry.pw_uid,
                 gid=entry.pw_gid,
             )
+            + extra_config
         )
         self.users_file = self.dir / "users"
         # Dovecot caches the passwd-file by mtime, so accounts added within the same
         # second go unseen: write every account a test session may need up front.
         self.users_file.write_text(
-            "".join(f"{self._user_name(n)}:{{PLAIN}}{PASSWORD}::::::\n" for n in range(1, ACCOUNTS + 1))
+            "".join(f"{self._user_name(n)}:{{PLAIN}}{PASSWORD}:::::: nodelay\n" for n in range(1, ACCOUNTS + 1))
         )
         for sub in ("run", "state", "mail"):
             (self.dir / sub).mkdir()
@@ -240,7 +265,9 @@ class DovecotInstance:
             return
         cmd = [*drop_privileges_prefix(self.os_user, self.os_group), self.binary, "-F", "-c", str(self.config)]
         with (self.dir / "stderr.log").open("ab") as stderr:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, start_new_session=True
+            )
         try:
             wait_for_port(HOST, self.port, timeout=15, alive=lambda: self.running)
         except Exception as exc:
@@ -251,7 +278,7 @@ class DovecotInstance:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
-        _terminate(self.proc)
+        _terminate_group(self.proc)
         self.proc = None
 
     def close(self) -> None:
