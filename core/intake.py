@@ -122,7 +122,10 @@ class Intake:
                 duplicate_of=duplicate.id,
             )
         verdicts = loopguard.judge(
-            mail, own_addresses=self.own_addresses(), own_message_id_domain=self.settings.help_domain
+            mail,
+            own_addresses=self.own_addresses(),
+            own_message_id_domain=None,  # our users may share the domain: recognise our signed IDs instead
+            is_own_message_id=lambda mid: conversation.is_our_message_id(self.settings, mid),
         )
         if verdicts.own_mail:
             return self._finish(inbound, InboundStatus.IGNORED, reason="our own mail: " + "; ".join(verdicts.reasons))

@@ -81,7 +81,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    from core import loopguard
+    from core import conversation, loopguard
     from mailgateway.parse import UnreadableMail, parse_message, parsed_to_json
 
     settings = None
@@ -90,12 +90,14 @@ def cmd_parse(args: argparse.Namespace) -> int:
     except ConfigError:
         pass
     own = {settings.address} if settings else set()
-    domain = settings.help_domain if settings else None
+
+    def ours(message_id: str) -> bool:
+        return settings is not None and conversation.is_our_message_id(settings, message_id)
     for name in args.files:
         try:
             raw = Path(name).read_bytes()
             parsed = parse_message(raw)
-            verdicts = loopguard.judge(parsed, own_addresses=own, own_message_id_domain=domain)
+            verdicts = loopguard.judge(parsed, own_addresses=own, own_message_id_domain=None, is_own_message_id=ours)
             data = parsed_to_json(parsed, verdicts.as_json())
             data["file"] = name
         except (OSError, UnreadableMail) as exc:
