@@ -1,0 +1,176 @@
+"""Event management: alert mails and webhook alerts become events and, when they matter, incidents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from core import events
+from core.db import transaction
+from core.events import Alert, EventAction, EventPayloadError
+from core.mail import Address, ParsedMail
+from core.models import Event, Message, Outbox, Severity, Ticket, TicketKind, TicketStatus
+from core.settings import Settings
+from mailgateway.parse import parse_message
+
+ALERTS = Path(__file__).parent / "alerts"
+SETTINGS = Settings(data_dir=Path("."), database_url="sqlite://", address="help@example.org")
+E, W, I = Severity.EXCEPTION, Severity.WARNING, Severity.INFORMATIONAL
+
+
+def mail(name: str) -> ParsedMail:
+    return parse_message((ALERTS / f"{name}.eml").read_bytes())
+
+
+@pytest.mark.parametrize(
+    "name, source, host, service, state, severity, recovery",
+    [
+        ("nagios_service_problem", "nagios", "web01.example.org", "HTTP", "CRITICAL", E, False),
+        ("nagios_service_recovery", "nagios", "web01.example.org", "HTTP", "OK", I, True),
+        ("nagios_host_down", "nagios", "db02.example.org", None, "DOWN", E, False),
+        ("icinga2_service_warning", "icinga", "fs03.example.org", "disk /var", "WARNING", W, False),
+        ("icinga2_host_recovery", "icinga", "gw01.example.org", None, "UP", I, True),
+        ("zabbix_problem", "zabbix", "app07", "High CPU utilization (over 90% for 5m)", "PROBLEM", E, False),
+        ("zabbix_resolved", "zabbix", "app07", "High CPU utilization (over 90% for 5m)", "RESOLVED", I, True),
+        ("alertmanager_firing", "alertmanager", "db01.example.org", "InstanceDown", "firing", E, False),
+        ("alertmanager_resolved", "alertmanager", "db01.example.org", "InstanceDown", "resolved", I, True),
+        ("monit_failed", "monit", "web02.example.org", "nginx", "Connection failed", E, False),
+        ("monit_succeeded", "monit", "web02.example.org", "nginx", "Connection succeeded", I, True),
+        ("cron_output", "cron", "backup01", "/usr/local/sbin/nightly-backup.sh", "output", I, False),
+        ("logwatch", "logwatch", "mail01", "logwatch", "report", I, False),
+    ],
+)
+def test_recognises_monitoring_mail(name, source, host, service, state, severity, recovery):
+    alert = events.parse_alert(mail(name))
+    assert alert is not None
+    assert (alert.source, alert.host, alert.service, alert.state, alert.severity, alert.recovery) == (
+        source, host, service, state, severity, recovery,
+    )
+
+
+@pytest.mark.parametrize("problem, recovery", [
+    ("nagios_service_problem", "nagios_service_recovery"),
+    ("zabbix_problem", "zabbix_resolved"),
+    ("alertmanager_firing", "alertmanager_resolved"),
+    ("monit_failed", "monit_succeeded"),
+])
+def test_problem_and_its_recovery_share_a_fingerprint(problem, recovery):
+    assert events.parse_alert(mail(problem)).fingerprint == events.parse_alert(mail(recovery)).fingerprint
+
+
+@pytest.mark.parametrize("subject, body", [
+    ("Problem: my printer prints blank pages", "Hi, since this morning the printer on floor 2 ..."),
+    ("[PROBLEM] VPN on my laptop is DOWN!", "Can someone help? Thanks, Tom"),
+    ("Cron job question", "How do I schedule a cron job on the build server?"),
+    ("Re: ** PROBLEM ** with my mailbox", "It is full again."),
+    ("Fwd: ** PROBLEM Service Alert: web01/HTTP is CRITICAL **", "Is this why the intranet is slow?"),
+])
+def test_people_writing_about_problems_are_not_alerts(subject, body):
+    assert events.parse_alert(ParsedMail(from_=Address("tom@example.org"), subject=subject, text=body)) is None
+
+
+def _handle(session, name: str):
+    parsed = mail(name)
+    return events.handle_alert(session, SETTINGS, events.parse_alert(parsed), mail=parsed)
+
+
+def test_problem_opens_one_incident_repeats_append_and_recovery_resolves(session_factory):
+    with transaction(session_factory) as session:
+        first = _handle(session, "nagios_service_problem")
+        assert first.action is EventAction.OPENED
+        incident = first.ticket
+        assert incident.kind is TicketKind.INCIDENT and incident.category == "monitoring"
+        assert incident.priority == "P2" and incident.due_at is not None
+        for n in (2, 3):
+            again = _handle(session, "nagios_service_problem")
+            assert (again.action, again.ticket.id, again.repeats) == (EventAction.APPENDED, incident.id, n)
+        other = _handle(session, "nagios_host_down")
+        assert other.action is EventAction.OPENED and other.ticket.id != incident.id
+
+        done = _handle(session, "nagios_service_recovery")
+        assert (done.action, done.ticket.id) == (EventAction.RESOLVED, incident.id)
+        assert incident.status is TicketStatus.RESOLVED
+        notes = [m.text for m in incident.messages if m.internal]
+        assert notes and notes[-1].startswith("Recovered:")
+        assert len([m for m in incident.messages if not m.internal]) == 4  # three problems and the recovery
+        assert session.scalar(select(func.count()).select_from(Outbox)) == 0  # never an acknowledgement
+
+        # A new problem after the recovery is a new incident.
+        fresh = _handle(session, "nagios_service_problem")
+        assert fresh.action is EventAction.OPENED and fresh.ticket.id not in (incident.id, other.ticket.id)
+
+
+def test_informational_and_orphan_recoveries_are_recorded_only(sqlite_session_factory):
+    with transaction(sqlite_session_factory) as session:
+        for name in ("cron_output", "logwatch", "zabbix_resolved", "icinga2_host_recovery"):
+            outcome = _handle(session, name)
+            assert (outcome.action, outcome.ticket) == (EventAction.RECORDED, None)
+        assert session.scalar(select(func.count()).select_from(Ticket)) == 0
+        listed = events.list_events(session)
+        assert [e["source"] for e in listed] == ["icinga", "zabbix", "logwatch", "cron"]
+        assert set(listed[0]) >= {"source", "host", "service", "state", "severity", "fingerprint", "ticket"}
+        assert listed[0]["ticket"] is None and listed[0]["severity"] == "informational"
+
+
+def test_list_events_names_the_incident(sqlite_session_factory):
+    with transaction(sqlite_session_factory) as session:
+        opened = _handle(session, "zabbix_problem")
+        _handle(session, "zabbix_resolved")
+        listed = events.list_events(session)
+        assert [(e["state"], e["ticket"]) for e in listed] == [("RESOLVED", opened.ticket.id), ("PROBLEM", opened.ticket.id)]
+
+
+WEBHOOK = {
+    "version": "4",
+    "groupKey": '{}:{alertname="HighErrorRate"}',
+    "status": "firing",
+    "receiver": "helpdesk",
+    "groupLabels": {"alertname": "HighErrorRate"},
+    "commonLabels": {"alertname": "HighErrorRate", "job": "api"},
+    "externalURL": "http://alertmanager.example.org:9093",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {"alertname": "HighErrorRate", "instance": "api01.example.org:8080", "job": "api",
+                       "severity": "critical"},
+            "annotations": {"summary": "5xx rate above 5% on api01"},
+            "startsAt": "2026-11-25T12:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "fingerprint": "a1b2c3d4e5f60708",
+        },
+        {
+            "status": "firing",
+            "labels": {"alertname": "HighErrorRate", "instance": "api02.example.org:8080", "job": "api",
+                       "severity": "warning"},
+            "annotations": {"summary": "5xx rate above 1% on api02"},
+            "startsAt": "2026-11-25T12:01:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "fingerprint": "0807f6e5d4c3b2a1",
+        },
+    ],
+}
+
+
+def test_alertmanager_webhook_opens_and_resolves_per_alert(session_factory):
+    alerts = events.alerts_from_alertmanager(WEBHOOK)
+    assert [(a.host, a.service, a.severity) for a in alerts] == [
+        ("api01.example.org", "HighErrorRate", E), ("api02.example.org", "HighErrorRate", W),
+    ]
+    with transaction(session_factory) as session:
+        outcomes = [events.handle_alert(session, SETTINGS, a) for a in alerts]
+        assert [o.action for o in outcomes] == [EventAction.OPENED, EventAction.OPENED]
+        assert [o.ticket.priority for o in outcomes] == ["P2", "P4"]
+        resolved = dict(WEBHOOK, status="resolved", alerts=[dict(WEBHOOK["alerts"][0], status="resolved")])
+        (back,) = events.alerts_from_alertmanager(resolved)
+        done = events.handle_alert(session, SETTINGS, back)
+        assert (done.action, done.ticket.id) == (EventAction.RESOLVED, outcomes[0].ticket.id)
+        assert outcomes[1].ticket.status is TicketStatus.NEW
+        assert outcomes[0].ticket.requester.email == events.WEBHOOK_SENDER
+
+
+@pytest.mark.parametrize("payload", [{}, {"alerts": "x"}, {"alerts": [{"status": "firing"}]}, []])
+def test_webhook_rejects_what_is_not_alertmanager_json(payload):
+    with pytest.raises(EventPayloadError):
+        events.alerts_from_alertmanager(payload)
