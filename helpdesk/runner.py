@@ -129,8 +129,10 @@ def run(settings: Settings) -> int:
         threads = [_start(watch_mailbox, app, m, stop) for m in settings.mailboxes]
         if settings.smtp is not None:
             threads.append(_start(send_loop, app, stop))
-        web_server = _WebThread(app)
-        url = f"http://{settings.web_host}:{web_server.port}/"
+        from web import WebServer, create_app
+
+        web_server = WebServer(create_app(settings, app.factory), settings.web_host, settings.web_port).start()
+        url = web_server.url + "/"
         print(f"\nHelpdesk is running.\n  console:      {url}\n  help address: {settings.address}", flush=True)
         if demo_servers is not None:
             print(demo_servers.instructions(), flush=True)
@@ -139,7 +141,7 @@ def run(settings: Settings) -> int:
     finally:
         stop.set()
         if web_server is not None:
-            web_server.shutdown()
+            web_server.stop()
         for t in threads:
             t.join(timeout=10)
         if demo_servers is not None:
@@ -148,18 +150,3 @@ def run(settings: Settings) -> int:
             app.engine.dispose()
     print("Helpdesk stopped.", flush=True)
     return 0
-
-
-class _WebThread:
-    def __init__(self, app: App) -> None:
-        from web import create_app
-        from werkzeug.serving import make_server
-
-        flask_app = create_app(app.settings, app.factory)
-        self.server = make_server(app.settings.web_host, app.settings.web_port, flask_app, threaded=True)
-        self.port = self.server.server_port
-        self.thread = _start(self.server.serve_forever)
-
-    def shutdown(self) -> None:
-        self.server.shutdown()
-        self.thread.join(timeout=5)
