@@ -13,6 +13,9 @@ from html.parser import HTMLParser
 import nh3
 
 _URL_SCHEMES = {"http", "https", "mailto", "tel", "cid"}
+# nh3's defaults plus text direction and language, which mail clients set and readers need.
+_ATTRIBUTES = {tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()}
+_ATTRIBUTES.setdefault("*", set()).update({"dir", "lang"})
 # Content that is never display text.
 _DROP_CONTENT = {"script", "style", "head", "title", "template", "noscript", "iframe", "object"}
 _BLOCKS = {
@@ -27,6 +30,7 @@ def sanitize_html(html: str) -> str:
     return nh3.clean(
         html,
         url_schemes=_URL_SCHEMES,
+        attributes=_ATTRIBUTES,
         clean_content_tags={"script", "style"},
         strip_comments=True,
     )
@@ -38,9 +42,12 @@ class _TextRenderer(HTMLParser):
         self.chunks: list[str] = []
         self._drop_depth = 0
         self._pre_depth = 0
+        self._quote_depth = 0
 
-    def _newline(self, count: int = 1) -> None:
-        self.chunks.append("\n" * count)
+    def _newline(self) -> None:
+        # Quoted history is shown the way plain-text mail quotes it, so that the reply
+        # extraction treats both alike.
+        self.chunks.append("\n" + "> " * self._quote_depth)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _DROP_CONTENT:
@@ -53,6 +60,8 @@ class _TextRenderer(HTMLParser):
         elif tag in ("td", "th"):
             self.chunks.append(" ")
         elif tag in _BLOCKS:
+            if tag == "blockquote":
+                self._quote_depth += 1
             self._newline()
             if tag == "pre":
                 self._pre_depth += 1
@@ -67,13 +76,15 @@ class _TextRenderer(HTMLParser):
         elif tag in _BLOCKS:
             if tag == "pre":
                 self._pre_depth = max(0, self._pre_depth - 1)
+            if tag == "blockquote":
+                self._quote_depth = max(0, self._quote_depth - 1)
             self._newline()
 
     def handle_data(self, data: str) -> None:
         if self._drop_depth:
             return
         if self._pre_depth:
-            self.chunks.append(data)
+            self.chunks.append(data.replace("\n", "\n" + "> " * self._quote_depth))
         else:
             self.chunks.append(re.sub(r"\s+", " ", data))
 
@@ -88,5 +99,6 @@ def html_to_text(html: str) -> str:
         pass
     text = "".join(renderer.chunks).replace("\xa0", " ")
     lines = [line.strip() for line in text.split("\n")]
-    text = "\n".join(lines)
+    # A quoted line with nothing in it is a blank line.
+    text = "\n".join("" if not line.replace(">", "").strip() else line for line in lines)
     return re.sub(r"\n{3,}", "\n\n", text).strip()

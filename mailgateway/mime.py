@@ -13,10 +13,13 @@ import mimetypes
 import re
 from dataclasses import dataclass, field
 from email.message import Message
-from email.policy import compat32
+from email.generator import BytesGenerator
+from email.policy import Compat32, compat32
+from io import BytesIO
 
 from core.mail import Part
 from mailgateway.charset import decode_bytes, decode_header_value, header_text
+from mailgateway.transfer import decode_transfer
 from mailgateway.uuencode import extract_uuencoded
 
 MAX_PARTS = 2000  # parts walked; the rest of a MIME bomb is cut off (and said so)
@@ -24,6 +27,29 @@ MAX_DEPTH = 120  # nesting walked
 MAX_TEXT_CHARS = 4 * 1024 * 1024  # of one body part (the raw mail keeps everything)
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _REPORT_LEAVES = ("message/feedback-report", "message/delivery-status", "text/rfc822-headers")
+
+
+class _ReadPolicy(Compat32):
+    """compat32, plus two things real mail needs.
+
+    A boundary folded inside its quotes (``boundary="simple<CRLF> boundary"``) is unfolded,
+    or no part is ever found. Headers are written back exactly as they came (compat32 would
+    refold them), so an attached message is kept as sent.
+    """
+
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        name, value = super().header_source_parse(sourcelines)
+        if name.strip().lower() == "content-type":
+            value = _FOLDING.sub("", value)
+        return name, value
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        text = f"{name}: {value}".rstrip("\r\n")
+        return text.encode("ascii", "surrogateescape") + self.linesep.encode("ascii")
+
+
+READ_POLICY = _ReadPolicy(linesep="\n")
+_FOLDING = re.compile(r"\r?\n(?=[ \t])")
 
 
 class Context(enum.Enum):
@@ -85,6 +111,7 @@ def walk_tree(root: Message, max_attachment_bytes: int) -> MimeContent:
             continue
         children = [child for child in payload if isinstance(child, Message)]
         if part.get_content_maintype() == "message":
+            children = _transfer_decoded(part, children)
             inner_context = Context.FORWARD
             for inner in children:
                 _record_attached_headers(inner, content)
@@ -153,7 +180,7 @@ def _read_report_leaf(part: Message, ctype: str, content: MimeContent) -> None:
     elif ctype == "message/delivery-status":
         content.delivery_status.append(text)
     else:
-        inner = email.parser.Parser(policy=compat32).parsestr(text, headersonly=True)
+        inner = email.parser.Parser(policy=READ_POLICY).parsestr(text, headersonly=True)
         _record_attached_headers(inner, content)
 
 
@@ -163,7 +190,7 @@ def _attach_message(part: Message, children: list[Message], content: MimeContent
         return
     inner = children[0]
     try:
-        data = inner.as_bytes()
+        data = _flatten(inner)
     except Exception:  # noqa: BLE001 - regenerating odd mail can fail; the raw mail keeps it
         data = b""
         content.defects.append("attached message could not be re-serialised")
@@ -175,6 +202,26 @@ def _attach_message(part: Message, children: list[Message], content: MimeContent
     subject = decode_header_value(inner.get("subject", "") or "")
     name = _filename(part) or (safe_filename(subject) or "message") + ".eml"
     _add_attachment(content, 0, name, part.get_content_type(), data, part)
+
+
+def _flatten(message: Message) -> bytes:
+    buffer = BytesIO()
+    BytesGenerator(buffer, mangle_from_=False, policy=READ_POLICY).flatten(message)
+    return buffer.getvalue()
+
+
+def _transfer_decoded(part: Message, children: list[Message]) -> list[Message]:
+    """An attached message sent base64- or QP-encoded (not allowed, but sent) read as a message."""
+    encoding = header_text(part.get("content-transfer-encoding", "")).strip().lower()
+    if encoding not in ("base64", "quoted-printable") or len(children) != 1:
+        return children
+    try:
+        raw = decode_transfer(_flatten(children[0]).strip(), encoding)
+        inner = email.parser.BytesParser(policy=READ_POLICY).parsebytes(raw)
+    except Exception:  # noqa: BLE001 - keep what the parser made of it
+        return children
+    part.set_payload([inner])
+    return [inner]
 
 
 def _record_attached_headers(inner: Message, content: MimeContent) -> None:
@@ -240,14 +287,22 @@ def _encoded_size(part: Message) -> int:
 
 
 def _leaf_bytes(part: Message) -> bytes:
+    payload = part.get_payload()
+    if isinstance(payload, bytes):
+        raw = payload
+    elif isinstance(payload, str):
+        # compat32 keeps 8-bit bytes as surrogates; this gives back exactly what came.
+        raw = payload.encode("ascii", "surrogateescape") if payload.isascii() else _to_bytes(payload)
+    else:
+        return b""
+    return decode_transfer(raw, header_text(part.get("content-transfer-encoding", "")))
+
+
+def _to_bytes(text: str) -> bytes:
     try:
-        data = part.get_payload(decode=True)
-    except Exception:  # noqa: BLE001 - broken transfer encoding: keep the raw text
-        data = None
-    if data is None:
-        raw = part.get_payload()
-        data = raw.encode("ascii", "surrogateescape") if isinstance(raw, str) else b""
-    return data
+        return text.encode("ascii", "surrogateescape")
+    except UnicodeEncodeError:  # real non-ASCII text (a part built from str): UTF-8
+        return text.encode("utf-8", "surrogateescape")
 
 
 def _leaf_text(part: Message, content: MimeContent) -> str:

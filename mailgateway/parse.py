@@ -15,7 +15,6 @@ import hashlib
 from datetime import datetime
 from email.feedparser import BytesFeedParser
 from email.message import Message
-from email.policy import compat32
 from typing import Any
 
 from mailparser.dates import parse_mail_date
@@ -24,7 +23,7 @@ from mailparser.utils import get_addresses
 from core.mail import Address, ParsedMail
 from mailgateway.charset import decode_words, header_text
 from mailgateway.html import html_to_text, sanitize_html
-from mailgateway.mime import MimeContent, message_ids, read_headers, walk_tree
+from mailgateway.mime import READ_POLICY, MimeContent, message_ids, read_headers, walk_tree
 from mailgateway.quotes import strip_quotes
 
 MAX_ADDRESS_HEADER = 64 * 1024  # characters of one address header given to the address parser
@@ -61,7 +60,7 @@ def parse_message(raw: bytes, *, max_attachment_bytes: int = 25 * 1024 * 1024) -
             structure_defect = None
         except RecursionError:
             # Nested deeper than the stdlib parser can go: the headers still make a ticket.
-            message = email.parser.BytesParser(policy=compat32).parsebytes(raw, headersonly=True)
+            message = email.parser.BytesParser(policy=READ_POLICY).parsebytes(raw, headersonly=True)
             message.set_payload("")
             structure_defect = "MIME structure nested too deeply to read; only the headers were read"
         parsed = _read(message, max_attachment_bytes)
@@ -80,7 +79,7 @@ def parse_message(raw: bytes, *, max_attachment_bytes: int = 25 * 1024 * 1024) -
 
 def _parse_bytes(raw: bytes) -> Message:
     """The MIME tree, fed in chunks: the parser never holds a second full copy of the mail."""
-    parser = BytesFeedParser(policy=compat32)
+    parser = BytesFeedParser(policy=READ_POLICY)
     view = memoryview(raw)
     for start in range(0, len(raw), _FEED_CHUNK):
         parser.feed(bytes(view[start : start + _FEED_CHUNK]))

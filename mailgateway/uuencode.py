@@ -8,7 +8,7 @@ from __future__ import annotations
 import binascii
 import re
 
-_BEGIN = re.compile(r"^begin(?:-base64)? ([0-7]{3,4}) (.+)$", re.MULTILINE)
+_BEGIN = re.compile(r"^begin ([0-7]{3,4})(?: (.*))?$", re.MULTILINE)
 
 
 def extract_uuencoded(text: str) -> tuple[str, list[tuple[str, bytes]]]:
@@ -24,11 +24,11 @@ def extract_uuencoded(text: str) -> tuple[str, list[tuple[str, bytes]]]:
         end = text.find("\nend", match.end())
         if end < 0:
             break
-        data = _decode_lines(text[match.end() : end].split("\n"))
+        data = decode_uu_lines(text[match.end() : end].split("\n"))
         if data is None:
             continue
         kept.append(text[pos : match.start()])
-        name = match.group(2).strip().replace("\\", "/").rsplit("/", 1)[-1] or "uuencoded.bin"
+        name = (match.group(2) or "").strip().replace("\\", "/").rsplit("/", 1)[-1] or "uuencoded.bin"
         files.append((name, data))
         line_end = text.find("\n", end + 1)
         pos = len(text) if line_end < 0 else line_end + 1
@@ -36,7 +36,7 @@ def extract_uuencoded(text: str) -> tuple[str, list[tuple[str, bytes]]]:
     return "".join(kept).rstrip() + ("\n" if files else ""), files
 
 
-def _decode_lines(lines: list[str]) -> bytes | None:
+def decode_uu_lines(lines: list[str]) -> bytes | None:
     out = bytearray()
     for line in lines:
         line = line.rstrip("\r")

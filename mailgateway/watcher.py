@@ -2,29 +2,64 @@
 
 Store and cursor move commit together; only after that commit is the mail moved or flagged on
 the server. A crash at any point therefore loses nothing and, thanks to the UID check and
-Message-ID de-duplication, creates nothing twice.
+Message-ID de-duplication, creates nothing twice. A mailbox is read by one watcher at a time,
+the holder of its lease (``core.lease``); the lease is checked again under the cursor's row lock
+before every batch is committed.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import lease
 from core.db import transaction
-from core.intake import Intake, process_pending
+from core.intake import Intake, IntakeResult, process_pending
 from core.models import MailboxCursor
 from core.settings import MailboxSettings
-from mailgateway.imap import MailboxClient
+from mailgateway.imap import ImapError, LoginFailed, MailboxClient
 
 log = logging.getLogger(__name__)
+
+# Mail processed per transaction-claim round before the lease is renewed.
+_PROCESS_CHUNK = 200
+
+
+class LeaseLost(Exception):
+    """Another watcher holds this mailbox now (ours ran out); stop reading it."""
 
 
 @dataclass(frozen=True)
 class PollResult:
     fetched: int
     stored: int
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    lease_seconds: float = 60.0
+    poll_interval: float = 30.0  # servers without IDLE
+    idle_seconds: float = 10.0  # IDLE is re-issued this often, to renew the lease and notice a stop
+    batch: int = 100  # mails per fetch round trip and per commit
+    first_backoff: float = 1.0
+    max_backoff: float = 300.0
+
+
+class Backoff:
+    """Delays for reconnecting: doubling from `first` up to `ceiling`, reset after success."""
+
+    def __init__(self, first: float = 1.0, ceiling: float = 300.0) -> None:
+        self.first, self.ceiling, self.current = first, ceiling, first
+
+    def next(self) -> float:
+        delay, self.current = self.current, min(self.current * 2, self.ceiling)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.first
 
 
 def _cursor(session: Session, name: str) -> MailboxCursor:
@@ -36,13 +71,33 @@ def _cursor(session: Session, name: str) -> MailboxCursor:
     return cursor
 
 
+def _held_cursor(session: Session, mailbox: MailboxSettings, holder: str, lease_seconds: float) -> MailboxCursor:
+    cursor = _cursor(session, mailbox.name)
+    if not lease.holds(cursor, holder):
+        raise LeaseLost(f"{mailbox.name}: now held by {cursor.lease_holder}")
+    lease.extend(cursor, lease_seconds)
+    return cursor
+
+
 def fetch_new(
-    factory: sessionmaker[Session], intake: Intake, client: MailboxClient, mailbox: MailboxSettings, *, batch: int = 100
+    factory: sessionmaker[Session],
+    intake: Intake,
+    client: MailboxClient,
+    mailbox: MailboxSettings,
+    *,
+    holder: str,
+    lease_seconds: float = 60.0,
+    batch: int = 100,
+    sweep: bool = False,
 ) -> PollResult:
-    """Store every mail past the cursor, batch by batch, moving each batch on the server after its commit."""
+    """Store every mail past the cursor, batch by batch, moving each batch on the server after its commit.
+
+    The caller holds the lease for ``holder``. ``sweep``: first move mail that was stored but not yet
+    moved (the watcher died between the commit and the move); do it once per connection.
+    """
     state = client.select(mailbox.folder)
     with transaction(factory) as session:
-        cursor = _cursor(session, mailbox.name)
+        cursor = _held_cursor(session, mailbox, holder, lease_seconds)
         if cursor.uidvalidity != state.uidvalidity:
             if cursor.uidvalidity is not None:
                 log.warning(
@@ -52,28 +107,145 @@ def fetch_new(
             cursor.uidvalidity = state.uidvalidity
             cursor.last_uid = 0
         last_uid = cursor.last_uid
+    if sweep and mailbox.processed_folder is not None and last_uid:
+        left = [uid for uid in client.uids_after(0) if uid <= last_uid]
+        if left:
+            log.info("%s: moving %d mail stored before an interruption", mailbox.name, len(left))
+            client.mark_processed(left, mailbox.processed_folder)
     uids = client.uids_after(last_uid)
     fetched = stored = 0
     for start in range(0, len(uids), batch):
         chunk = uids[start : start + batch]
         with transaction(factory) as session:
-            cursor = _cursor(session, mailbox.name)
-            for uid, raw in client.fetch(chunk):
+            cursor = _held_cursor(session, mailbox, holder, lease_seconds)
+            for uid, raw in client.fetch(chunk, batch):
                 fetched += 1
                 if intake.store(session, raw, source=mailbox.name, uidvalidity=state.uidvalidity, uid=uid):
                     stored += 1
-                cursor.last_uid = max(cursor.last_uid, uid)
+            cursor.last_uid = max(cursor.last_uid, chunk[-1])
         client.mark_processed(chunk, mailbox.processed_folder)
     return PollResult(fetched, stored)
 
 
-def poll_once(factory: sessionmaker[Session], intake: Intake, mailbox: MailboxSettings) -> PollResult:
-    """Connect, fetch what is new, process it, disconnect."""
-    client = MailboxClient(mailbox)
-    client.connect()
+# SQLite has one writer: threads of one process (one per mailbox) take turns processing, so two of
+# them never pick the same row (SKIP LOCKED is a PostgreSQL feature).
+_sqlite_turn = threading.Lock()
+
+
+def process_all(factory: sessionmaker[Session], intake: Intake, limit: int | None = None) -> list[IntakeResult]:
+    """Process stored mail (any mailbox's); several processes share the work on PostgreSQL."""
+    if factory.kw["bind"].dialect.name == "sqlite":
+        with _sqlite_turn:
+            return process_pending(factory, intake, limit)
+    return process_pending(factory, intake, limit)
+
+
+def poll_once(
+    factory: sessionmaker[Session], intake: Intake, mailbox: MailboxSettings, *, lease_seconds: float = 60.0
+) -> PollResult:
+    """Take the mailbox's lease (waiting for a dead holder's to run out), fetch what is new, process it."""
+    holder = lease.holder_name()
+    if not lease.wait_for(factory, mailbox.name, holder, lease_seconds, timeout=lease_seconds + 1):
+        raise LeaseLost(f"{mailbox.name}: held by {lease.current_holder(factory, mailbox.name)}; try again later")
     try:
-        result = fetch_new(factory, intake, client, mailbox)
+        client = MailboxClient(mailbox)
+        client.connect()
+        try:
+            result = fetch_new(factory, intake, client, mailbox, holder=holder, lease_seconds=lease_seconds, sweep=True)
+        finally:
+            client.close()
+    finally:
+        lease.release(factory, mailbox.name, holder)
+    process_all(factory, intake)
+    return result
+
+
+def watch_mailbox(
+    factory: sessionmaker[Session],
+    intake: Intake,
+    mailbox: MailboxSettings,
+    stop: threading.Event,
+    options: WatchOptions = WatchOptions(),
+    *,
+    holder: str | None = None,
+) -> None:
+    """Keep one mailbox drained until `stop` is set: fetch, process, wait with IDLE (or poll).
+
+    Never raises: a dropped connection, a server restart or a refused login is logged in one line and
+    retried with backoff; a mailbox another watcher holds is waited for.
+    """
+    holder = holder or lease.holder_name()
+    backoff = Backoff(options.first_backoff, options.max_backoff)
+    renew_every = options.lease_seconds / 3
+    waiting_logged = False
+    try:
+        while not stop.is_set():
+            try:
+                if not lease.acquire(factory, mailbox.name, holder, options.lease_seconds):
+                    if not waiting_logged:
+                        log.info("%s: held by %s; standing by", mailbox.name, lease.current_holder(factory, mailbox.name))
+                        waiting_logged = True
+                    stop.wait(min(renew_every, 5.0))
+                    continue
+                waiting_logged = False
+                _serve(factory, intake, mailbox, stop, options, holder, backoff)
+            except LeaseLost as exc:
+                log.warning("%s: lease lost (%s); standing by", mailbox.name, exc)
+            except LoginFailed as exc:
+                delay = backoff.next()
+                log.error("%s: %s; check HELPDESK_IMAP_USER/PASSWORD; retrying in %.0f s", mailbox.name, exc, delay)
+                stop.wait(delay)
+            except (ImapError, OSError) as exc:
+                delay = backoff.next()
+                log.warning("%s: %s; reconnecting in %.0f s", mailbox.name, exc, delay)
+                stop.wait(delay)
+            except Exception:  # the database, or a bug: log it, never let the thread die
+                delay = backoff.next()
+                log.exception("%s: watcher failed; retrying in %.0f s", mailbox.name, delay)
+                stop.wait(delay)
+    finally:
+        try:
+            lease.release(factory, mailbox.name, holder)
+        except Exception:
+            log.warning("%s: could not release the lease; it runs out by itself", mailbox.name)
+
+
+def _serve(
+    factory: sessionmaker[Session],
+    intake: Intake,
+    mailbox: MailboxSettings,
+    stop: threading.Event,
+    options: WatchOptions,
+    holder: str,
+    backoff: Backoff,
+) -> None:
+    """One connection's life: connect, then fetch/process/wait until stopped or something breaks."""
+    client = MailboxClient(mailbox)
+    try:
+        client.connect()
+        idle = client.has_idle
+        log.info("%s: connected (%s)", mailbox.name, "IDLE" if idle else "polling")
+        backoff.reset()
+        wait = min(options.idle_seconds if idle else options.poll_interval, options.lease_seconds / 3)
+        sweep = True
+        while not stop.is_set():
+            result = fetch_new(
+                factory, intake, client, mailbox,
+                holder=holder, lease_seconds=options.lease_seconds, batch=options.batch, sweep=sweep,
+            )  # fmt: skip
+            sweep = False
+            if result.fetched:
+                log.info("%s: fetched %d, stored %d", mailbox.name, result.fetched, result.stored)
+            while process_all(factory, intake, _PROCESS_CHUNK):
+                if not lease.acquire(factory, mailbox.name, holder, options.lease_seconds):
+                    raise LeaseLost("ran out while processing a backlog")
+            if stop.is_set():
+                break
+            if idle:
+                client.wait_for_mail(wait)
+            else:
+                stop.wait(wait)
+            if not lease.acquire(factory, mailbox.name, holder, options.lease_seconds):
+                raise LeaseLost("ran out while waiting")
     finally:
         client.close()
-    process_pending(factory, intake)
-    return result
