@@ -206,8 +206,13 @@ def clocks(session: Session, settings: Settings, ticket: Ticket, now: datetime) 
 
 
 def clocks_for(session: Session, settings: Settings, tickets: list[Ticket], now: datetime) -> dict[int, list[Clock]]:
+    return policy_clocks(session, settings.sla, tickets, now)
+
+
+def policy_clocks(session: Session, policy: SlaSettings, tickets: list[Ticket], now: datetime) -> dict[int, list[Clock]]:
+    """Clocks of many tickets at once under the given targets."""
     lines = _timelines(session, tickets)
-    return {t.id: _clocks(t, lines[t.id], settings.sla, aware(now)) for t in tickets}
+    return {t.id: _clocks(t, lines[t.id], policy, aware(now)) for t in tickets}
 
 
 def start(settings: Settings, ticket: Ticket) -> None:
