@@ -180,8 +180,14 @@ def cmd_poll(args: argparse.Namespace) -> int:
     if not app.settings.mailboxes:
         raise ConfigError("HELPDESK_IMAP_HOST: no mailbox configured to poll")
     if args.once:
+        from mailgateway.watcher import LeaseLost
+
         for mailbox in app.settings.mailboxes:
-            result = poll_once(app.factory, app.intake, mailbox)
+            try:
+                result = poll_once(app.factory, app.intake, mailbox, lease_seconds=app.settings.lease_seconds)
+            except LeaseLost as exc:
+                print(f"helpdesk poll: {exc}", file=sys.stderr)
+                return 1
             print(f"{mailbox.name}: fetched {result.fetched}, stored {result.stored}")
         return 0
     watch_forever(app)

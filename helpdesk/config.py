@@ -38,6 +38,7 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_SMTP_PASSWORD": "SMTP password (optional)",
     "HELPDESK_SMTP_TLS": "none | starttls | ssl (default none)",
     "HELPDESK_POLL_INTERVAL": "seconds between polls when the server has no IDLE (default 30)",
+    "HELPDESK_LEASE_SECONDS": "a dead poller's mailboxes are taken over by another after this (default 60)",
     "HELPDESK_MAX_MESSAGE_BYTES": "attachment bytes kept per mail (default 26214400 = 25 MB)",
     "HELPDESK_WEB_HOST": "console address (default 127.0.0.1)",
     "HELPDESK_WEB_PORT": "console port (default 8080)",
@@ -79,7 +80,8 @@ def _address(name: str, value: str) -> str:
     return value.lower()
 
 
-def _read_toml(path: str) -> dict[str, Any]:
+def _read_toml(path: str) -> tuple[dict[str, str], list[Any]]:
+    """The scalar settings (as HELPDESK_* strings) and the ``[[mailboxes]]`` tables of a TOML file."""
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
@@ -87,20 +89,55 @@ def _read_toml(path: str) -> dict[str, Any]:
         raise ConfigError(f"HELPDESK_CONFIG: no such file {path!r}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"HELPDESK_CONFIG: {path} is not valid TOML: {exc}") from None
+    tables = data.pop("mailboxes", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(f"HELPDESK_CONFIG: `mailboxes` in {path} must be [[mailboxes]] tables")
     known = {k.removeprefix("HELPDESK_").lower() for k in VARIABLES}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"HELPDESK_CONFIG: unknown setting(s) in {path}: {', '.join(unknown)}")
-    return {f"HELPDESK_{k.upper()}": str(v) for k, v in data.items()}
+    return {f"HELPDESK_{k.upper()}": str(v) for k, v in data.items()}, tables
+
+
+MAILBOX_KEYS = ("name", "host", "port", "user", "password", "tls", "folder", "processed_folder", "address")
+
+
+def _mailbox_table(n: int, table: dict[str, Any], default_address: str) -> MailboxSettings:
+    """One ``[[mailboxes]]`` table; errors name it as mailboxes[n].key."""
+    where = f"HELPDESK_CONFIG: mailboxes[{n}]"
+    unknown = sorted(set(table) - set(MAILBOX_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(MAILBOX_KEYS)})")
+    for key in ("host", "user"):
+        if not str(table.get(key) or "").strip():
+            raise ConfigError(f"{where}.{key}: required")
+    tls = _tls(f"{where}.tls", str(table.get("tls") or "starttls"))
+    port = _int(f"{where}.port", str(table.get("port") or ("993" if tls is TlsMode.SSL else "143")), low=1, high=65535)
+    folder = str(table.get("folder") or "INBOX")
+    processed = table.get("processed_folder", "Processed")
+    address = table.get("address")
+    return MailboxSettings(
+        name=str(table.get("name") or f"{table['user']}@{table['host']}/{folder}"),
+        host=str(table["host"]),
+        port=port,
+        user=str(table["user"]),
+        password=str(table.get("password") or ""),
+        tls=tls,
+        folder=folder,
+        processed_folder=str(processed) if processed else None,  # "" or false: only flag
+        address=_address(f"{where}.address", str(address)) if address else default_address,
+    )
 
 
 def load(environ: Mapping[str, str] | None = None, config_file: str | None = None) -> Settings:
     """Build Settings from a TOML file (if any) overridden by the environment."""
     env = dict(os.environ if environ is None else environ)
     values: dict[str, str] = {}
+    tables: list[Any] = []
     path = config_file or env.get("HELPDESK_CONFIG")
     if path:
-        values.update(_read_toml(path))
+        scalars, tables = _read_toml(path)
+        values.update(scalars)
     values.update({k: v for k, v in env.items() if k.startswith("HELPDESK_")})
     get = values.get
 
@@ -132,6 +169,11 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
             ),
         )
 
+    mailboxes += tuple(_mailbox_table(n, t, address) for n, t in enumerate(tables))
+    names = [m.name for m in mailboxes]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"HELPDESK_CONFIG: mailbox names must differ (got {', '.join(names)})")
+
     smtp = None
     if get("HELPDESK_SMTP_HOST"):
         tls = _tls("HELPDESK_SMTP_TLS", get("HELPDESK_SMTP_TLS") or "none")
@@ -153,6 +195,7 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         smtp=smtp,
         max_message_bytes=_int("HELPDESK_MAX_MESSAGE_BYTES", get("HELPDESK_MAX_MESSAGE_BYTES") or str(25 * 1024 * 1024)),
         poll_interval=_float("HELPDESK_POLL_INTERVAL", get("HELPDESK_POLL_INTERVAL") or "30"),
+        lease_seconds=_float("HELPDESK_LEASE_SECONDS", get("HELPDESK_LEASE_SECONDS") or "60"),
         web_host=get("HELPDESK_WEB_HOST") or "127.0.0.1",
         web_port=_int("HELPDESK_WEB_PORT", get("HELPDESK_WEB_PORT") or "8080", low=0, high=65535),
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 
 from core.settings import MailboxSettings, Settings
 from helpdesk.wiring import App, build
@@ -13,52 +12,13 @@ from helpdesk.wiring import App, build
 log = logging.getLogger("helpdesk.run")
 
 
-class Backoff:
-    """Delays for reconnecting: 1 s doubling up to a ceiling, reset after success."""
-
-    def __init__(self, first: float = 1.0, ceiling: float = 300.0) -> None:
-        self.first, self.ceiling, self.current = first, ceiling, first
-
-    def next(self) -> float:
-        delay, self.current = self.current, min(self.current * 2, self.ceiling)
-        return delay
-
-    def reset(self) -> None:
-        self.current = self.first
-
-
 def watch_mailbox(app: App, mailbox: MailboxSettings, stop: threading.Event) -> None:
-    """Keep one mailbox drained: fetch, then wait with IDLE (or poll); reconnect with backoff."""
-    from core.intake import process_pending
-    from mailgateway.imap import ImapError, MailboxClient
-    from mailgateway.watcher import fetch_new
+    """Keep one mailbox drained (see mailgateway.watcher.watch_mailbox)."""
+    from mailgateway.watcher import WatchOptions
+    from mailgateway.watcher import watch_mailbox as watch
 
-    backoff = Backoff()
-    while not stop.is_set():
-        client = MailboxClient(mailbox)
-        try:
-            client.connect()
-            log.info("%s: connected (%s)", mailbox.name, "IDLE" if client.has_idle else "polling")
-            backoff.reset()
-            while not stop.is_set():
-                result = fetch_new(app.factory, app.intake, client, mailbox)
-                if result.fetched:
-                    log.info("%s: fetched %d, stored %d", mailbox.name, result.fetched, result.stored)
-                process_pending(app.factory, app.intake)
-                client.wait_for_mail(min(app.settings.poll_interval, 25 * 60))
-        except (ImapError, OSError) as exc:
-            delay = backoff.next()
-            log.warning("%s: %s; retrying in %.0f s", mailbox.name, exc, delay)
-            stop.wait(delay)
-        except Exception:
-            delay = backoff.next()
-            log.exception("%s: watcher failed; retrying in %.0f s", mailbox.name, delay)
-            stop.wait(delay)
-        finally:
-            try:
-                client.close()
-            except Exception:
-                pass
+    options = WatchOptions(lease_seconds=app.settings.lease_seconds, poll_interval=app.settings.poll_interval)
+    watch(app.factory, app.intake, mailbox, stop, options)
 
 
 def send_loop(app: App, stop: threading.Event, interval: float = 2.0) -> None:
