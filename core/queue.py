@@ -1,0 +1,158 @@
+"""The ticket queue as people browse it: filters, text search, sorting and pages."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, replace
+
+from sqlalchemy import ColumnElement, and_, exists, func, select
+from sqlalchemy.orm import Session, joinedload
+
+from core import search
+from core.tickets import OPEN_STATUSES
+from core.models import Contact, Role, SlaLevel, SlaMark, Ticket, TicketKind, TicketStatus
+
+OPEN = OPEN_STATUSES
+
+
+class SlaState(enum.Enum):
+    """What the SLA check has recorded on a ticket (its SlaMark rows)."""
+
+    BREACHED = "breached"
+    AT_RISK = "at_risk"  # warned (80% of a target used), not breached
+    ON_TRACK = "on_track"  # open, no mark
+
+
+class Sort(enum.Enum):
+    NEWEST = "newest"
+    OLDEST = "oldest"
+    UPDATED = "updated"
+    PRIORITY = "priority"
+    DUE = "due"
+
+
+_ORDER = {
+    Sort.NEWEST: (Ticket.id.desc(),),
+    Sort.OLDEST: (Ticket.id.asc(),),
+    Sort.UPDATED: (Ticket.updated_at.desc(), Ticket.id.desc()),
+    Sort.PRIORITY: (Ticket.priority.asc(), Ticket.id.desc()),
+    Sort.DUE: (Ticket.due_at.is_(None), Ticket.due_at.asc(), Ticket.id.desc()),
+}
+
+
+@dataclass(frozen=True)
+class QueueQuery:
+    kind: TicketKind | None = None
+    status: TicketStatus | None = None
+    open_only: bool = False
+    priority: str | None = None
+    category: str | None = None
+    assignee: str | None = None  # an email, or "none" for unassigned
+    sla: SlaState | None = None
+    text: str = ""
+    sort: Sort = Sort.NEWEST
+    page: int = 1
+    per_page: int = 50
+
+    def with_page(self, page: int) -> QueueQuery:
+        return replace(self, page=page)
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    query: QueueQuery
+    tickets: list[Ticket]
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.query.per_page))
+
+
+def sla_state(session: Session, ticket: Ticket) -> SlaState | None:
+    return sla_states(session, [ticket]).get(ticket.id)
+
+
+def sla_states(session: Session, tickets: list[Ticket]) -> dict[int, SlaState]:
+    """The SLA state of each listed ticket that has one, in one query."""
+    ids = [t.id for t in tickets]
+    marks: dict[int, set[SlaLevel]] = {}
+    if ids:
+        for ticket_id, level in session.execute(
+            select(SlaMark.ticket_id, SlaMark.level).where(SlaMark.ticket_id.in_(ids))
+        ):
+            marks.setdefault(ticket_id, set()).add(level)
+    states = {}
+    for t in tickets:
+        levels = marks.get(t.id, set())
+        if SlaLevel.BREACH in levels:
+            states[t.id] = SlaState.BREACHED
+        elif SlaLevel.WARNING in levels:
+            states[t.id] = SlaState.AT_RISK
+        elif t.status in OPEN:
+            states[t.id] = SlaState.ON_TRACK
+    return states
+
+
+def _marked(level: SlaLevel) -> ColumnElement[bool]:
+    return exists().where(SlaMark.ticket_id == Ticket.id, SlaMark.level == level)
+
+
+def _sla_condition(state: SlaState) -> ColumnElement[bool]:
+    if state is SlaState.BREACHED:
+        return _marked(SlaLevel.BREACH)
+    if state is SlaState.AT_RISK:
+        return and_(_marked(SlaLevel.WARNING), ~_marked(SlaLevel.BREACH))
+    return and_(Ticket.status.in_(OPEN), ~exists().where(SlaMark.ticket_id == Ticket.id))
+
+
+def conditions(session: Session, query: QueueQuery) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if query.kind is not None:
+        where.append(Ticket.kind == query.kind)
+    if query.status is not None:
+        where.append(Ticket.status == query.status)
+    elif query.open_only:
+        where.append(Ticket.status.in_(OPEN))
+    if query.priority:
+        where.append(Ticket.priority == query.priority)
+    if query.category:
+        where.append(Ticket.category == query.category)
+    if query.assignee == "none":
+        where.append(Ticket.assignee_id.is_(None))
+    elif query.assignee:
+        assignee = select(Contact.id).where(Contact.email == query.assignee.lower()).scalar_subquery()
+        where.append(Ticket.assignee_id == assignee)
+    if query.sla is not None:
+        where.append(_sla_condition(query.sla))
+    if query.text.strip():
+        where.append(search.matches(session, query.text))
+    return where
+
+
+def list_tickets(session: Session, query: QueueQuery) -> QueuePage:
+    where = conditions(session, query)
+    total = session.scalar(select(func.count()).select_from(Ticket).where(*where)) or 0
+    page = max(1, query.page)
+    rows = session.scalars(
+        select(Ticket)
+        .where(*where)
+        .options(joinedload(Ticket.requester), joinedload(Ticket.assignee))
+        .order_by(*_ORDER[query.sort])
+        .limit(query.per_page)
+        .offset((page - 1) * query.per_page)
+    )
+    return QueuePage(query=replace(query, page=page), tickets=list(rows), total=total)
+
+
+def categories(session: Session) -> list[str]:
+    return list(session.scalars(select(Ticket.category).distinct().order_by(Ticket.category)))
+
+
+def agents(session: Session) -> list[Contact]:
+    return list(
+        session.scalars(
+            select(Contact).where(Contact.role.in_((Role.AGENT, Role.ADMIN))).order_by(Contact.email)
+        )
+    )

@@ -1,0 +1,203 @@
+"""Nobody gets in who should not: the whole URL map, CSRF, throttled logins, cookies, headers."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.attachments import AttachmentStore
+from core.db import transaction
+from core.models import Attachment, Contact, Message, Role
+from core.settings import Settings
+from core.users import issue_api_token
+from tests.web.conftest import PASSWORD, STAFF, csrf_token, login, make_ticket
+from web.security import allowed_roles
+
+PUBLIC = {"static", "auth.login", "health"}
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _routes(app: Flask) -> list[tuple[str, str, str]]:
+    """(endpoint, method, url) for every rule, with 1 for every URL parameter."""
+    found = []
+    for rule in app.url_map.iter_rules():
+        url = rule.build({name: 1 if name != "filename" else "console.css" for name in rule.arguments})[1]
+        for method in sorted(rule.methods & set(METHODS)):
+            found.append((rule.endpoint, method, url))
+    return found
+
+
+def _send(client: FlaskClient, method: str, url: str, token: str | None) -> object:
+    data = {"csrf_token": token} if token and method != "GET" and not url.startswith("/api/") else None
+    return client.open(url, method=method, data=data)
+
+
+def test_every_endpoint_is_public_by_choice_or_names_its_roles(app: Flask) -> None:
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    public = {e for e in endpoints if allowed_roles(app, e) is None}
+    assert public == PUBLIC
+    for endpoint in endpoints - PUBLIC:
+        assert allowed_roles(app, endpoint), f"{endpoint} allows nobody: mark it with @roles"
+
+
+def test_anonymous_is_sent_to_login_everywhere_and_gets_401_on_the_api(client: FlaskClient, app: Flask) -> None:
+    token = csrf_token(client)
+    for endpoint, method, url in _routes(app):
+        response = _send(client, method, url, token)
+        response.close()
+        if endpoint in PUBLIC:
+            assert response.status_code != 403 and "Location" not in response.headers, (method, url)
+        elif url.startswith("/api/"):
+            assert response.status_code == 401, (method, url)
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        else:
+            assert response.status_code == 302, (method, url, response.status_code)
+            assert response.headers["Location"].startswith("/login"), (method, url)
+
+
+def test_each_role_gets_403_exactly_where_its_role_is_not_allowed(app: Flask, role: Role, factory) -> None:
+    client = login(app.test_client(), role)
+    token = csrf_token(client, "/tickets")
+    with transaction(factory) as session:
+        api_token = issue_api_token(session, session.scalars(select(Contact).where(Contact.email == STAFF[role])).one())
+    refused = 0
+    # The API first: the walk also reaches the admin's "replace token" action.
+    for endpoint, method, url in sorted(_routes(app), key=lambda r: not r[2].startswith("/api/")):
+        if endpoint in PUBLIC or endpoint == "auth.logout":
+            continue
+        if url.startswith("/api/"):
+            response = client.open(url, method=method, headers={"Authorization": f"Bearer {api_token}"}, json={})
+        else:
+            response = _send(client, method, url, token)
+        response.close()
+        allowed = role in allowed_roles(app, endpoint)
+        if allowed:
+            assert response.status_code not in (401, 403), (role, method, url, response.status_code)
+            assert not response.headers.get("Location", "").startswith("/login"), (role, method, url)
+        else:
+            refused += 1
+            assert response.status_code == 403, (role, method, url, response.status_code)
+    assert refused > 0  # every role is kept out of something
+
+
+def test_a_form_without_a_valid_csrf_token_is_refused(as_agent: FlaskClient, factory) -> None:
+    made = make_ticket(factory, "Screen flickers")
+    for data in ({"text": "forged"}, {"text": "forged", "csrf_token": "not-a-token"}):
+        response = as_agent.post(f"/tickets/{made.number}/note", data=data)
+        assert response.status_code == 400
+    token = csrf_token(as_agent, f"/tickets/{made.number}")
+    assert as_agent.post(f"/tickets/{made.number}/note", data={"text": "real", "csrf_token": token}).status_code == 302
+    with factory() as session:
+        notes = session.scalars(select(Message.text).where(Message.internal.is_(True))).all()
+    assert notes == ["real"]
+
+
+def test_login_is_refused_after_repeated_failures_even_with_the_right_password(client: FlaskClient) -> None:
+    token = csrf_token(client)
+    email = STAFF[Role.ADMIN]
+    for _ in range(5):
+        response = client.post("/login", data={"email": email, "password": "wrong", "csrf_token": token})
+        assert response.status_code == 401
+    response = client.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 429
+    other = client.post("/login", data={"email": STAFF[Role.AGENT], "password": PASSWORD, "csrf_token": token})
+    assert other.status_code == 302  # only that account is held back, not the whole address
+
+
+def test_passwords_are_stored_as_argon2_hashes(factory) -> None:
+    with factory() as session:
+        hashes = session.scalars(select(Contact.password_hash).where(Contact.password_hash.is_not(None))).all()
+    assert len(hashes) == 3 and all(h.startswith("$argon2id$") and PASSWORD not in h for h in hashes)
+
+
+def _session_cookie(response) -> str:  # type: ignore[no-untyped-def]
+    return next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("helpdesk_session="))
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_session_cookie_is_httponly_lax_and_secure_over_tls(app: Flask, scheme: str) -> None:
+    client = app.test_client()
+    base = f"{scheme}://localhost"
+    page = client.get("/login", base_url=base).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    headers = {"Referer": f"{base}/login"}  # Flask-WTF checks the referrer over https
+    response = client.post(
+        "/login", data={"email": STAFF[Role.AGENT], "password": PASSWORD, "csrf_token": token}, base_url=base,
+        headers=headers,
+    )
+    assert response.status_code == 302
+    cookie = _session_cookie(response)
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert ("Secure" in cookie) == (scheme == "https")
+
+
+def test_pages_carry_a_strict_content_security_policy(as_agent: FlaskClient, sample_tickets) -> None:
+    for url in ("/login", "/tickets", f"/tickets/{sample_tickets[0].number}"):
+        response = as_agent.get(url)
+        csp = response.headers["Content-Security-Policy"]
+        assert "default-src 'self'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "<script>" not in response.get_data(as_text=True)  # no inline script anywhere
+
+
+def test_login_never_redirects_to_another_site(client: FlaskClient) -> None:
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "/tickets?x=1"):
+        token = csrf_token(client)
+        response = client.post(
+            "/login", data={"email": STAFF[Role.AGENT], "password": PASSWORD, "csrf_token": token, "next": target}
+        )
+        assert response.headers["Location"] == ("/tickets" if "evil" in target else target), target
+
+
+def test_attachments_download_as_opaque_files_never_as_html(
+    as_agent: FlaskClient, factory: sessionmaker[Session], settings: Settings
+) -> None:
+    made = make_ticket(factory, "See attached")
+    payload = b"<html><script>window.__xss = 1</script></html>"
+    digest = AttachmentStore(settings.data_dir / "attachments").put(payload)
+    with transaction(factory) as session:
+        item = Attachment(message_id=made.message_id, filename="report.html", content_type="text/html",
+                          size=len(payload), sha256=digest)
+        session.add(item)
+        session.flush()
+        attachment_id = item.id
+    response = as_agent.get(f"/tickets/{made.number}/attachments/{attachment_id}")
+    assert response.status_code == 200 and response.data == payload
+    assert response.headers["Content-Disposition"].startswith("attachment")
+    assert "report.html" in response.headers["Content-Disposition"]
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in response.headers["Content-Security-Policy"]
+    # and not through another ticket's URL
+    other = make_ticket(factory, "Other")
+    assert as_agent.get(f"/tickets/{other.number}/attachments/{attachment_id}").status_code == 404
+
+
+def test_html_mail_is_sanitised_again_and_shown_in_a_sandboxed_frame(as_agent: FlaskClient, factory) -> None:
+    made = make_ticket(factory, "Newsletter", html='<p onclick="x()">Hi <script>alert(1)</script><a href="javascript:x()">l</a></p>')
+    page = as_agent.get(f"/tickets/{made.number}").get_data(as_text=True)
+    srcdoc = re.search(r'<iframe class="mail-html" sandbox="" [^>]*srcdoc="([^"]*)"', page)
+    assert srcdoc, "the HTML part is shown in a sandboxed iframe"
+    shown = html.unescape(srcdoc.group(1))
+    assert "Hi" in shown and "<script" not in shown and "onclick" not in shown and "javascript:" not in shown
+
+
+def test_api_uses_bearer_tokens_only(app: Flask, client: FlaskClient, factory, sample_tickets) -> None:
+    login(client, Role.AGENT)
+    assert client.get("/api/tickets").status_code == 401  # a browser session is not enough
+    with transaction(factory) as session:
+        token = issue_api_token(session, session.scalars(select(Contact).where(Contact.email == STAFF[Role.AGENT])).one())
+    api = app.test_client()
+    assert api.get("/api/tickets", headers={"Authorization": "Bearer hd_wrong"}).status_code == 401
+    response = api.get("/api/tickets?priority=P1", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert [t["subject"] for t in response.json["tickets"]] == ["VPN is down for everyone"]
+    with factory() as session:
+        stored = session.scalars(select(Contact.api_token_hash).where(Contact.email == STAFF[Role.AGENT])).one()
+    assert token not in stored

@@ -1,0 +1,71 @@
+"""The web console: a thin Flask layer over the core services.
+
+`create_app` builds the app; `serve` runs it under waitress (blocking); `WebServer` runs it in a
+thread and stops it cleanly (for `helpdesk run` and tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from importlib import resources
+
+from flask import Flask, jsonify
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.search import ensure_index
+from core.settings import Settings
+from web import db, security
+from web.server import WebServer, serve
+
+__all__ = ["create_app", "serve", "WebServer"]
+
+
+@dataclass(frozen=True)
+class Helpdesk:
+    """What the views need, kept on the app (no globals)."""
+
+    settings: Settings
+    session_factory: sessionmaker[Session]
+
+
+def create_app(settings: Settings, session_factory: sessionmaker[Session], *, testing: bool = False) -> Flask:
+    app = Flask(
+        __name__,
+        template_folder=str(resources.files("templates")),
+        static_folder="static",
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        TESTING=testing,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="helpdesk_session",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        WTF_CSRF_TIME_LIMIT=None,  # tied to the session, which expires itself
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["helpdesk"] = Helpdesk(settings=settings, session_factory=session_factory)
+    bind = session_factory.kw.get("bind")
+    if bind is not None:
+        ensure_index(bind)
+
+    csrf = CSRFProtect(app)
+    db.install(app)
+    security.install(app)
+
+    from web import admin, api, approvals, auth, events, reports, tickets, views
+
+    for blueprint in (auth.bp, tickets.bp, approvals.bp, events.bp, admin.bp, reports.bp, api.bp):
+        app.register_blueprint(blueprint)
+    csrf.exempt(api.bp)  # token-authenticated, never cookie-authenticated
+    views.install(app)
+
+    @app.get("/health")
+    @security.public
+    def health():  # type: ignore[no-untyped-def]
+        return jsonify(status="ok")
+
+    return app

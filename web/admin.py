@@ -1,0 +1,174 @@
+"""Admin pages: quarantined mail, the outbox, console users."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from core import intake, outbox
+from core.models import Contact, Inbound, InboundStatus, Outbox, OutboxStatus, Role
+from core.users import WeakPassword, create_user, issue_api_token, revoke_api_token, set_password
+from web.db import db
+from web.security import current_user, roles
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+CONSOLE_ROLES = (Role.ADMIN, Role.AGENT, Role.APPROVER)
+LIST_LIMIT = 200
+
+
+@bp.get("/quarantine")
+@roles(Role.ADMIN)
+def quarantine():  # type: ignore[no-untyped-def]
+    rows = db().scalars(
+        select(Inbound)
+        .where(Inbound.status == InboundStatus.QUARANTINED)
+        .order_by(Inbound.id.desc())
+        .limit(LIST_LIMIT)
+    )
+    return render_template("web/admin/quarantine.html", rows=list(rows))
+
+
+@bp.get("/quarantine/<int:inbound_id>")
+@roles(Role.ADMIN)
+def quarantined(inbound_id: int):  # type: ignore[no-untyped-def]
+    row = db().scalars(select(Inbound).where(Inbound.id == inbound_id).options(joinedload(Inbound.raw))).first()
+    if row is None:
+        abort(404, "No such inbound mail.")
+    head = row.raw.data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0][:65536]
+    try:
+        headers = list(message_from_bytes(head + b"\n\n", policy=policy.compat32).items())
+    except Exception:  # noqa: BLE001 - a mail that broke intake may break this too: show the bytes
+        headers = []
+    return render_template(
+        "web/admin/quarantined.html", row=row, headers=headers, head=head.decode("utf-8", "replace")
+    )
+
+
+@bp.post("/quarantine/<int:inbound_id>/requeue")
+@roles(Role.ADMIN)
+def requeue(inbound_id: int):  # type: ignore[no-untyped-def]
+    try:
+        intake.requeue(db(), inbound_id)
+    except (LookupError, ValueError) as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("admin.quarantine"))
+    db().commit()
+    flash(f"Mail {inbound_id} requeued: the poller will process it again.", "info")
+    return redirect(url_for("admin.quarantine"))
+
+
+@bp.get("/outbox", endpoint="outbox")
+@roles(Role.ADMIN)
+def outbox_page():  # type: ignore[no-untyped-def]
+    show = request.args.get("show", "failed")
+    statuses = {
+        "failed": (OutboxStatus.FAILED,),
+        "waiting": (OutboxStatus.PENDING, OutboxStatus.SENDING),
+        "sent": (OutboxStatus.SENT,),
+    }.get(show, (OutboxStatus.FAILED,))
+    rows = db().scalars(select(Outbox).where(Outbox.status.in_(statuses)).order_by(Outbox.id.desc()).limit(LIST_LIMIT))
+    return render_template("web/admin/outbox.html", rows=list(rows), show=show)
+
+
+@bp.post("/outbox/<int:outbox_id>/retry")
+@roles(Role.ADMIN)
+def retry(outbox_id: int):  # type: ignore[no-untyped-def]
+    try:
+        outbox.retry(db(), outbox_id)
+    except (LookupError, ValueError) as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("admin.outbox"))
+    db().commit()
+    flash(f"Mail {outbox_id} queued to be sent again.", "info")
+    return redirect(url_for("admin.outbox"))
+
+
+@bp.get("/users")
+@roles(Role.ADMIN)
+def users():  # type: ignore[no-untyped-def]
+    return _users_page()
+
+
+def _users_page(token: tuple[str, str] | None = None):  # type: ignore[no-untyped-def]
+    staff = db().scalars(select(Contact).where(Contact.role.in_(CONSOLE_ROLES)).order_by(Contact.email))
+    return render_template("web/admin/users.html", users=list(staff), roles=CONSOLE_ROLES, token=token)
+
+
+def _role(raw: str | None) -> Role:
+    try:
+        role = Role(raw or "")
+    except ValueError:
+        abort(400, "Unknown role.")
+    if role not in CONSOLE_ROLES and role is not Role.USER:
+        abort(400, "Unknown role.")
+    return role
+
+
+@bp.post("/users")
+@roles(Role.ADMIN)
+def add_user():  # type: ignore[no-untyped-def]
+    email = (request.form.get("email") or "").strip()
+    if "@" not in email or len(email) > 320:
+        flash("An email address is needed.", "error")
+        return redirect(url_for("admin.users"))
+    try:
+        create_user(db(), email, _role(request.form.get("role")), request.form.get("password") or "")
+    except WeakPassword as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("admin.users"))
+    db().commit()
+    flash(f"{email} can now log in.", "info")
+    return redirect(url_for("admin.users"))
+
+
+def _user(user_id: int) -> Contact:
+    user = db().get(Contact, user_id)
+    if user is None:
+        abort(404, "No such user.")
+    return user
+
+
+@bp.post("/users/<int:user_id>/role")
+@roles(Role.ADMIN)
+def change_role(user_id: int):  # type: ignore[no-untyped-def]
+    user = _user(user_id)
+    role = _role(request.form.get("role"))
+    if user.id == current_user().id and role is not Role.ADMIN:  # type: ignore[union-attr]
+        flash("You cannot take the admin role from yourself.", "error")
+        return redirect(url_for("admin.users"))
+    user.role = role
+    db().commit()
+    flash(f"{user.email} is now {role.value}.", "info")
+    return redirect(url_for("admin.users"))
+
+
+@bp.post("/users/<int:user_id>/password")
+@roles(Role.ADMIN)
+def change_password(user_id: int):  # type: ignore[no-untyped-def]
+    user = _user(user_id)
+    try:
+        set_password(db(), user, request.form.get("password") or "")
+    except WeakPassword as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("admin.users"))
+    db().commit()
+    flash(f"Password of {user.email} changed.", "info")
+    return redirect(url_for("admin.users"))
+
+
+@bp.post("/users/<int:user_id>/token")
+@roles(Role.ADMIN)
+def token(user_id: int):  # type: ignore[no-untyped-def]
+    user = _user(user_id)
+    if request.form.get("action") == "revoke":
+        revoke_api_token(db(), user)
+        db().commit()
+        flash(f"API token of {user.email} revoked.", "info")
+        return redirect(url_for("admin.users"))
+    new_token = issue_api_token(db(), user)
+    db().commit()
+    # Shown once, in this response only: it is stored hashed.
+    return _users_page(token=(user.email, new_token))

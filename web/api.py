@@ -1,0 +1,94 @@
+"""JSON API for scripts: token authentication (Authorization: Bearer), described by OpenAPI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, current_app, jsonify, request
+
+from core import queue
+from core import tickets as ticket_service
+from core.models import Contact, Role, Ticket
+from web.db import db
+from web.openapi import document
+from web.security import STAFF, current_user, roles
+from web.tickets import WORKERS, queue_query
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def _user() -> Contact:
+    user = current_user()
+    assert user is not None
+    return user
+
+
+def _ticket(number: int) -> Ticket:
+    ticket = ticket_service.get(db(), number)
+    if ticket is None:
+        abort(404, f"no ticket #{number}")
+    return ticket
+
+
+def _text() -> str:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+        abort(400, 'send a JSON object {"text": "..."}')
+    return body["text"]
+
+
+@bp.get("/openapi.json")
+@roles(*STAFF)
+def openapi():  # type: ignore[no-untyped-def]
+    return jsonify(document(request.host_url.rstrip("/") + "/api"))
+
+
+@bp.get("/tickets")
+@roles(*STAFF)
+def tickets():  # type: ignore[no-untyped-def]
+    page = queue.list_tickets(db(), queue_query(request.args))
+    return jsonify(
+        tickets=[ticket_service.to_json(t, with_messages=False) for t in page.tickets],
+        total=page.total,
+        page=page.query.page,
+        pages=page.pages,
+    )
+
+
+@bp.get("/tickets/<int:number>")
+@roles(*STAFF)
+def ticket(number: int):  # type: ignore[no-untyped-def]
+    return jsonify(ticket_service.to_json(_ticket(number)))
+
+
+def _created(message: Any):  # type: ignore[no-untyped-def]
+    db().commit()
+    response = jsonify(ticket_service.message_json(message))
+    response.status_code = 201
+    return response
+
+
+@bp.post("/tickets/<int:number>/reply")
+@roles(*WORKERS)
+def reply(number: int):  # type: ignore[no-untyped-def]
+    ticket = _ticket(number)
+    settings = current_app.extensions["helpdesk"].settings
+    try:
+        message = ticket_service.reply(db(), settings, ticket, _user(), _text())
+    except ticket_service.TicketError as exc:
+        abort(422, str(exc))
+    return _created(message)
+
+
+@bp.post("/tickets/<int:number>/note")
+@roles(*WORKERS)
+def note(number: int):  # type: ignore[no-untyped-def]
+    ticket = _ticket(number)
+    try:
+        message = ticket_service.add_note(db(), ticket, _user(), _text())
+    except ticket_service.TicketError as exc:
+        abort(422, str(exc))
+    return _created(message)
+
+
+__all__ = ["bp", "Role"]

@@ -1,0 +1,52 @@
+"""Log in and out."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+
+from core.users import normalise_email, verify_password
+from web import security
+from web.db import db
+from web.security import STAFF, public, roles
+
+bp = Blueprint("auth", __name__)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only a local path: never an open redirect to another site.
+    # Browsers read a backslash as a slash: "/\\evil.example" would leave the site.
+    if not target or not target.startswith("/") or "\\" in target or target.startswith("//") or urlsplit(target).netloc:
+        return url_for("tickets.queue")
+    return target
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@public
+def login():  # type: ignore[no-untyped-def]
+    if request.method == "GET":
+        return render_template("web/auth/login.html", next=request.args.get("next", ""))
+    email = normalise_email(request.form.get("email", ""))
+    password = request.form.get("password", "")
+    client = request.remote_addr or "?"
+    throttle = security.throttle()
+    if throttle.blocked(client, email):
+        abort(429, "Too many failed logins. Wait a few minutes and try again.")
+    user = verify_password(db(), email, password)
+    if user is None:
+        throttle.failed(client, email)
+        flash("Wrong email or password.", "error")
+        return render_template("web/auth/login.html", next=request.form.get("next", ""), email=email), 401
+    db().commit()  # a rehashed password
+    throttle.succeeded(client, email)
+    security.login(user)
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@bp.post("/logout")
+@roles(*STAFF)
+def logout():  # type: ignore[no-untyped-def]
+    security.logout()
+    flash("Logged out.", "info")
+    return redirect(url_for("auth.login"))

@@ -1,0 +1,23 @@
+"""One database session per request, closed (rolled back if uncommitted) when the request ends."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, g
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def db() -> Session:
+    if "db" not in g:
+        factory: sessionmaker[Session] = current_app.extensions["helpdesk"].session_factory
+        g.db = factory()
+    return g.db
+
+
+def _close(_exc: BaseException | None) -> None:
+    session = g.pop("db", None)
+    if session is not None:
+        session.close()
+
+
+def install(app: Flask) -> None:
+    app.teardown_appcontext(_close)

@@ -1,0 +1,105 @@
+"""The OpenAPI 3.1 description of the JSON API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_TICKET_FILTERS = [
+    ("kind", ["incident", "service_request", "access_request"]),
+    ("status", ["unresolved", "any", "new", "open", "pending", "awaiting_approval", "in_progress", "resolved", "closed"]),
+    ("priority", ["P1", "P2", "P3", "P4", "P5"]),
+    ("sla", ["breached", "at_risk", "on_track"]),
+    ("sort", ["newest", "oldest", "updated", "priority", "due"]),
+]
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "Bad request", 401: "No or bad token", 403: "Not allowed for this role", 404: "Not found",
+            422: "Refused by the service"}
+    return {str(c): {"description": text[c], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            for c in codes}
+
+
+def _number() -> dict[str, Any]:
+    return {"name": "number", "in": "path", "required": True, "schema": {"type": "integer"}}
+
+
+def _text_body() -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Text"}}}}
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+
+
+def document(server_url: str) -> dict[str, Any]:
+    filters = [_query(n, f"filter by {n}" if n != "sort" else "order", {"type": "string", "enum": e})
+               for n, e in _TICKET_FILTERS]
+    filters += [
+        _query("category", "filter by category", {"type": "string"}),
+        _query("assignee", "an assignee's email, or 'none'", {"type": "string"}),
+        _query("q", "text in subject or messages, or #number", {"type": "string"}),
+        _query("page", "page number, 50 tickets a page", {"type": "integer", "minimum": 1}),
+    ]
+    paths: dict[str, Any] = {
+        "/tickets": {"get": {
+            "summary": "The ticket queue", "operationId": "listTickets", "parameters": filters,
+            "responses": {"200": {"description": "One page of tickets", "content": _json("TicketPage")}, **_errors(401, 403)},
+        }},
+        "/tickets/{number}": {"get": {
+            "summary": "One ticket with its messages", "operationId": "getTicket", "parameters": [_number()],
+            "responses": {"200": {"description": "The ticket", "content": _json("Ticket")}, **_errors(401, 403, 404)},
+        }},
+        "/tickets/{number}/reply": {"post": {
+            "summary": "Public reply, mailed to the requester and watchers (agents, admins)",
+            "operationId": "replyToTicket", "parameters": [_number()], "requestBody": _text_body(),
+            "responses": {"201": {"description": "The stored reply", "content": _json("Message")},
+                          **_errors(400, 401, 403, 404, 422)},
+        }},
+        "/tickets/{number}/note": {"post": {
+            "summary": "Internal note (agents, admins)", "operationId": "addNote", "parameters": [_number()],
+            "requestBody": _text_body(),
+            "responses": {"201": {"description": "The stored note", "content": _json("Message")},
+                          **_errors(400, 401, 403, 404, 422)},
+        }},
+    }
+    for extra in EXTRA_PATHS:
+        paths.update(extra())
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Helpdesk API", "version": "1",
+                 "description": "Token from the console's Users page (admin), sent as `Authorization: Bearer TOKEN`."},
+        "servers": [{"url": server_url}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
+                "Text": {"type": "object", "properties": {"text": {"type": "string", "minLength": 1}}, "required": ["text"]},
+                "Message": {"type": "object", "properties": {
+                    "direction": {"type": "string", "enum": ["in", "out"]}, "internal": {"type": "boolean"},
+                    "from": {"type": "string"}, "subject": {"type": "string"}, "text": {"type": "string"},
+                    "message_id": {"type": ["string", "null"]}, "created_at": {"type": ["string", "null"]},
+                }},
+                "Ticket": {"type": "object", "properties": {
+                    "number": {"type": "integer"}, "kind": {"type": "string"}, "category": {"type": "string"},
+                    "priority": {"type": "string"}, "status": {"type": "string"}, "requester": {"type": "string"},
+                    "assignee": {"type": ["string", "null"]}, "subject": {"type": "string"},
+                    "classification": {"type": "array", "items": {"type": "object"}},
+                    "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
+                }},
+                "TicketPage": {"type": "object", "properties": {
+                    "tickets": {"type": "array", "items": {"$ref": "#/components/schemas/Ticket"}},
+                    "total": {"type": "integer"}, "page": {"type": "integer"}, "pages": {"type": "integer"},
+                }},
+            },
+        },
+    }
+
+
+EXTRA_PATHS: list[Any] = []

@@ -1,0 +1,181 @@
+"""Who may see what: login, roles per view, API tokens, login throttling, security headers.
+
+Access is denied by default: every view must be marked `public` or carry the roles allowed to
+use it, and one `before_request` hook enforces that for the whole app.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict, deque
+from typing import Callable, TypeVar
+
+from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
+
+from core.models import Contact, Role
+from core.users import user_for_token
+from web.db import db
+
+F = TypeVar("F", bound=Callable[..., object])
+STAFF = frozenset({Role.ADMIN, Role.AGENT, Role.APPROVER})
+
+CSP = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+
+
+def roles(*allowed: Role) -> Callable[[F], F]:
+    """Mark a view as usable by these roles only."""
+
+    def mark(view: F) -> F:
+        view.allowed_roles = frozenset(allowed)  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def public(view: F) -> F:
+    view.public = True  # type: ignore[attr-defined]
+    return view
+
+
+def allowed_roles(app: Flask, endpoint: str) -> frozenset[Role] | None:
+    """None for a public endpoint; the allowed roles otherwise (empty: nobody)."""
+    if endpoint == "static":
+        return None
+    view = app.view_functions.get(endpoint)
+    if getattr(view, "public", False):
+        return None
+    return getattr(view, "allowed_roles", frozenset())
+
+
+def current_user() -> Contact | None:
+    return g.get("user")
+
+
+def login(user: Contact) -> None:
+    session.clear()  # a fresh session on login: no fixation
+    session.permanent = True
+    session["user_id"] = user.id
+
+
+def logout() -> None:
+    session.clear()
+
+
+def _session_user() -> Contact | None:
+    user_id = session.get("user_id")
+    if not isinstance(user_id, int):
+        return None
+    user = db().get(Contact, user_id)
+    if user is None or user.role is Role.USER or not user.password_hash:
+        return None
+    return user
+
+
+def _token_user() -> Contact | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return user_for_token(db(), token.strip())
+
+
+def _guard() -> Response | None:
+    endpoint = request.endpoint
+    if endpoint is None:
+        return None  # 404 / 405 follow
+    allowed = allowed_roles(current_app, endpoint)
+    if allowed is None:
+        return None
+    is_api = endpoint.startswith("api.")
+    user = _token_user() if is_api else _session_user()
+    if user is None:
+        if is_api:
+            response = jsonify(error="authentication required")
+            response.status_code = 401
+            response.headers["WWW-Authenticate"] = 'Bearer realm="helpdesk"'
+            return response
+        return redirect(url_for("auth.login", next=request.full_path if request.query_string else request.path))
+    g.user = user
+    if user.role not in allowed:
+        if is_api:
+            response = jsonify(error="forbidden for your role")
+            response.status_code = 403
+            return response
+        abort(403)
+    return None
+
+
+def _headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    if g.get("user") is not None:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+class TlsAwareSessionInterface(SecureCookieSessionInterface):
+    """The session cookie is marked Secure whenever the request came over TLS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"] or (request and request.is_secure))
+
+
+class LoginThrottle:
+    """Failed logins per client address and per account within a sliding window."""
+
+    def __init__(self, per_account: int = 5, per_client: int = 20, window: float = 900.0) -> None:
+        self.per_account = per_account
+        self.per_client = per_client
+        self.window = window
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> int:
+        times = self._failures[key]
+        while times and times[0] < now - self.window:
+            times.popleft()
+        return len(times)
+
+    def blocked(self, client: str, account: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            return (
+                self._recent("c:" + client, now) >= self.per_client
+                or self._recent(f"a:{client}:{account}", now) >= self.per_account
+            )
+
+    def failed(self, client: str, account: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._failures["c:" + client].append(now)
+            self._failures[f"a:{client}:{account}"].append(now)
+
+    def succeeded(self, client: str, account: str) -> None:
+        with self._lock:
+            self._failures.pop(f"a:{client}:{account}", None)
+
+
+def install(app: Flask) -> None:
+    app.session_interface = TlsAwareSessionInterface()
+    app.extensions["login_throttle"] = LoginThrottle()
+    app.before_request(_guard)
+    app.after_request(_headers)
+
+
+def throttle() -> LoginThrottle:
+    return current_app.extensions["login_throttle"]

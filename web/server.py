@@ -1,0 +1,65 @@
+"""Serving the console with waitress: blocking, or in a thread with a clean stop."""
+
+from __future__ import annotations
+
+import threading
+
+from flask import Flask
+from waitress import create_server
+from waitress.server import BaseWSGIServer
+from waitress.wasyncore import close_all
+
+THREADS = 8
+
+
+def serve(app: Flask, host: str, port: int) -> None:
+    """Serve until interrupted (Ctrl-C)."""
+    WebServer(app, host, port).serve_forever()
+
+
+class WebServer:
+    """A waitress server bound at construction (port 0 picks a free port)."""
+
+    def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0) -> None:
+        server = create_server(app, host=host, port=port, threads=THREADS, ident="helpdesk")
+        assert isinstance(server, BaseWSGIServer)  # one address: never a MultiSocketServer
+        self._server = server
+        self._thread: threading.Thread | None = None
+
+    @property
+    def host(self) -> str:
+        return str(self._server.effective_host)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.effective_port)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def serve_forever(self) -> None:
+        try:
+            self._server.run()
+        finally:
+            self._server.task_dispatcher.shutdown()
+
+    def start(self) -> WebServer:
+        self._thread = threading.Thread(target=self.serve_forever, name="web", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the listener and every connection from inside the loop, then wait for it to end."""
+        server_map = self._server._map
+        self._server.trigger.pull_trigger(lambda: close_all(server_map))
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> WebServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

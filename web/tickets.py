@@ -1,0 +1,225 @@
+"""The queue and the ticket page, with the agent's actions on a ticket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nh3
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+
+from core import audit, queue, sla
+from core import tickets as ticket_service
+from core.attachments import AttachmentStore
+from core.models import Attachment, Contact, Message, Role, TicketKind, TicketStatus, utcnow
+from core.priority import priority_for
+from core.queue import QueueQuery, SlaState, Sort
+from web.db import db
+from web.security import STAFF, current_user, roles
+
+bp = Blueprint("tickets", __name__)
+WORKERS = (Role.AGENT, Role.ADMIN)
+PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
+# Shown in the browser as they are; everything else downloads as opaque bytes.
+_SAFE_TYPES = {"image/png", "image/jpeg", "image/gif", "application/pdf", "text/plain"}
+
+
+def _enum(cls: Any, raw: str | None) -> Any:
+    try:
+        return cls(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def queue_query(args: Any) -> QueueQuery:
+    """The queue query a URL's parameters describe (unknown values are ignored)."""
+    # "unresolved" (the default) is any open status; "any" is every status.
+    status_raw = args.get("status") or "unresolved"
+    try:
+        page = max(1, int(args.get("page", "1")))
+    except ValueError:
+        page = 1
+    priority = args.get("priority") or None
+    return QueueQuery(
+        kind=_enum(TicketKind, args.get("kind")),
+        status=_enum(TicketStatus, status_raw),
+        open_only=status_raw == "unresolved",
+        priority=priority if priority in PRIORITIES else None,
+        category=(args.get("category") or "").strip()[:80] or None,
+        assignee=(args.get("assignee") or "").strip()[:320] or None,
+        sla=_enum(SlaState, args.get("sla")),
+        text=(args.get("q") or "").strip()[:200],
+        sort=_enum(Sort, args.get("sort")) or Sort.NEWEST,
+        page=page,
+    )
+
+
+@bp.get("/")
+@roles(*STAFF)
+def home():  # type: ignore[no-untyped-def]
+    return redirect(url_for("tickets.queue"))
+
+
+@bp.get("/tickets", endpoint="queue")
+@roles(*STAFF)
+def queue_page():  # type: ignore[no-untyped-def]
+    query = queue_query(request.args)
+    page = queue.list_tickets(db(), query)
+    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    return render_template(
+        "web/tickets/queue.html",
+        page=page,
+        args=args,
+        kinds=list(TicketKind),
+        statuses=list(TicketStatus),
+        priorities=PRIORITIES,
+        sla_options=list(SlaState),
+        sorts=list(Sort),
+        categories=queue.categories(db()),
+        agents=queue.agents(db()),
+        sla_of=queue.sla_states(db(), page.tickets),
+    )
+
+
+def _ticket_or_404(number: int):  # type: ignore[no-untyped-def]
+    ticket = ticket_service.get(db(), number)
+    if ticket is None:
+        abort(404, f"There is no ticket #{number}.")
+    return ticket
+
+
+def clean_html(html: str | None) -> str | None:
+    """Mail HTML is stored sanitised; clean it again before it reaches a browser."""
+    if not html:
+        return None
+    return nh3.clean(html, url_schemes={"http", "https", "mailto"}, link_rel="noopener noreferrer nofollow")
+
+
+@bp.get("/tickets/<int:number>")
+@roles(*STAFF)
+def show(number: int):  # type: ignore[no-untyped-def]
+    ticket = _ticket_or_404(number)
+    return render_template(
+        "web/tickets/ticket.html",
+        ticket=ticket,
+        messages=ticket.messages,
+        clean_html=clean_html,
+        history=audit.history(db(), "ticket", ticket.id),
+        sla=queue.sla_state(db(), ticket),
+        clocks=sla.clocks(db(), current_app.extensions["helpdesk"].settings, ticket, utcnow()),
+        kinds=list(TicketKind),
+        statuses=list(TicketStatus),
+        priorities=PRIORITIES,
+        agents=queue.agents(db()),
+        may_act=current_user().role in WORKERS,  # type: ignore[union-attr]
+    )
+
+
+@bp.get("/tickets/<int:number>/attachments/<int:attachment_id>")
+@roles(*STAFF)
+def attachment(number: int, attachment_id: int):  # type: ignore[no-untyped-def]
+    item = db().get(Attachment, attachment_id)
+    message = db().get(Message, item.message_id) if item is not None else None
+    if item is None or message is None or message.ticket_id != number or item.sha256 is None:
+        abort(404, "No such attachment.")
+    store = AttachmentStore(current_app.extensions["helpdesk"].settings.data_dir / "attachments")
+    try:
+        data = store.get(item.sha256)
+    except FileNotFoundError:
+        abort(404, "The attachment's file is missing from the store.")
+    content_type = item.content_type.lower() if item.content_type.lower() in _SAFE_TYPES else "application/octet-stream"
+    response = Response(data, content_type=content_type)
+    # Always a download, never rendered in our origin; sandbox in case a browser renders it anyway.
+    response.headers.set("Content-Disposition", "attachment", filename=item.filename or f"attachment-{item.id}")
+    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    return response
+
+
+def _author() -> Contact:
+    user = current_user()
+    assert user is not None
+    return user
+
+
+@bp.post("/tickets/<int:number>/reply")
+@roles(*WORKERS)
+def reply(number: int):  # type: ignore[no-untyped-def]
+    ticket = _ticket_or_404(number)
+    settings = current_app.extensions["helpdesk"].settings
+    try:
+        ticket_service.reply(db(), settings, ticket, _author(), request.form.get("text", ""))
+    except ticket_service.TicketError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("tickets.show", number=number))
+    db().commit()
+    flash("Reply sent.", "info")
+    return redirect(url_for("tickets.show", number=number))
+
+
+@bp.post("/tickets/<int:number>/note")
+@roles(*WORKERS)
+def note(number: int):  # type: ignore[no-untyped-def]
+    ticket = _ticket_or_404(number)
+    try:
+        ticket_service.add_note(db(), ticket, _author(), request.form.get("text", ""))
+    except ticket_service.TicketError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("tickets.show", number=number))
+    db().commit()
+    flash("Note added.", "info")
+    return redirect(url_for("tickets.show", number=number))
+
+
+def _level(raw: str | None) -> int | None:
+    return int(raw) if raw in {"1", "2", "3"} else None
+
+
+def requested_changes(form: Any, ticket: Any) -> dict[str, Any]:
+    """The fields of the change form that differ from the ticket."""
+    fields: dict[str, Any] = {}
+    for name, cls in (("kind", TicketKind), ("status", TicketStatus)):
+        value = _enum(cls, form.get(name))
+        if value is not None and value is not getattr(ticket, name):
+            fields[name] = value
+    for name in ("impact", "urgency"):
+        level = _level(form.get(name))
+        if level is not None and level != getattr(ticket, name):
+            fields[name] = level
+    priority = form.get("priority")
+    if priority in PRIORITIES and priority != ticket.priority:
+        fields["priority"] = priority
+    elif "impact" in fields or "urgency" in fields:
+        fields["priority"] = priority_for(fields.get("impact", ticket.impact), fields.get("urgency", ticket.urgency))
+    category = (form.get("category") or "").strip()[:80]
+    if category and category != ticket.category:
+        fields["category"] = category
+    assignee = (form.get("assignee") or "").strip().lower()
+    current = ticket.assignee.email if ticket.assignee else ""
+    if assignee != current:
+        fields["assignee"] = None if not assignee else _assignable(assignee)
+    return fields
+
+
+def _assignable(email: str) -> Contact:
+    person = next((a for a in queue.agents(db()) if a.email == email), None)
+    if person is None:
+        abort(400, f"{email} is not an agent.")
+    return person
+
+
+@bp.post("/tickets/<int:number>/change")
+@roles(*WORKERS)
+def change(number: int):  # type: ignore[no-untyped-def]
+    ticket = _ticket_or_404(number)
+    fields = requested_changes(request.form, ticket)
+    if not fields:
+        flash("Nothing to change.", "info")
+        return redirect(url_for("tickets.show", number=number))
+    reason = (request.form.get("reason") or "").strip()[:500] or None
+    try:
+        changed = ticket_service.change(db(), ticket, _author().email, reason=reason, **fields)
+    except ticket_service.TicketError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("tickets.show", number=number))
+    db().commit()
+    flash("Changed: " + ", ".join(sorted(changed)) if changed else "Nothing changed.", "info")
+    return redirect(url_for("tickets.show", number=number))

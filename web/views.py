@@ -1,0 +1,69 @@
+"""App-wide view helpers: template globals, filters and error pages."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask import Flask, current_app, render_template, request
+from flask_wtf.csrf import generate_csrf
+from markupsafe import Markup, escape
+from werkzeug.exceptions import HTTPException
+
+from core.models import Role
+from web.security import current_user, allowed_roles
+
+NAV = (
+    ("tickets.queue", "Queue"),
+    ("approvals.pending", "Approvals"),
+    ("events.recent", "Events"),
+    ("reports.overview", "Reports"),
+    ("admin.quarantine", "Quarantine"),
+    ("admin.outbox", "Outbox"),
+    ("admin.users", "Users"),
+)
+
+
+def nav_for(role: Role) -> list[tuple[str, str]]:
+    links = []
+    for endpoint, label in NAV:
+        allowed = allowed_roles(current_app, endpoint) if endpoint in current_app.view_functions else frozenset()
+        if allowed is not None and role in allowed:
+            links.append((endpoint, label))
+    return links
+
+
+def when(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def label(value: object) -> str:
+    raw = getattr(value, "value", value)
+    return str(raw).replace("_", " ") if raw is not None else "—"
+
+
+def can(endpoint: str) -> bool:
+    user = current_user()
+    allowed = allowed_roles(current_app, endpoint)
+    return user is not None and (allowed is None or user.role in allowed)
+
+
+def csrf() -> Markup:
+    return Markup('<input type="hidden" name="csrf_token" value="{}">').format(escape(generate_csrf()))
+
+
+def _error(exc: HTTPException):  # type: ignore[no-untyped-def]
+    if request.path.startswith("/api/"):
+        return {"error": exc.description or exc.name}, exc.code
+    return render_template("web/error.html", error=exc), exc.code
+
+
+def install(app: Flask) -> None:
+    app.jinja_env.filters["when"] = when
+    app.jinja_env.filters["label"] = label
+    app.jinja_env.globals.update(current_user=current_user, nav_for=nav_for, can=can, csrf=csrf)
+    for code in (400, 403, 404, 405, 413, 429):
+        app.register_error_handler(code, _error)
