@@ -79,6 +79,8 @@ class MailboxClient:
             conn = IMAPClient(
                 s.host, s.port, ssl=s.tls is TlsMode.SSL, ssl_context=context, timeout=self.timeout
             )
+        except ssl.SSLError as exc:
+            raise ServerUnreachable(f"TLS handshake with IMAP server {self._where} failed: {_reason(exc)}") from None
         except (OSError, imaplib.IMAP4.error) as exc:
             raise ServerUnreachable(f"cannot reach IMAP server {self._where}: {_reason(exc)}") from None
         try:
@@ -327,6 +329,10 @@ def _reason(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return exc.reason.replace("_", " ").lower()
     arg = exc.args[0] if exc.args else exc
     if isinstance(exc, OSError) and exc.strerror:
         arg = exc.strerror

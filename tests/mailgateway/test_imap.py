@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from typing import Callable, Iterator
@@ -12,10 +13,12 @@ from mailgateway.imap import (
     MAX_UID,
     FolderMissing,
     FolderState,
+    ImapError,
     LoginFailed,
     MailboxClient,
     ServerUnreachable,
 )
+from core.settings import TlsMode
 from tests.servers import free_port, require
 from tests.servers.imap import DovecotInstance, ImapServer, dovecot_binary
 
@@ -254,3 +257,55 @@ def test_without_idle_wait_for_mail_polls(plain_dovecot: DovecotInstance) -> Non
         started = time.monotonic()
         assert c.wait_for_mail(0.2) is True
         assert time.monotonic() - started >= 0.2
+
+
+# -- TLS -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_dovecot() -> Iterator[DovecotInstance]:
+    """Dovecot with STARTTLS on its plain port and implicit TLS on `tls_port`."""
+    binary = dovecot_binary()
+    require("Dovecot", binary is not None, "no `dovecot` binary (apt-get install dovecot-imapd)")
+    require("openssl", shutil.which("openssl") is not None, "no `openssl` to make a test certificate")
+    assert binary is not None
+    instance = DovecotInstance(binary, tls=True)
+    instance.start()
+    yield instance
+    instance.close()
+
+
+@pytest.fixture
+def trust_test_cert(tls_dovecot: DovecotInstance, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The default context verifies against the CA file OpenSSL is pointed at.
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_dovecot.cert_file))
+
+
+@pytest.mark.parametrize("mode", [TlsMode.SSL, TlsMode.STARTTLS], ids=["ssl", "starttls"])
+def test_tls_modes_connect_and_fetch(tls_dovecot: DovecotInstance, trust_test_cert: None, mode: TlsMode) -> None:
+    server = tls_dovecot.new_account()
+    server.append(mail(1))
+    port = tls_dovecot.tls_port if mode is TlsMode.SSL else tls_dovecot.port
+    with MailboxClient(server.mailbox_settings(tls=mode, port=port)) as c:
+        c.select("INBOX")
+        assert [raw for _, raw in c.fetch(c.uids_after(0))] == [mail(1)]
+
+
+def test_untrusted_certificate_is_refused(tls_dovecot: DovecotInstance) -> None:
+    server = tls_dovecot.new_account()
+    settings = server.mailbox_settings(tls=TlsMode.SSL, port=tls_dovecot.tls_port)
+    with pytest.raises(ServerUnreachable, match="certificate verify failed") as failed:
+        MailboxClient(settings, timeout=5).connect()
+    assert "\n" not in str(failed.value)
+
+
+def test_starttls_without_server_support_is_a_clear_error(imap_server: ImapServer) -> None:
+    with pytest.raises(ImapError, match="STARTTLS") as failed:
+        MailboxClient(imap_server.mailbox_settings(tls=TlsMode.STARTTLS), timeout=5).connect()
+    assert "\n" not in str(failed.value)
+
+
+def test_implicit_tls_against_plain_port_is_server_unreachable(imap_server: ImapServer) -> None:
+    with pytest.raises(ServerUnreachable) as failed:
+        MailboxClient(imap_server.mailbox_settings(tls=TlsMode.SSL), timeout=5).connect()
+    assert "\n" not in str(failed.value)

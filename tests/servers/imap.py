@@ -171,7 +171,7 @@ state_dir = {d}/state
 log_path = {d}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -198,7 +198,7 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    port = {tls_port}
   }}
 }}
 service anvil {{
@@ -223,10 +223,15 @@ def dovecot_binary() -> str | None:
 class DovecotInstance:
     """One Dovecot master process with a throwaway config; accounts are added on the fly."""
 
-    def __init__(self, binary: str, extra_config: str = "") -> None:
-        """`extra_config` is appended to the config, e.g. to hide capabilities."""
+    def __init__(self, binary: str, extra_config: str = "", tls: bool = False) -> None:
+        """`extra_config` is appended to the config, e.g. to hide capabilities.
+
+        With `tls`, the plain port offers STARTTLS and `tls_port` speaks implicit TLS,
+        both with a fresh self-signed certificate for 127.0.0.1 in `cert_file`.
+        """
         self.binary = binary
         self.port = free_port()
+        self.tls_port = free_port() if tls else 0
         if running_as_root():
             self.os_user, self.os_group = "nobody", "nogroup"
         else:
@@ -235,11 +240,18 @@ class DovecotInstance:
             self.os_group = _group_name(entry.pw_gid)
         self.dir = service_dir("helpdesk-dovecot-", self.os_user if running_as_root() else None)
         entry = pwd.getpwnam(self.os_user)
+        self.cert_file = self.dir / "cert.pem"
+        ssl_config = "ssl = no"
+        if tls:
+            make_self_signed_cert(self.cert_file, self.dir / "key.pem")
+            ssl_config = f"ssl = yes\nssl_cert = <{self.cert_file}\nssl_key = <{self.dir / 'key.pem'}"
         self.config = self.dir / "dovecot.conf"
         self.config.write_text(
             DOVECOT_CONFIG.format(
                 d=self.dir,
+                ssl=ssl_config,
                 port=self.port,
+                tls_port=self.tls_port,
                 user=self.os_user,
                 group=self.os_group,
                 uid=entry.pw_uid,
@@ -303,6 +315,19 @@ class DovecotInstance:
             if log.exists():
                 text += log.read_text(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
+
+
+def make_self_signed_cert(cert: Path, key: Path) -> None:
+    """A throwaway certificate valid for 127.0.0.1 and localhost (needs the openssl CLI)."""
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
 
 
 def _group_name(gid: int) -> str:
