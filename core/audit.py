@@ -79,7 +79,7 @@ def record(
     reason: str | None = None,
 ) -> AuditEntry:
     """Append one entry to the chain (flushed, committed with the caller's transaction)."""
-    serialise(session, "audit-chain-head")
+    serialise(session)
     prev = session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
     entry = AuditEntry(
         at=utcnow(),

@@ -304,7 +304,7 @@ def handle_alert(
 ) -> EventOutcome:
     """Record the event and open, update or resolve its incident. Never acknowledges."""
     fingerprint = alert.fingerprint
-    serialise(session, f"event:{fingerprint}")  # one incident per fingerprint, even with two workers
+    serialise(session)  # one incident per fingerprint, even with two workers
     event = Event(
         source=alert.source, host=alert.host[:255], service=(alert.service or None) and alert.service[:255],
         state=alert.state[:40], severity=alert.severity, recovery=alert.recovery, fingerprint=fingerprint,

@@ -8,12 +8,17 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 
+# Every writer that audits holds this lock until commit anyway (the audit chain has one head), so
+# sections that need serialising take the same lock: one lock, no lock-ordering deadlocks.
+WRITES = "helpdesk-writes"
+
+
 def _key(name: str) -> int:
     # PostgreSQL advisory locks take a signed 64-bit key.
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-def serialise(session: Session, name: str) -> None:
+def serialise(session: Session, name: str = WRITES) -> None:
     """Hold the lock called ``name`` until the session's transaction ends.
 
     PostgreSQL: an advisory transaction lock, so a second writer waits and then reads what the

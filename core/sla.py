@@ -261,7 +261,7 @@ def check(session: Session, settings: Settings, now: datetime) -> list[SlaFindin
     """Warn, mark breaches and escalate for every open ticket; each threshold is acted on once."""
     now = aware(now)
     # Two schedulers checking at once would both see a threshold as new: take turns.
-    serialise(session, "sla-check")
+    serialise(session)
     tickets = list(
         session.scalars(select(Ticket).where(Ticket.status.in_(OPEN)).options(joinedload(Ticket.assignee)))
     )

@@ -174,3 +174,30 @@ def test_alertmanager_webhook_opens_and_resolves_per_alert(session_factory):
 def test_webhook_rejects_what_is_not_alertmanager_json(payload):
     with pytest.raises(EventPayloadError):
         events.alerts_from_alertmanager(payload)
+
+
+def test_two_workers_with_the_same_alert_open_one_incident(session_factory):
+    import threading
+
+    alert = events.parse_alert(mail("zabbix_problem"))
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            for _ in range(3):
+                with transaction(session_factory) as session:
+                    events.handle_alert(session, SETTINGS, alert)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with transaction(session_factory) as session:
+        assert session.scalar(select(func.count()).select_from(Ticket)) == 1
+        assert session.scalar(select(func.count()).select_from(Event).where(Event.ticket_id.is_not(None))) == 12
