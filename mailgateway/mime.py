@@ -26,6 +26,7 @@ MAX_PARTS = 2000  # parts walked; the rest of a MIME bomb is cut off (and said s
 MAX_DEPTH = 120  # nesting walked
 MAX_TEXT_CHARS = 4 * 1024 * 1024  # of one body part (the raw mail keeps everything)
 _MSGID = re.compile(r"<([^<>\s]+)>")
+_ATTACHED_MESSAGES = ("message/rfc822", "message/global", "message/news")
 _REPORT_LEAVES = ("message/feedback-report", "message/delivery-status", "text/rfc822-headers")
 
 
@@ -102,9 +103,10 @@ def walk_tree(root: Message, max_attachment_bytes: int) -> MimeContent:
         if not isinstance(payload, list):
             _read_leaf(part, ctype, content, max_attachment_bytes, context)
             continue
-        if ctype == "message/delivery-status":  # compat32 splits it into header blocks
+        if part.get_content_maintype() == "message" and ctype not in _ATTACHED_MESSAGES:
+            # Report parts (delivery-status, feedback-report, ...): compat32 made header blocks.
             if context is Context.BODY:
-                content.delivery_status.append(_blocks_text(payload))
+                _report_text(ctype, content).append(_blocks_text(payload))
             continue
         if depth >= MAX_DEPTH:
             content.defects.append(f"MIME nesting deeper than {MAX_DEPTH}: the rest was not read")
@@ -173,12 +175,18 @@ def _read_leaf(
     _add_attachment(content, limit, filename or _default_name(ctype), ctype, data, part)
 
 
+def _report_text(ctype: str, content: MimeContent) -> list[str]:
+    if ctype == "message/feedback-report":
+        return content.feedback_report
+    if ctype == "message/delivery-status":
+        return content.delivery_status
+    return []  # other reports (disposition-notification, ...): the raw mail keeps them
+
+
 def _read_report_leaf(part: Message, ctype: str, content: MimeContent) -> None:
     text = _leaf_text(part, content)
-    if ctype == "message/feedback-report":
-        content.feedback_report.append(text)
-    elif ctype == "message/delivery-status":
-        content.delivery_status.append(text)
+    if ctype != "text/rfc822-headers":
+        _report_text(ctype, content).append(text)
     else:
         inner = email.parser.Parser(policy=READ_POLICY).parsestr(text, headersonly=True)
         _record_attached_headers(inner, content)
@@ -280,14 +288,20 @@ def _guess_type(filename: str) -> str:
 
 def _encoded_size(part: Message) -> int:
     """The decoded size of a leaf, estimated from its encoded payload (without decoding it)."""
-    payload = part.get_payload()
+    payload = _raw_payload(part)
     size = len(payload) if isinstance(payload, (str, bytes)) else 0
     cte = header_text(part.get("content-transfer-encoding", "")).strip().lower()
     return size * 3 // 4 if cte == "base64" else size
 
 
+def _raw_payload(part: Message) -> object:
+    """The payload as parsed. ``get_payload()`` would decode 8-bit text with the declared
+    charset and replace what does not fit, losing the bytes."""
+    return getattr(part, "_payload", None)
+
+
 def _leaf_bytes(part: Message) -> bytes:
-    payload = part.get_payload()
+    payload = _raw_payload(part)
     if isinstance(payload, bytes):
         raw = payload
     elif isinstance(payload, str):
@@ -306,7 +320,7 @@ def _to_bytes(text: str) -> bytes:
 
 
 def _leaf_text(part: Message, content: MimeContent) -> str:
-    payload = part.get_payload()
+    payload = _raw_payload(part)
     if isinstance(payload, str) and len(payload) > MAX_TEXT_CHARS * 2:
         # Cut the encoded text at a line end before decoding: bounded work, and the
         # transfer encodings we meet are line-based.
