@@ -6,9 +6,10 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request
 
-from core import queue
+from core import events, queue
 from core import tickets as ticket_service
 from core.models import Contact, Role, Ticket
+from web import approvals
 from web.db import db
 from web.openapi import document
 from web.security import STAFF, current_user, roles
@@ -91,4 +92,34 @@ def note(number: int):  # type: ignore[no-untyped-def]
     return _created(message)
 
 
-__all__ = ["bp", "Role"]
+@bp.post("/access/<int:request_id>/approve", defaults={"choice": "approve"})
+@bp.post("/access/<int:request_id>/reject", defaults={"choice": "reject"})
+@roles(Role.APPROVER)
+def decide(request_id: int, choice: str):  # type: ignore[no-untyped-def]
+    body = request.get_json(silent=True)
+    reason = body.get("reason") if isinstance(body, dict) and isinstance(body.get("reason"), str) else None
+    done, message = approvals.decision(request_id, choice == "approve", reason)
+    if not done:
+        abort(422, message)
+    return jsonify(status=choice + "d", message=message)
+
+
+@bp.post("/events/alertmanager")
+@roles(Role.AGENT, Role.ADMIN)
+def alertmanager():  # type: ignore[no-untyped-def]
+    """Alertmanager's webhook (configure its http_config with a bearer token of a monitoring account)."""
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        abort(400, "send Alertmanager's webhook JSON")
+    try:
+        alerts = events.alerts_from_alertmanager(payload)
+    except events.EventPayloadError as exc:
+        abort(400, str(exc))
+    settings = current_app.extensions["helpdesk"].settings
+    outcomes = [events.handle_alert(db(), settings, alert) for alert in alerts]
+    db().commit()
+    return jsonify(
+        events=[
+            {"action": o.action.value, "ticket": o.ticket.id if o.ticket else None} for o in outcomes
+        ]
+    )

@@ -1,34 +1,90 @@
-"""Access approvals: pending requests and the grant register (approvers)."""
+"""Access approvals: pending requests with approve/reject, and the grant register with revoke.
+
+The policy (who may decide, no self-approval) is core.access's; this only asks and reports.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from core.models import AccessGrant, AccessRequest, AccessStatus, Role
+from core import access
+from core.models import AccessGrant, AccessRequest, Role
 from web.db import db
-from web.security import roles
+from web.security import current_user, roles
 
 bp = Blueprint("approvals", __name__, url_prefix="/approvals")
+GRANT_LIMIT = 500
 
 
 @bp.get("")
 @roles(Role.APPROVER)
 def pending():  # type: ignore[no-untyped-def]
-    requests = db().scalars(
-        select(AccessRequest)
-        .where(AccessRequest.status == AccessStatus.PENDING)
-        .options(joinedload(AccessRequest.requester), joinedload(AccessRequest.beneficiary), joinedload(AccessRequest.ticket))
-        .order_by(AccessRequest.id)
-    )
-    return render_template("web/approvals/pending.html", requests=list(requests))
+    return render_template("web/approvals/pending.html", requests=access.pending(db()))
+
+
+def decision(request_id: int, approve: bool, reason: str | None) -> tuple[bool, str]:
+    """Ask core.access to decide; (done, message). A refusal's audit entry is kept."""
+    item = db().get(AccessRequest, request_id)
+    if item is None:
+        abort(404, "No such access request.")
+    settings = current_app.extensions["helpdesk"].settings
+    user = current_user()
+    assert user is not None
+    try:
+        access.decide(db(), settings, item, user, approve, reason)
+    except access.PolicyViolation as exc:
+        db().commit()  # the refusal is evidence
+        return False, f"Refused: {exc}"
+    except access.AccessError as exc:
+        db().rollback()
+        return False, str(exc)
+    db().commit()
+    return True, f"Access to {item.resource} for {item.beneficiary.email} {'approved' if approve else 'rejected'}."
+
+
+@bp.post("/<int:request_id>/decide")
+@roles(Role.APPROVER)
+def decide(request_id: int):  # type: ignore[no-untyped-def]
+    choice = request.form.get("decision")
+    if choice not in ("approve", "reject"):
+        abort(400, "Approve or reject.")
+    done, message = decision(request_id, choice == "approve", (request.form.get("reason") or "").strip()[:500] or None)
+    flash(message, "info" if done else "error")
+    return redirect(url_for("approvals.pending"))
 
 
 @bp.get("/grants")
-@roles(Role.APPROVER)
+@roles(Role.APPROVER, Role.ADMIN)
 def grants():  # type: ignore[no-untyped-def]
     rows = db().scalars(
-        select(AccessGrant).options(joinedload(AccessGrant.contact)).order_by(AccessGrant.expires_at).limit(500)
+        select(AccessGrant)
+        .options(joinedload(AccessGrant.contact))
+        .order_by(AccessGrant.revoked_at.is_not(None), AccessGrant.expires_at)
+        .limit(GRANT_LIMIT)
     )
     return render_template("web/approvals/grants.html", grants=list(rows))
+
+
+@bp.post("/grants/<int:grant_id>/revoke")
+@roles(Role.APPROVER, Role.ADMIN)
+def revoke(grant_id: int):  # type: ignore[no-untyped-def]
+    grant = db().get(AccessGrant, grant_id)
+    if grant is None:
+        abort(404, "No such grant.")
+    reason = (request.form.get("reason") or "").strip()[:500]
+    if not reason:
+        flash("Say why the access is revoked.", "error")
+        return redirect(url_for("approvals.grants"))
+    user = current_user()
+    assert user is not None
+    try:
+        access.revoke(db(), current_app.extensions["helpdesk"].settings, grant, user, reason)
+    except (access.AccessError, access.PolicyViolation) as exc:
+        db().rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("approvals.grants"))
+    db().commit()
+    flash(f"Access to {grant.resource} for {grant.contact.email} revoked.", "info")
+    return redirect(url_for("approvals.grants"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from sqlalchemy import select
 
+from core import events
 from core.models import Event, Role, Ticket
 from core.tickets import OPEN_STATUSES
 from web.db import db
@@ -17,12 +18,11 @@ RECENT = 200
 @bp.get("")
 @roles(Role.AGENT, Role.ADMIN)
 def recent():  # type: ignore[no-untyped-def]
-    events = list(db().scalars(select(Event).order_by(Event.id.desc()).limit(RECENT)))
-    incidents = list(
-        db().scalars(
-            select(Ticket)
-            .where(Ticket.id.in_(select(Event.ticket_id)), Ticket.status.in_(OPEN_STATUSES))
-            .order_by(Ticket.priority, Ticket.id.desc())
-        )
+    incidents = db().scalars(
+        select(Ticket)
+        .where(Ticket.id.in_(select(Event.ticket_id)), Ticket.status.in_(OPEN_STATUSES))
+        .order_by(Ticket.priority, Ticket.id.desc())
     )
-    return render_template("web/events/recent.html", events=events, incidents=incidents)
+    return render_template(
+        "web/events/recent.html", events=events.list_events(db(), RECENT), incidents=list(incidents)
+    )

@@ -67,8 +67,28 @@ def document(server_url: str) -> dict[str, Any]:
                           **_errors(400, 401, 403, 404, 422)},
         }},
     }
-    for extra in EXTRA_PATHS:
-        paths.update(extra())
+    paths["/access/{request_id}/{decision}"] = {"post": {
+        "summary": "Approve or reject an access request (approvers; never one's own)",
+        "operationId": "decideAccess",
+        "parameters": [
+            {"name": "request_id", "in": "path", "required": True, "schema": {"type": "integer"}},
+            {"name": "decision", "in": "path", "required": True, "schema": {"type": "string", "enum": ["approve", "reject"]}},
+        ],
+        "requestBody": {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"reason": {"type": "string"}}}}}},
+        "responses": {"200": {"description": "Decided", "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"status": {"type": "string"}, "message": {"type": "string"}}}}}},
+            **_errors(401, 403, 404, 422)},
+    }}
+    paths["/events/alertmanager"] = {"post": {
+        "summary": "Prometheus Alertmanager webhook: each alert becomes an event (agents, admins)",
+        "operationId": "alertmanagerWebhook",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+        "responses": {"200": {"description": "What happened to each alert", "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"events": {"type": "array", "items": {"type": "object", "properties": {
+                "action": {"type": "string"}, "ticket": {"type": ["integer", "null"]}}}}}}}}},
+            **_errors(400, 401, 403)},
+    }}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Helpdesk API", "version": "1",
@@ -101,5 +121,3 @@ def document(server_url: str) -> dict[str, Any]:
         },
     }
 
-
-EXTRA_PATHS: list[Any] = []

@@ -1,7 +1,63 @@
-"""Reports: ticket volumes, SLA compliance, response and resolution times."""
+"""Reports: ticket volumes by kind and priority over time, SLA compliance, response and resolution times.
+
+The figures are core.reports'; only the weekly series is counted here, for the charts.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from collections import Counter
+from datetime import timedelta
+
+from flask import Blueprint, current_app, render_template
+from sqlalchemy import select
+
+from core import reports
+from core.models import Role, Ticket, TicketKind, utcnow
+from core.sla import aware
+from web.charts import Series, bars, stacked_columns
+from web.db import db
+from web.security import roles
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
+WEEKS = 12
+PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
+
+
+def weekly(field: str, keys: list[str]) -> tuple[list[str], list[Series]]:
+    """Tickets opened per week over the last WEEKS weeks, split by a field."""
+    now = utcnow()
+    start = (now - timedelta(days=now.weekday(), weeks=WEEKS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    column = getattr(Ticket, field)
+    counts: Counter[tuple[int, str]] = Counter()
+    for created, value in db().execute(select(Ticket.created_at, column).where(Ticket.created_at >= start)):
+        week = (aware(created) - start).days // 7
+        counts[(week, getattr(value, "value", value))] += 1
+    labels = [(start + timedelta(weeks=w)).strftime("%d %b") for w in range(WEEKS)]
+    return labels, [Series(k.replace("_", " "), tuple(float(counts[(w, k)]) for w in range(WEEKS))) for k in keys]
+
+
+@bp.get("")
+@roles(Role.ADMIN, Role.AGENT, Role.APPROVER)
+def overview():  # type: ignore[no-untyped-def]
+    settings = current_app.extensions["helpdesk"].settings
+    figures = reports.report(db(), utcnow(), sla=settings.sla)
+    kind_labels, by_kind = weekly("kind", [k.value for k in TicketKind])
+    prio_labels, by_priority = weekly("priority", list(PRIORITIES))
+    compliance = {
+        metric: round(100 * values["compliance"], 1)
+        for metric, values in figures["sla"].items()
+        if values["compliance"] is not None
+    }
+    times = {
+        "first response": figures["mean_minutes_to_first_response"] or 0,
+        "resolution": figures["mean_minutes_to_resolution"] or 0,
+    }
+    return render_template(
+        "web/reports/overview.html",
+        figures=figures,
+        kind_chart=stacked_columns(kind_labels, by_kind),
+        priority_chart=stacked_columns(prio_labels, by_priority),
+        compliance_chart=bars(compliance, unit="%") if compliance else None,
+        times_chart=bars(times, unit=" min"),
+        backlog_chart=bars(figures["backlog"]["by_age"]),
+    )

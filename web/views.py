@@ -15,6 +15,7 @@ from web.security import current_user, allowed_roles
 NAV = (
     ("tickets.queue", "Queue"),
     ("approvals.pending", "Approvals"),
+    ("approvals.grants", "Grants"),
     ("events.recent", "Events"),
     ("reports.overview", "Reports"),
     ("admin.quarantine", "Quarantine"),
