@@ -12,12 +12,14 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.mail import ParsedMail
-from core.models import Contact, Message, Role, Ticket, Watcher
+from core.loopguard import Verdicts
+from core.models import Contact, Message, Outbox, Role, Ticket, TicketStatus, Watcher, utcnow
 from core.settings import Settings
 
 _OUR_MID = re.compile(r"^hd\.(\d+)\.([0-9a-z]+)\.([0-9a-f]{12})@(.+)$")
@@ -60,9 +62,11 @@ def ticket_from_message_id(settings: Settings, message_id: str) -> int | None:
 
 
 def is_our_message_id(settings: Settings, message_id: str) -> bool:
-    return _OUR_MID.match(message_id.strip().lower()) is not None and message_id.lower().endswith(
-        "@" + settings.help_domain.lower()
-    )
+    """Generated here: our pattern, our domain and a valid signature (so nobody can fake one)."""
+    m = _OUR_MID.match(message_id.strip().lower())
+    if not m or m.group(4) != settings.help_domain.lower():
+        return False
+    return hmac.compare_digest(m.group(3), _sign(settings, f"{m.group(1)}.{m.group(2)}", 12))
 
 
 def subject_tag(settings: Settings, ticket_id: int) -> str:
@@ -119,6 +123,10 @@ def find_ticket(session: Session, settings: Settings, mail: ParsedMail) -> Threa
         found = session.scalars(
             select(Message.ticket_id).where(Message.message_id.in_(refs)).order_by(Message.id.desc()).limit(1)
         ).first()
+        if found is None:  # our mail that is not in a thread, e.g. an agent notification
+            found = session.scalars(
+                select(Outbox.ticket_id).where(Outbox.message_id.in_(refs), Outbox.ticket_id.is_not(None)).limit(1)
+            ).first()
         if found is not None:
             return match(session.get(Ticket, found), MatchVia.REFERENCES)
         for ref in refs:
@@ -130,6 +138,11 @@ def find_ticket(session: Session, settings: Settings, mail: ParsedMail) -> Threa
         return match(session.get(Ticket, number), MatchVia.SUBJECT_TAG)
     if token_ticket is not None:
         return match(session.get(Ticket, token_ticket), MatchVia.REPLY_TOKEN)
+    # A reply address made for someone else (a forwarded acknowledgement): evidence, not permission.
+    for rcpt in [*mail.to, *mail.cc]:
+        parsed = parse_reply_address(settings, rcpt.address)
+        if parsed is not None:
+            return match(session.get(Ticket, parsed[0]), MatchVia.REPLY_TOKEN)
     return None
 
 
@@ -140,3 +153,91 @@ def _token_ticket(settings: Settings, mail: ParsedMail) -> int | None:
         if parsed and hmac.compare_digest(parsed[1], reply_token(settings, parsed[0], mail.sender)):
             return parsed[0]
     return None
+
+
+# -- routing: append, open (linked), or only record ------------------------------------------------
+
+_STRONG = (MatchVia.REFERENCES, MatchVia.SIGNED_MESSAGE_ID)
+_FORWARD_SUBJECT = re.compile(r"^\s*(fwd?|fw|wg|tr|rv|doorst|vs|vb|i)\s*:", re.IGNORECASE)
+
+
+class Action(enum.Enum):
+    APPEND = "append"
+    OPEN = "open"  # a new ticket, linked to `ticket` when there is one
+    RECORD = "record"  # automatic mail that answers nothing: recorded, no ticket
+
+
+@dataclass(frozen=True)
+class Routing:
+    action: Action
+    ticket: Ticket | None  # the ticket to append to, or the one a new ticket links to
+    reason: str
+
+
+def is_forward(mail: ParsedMail) -> bool:
+    """A forwarded mail: ``Fwd:`` in front of the subject, or a whole mail attached to a fresh message."""
+    if _FORWARD_SUBJECT.match(mail.subject or ""):
+        return True
+    attached = any(p.content_type == "message/rfc822" for p in mail.attachments)
+    return attached and not mail.in_reply_to
+
+
+def route(settings: Settings, mail: ParsedMail, match: ThreadMatch | None, verdicts: Verdicts,
+          now: datetime | None = None) -> Routing:
+    """Where a mail goes. A match only joins its ticket when the sender may join it (no hijacking)."""
+    ticket = match.ticket if match is not None else None
+    may_join = match is not None and (match.participant or match.token_valid or match.via in _STRONG)
+    if is_forward(mail):
+        routing = Routing(Action.OPEN, ticket, "forwarded mail starts a new ticket")
+    elif match is None:
+        routing = Routing(Action.OPEN, None, "no ticket matched")
+    elif not may_join:
+        routing = Routing(Action.OPEN, ticket, f"{match.via.value} from a non-participant without a valid token")
+    elif _closed_too_long(settings, match.ticket, now or utcnow()):
+        routing = Routing(Action.OPEN, ticket, f"ticket #{match.ticket.id} is closed")
+    else:
+        return Routing(Action.APPEND, ticket, f"threaded via {match.via.value}")
+    if verdicts.automatic and not verdicts.mailing_list:
+        # An automatic mail opens nothing (that is how loops start); it is only recorded.
+        return Routing(Action.RECORD, ticket, "automatic mail: " + "; ".join(verdicts.reasons))
+    return routing
+
+
+def _closed_too_long(settings: Settings, ticket: Ticket, now: datetime) -> bool:
+    if ticket.status is not TicketStatus.CLOSED:
+        return False
+    closed = ticket.closed_at or ticket.updated_at
+    if closed is None:
+        return True
+    closed = closed if closed.tzinfo else closed.replace(tzinfo=timezone.utc)
+    return now - closed > timedelta(days=settings.conversation.closed_reopen_days)
+
+
+# -- who is who ----------------------------------------------------------------------------------
+
+STAFF_ROLES = (Role.AGENT, Role.ADMIN)
+
+
+def staff_contact(session: Session, settings: Settings, address: str) -> Contact | None:
+    """The agent (or admin) writing from ``address``, if it is one."""
+    address = address.lower()
+    contact = session.scalars(select(Contact).where(Contact.email == address)).first()
+    if contact is not None and contact.role in STAFF_ROLES:
+        return contact
+    if address in {a.lower() for a in settings.agent_addresses}:
+        if contact is None:
+            contact = Contact(email=address, role=Role.AGENT)
+            session.add(contact)
+            session.flush()
+        return contact
+    return None
+
+
+def agent_addresses(session: Session, settings: Settings) -> list[str]:
+    """Everyone who gets agent notifications: contacts with the agent role, plus configured addresses."""
+    found = session.scalars(select(Contact.email).where(Contact.role == Role.AGENT).order_by(Contact.id)).all()
+    return list(dict.fromkeys([*found, *(a.lower() for a in settings.agent_addresses)]))
+
+
+def is_comment_address(settings: Settings, address: str) -> bool:
+    return address.lower() == settings.comment_address

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import conversation, loopguard, tickets
+from core import commands, conversation, loopguard, tickets
 from core.attachments import AttachmentStore
 from core.db import transaction
 from core.classify import ClassKind, RuleSet, classify
@@ -32,7 +32,7 @@ from core.models import (
     TicketKind,
     utcnow,
 )
-from core.notify import AutoSubmitted, enqueue
+from core.notify import AutoSubmitted, enqueue, notify_agents
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -129,16 +129,17 @@ class Intake:
         )
         if verdicts.own_mail:
             return self._finish(inbound, InboundStatus.IGNORED, reason="our own mail: " + "; ".join(verdicts.reasons))
-        if verdicts.bounce:
-            return self._bounce(session, inbound, mail)
+        if verdicts.bounce or verdicts.feedback_report:
+            return self._bounce(session, inbound, mail, undeliverable=verdicts.bounce)
 
         match = conversation.find_ticket(session, self.settings, mail)
-        if match is not None and (match.participant or match.token_valid or match.via in _STRONG):
-            return self._append(session, inbound, mail, match)
-        if verdicts.automatic and not verdicts.mailing_list:
+        routing = conversation.route(self.settings, mail, match, verdicts)
+        if routing.action is conversation.Action.APPEND and match is not None:
+            return self._append(session, inbound, mail, match, verdicts)
+        if routing.action is conversation.Action.RECORD:
             # An automatic mail that answers nothing of ours: record it, open nothing, answer nothing.
-            return self._finish(inbound, InboundStatus.IGNORED, reason="automatic mail: " + "; ".join(verdicts.reasons))
-        linked = match.ticket.id if match is not None else None
+            return self._finish(inbound, InboundStatus.IGNORED, reason=routing.reason)
+        linked = routing.ticket.id if routing.ticket is not None else None
         return self._open(session, inbound, mail, may_answer=loopguard.may_auto_answer(mail, verdicts), linked=linked)
 
     def _open(
@@ -161,7 +162,8 @@ class Intake:
             linked_ticket_id=linked,
         )
         tickets.add_watchers(session, ticket, self._other_recipients(mail))
-        self._add_message(session, ticket, inbound, mail)
+        message = self._add_message(session, ticket, inbound, mail)
+        notify_agents(session, self.settings, ticket, message, new=True)
         if may_answer:
             enqueue(
                 session,
@@ -180,18 +182,33 @@ class Intake:
         log.info("inbound %s opened ticket %s (%s)", inbound.id, ticket.id, found.explain())
         return self._finish(inbound, InboundStatus.PROCESSED, ticket.id, created=True)
 
-    def _append(self, session: Session, inbound: Inbound, mail: ParsedMail, match: conversation.ThreadMatch) -> IntakeResult:
+    def _append(
+        self, session: Session, inbound: Inbound, mail: ParsedMail, match: conversation.ThreadMatch,
+        verdicts: loopguard.Verdicts,
+    ) -> IntakeResult:
         ticket = match.ticket
-        if not match.participant:
-            # Knew the exact Message-ID of our mail, so saw the thread: joins, visibly.
-            tickets.add_watchers(session, ticket, [mail.sender])
-        tickets.add_watchers(session, ticket, self._other_recipients(mail))
-        self._add_message(session, ticket, inbound, mail)
+        automatic = verdicts.automatic and not verdicts.mailing_list
+        if not automatic:
+            if not match.participant:
+                # Knew the exact Message-ID of our mail, so saw the thread: joins, visibly.
+                tickets.add_watchers(session, ticket, [mail.sender])
+            tickets.add_watchers(session, ticket, self._other_recipients(mail))
+        agent = None if automatic else conversation.staff_contact(session, self.settings, mail.sender)
+        if agent is not None and agent.id != ticket.requester_id:
+            commands.handle_agent_mail(
+                session, self.settings, ticket, agent, mail,
+                inbound_id=inbound.id, attachments=self._attachments(mail), token_valid=match.token_valid,
+            )
+        else:
+            # A vacation note or other automatic answer is kept for agents, but reopens and notifies nothing.
+            message = self._add_message(session, ticket, inbound, mail, internal=automatic)
+            if not automatic:
+                notify_agents(session, self.settings, ticket, message, new=False)
         log.info("inbound %s appended to ticket %s via %s", inbound.id, ticket.id, match.via.value)
         return self._finish(inbound, InboundStatus.PROCESSED, ticket.id, reason=f"threaded via {match.via.value}")
 
-    def _bounce(self, session: Session, inbound: Inbound, mail: ParsedMail) -> IntakeResult:
-        for address in loopguard.failed_recipients(mail):
+    def _bounce(self, session: Session, inbound: Inbound, mail: ParsedMail, *, undeliverable: bool = True) -> IntakeResult:
+        for address in loopguard.failed_recipients(mail) if undeliverable else []:
             contact = session.scalars(select(Contact).where(Contact.email == address.lower())).first()
             if contact is not None:
                 contact.undeliverable = True
@@ -203,17 +220,27 @@ class Intake:
             if ticket_id is not None and (ticket := session.get(Ticket, ticket_id)) is not None:
                 break
         if ticket is None:
-            return self._finish(inbound, InboundStatus.IGNORED, reason="bounce of no known mail")
+            kind = "bounce" if undeliverable else "feedback report"
+            return self._finish(inbound, InboundStatus.IGNORED, reason=f"{kind} of no known mail")
         message = tickets.message_from_mail(mail, inbound_id=inbound.id, internal=True)
         tickets.append_message(session, ticket, message)
-        return self._finish(inbound, InboundStatus.PROCESSED, ticket.id, reason="bounce attached")
+        return self._finish(
+            inbound, InboundStatus.PROCESSED, ticket.id, reason="bounce attached" if undeliverable else "feedback report attached"
+        )
 
     # -- helpers -------------------------------------------------------------------------------
-    def _add_message(self, session: Session, ticket: Ticket, inbound: Inbound, mail: ParsedMail) -> Message:
-        message = tickets.message_from_mail(mail, inbound_id=inbound.id)
+    def _add_message(
+        self, session: Session, ticket: Ticket, inbound: Inbound, mail: ParsedMail, *, internal: bool = False
+    ) -> Message:
+        message = tickets.message_from_mail(mail, inbound_id=inbound.id, internal=internal)
+        message.attachments.extend(self._attachments(mail))
+        return tickets.append_message(session, ticket, message)
+
+    def _attachments(self, mail: ParsedMail) -> list[Attachment]:
+        found = []
         for part in mail.attachments:
             stored = bool(part.data)
-            message.attachments.append(
+            found.append(
                 Attachment(
                     filename=part.filename,
                     content_type=part.content_type,
@@ -223,7 +250,7 @@ class Intake:
                     note=None if stored else "not stored: over the size limit or empty",
                 )
             )
-        return tickets.append_message(session, ticket, message)
+        return found
 
     def _earlier_copy(self, session: Session, inbound: Inbound) -> Inbound | None:
         """The same mail arrived before (CC to two help addresses, a re-fetch): by Message-ID, else by bytes."""
@@ -236,7 +263,7 @@ class Intake:
         return session.scalars(query.order_by(Inbound.id).limit(1)).first()
 
     def own_addresses(self) -> set[str]:
-        own = {self.settings.address.lower()}
+        own = {self.settings.address.lower(), self.settings.comment_address}
         own.update(m.address.lower() for m in self.settings.mailboxes if m.address)
         return own
 
@@ -277,8 +304,6 @@ class Intake:
         session.flush()
         return result
 
-
-_STRONG = (conversation.MatchVia.REFERENCES, conversation.MatchVia.SIGNED_MESSAGE_ID)
 
 _MID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 

@@ -6,6 +6,7 @@ Everything is rendered at enqueue time, so a retry resends the very same bytes a
 from __future__ import annotations
 
 import enum
+import logging
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
@@ -15,9 +16,12 @@ import jinja2
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.conversation import make_message_id, reply_address, subject_tag
-from core.models import Contact, Direction, Message, Outbox, Ticket, utcnow
+from core import ratelimit
+from core.conversation import STAFF_ROLES, agent_addresses, make_message_id, reply_address, subject_tag
+from core.models import Contact, Direction, Message, Outbox, Ticket, TicketStatus, utcnow
 from core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("templates", "mail"),
@@ -78,6 +82,8 @@ def enqueue(
     appears in the ticket's thread as one outgoing message.
     """
     recipients = _deliverable(session, to)
+    if auto_submitted is not AutoSubmitted.NO:
+        recipients = _within_rate_limit(session, settings, recipients, template)
     if not recipients:
         return []
     ctx = {"ticket": ticket, "settings": settings, "tag": subject_tag(settings, ticket.id), **(context or {})}
@@ -101,6 +107,8 @@ def enqueue(
         msg["Auto-Submitted"] = auto_submitted.value
         # Ask Exchange and friends not to answer our mail with out-of-office notes.
         msg["X-Auto-Response-Suppress"] = "All"
+        if auto_submitted is not AutoSubmitted.NO:
+            msg["Precedence"] = "bulk"  # older vacation programs only know this one
         msg["X-Helpdesk-Ticket"] = str(ticket.id)
         msg.set_content(text)
         if html:
@@ -113,13 +121,15 @@ def enqueue(
             recipients=[rcpt],
             raw=msg.as_bytes(),
             deadline_at=utcnow() + SEND_DEADLINE,
+            automatic=auto_submitted is not AutoSubmitted.NO,
+            rcpt=rcpt,
         )
         session.add(row)
         rows.append(row)
     if record:
-        session.add(
+        # Through the relationship, so ticket.messages shows it at once (tickets.reply relies on it).
+        ticket.messages.append(
             Message(
-                ticket_id=ticket.id,
                 direction=Direction.OUT,
                 from_address=settings.address,
                 to=recipients,
@@ -143,3 +153,77 @@ def _deliverable(session: Session, addresses: list[str]) -> list[str]:
         session.scalars(select(Contact.email).where(Contact.email.in_(wanted), Contact.undeliverable.is_(True)))
     )
     return [a for a in wanted if a not in bouncing]
+
+
+def _within_rate_limit(session: Session, settings: Settings, recipients: list[str], template: str) -> list[str]:
+    """Drop recipients who already got their share of automatic mail; staff are exempt.
+
+    Agents get a notification for every ticket, and their own auto-replies are caught by the
+    loop guard; a user-side robot the loop guard misses is what this limit is for.
+    """
+    conv = settings.conversation
+    limit = ratelimit.RateLimit(per_hour=conv.auto_mail_per_hour, per_day=conv.auto_mail_per_day)
+    staff = set(
+        session.scalars(select(Contact.email).where(Contact.email.in_(recipients), Contact.role.in_(STAFF_ROLES)))
+    ) | {a.lower() for a in settings.agent_addresses}
+    kept = []
+    for rcpt in recipients:
+        if rcpt in staff or ratelimit.allows(session, rcpt, limit):
+            kept.append(rcpt)
+        else:
+            log.warning("automatic mail %r to %s not sent: over the rate limit", template, rcpt)
+    return kept
+
+
+def public_recipients(ticket: Ticket) -> list[str]:
+    """Requester and watchers: who gets public replies and status changes."""
+    return [ticket.requester.email, *(w.contact.email for w in ticket.watchers)]
+
+
+def notify_agents(
+    session: Session, settings: Settings, ticket: Ticket, message: Message | None, *, new: bool
+) -> list[Outbox]:
+    """Tell the assignee (else every agent) about a new ticket or a user's new mail on it.
+
+    Not part of the thread the user sees; an agent's reply to it comes back with a reply token.
+    """
+    if not settings.conversation.notify_agents:
+        return []
+    to = [ticket.assignee.email] if ticket.assignee is not None else agent_addresses(session, settings)
+    author = message.from_address.lower() if message is not None else ""
+    to = [a for a in to if a != author]
+    if not to:
+        return []
+    return enqueue(
+        session,
+        settings,
+        template="agent_notification",
+        ticket=ticket,
+        to=to,
+        context={
+            "new": new,
+            "message": message,
+            "comment_address": settings.comment_address,
+            "requester": ticket.requester,
+        },
+        auto_submitted=AutoSubmitted.AUTO_GENERATED,
+        purpose="agent notification",
+        in_reply_to=message.message_id if message is not None else None,
+        record=False,
+    )
+
+
+def notify_status(session: Session, settings: Settings, ticket: Ticket, *, actor: str,
+                  note: str | None = None) -> list[Outbox]:
+    """Tell requester and watchers the ticket's new status (resolution has its own template)."""
+    template = "resolution" if ticket.status is TicketStatus.RESOLVED else "status_change"
+    return enqueue(
+        session,
+        settings,
+        template=template,
+        ticket=ticket,
+        to=[a for a in public_recipients(ticket) if a != actor.lower()],
+        context={"status": ticket.status.value.replace("_", " "), "note": note},
+        auto_submitted=AutoSubmitted.AUTO_GENERATED,
+        purpose=template.replace("_", " "),
+    )

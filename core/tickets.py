@@ -21,7 +21,7 @@ from core.models import (
     Watcher,
     utcnow,
 )
-from core.notify import AutoSubmitted, enqueue
+from core.notify import AutoSubmitted, enqueue, public_recipients
 from core.settings import Settings
 
 KIND_LABELS = {
@@ -133,7 +133,8 @@ def append_message(session: Session, ticket: Ticket, message: Message) -> Messag
     ticket.messages.append(message)
     ticket.updated_at = utcnow()
     if message.direction is Direction.IN and not message.internal:
-        if ticket.status is TicketStatus.RESOLVED:
+        if ticket.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
+            # Intake sends replies to long-closed tickets to a new ticket instead (conversation.route).
             _set_status(session, ticket, TicketStatus.OPEN, actor=message.from_address, reason="reply reopened it")
         elif ticket.status is TicketStatus.PENDING and message.from_address == ticket.requester.email:
             _set_status(session, ticket, TicketStatus.OPEN, actor=message.from_address, reason="user answered")
@@ -204,10 +205,6 @@ def change(
         )
     session.flush()
     return changed
-
-
-def public_recipients(ticket: Ticket) -> list[str]:
-    return [ticket.requester.email, *(w.contact.email for w in ticket.watchers)]
 
 
 def reply(session: Session, settings: Settings, ticket: Ticket, author: Contact, text: str) -> Message:

@@ -1,0 +1,275 @@
+"""Agents working from their inbox: commands at the top of a reply, notes, and who may use them.
+
+An agent answers a notification; lines like ``#priority P2`` at the top of the reply act on the
+ticket and never reach the user. Commands (and public replies) count only from an authenticated
+mail: its reply token is valid for that agent and, for trusted domains, the receiving server's
+``Authentication-Results`` says DKIM or SPF passed. Otherwise an internal note says why not.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from core import conversation, tickets
+from core.mail import ParsedMail
+from core.models import Attachment, Contact, Direction, Message, Ticket, TicketKind, TicketStatus, utcnow
+from core.notify import notify_status
+from core.settings import Settings
+
+
+class Verb(enum.Enum):
+    NOTE = "note"
+    RESOLVE = "resolve"
+    CLOSE = "close"
+    PRIORITY = "priority"
+    ASSIGN = "assign"
+    KIND = "kind"
+    CATEGORY = "category"
+
+
+@dataclass(frozen=True)
+class Command:
+    verb: Verb
+    argument: str
+    line: str
+
+
+@dataclass(frozen=True)
+class AgentText:
+    """An agent's reply split into its command lines and the text meant for people."""
+
+    commands: list[Command]
+    body: str
+    note: bool  # ``#note``: the whole mail is internal
+
+
+_COMMAND_LINE = re.compile(r"^\s*#(" + "|".join(v.value for v in Verb) + r")\b[ \t:]*(.*?)\s*$", re.IGNORECASE)
+
+
+def split_commands(text: str) -> AgentText:
+    """Command lines are read from the top of the text until the first line that is none."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    commands: list[Command] = []
+    note = False
+    index = 0
+    for index, line in enumerate(lines):  # noqa: B007 - index is used after the loop
+        if not line.strip():
+            continue
+        m = _COMMAND_LINE.match(line)
+        if m is None:
+            break
+        verb, argument = Verb(m.group(1).lower()), m.group(2)
+        if verb is Verb.NOTE:
+            note = True
+            if argument:  # "#note the disk was replaced": the rest of the line is text
+                lines[index] = argument
+                break
+        else:
+            commands.append(Command(verb, argument, line.strip()))
+    else:
+        index = len(lines)
+    return AgentText(commands, "\n".join(lines[index:]).strip(), note)
+
+
+# -- authentication -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Authentication:
+    ok: bool
+    reason: str
+
+
+_COMMENT = re.compile(r"\([^()]*\)")
+
+
+def _domain_of(value: str) -> str:
+    return value.strip().strip("<>").rpartition("@")[2].lower().rstrip(".")
+
+
+def _aligned(domain: str, sender_domain: str) -> bool:
+    return bool(domain) and (sender_domain == domain or sender_domain.endswith("." + domain))
+
+
+def authentication_results_pass(settings: Settings, mail: ParsedMail) -> str | None:
+    """Which check passed for the sender's domain ("dkim" or "spf"), per our receiving server."""
+    headers = mail.headers.get("authentication-results", [])
+    wanted = settings.conversation.authserv_id
+    if wanted is None:
+        headers = headers[:1]  # the topmost one is written by the server that received the mail
+    sender_domain = _domain_of(mail.sender)
+    for header in headers:
+        serv_id, _, rest = _COMMENT.sub("", header).partition(";")
+        if wanted is not None and serv_id.strip().lower().split()[:1] != [wanted.lower()]:
+            continue
+        for clause in rest.split(";"):
+            words = clause.split()
+            if not words or "=" not in words[0]:
+                continue
+            method, _, result = words[0].lower().partition("=")
+            props = dict(w.lower().split("=", 1) for w in words[1:] if "=" in w)
+            if result != "pass":
+                continue
+            if method == "dkim":
+                signer = props.get("header.d") or _domain_of(props.get("header.i", ""))
+                if not signer or _aligned(signer, sender_domain):
+                    return "dkim"
+            if method == "spf":
+                envelope = props.get("smtp.mailfrom", "")
+                if not envelope or _aligned(_domain_of(envelope), sender_domain):
+                    return "spf"
+    return None
+
+
+def authenticate(settings: Settings, mail: ParsedMail, *, token_valid: bool) -> Authentication:
+    if not token_valid:
+        return Authentication(False, "no reply token valid for this agent and ticket")
+    sender_domain = _domain_of(mail.sender)
+    trusted = [d.lower() for d in settings.conversation.trusted_domains]
+    if any(_aligned(d, sender_domain) for d in trusted):
+        passed = authentication_results_pass(settings, mail)
+        if passed is None:
+            return Authentication(False, f"no DKIM or SPF pass for {sender_domain} in Authentication-Results")
+        return Authentication(True, f"reply token and {passed}=pass")
+    return Authentication(True, "reply token")
+
+
+# -- applying commands ----------------------------------------------------------------------------
+
+_KINDS = {
+    "incident": TicketKind.INCIDENT,
+    "request": TicketKind.SERVICE_REQUEST,
+    "service_request": TicketKind.SERVICE_REQUEST,
+    "service request": TicketKind.SERVICE_REQUEST,
+}
+
+
+class CommandError(Exception):
+    """A command that cannot be applied; the message says why."""
+
+
+def _fields(session: Session, settings: Settings, agent: Contact, command: Command) -> dict[str, object]:
+    arg = command.argument.strip()
+    if command.verb is Verb.RESOLVE:
+        return {"status": TicketStatus.RESOLVED}
+    if command.verb is Verb.CLOSE:
+        return {"status": TicketStatus.CLOSED}
+    if command.verb is Verb.PRIORITY:
+        value = arg.upper()
+        if value not in {"P1", "P2", "P3", "P4", "P5"}:
+            raise CommandError(f"priority must be P1..P5, not {arg!r}")
+        return {"priority": value}
+    if command.verb is Verb.KIND:
+        kind = _KINDS.get(arg.lower())
+        if kind is None:
+            raise CommandError(f"kind must be incident or request, not {arg!r}")
+        return {"kind": kind}
+    if command.verb is Verb.CATEGORY:
+        if not arg or len(arg) > 80:
+            raise CommandError("category needs a name of at most 80 characters")
+        return {"category": arg.lower()}
+    if command.verb is Verb.ASSIGN:
+        address = agent.email if arg.lower() == "me" else arg.strip("<>").lower()
+        assignee = conversation.staff_contact(session, settings, address)
+        if assignee is None:
+            raise CommandError(f"{arg!r} is not an agent")
+        return {"assignee": assignee}
+    raise CommandError(f"unknown command {command.line!r}")
+
+
+def apply_commands(
+    session: Session, settings: Settings, ticket: Ticket, agent: Contact, commands: list[Command]
+) -> list[str]:
+    """Apply each command (audited through tickets.change); one line of outcome per command."""
+    outcomes: list[str] = []
+    for command in commands:
+        try:
+            fields = _fields(session, settings, agent, command)
+            changed = tickets.change(session, ticket, agent.email, reason=f"by email: {command.line}", **fields)
+        except (CommandError, tickets.TicketError) as exc:
+            outcomes.append(f"{command.line}: not applied, {exc}")
+            continue
+        if not changed:
+            outcomes.append(f"{command.line}: no change")
+            continue
+        outcomes.append(f"{command.line}: " + ", ".join(f"{k} -> {v}" for k, v in changed.items()))
+        if "status" in changed:
+            notify_status(session, settings, ticket, actor=agent.email)
+    return outcomes
+
+
+# -- an agent's mail on a ticket ------------------------------------------------------------------
+
+
+class AgentMailKind(enum.Enum):
+    REPLY = "reply"  # sent to requester and watchers
+    NOTE = "note"  # internal
+    WITHHELD = "withheld"  # meant as a reply, but not authenticated: kept internal
+    COMMANDS_ONLY = "commands only"
+
+
+@dataclass
+class AgentMailResult:
+    kind: AgentMailKind
+    authenticated: bool
+    outcomes: list[str] = field(default_factory=list)
+
+
+def handle_agent_mail(
+    session: Session,
+    settings: Settings,
+    ticket: Ticket,
+    agent: Contact,
+    mail: ParsedMail,
+    *,
+    inbound_id: int | None,
+    attachments: list[Attachment],
+    token_valid: bool,
+) -> AgentMailResult:
+    text = split_commands(mail.reply_text or mail.text)
+    internal = text.note or any(conversation.is_comment_address(settings, a.address) for a in [*mail.to, *mail.cc])
+    auth = authenticate(settings, mail, token_valid=token_valid)
+    notes: list[str] = []
+    if not text.body and not attachments:
+        kind = AgentMailKind.COMMANDS_ONLY
+    elif internal or not auth.ok:
+        kind = AgentMailKind.NOTE if internal else AgentMailKind.WITHHELD
+        message = tickets.message_from_mail(mail, inbound_id=inbound_id, internal=True)
+        message.text = message.reply_text = text.body
+        message.attachments.extend(attachments)
+        tickets.append_message(session, ticket, message)
+        if kind is AgentMailKind.WITHHELD:
+            notes.append(f"The mail from {agent.email} above was not sent to the requester: {auth.reason}.")
+    else:
+        kind = AgentMailKind.REPLY
+        reply = tickets.reply(session, settings, ticket, agent, text.body)
+        reply.inbound_id = inbound_id
+        reply.attachments.extend(attachments)
+    outcomes: list[str] = []
+    if text.commands:
+        if auth.ok:
+            outcomes = apply_commands(session, settings, ticket, agent, text.commands)
+            notes.append(f"Commands from {agent.email} ({auth.reason}):\n" + "\n".join(outcomes))
+        else:
+            listed = "\n".join(c.line for c in text.commands)
+            notes.append(f"Commands from {agent.email} ignored: {auth.reason}.\n{listed}")
+    for note in notes:
+        _system_note(session, settings, ticket, note)
+    return AgentMailResult(kind, auth.ok, outcomes)
+
+
+def _system_note(session: Session, settings: Settings, ticket: Ticket, text: str) -> Message:
+    note = Message(
+        direction=Direction.IN,
+        internal=True,
+        from_address=settings.address,
+        from_name="helpdesk",
+        subject=ticket.subject,
+        text=text,
+        created_at=utcnow(),
+    )
+    return tickets.append_message(session, ticket, note)
