@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import commands, conversation, loopguard, tickets
+from core import commands, conversation, events, loopguard, processes, tickets
 from core.attachments import AttachmentStore
 from core.db import transaction
+from core.catalogue import catalogue_for
 from core.classify import ClassKind, RuleSet, classify
 from core.mail import ParsedMail
 from core.models import (
@@ -63,6 +64,7 @@ class Intake:
         self.rules = rules
         self.parse = parse
         self.attachments = AttachmentStore(settings.data_dir / "attachments")
+        self.catalogue = catalogue_for(settings)
 
     # -- step 1: store -------------------------------------------------------------------------
     def store(
@@ -133,6 +135,8 @@ class Intake:
             return self._bounce(session, inbound, mail, undeliverable=verdicts.bounce)
 
         match = conversation.find_ticket(session, self.settings, mail)
+        if match is None and (alert := events.parse_alert(mail)) is not None:
+            return self._event(session, inbound, mail, alert)
         routing = conversation.route(self.settings, mail, match, verdicts)
         if routing.action is conversation.Action.APPEND and match is not None:
             return self._append(session, inbound, mail, match, verdicts)
@@ -179,6 +183,7 @@ class Intake:
                 auto_submitted=AutoSubmitted.AUTO_REPLIED,
                 in_reply_to=mail.message_id,
             )
+        processes.start(session, self.settings, self.catalogue, ticket, mail)  # after the acknowledgement
         log.info("inbound %s opened ticket %s (%s)", inbound.id, ticket.id, found.explain())
         return self._finish(inbound, InboundStatus.PROCESSED, ticket.id, created=True)
 
@@ -206,6 +211,13 @@ class Intake:
                 notify_agents(session, self.settings, ticket, message, new=False)
         log.info("inbound %s appended to ticket %s via %s", inbound.id, ticket.id, match.via.value)
         return self._finish(inbound, InboundStatus.PROCESSED, ticket.id, reason=f"threaded via {match.via.value}")
+
+    def _event(self, session: Session, inbound: Inbound, mail: ParsedMail, alert: events.Alert) -> IntakeResult:
+        """Monitoring mail: event management decides; never acknowledged."""
+        outcome = events.handle_alert(session, self.settings, alert, mail=mail, inbound_id=inbound.id)
+        ticket_id = outcome.ticket.id if outcome.ticket is not None else None
+        reason = f"event {alert.source} {alert.host} {alert.state}: {outcome.action.value}"
+        return self._finish(inbound, InboundStatus.PROCESSED if ticket_id else InboundStatus.IGNORED, ticket_id, reason=reason)
 
     def _bounce(self, session: Session, inbound: Inbound, mail: ParsedMail, *, undeliverable: bool = True) -> IntakeResult:
         for address in loopguard.failed_recipients(mail) if undeliverable else []:
