@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.mail import ParsedMail
-from core.priority import Fired, PriorityMatrix, keyword_pattern, normalise_text, priority_for, read_signals
+from core.priority import Fired, Keyword, PriorityMatrix, Wording, priority_for, read_signals
 
 __all__ = [
     "ClassKind",
@@ -84,33 +84,22 @@ _RULE_KEYS = frozenset({"name", "description", "order", "when", "unless", "then"
 _TOP_KEYS = frozenset({"defaults", "rule"})
 
 
+
 @dataclass(frozen=True)
-class _Subject:
+class _Facts:
     """The parts of a mail conditions look at, normalised once."""
 
-    subject: str
-    body: str
+    wording: Wording
     sender: str
     recipients: tuple[str, ...]
     headers: dict[str, list[str]]
 
     @classmethod
-    def of(cls, mail: ParsedMail, recipient: str | None) -> _Subject:
+    def of(cls, mail: ParsedMail, recipient: str | None) -> _Facts:
         recipients = [a.address for a in (*mail.to, *mail.cc) if a.address]
         if recipient:
             recipients.insert(0, recipient.lower())
-        return cls(
-            subject=normalise_text(mail.subject),
-            body=normalise_text(mail.reply_text or mail.text),
-            sender=mail.sender.lower(),
-            recipients=tuple(recipients),
-            headers=mail.headers,
-        )
-
-    def texts(self, where: str) -> tuple[tuple[str, str], ...]:
-        if where == "text":
-            return (("subject", self.subject), ("body", self.body))
-        return ((where, getattr(self, where)),)
+        return cls(Wording.of(mail), mail.sender.lower(), tuple(recipients), mail.headers)
 
 
 @dataclass(frozen=True)
@@ -119,42 +108,52 @@ class Condition:
 
     key: str
     values: tuple[str, ...]
-    patterns: tuple[re.Pattern[str], ...] = ()
+    patterns: tuple[re.Pattern[str], ...] = ()  # *_regex and header conditions
+    keywords: tuple[Keyword, ...] = ()  # subject/body/text conditions
     header: str | None = None  # for key == "header"
 
-    def check(self, mail: _Subject) -> str | None:
+    def check(self, facts: _Facts) -> str | None:
         """The reason it matched, or None."""
-        if self.key in _TEXT_FIELDS or self.key.endswith("_regex"):
-            where = self.key.removesuffix("_regex")
-            noun = "regex" if self.key.endswith("_regex") else "keyword"
-            for value, pattern in zip(self.values, self.patterns):
-                for part, text in mail.texts(where):
-                    found = pattern.search(text)
-                    if found:
-                        # For "passwort*" show the word that matched ("passwortänderung").
-                        shown = found.group(0).lower() if noun == "keyword" and "*" in value else value
-                        return f"{part} {noun} `{shown}`"
-            return None
+        if self.keywords:
+            return self._keyword(facts.wording)
+        if self.key.endswith("_regex"):
+            return self._regex(facts.wording)
         if self.key == "sender":
-            for value in self.values:
-                if fnmatch.fnmatchcase(mail.sender, value.lower()):
-                    return f"sender `{mail.sender}`"
-            return None
+            hit = any(fnmatch.fnmatchcase(facts.sender, v.lower()) for v in self.values)
+            return f"sender `{facts.sender}`" if hit else None
         if self.key == "sender_domain":
-            domain = mail.sender.rpartition("@")[2]
+            domain = facts.sender.rpartition("@")[2]
             for value in self.values:
                 v = value.lower().lstrip("@")
                 if domain == v or domain.endswith("." + v):
                     return f"sender domain `{v}`"
             return None
         if self.key == "recipient":
-            for address in mail.recipients:
-                for value in self.values:
-                    if fnmatch.fnmatchcase(address, value.lower()):
-                        return f"recipient `{address}`"
+            for address in facts.recipients:
+                if any(fnmatch.fnmatchcase(address, v.lower()) for v in self.values):
+                    return f"recipient `{address}`"
             return None
-        assert self.header is not None
-        for got in mail.headers.get(self.header, []):
+        return self._header(facts.headers)
+
+    def _keyword(self, wording: Wording) -> str | None:
+        for keyword in self.keywords:
+            found = keyword.find(wording, self.key)
+            if found:
+                part, matched = found
+                # For "passwort*" show the word that matched ("passwortänderung").
+                shown = matched.lower() if "*" in keyword.text else keyword.text
+                return f"{part} keyword `{shown}`"
+        return None
+
+    def _regex(self, wording: Wording) -> str | None:
+        for value, pattern in zip(self.values, self.patterns):
+            for part, text, _ in wording.parts(self.key.removesuffix("_regex")):
+                if pattern.search(text):
+                    return f"{part} regex `{value}`"
+        return None
+
+    def _header(self, headers: dict[str, list[str]]) -> str | None:
+        for got in headers.get(self.header or "", []):
             for value, pattern in zip(self.values, self.patterns):
                 if pattern.search(got):
                     return f"header `{self.header}` matches `{value}`"
@@ -180,7 +179,7 @@ class Rule:
     unless: tuple[Condition, ...]
     then: Outcome
 
-    def check(self, mail: _Subject) -> str | None:
+    def check(self, mail: _Facts) -> str | None:
         reasons = []
         for condition in self.when:
             reason = condition.check(mail)
@@ -310,19 +309,18 @@ def _conditions(raw: Any, where: str) -> tuple[Condition, ...]:
             for header, regexes in value.items():
                 values = _strings(regexes, f"{where} header `{header}`")
                 patterns = tuple(_regex(v, f"{where} header `{header}`") for v in values)
-                out.append(Condition("header", values, patterns, header=header.lower()))
+                out.append(Condition("header", values, patterns=patterns, header=header.lower()))
             continue
         values = _strings(value, f"{where} `{key}`")
         if key.endswith("_regex"):
-            patterns = tuple(_regex(v, f"{where} `{key}`") for v in values)
+            out.append(Condition(key, values, patterns=tuple(_regex(v, f"{where} `{key}`") for v in values)))
         elif key in _TEXT_FIELDS:
             try:
-                patterns = tuple(keyword_pattern(v) for v in values)
+                out.append(Condition(key, values, keywords=tuple(Keyword.of(v) for v in values)))
             except ValueError as exc:
                 raise RuleError(f"{where} `{key}`: {exc}") from exc
         else:
-            patterns = ()
-        out.append(Condition(key, values, patterns))
+            out.append(Condition(key, values))
     return tuple(out)
 
 
@@ -387,10 +385,10 @@ def classify(
     mail: ParsedMail, rules: RuleSet, *, recipient: str | None = None
 ) -> Classification:
     """Kind, category, priority ... for a new ticket, with the rules that decided them."""
-    subject = _Subject.of(mail, recipient)
+    facts = _Facts.of(mail, recipient)
     decision = _Decision()
     for rule in rules.rules:
-        reason = rule.check(subject)
+        reason = rule.check(facts)
         if reason is not None:
             decision.take(rule, reason)
     if not decision.fired:

@@ -135,12 +135,63 @@ def keyword_pattern(keyword: str, *, negatable: bool = False) -> re.Pattern[str]
     return re.compile(head + core + tail, re.IGNORECASE)
 
 
-def _compile(
-    signals: tuple[tuple[int, tuple[str, ...]], ...],
-) -> tuple[tuple[int, tuple[tuple[str, re.Pattern[str]], ...]], ...]:
+# What a mail is about is said up front; the caps also bound the time a pathological mail
+# (a 100 kB subject, a pasted log) can cost.
+SUBJECT_CHARS = 1_000
+BODY_CHARS = 20_000
+
+
+def normalise_text(text: str) -> str:
+    # Typographic apostrophes and non-breaking spaces would defeat "can't" and phrases.
+    return text.replace("\u2019", "'").replace("\u00a0", " ")
+
+
+@dataclass(frozen=True)
+class Wording:
+    """Subject and body of a mail as keywords see them: normalised, capped, plus lower-cased."""
+
+    subject: str
+    body: str
+    subject_lower: str
+    body_lower: str
+
+    @classmethod
+    def of(cls, mail: ParsedMail) -> Wording:
+        subject = normalise_text(mail.subject[:SUBJECT_CHARS])
+        body = normalise_text((mail.reply_text or mail.text)[:BODY_CHARS])
+        return cls(subject, body, subject.lower(), body.lower())
+
+    def parts(self, where: str = "text") -> tuple[tuple[str, str, str], ...]:
+        """(name, text, lower-cased text) for "subject", "body" or "text" (both)."""
+        subject = ("subject", self.subject, self.subject_lower)
+        body = ("body", self.body, self.body_lower)
+        return {"subject": (subject,), "body": (body,)}.get(where, (subject, body))
+
+
+@dataclass(frozen=True)
+class Keyword:
+    text: str
+    pattern: re.Pattern[str]
+    literal: str  # longest word, lower-cased: a cheap `in` test rules most keywords out first
+
+    @classmethod
+    def of(cls, keyword: str, *, negatable: bool = False) -> Keyword:
+        pattern = keyword_pattern(keyword, negatable=negatable)
+        return cls(keyword, pattern, max(keyword.strip("*").lower().split(), key=len))
+
+    def find(self, wording: Wording, where: str = "text") -> tuple[str, str] | None:
+        """(part, matched text) of the first match, or None."""
+        for part, text, lower in wording.parts(where):
+            if self.literal in lower:
+                found = self.pattern.search(text)
+                if found:
+                    return part, found.group(0)
+        return None
+
+
+def _compile(signals: tuple[tuple[int, tuple[str, ...]], ...]) -> tuple[tuple[int, tuple[Keyword, ...]], ...]:
     return tuple(
-        (level, tuple((p, keyword_pattern(p, negatable=level == 1)) for p in phrases))
-        for level, phrases in signals
+        (level, tuple(Keyword.of(p, negatable=level == 1) for p in phrases)) for level, phrases in signals
     )
 
 
@@ -155,21 +206,12 @@ DEFAULT_IMPACT = 3
 DEFAULT_URGENCY = 3
 
 
-def normalise_text(text: str) -> str:
-    # Typographic apostrophes and non-breaking spaces would defeat "can't" and phrases.
-    return text.replace("\u2019", "'").replace("\u00a0", " ")
-
-
-def _find(
-    compiled: tuple[tuple[int, tuple[tuple[str, re.Pattern[str]], ...]], ...],
-    subject: str,
-    body: str,
-) -> tuple[int, str] | None:
-    for level, patterns in compiled:
-        for phrase, pattern in patterns:
-            for where, text in (("subject", subject), ("body", body)):
-                if pattern.search(text):
-                    return level, f"{where} keyword `{phrase}`"
+def _find(compiled: tuple[tuple[int, tuple[Keyword, ...]], ...], wording: Wording) -> tuple[int, str] | None:
+    for level, keywords in compiled:
+        for keyword in keywords:
+            found = keyword.find(wording)
+            if found:
+                return level, f"{found[0]} keyword `{keyword.text}`"
     return None
 
 
@@ -186,15 +228,14 @@ def _header_urgency(mail: ParsedMail) -> tuple[int, str] | None:
 
 def read_signals(mail: ParsedMail) -> tuple[int | None, int | None, list[Fired]]:
     """Impact and urgency the mail itself states, None where it says nothing."""
-    subject = normalise_text(mail.subject)
-    body = normalise_text(mail.reply_text or mail.text)
+    wording = Wording.of(mail)
     fired: list[Fired] = []
     impact = urgency = None
-    found = _find(_IMPACT, subject, body)
+    found = _find(_IMPACT, wording)
     if found:
         impact = found[0]
         fired.append(Fired("impact-signal", found[1], (("impact", str(impact)),)))
-    found = _find(_URGENCY, subject, body)
+    found = _find(_URGENCY, wording)
     header = _header_urgency(mail)
     # Words in the mail beat the client's priority flag, except that a "high" flag
     # is never lowered by a missing word.
