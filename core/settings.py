@@ -118,6 +118,7 @@ class Settings:
     sla: SlaSettings = field(default_factory=SlaSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
     catalogue_path: Path | None = None  # None: data_dir/catalogue.toml if present, else shipped
+    rules_path: Path | None = None  # None: data_dir/rules.toml if present, else shipped
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
 
     @property

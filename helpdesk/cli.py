@@ -318,6 +318,71 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sla(args: argparse.Namespace) -> int:
+    from core import sla
+    from core.db import transaction
+    from core.models import utcnow
+
+    app = _app(args)
+    with transaction(app.factory) as session:
+        findings = sla.check(session, app.settings, utcnow())
+        items = [
+            {"ticket": f.ticket_id, "metric": f.metric.value, "level": f.level.value,
+             "elapsed_minutes": round(f.elapsed.total_seconds() / 60), "target_minutes": round(f.target.total_seconds() / 60),
+             "notified": list(f.notified)}
+            for f in findings
+        ]
+    if args.json:
+        _json(items)
+    else:
+        for i in items:
+            print(f"#{i['ticket']} {i['metric']} {i['level']}: {i['elapsed_minutes']} of {i['target_minutes']} min; told {', '.join(i['notified']) or 'nobody'}")
+        print(f"{len(items)} new SLA finding(s)")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from core import events
+
+    app = _app(args)
+    with app.factory() as session:
+        items = events.list_events(session, limit=args.limit)
+    if args.json:
+        _json(items)
+    else:
+        for e in items:
+            ticket = f"#{e['ticket']}" if e["ticket"] else "-"
+            print(f"{e['source']:<12} {e['severity']:<13} {e['state']:<10} {e['host']}/{e['service'] or ''} {ticket}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from core import audit
+
+    app = _app(args)
+    with app.factory() as session:
+        result = audit.verify(session)
+    if result.ok:
+        print(f"audit trail intact: {result.checked} entries verified")
+        return 0
+    print(f"audit trail BROKEN at entry {result.first_bad_id} ({result.checked} entries checked)", file=sys.stderr)
+    return 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from core import reports
+    from core.models import utcnow
+
+    app = _app(args)
+    with app.factory() as session:
+        data = reports.report(session, utcnow(), sla=app.settings.sla)
+    if args.json:
+        _json(data)
+    else:
+        print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------------------
 
 
@@ -375,6 +440,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "retry"])
     p.add_argument("id", type=int, nargs="?")
     p.add_argument("--all", action="store_true", help="list sent mail too")
+    p.add_argument("--json", action="store_true")
+    p = add("sla", cmd_sla, "check SLA clocks: warn at 80%, mark breaches, escalate by email")
+    p.add_argument("--check", action="store_true", help="run the check once (the only mode; `run` checks every minute)")
+    p.add_argument("--json", action="store_true")
+    p = add("events", cmd_events, "monitoring events, newest first")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=None)
+    audit_p = sub.add_parser("audit", help="the tamper-evident audit trail").add_subparsers(dest="audit_command", required=True)
+    p = audit_p.add_parser("verify", help="check the hash chain of every audit entry")
+    p.set_defaults(func=cmd_audit)
+    p = add("report", cmd_report, "figures: volumes, SLA compliance, response and resolution times, backlog")
     p.add_argument("--json", action="store_true")
     return parser
 

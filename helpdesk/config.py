@@ -6,12 +6,25 @@ Every error names the setting and says what is wrong, in one line.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+from datetime import time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from core.settings import MailboxSettings, Settings, SmtpSettings, TlsMode
+from core.settings import (
+    DEFAULT_SLA_TARGETS,
+    AccessSettings,
+    BusinessHours,
+    MailboxSettings,
+    Settings,
+    SlaSettings,
+    SlaTarget,
+    SmtpSettings,
+    TlsMode,
+)
 
 
 class ConfigError(Exception):
@@ -42,6 +55,12 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_MAX_MESSAGE_BYTES": "attachment bytes kept per mail (default 26214400 = 25 MB)",
     "HELPDESK_WEB_HOST": "console address (default 127.0.0.1)",
     "HELPDESK_WEB_PORT": "console port (default 8080)",
+    "HELPDESK_RULES_FILE": "classification rules (TOML; default DATA_DIR/rules.toml if present, else the shipped rules)",
+    "HELPDESK_CATALOGUE_FILE": "service catalogue (TOML; default DATA_DIR/catalogue.toml if present, else shipped)",
+    "HELPDESK_SLA_TARGETS": "response/resolution per priority, e.g. 'P1=15m/4h,P2=1h/8h' (defaults P1..P5)",
+    "HELPDESK_SLA_MANAGER": "address SLA breaches escalate to after the assignee or group",
+    "HELPDESK_BUSINESS_HOURS": "SLA calendar, e.g. 'mon-fri 08:00-18:00 Europe/Berlin' (default: around the clock)",
+    "HELPDESK_ACCESS_GRANT_DAYS": "days an approved access grant lasts (default 90)",
 }
 
 
@@ -198,7 +217,69 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         lease_seconds=_float("HELPDESK_LEASE_SECONDS", get("HELPDESK_LEASE_SECONDS") or "60"),
         web_host=get("HELPDESK_WEB_HOST") or "127.0.0.1",
         web_port=_int("HELPDESK_WEB_PORT", get("HELPDESK_WEB_PORT") or "8080", low=0, high=65535),
+        sla=_sla(get),
+        access=AccessSettings(grant_days=_int("HELPDESK_ACCESS_GRANT_DAYS", get("HELPDESK_ACCESS_GRANT_DAYS") or "90", low=1)),
+        catalogue_path=_file("HELPDESK_CATALOGUE_FILE", get("HELPDESK_CATALOGUE_FILE")),
+        rules_path=_file("HELPDESK_RULES_FILE", get("HELPDESK_RULES_FILE")),
     )
+
+
+def _file(name: str, value: str | None) -> Path | None:
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{name}: no such file {value!r}")
+    return path
+
+
+_UNITS = {"m": 1, "h": 60, "d": 24 * 60}
+_WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def _minutes(name: str, text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+)\s*([mhd])\s*", text)
+    if not m:
+        raise ConfigError(f"{name}: durations look like 15m, 4h or 2d (got {text!r})")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+def _sla(get: Any) -> SlaSettings:
+    targets = dict(DEFAULT_SLA_TARGETS)
+    for item in filter(None, (get("HELPDESK_SLA_TARGETS") or "").split(",")):
+        priority, _, spans = item.partition("=")
+        priority = priority.strip().upper()
+        response, _, resolution = spans.partition("/")
+        if priority not in targets or not resolution:
+            raise ConfigError(f"HELPDESK_SLA_TARGETS: entries look like P1=15m/4h (got {item.strip()!r})")
+        targets[priority] = SlaTarget(
+            _minutes("HELPDESK_SLA_TARGETS", response), _minutes("HELPDESK_SLA_TARGETS", resolution)
+        )
+    manager = get("HELPDESK_SLA_MANAGER")
+    return SlaSettings(
+        targets=targets,
+        business_hours=_business_hours(get("HELPDESK_BUSINESS_HOURS")),
+        manager=_address("HELPDESK_SLA_MANAGER", manager) if manager else None,
+    )
+
+
+def _business_hours(value: str | None) -> BusinessHours | None:
+    if not value:
+        return None
+    name = "HELPDESK_BUSINESS_HOURS"
+    m = re.fullmatch(r"\s*([a-z]{3})-([a-z]{3})\s+(\d\d):(\d\d)-(\d\d):(\d\d)(?:\s+(\S+))?\s*", value.lower())
+    if not m or m.group(1) not in _WEEKDAYS or m.group(2) not in _WEEKDAYS:
+        raise ConfigError(f"{name}: looks like 'mon-fri 08:00-18:00 Europe/Berlin' (got {value!r})")
+    first, last = _WEEKDAYS.index(m.group(1)), _WEEKDAYS.index(m.group(2))
+    start, end = time(int(m.group(3)), int(m.group(4))), time(int(m.group(5)), int(m.group(6)))
+    if end <= start or first > last:
+        raise ConfigError(f"{name}: the end must come after the start (got {value!r})")
+    zone = value.split()[-1] if m.group(7) else "UTC"
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name}: unknown time zone {zone!r}") from None
+    return BusinessHours(timezone=zone, weekdays=frozenset(range(first, last + 1)), start=start, end=end)
 
 
 def _local_secret(data_dir: Path) -> str:

@@ -35,6 +35,22 @@ def send_loop(app: App, stop: threading.Event, interval: float = 2.0) -> None:
         stop.wait(interval)
 
 
+def sla_loop(app: App, stop: threading.Event, interval: float = 60.0) -> None:
+    """The scheduled SLA check of `helpdesk run` (the same as `helpdesk sla --check`)."""
+    from core import sla
+    from core.db import transaction
+    from core.models import utcnow
+
+    while not stop.wait(interval):
+        try:
+            with transaction(app.factory) as session:
+                findings = sla.check(session, app.settings, utcnow())
+            for f in findings:
+                log.info("SLA: ticket #%s %s %s", f.ticket_id, f.metric.value, f.level.value)
+        except Exception:
+            log.exception("SLA check failed; trying again in %.0f s", interval)
+
+
 def _until_signal(stop: threading.Event) -> None:
     def handler(signum, frame):  # type: ignore[no-untyped-def]
         log.info("stopping (signal %s)", signum)
@@ -89,6 +105,7 @@ def run(settings: Settings) -> int:
         threads = [_start(watch_mailbox, app, m, stop) for m in settings.mailboxes]
         if settings.smtp is not None:
             threads.append(_start(send_loop, app, stop))
+        threads.append(_start(sla_loop, app, stop))
         from web import WebServer, create_app
 
         web_server = WebServer(create_app(settings, app.factory), settings.web_host, settings.web_port).start()

@@ -27,8 +27,8 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
     engine = db.make_engine(settings.database_url)
     if migrate:
         db.upgrade(engine)
-    rules_file = settings.data_dir / "rules.toml"
-    rules = load_rules(rules_file if rules_file.exists() else None)
+    rules_file = settings.rules_path or settings.data_dir / "rules.toml"
+    rules = load_rules(rules_file if rules_file.is_file() else None)
 
     def parse(raw: bytes):  # type: ignore[no-untyped-def]
         return parse_message(raw, max_attachment_bytes=settings.max_message_bytes)
