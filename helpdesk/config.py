@@ -18,6 +18,7 @@ from core.settings import (
     DEFAULT_SLA_TARGETS,
     AccessSettings,
     BusinessHours,
+    ConversationSettings,
     MailboxSettings,
     Settings,
     SlaSettings,
@@ -52,6 +53,13 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_SMTP_TLS": "none | starttls | ssl (default none)",
     "HELPDESK_POLL_INTERVAL": "seconds between polls when the server has no IDLE (default 30)",
     "HELPDESK_LEASE_SECONDS": "a dead poller's mailboxes are taken over by another after this (default 60)",
+    "HELPDESK_COMMENT_TAG": "mail from agents to help+TAG@domain is an internal note (default comment)",
+    "HELPDESK_CLOSED_REOPEN_DAYS": "a reply to a ticket closed longer ago opens a new linked ticket (default 7)",
+    "HELPDESK_TRUSTED_DOMAINS": "comma-separated agent domains whose commands also need Authentication-Results dkim/spf=pass",
+    "HELPDESK_AUTHSERV_ID": "only Authentication-Results from this server id count (default: the topmost header)",
+    "HELPDESK_AUTO_MAIL_PER_HOUR": "automatic mails to one address per hour (default 10)",
+    "HELPDESK_AUTO_MAIL_PER_DAY": "automatic mails to one address per day (default 40)",
+    "HELPDESK_NOTIFY_AGENTS": "mail agents about new and updated tickets: yes | no (default yes)",
     "HELPDESK_MAX_MESSAGE_BYTES": "attachment bytes kept per mail (default 26214400 = 25 MB)",
     "HELPDESK_WEB_HOST": "console address (default 127.0.0.1)",
     "HELPDESK_WEB_PORT": "console port (default 8080)",
@@ -221,6 +229,26 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         access=AccessSettings(grant_days=_int("HELPDESK_ACCESS_GRANT_DAYS", get("HELPDESK_ACCESS_GRANT_DAYS") or "90", low=1)),
         catalogue_path=_file("HELPDESK_CATALOGUE_FILE", get("HELPDESK_CATALOGUE_FILE")),
         rules_path=_file("HELPDESK_RULES_FILE", get("HELPDESK_RULES_FILE")),
+        conversation=_conversation(get),
+    )
+
+
+def _conversation(get: Any) -> ConversationSettings:
+    tag = (get("HELPDESK_COMMENT_TAG") or "comment").strip().lower()
+    if not tag or not tag.replace("-", "").replace("_", "").isalnum() or tag.isdigit():
+        raise ConfigError(f"HELPDESK_COMMENT_TAG: must be letters, digits, - or _ and not only digits (got {tag!r})")
+    notify = (get("HELPDESK_NOTIFY_AGENTS") or "yes").strip().lower()
+    if notify not in ("yes", "no", "true", "false", "1", "0"):
+        raise ConfigError(f"HELPDESK_NOTIFY_AGENTS: must be yes or no (got {notify!r})")
+    domains = tuple(d.strip().lower() for d in (get("HELPDESK_TRUSTED_DOMAINS") or "").split(",") if d.strip())
+    return ConversationSettings(
+        comment_tag=tag,
+        closed_reopen_days=_int("HELPDESK_CLOSED_REOPEN_DAYS", get("HELPDESK_CLOSED_REOPEN_DAYS") or "7"),
+        trusted_domains=domains,
+        authserv_id=(get("HELPDESK_AUTHSERV_ID") or "").strip().lower() or None,
+        auto_mail_per_hour=_int("HELPDESK_AUTO_MAIL_PER_HOUR", get("HELPDESK_AUTO_MAIL_PER_HOUR") or "10"),
+        auto_mail_per_day=_int("HELPDESK_AUTO_MAIL_PER_DAY", get("HELPDESK_AUTO_MAIL_PER_DAY") or "40"),
+        notify_agents=notify in ("yes", "true", "1"),
     )
 
 
