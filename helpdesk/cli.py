@@ -469,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("alembic").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    for chatty in ("alembic", "imapclient"):  # they log routine steps at INFO
+        logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return args.func(args)
     except ConfigError as exc:
@@ -481,7 +482,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"helpdesk: HELPDESK_DATABASE_URL: database unavailable: {str(exc.orig).strip().splitlines()[0]}", file=sys.stderr)
         return 1
     except _imap_errors() as exc:
-        print(f"helpdesk: HELPDESK_IMAP_HOST/USER/PASSWORD: {exc}", file=sys.stderr)
+        from mailgateway.imap import LoginFailed, ServerUnreachable
+
+        setting = (
+            "HELPDESK_IMAP_USER/HELPDESK_IMAP_PASSWORD" if isinstance(exc, LoginFailed)
+            else "HELPDESK_IMAP_HOST/HELPDESK_IMAP_PORT/HELPDESK_IMAP_TLS" if isinstance(exc, ServerUnreachable)
+            else "HELPDESK_IMAP_*"
+        )
+        print(f"helpdesk: {setting}: {exc}", file=sys.stderr)
         return 1
 
 

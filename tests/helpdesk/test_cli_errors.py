@@ -1,0 +1,55 @@
+"""The command line fails with one clear line naming the setting, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.e2e.helpers import helpdesk_env, run
+from tests.servers import free_port
+from tests.servers.imap import ImapServer
+
+
+def _one_line_error(stderr: bytes) -> str:
+    text = stderr.decode()
+    assert "Traceback" not in text, text
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def test_unknown_setting_value_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    env = helpdesk_env(tmp_path / "data", f"sqlite:///{tmp_path / 'db.sqlite'}", HELPDESK_IMAP_HOST="127.0.0.1",
+                       HELPDESK_IMAP_USER="u", HELPDESK_IMAP_TLS="sometimes")
+    proc = run(env, "poll", "--once", check=False)
+    assert proc.returncode == 2
+    assert "HELPDESK_IMAP_TLS" in _one_line_error(proc.stderr)
+
+
+def test_unreachable_imap_server_is_one_line_and_nonzero(tmp_path: Path) -> None:
+    env = helpdesk_env(tmp_path / "data", f"sqlite:///{tmp_path / 'db.sqlite'}", HELPDESK_IMAP_HOST="127.0.0.1",
+                       HELPDESK_IMAP_PORT=str(free_port()), HELPDESK_IMAP_USER="u", HELPDESK_IMAP_TLS="none")
+    proc = run(env, "poll", "--once", check=False)
+    assert proc.returncode != 0
+    assert "HELPDESK_IMAP" in _one_line_error(proc.stderr)
+
+
+def test_wrong_imap_password_is_one_line_and_nonzero(imap_server: ImapServer, tmp_path: Path) -> None:
+    imap_server.password = "wrong-password"
+    env = helpdesk_env(tmp_path / "data", f"sqlite:///{tmp_path / 'db.sqlite'}", imap_server)
+    proc = run(env, "poll", "--once", check=False)
+    assert proc.returncode != 0
+    line = _one_line_error(proc.stderr)
+    assert "HELPDESK_IMAP" in line and "login" in line.lower()
+
+
+def test_unreachable_database_is_one_line_and_nonzero(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/helpdesk"
+    proc = run(helpdesk_env(tmp_path / "data", url), "tickets", check=False)
+    assert proc.returncode != 0
+    assert "HELPDESK_DATABASE_URL" in _one_line_error(proc.stderr)
+
+
+def test_ingest_says_75_when_the_database_is_down(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/helpdesk"
+    proc = run(helpdesk_env(tmp_path / "data", url), "ingest", input=b"Subject: hi\r\n\r\nbody\r\n", check=False)
+    assert proc.returncode == 75

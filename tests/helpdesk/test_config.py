@@ -1,0 +1,78 @@
+"""Configuration: environment over TOML, and one clear line for every bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.settings import TlsMode
+from helpdesk.config import ConfigError, load
+
+
+def _env(tmp_path: Path, **values: str) -> dict[str, str]:
+    return {"HELPDESK_DATA_DIR": str(tmp_path / "data"), **values}
+
+
+def test_defaults_give_sqlite_under_the_data_dir_and_a_stable_local_secret(tmp_path: Path) -> None:
+    first = load(_env(tmp_path))
+    assert first.database_url == f"sqlite:///{tmp_path / 'data' / 'helpdesk.db'}"
+    assert first.address == "help@example.org"
+    assert first.mailboxes == () and first.smtp is None
+    assert len(first.secret_key) == 64
+    assert load(_env(tmp_path)).secret_key == first.secret_key
+
+
+def test_environment_overrides_the_toml_file(tmp_path: Path) -> None:
+    config = tmp_path / "helpdesk.toml"
+    config.write_text('address = "it@corp.example"\nimap_host = "imap.corp.example"\nimap_user = "it"\nimap_tls = "ssl"\n')
+    settings = load(_env(tmp_path, HELPDESK_CONFIG=str(config), HELPDESK_ADDRESS="desk@corp.example"))
+    assert settings.address == "desk@corp.example"
+    [mailbox] = settings.mailboxes
+    assert (mailbox.host, mailbox.port, mailbox.tls) == ("imap.corp.example", 993, TlsMode.SSL)
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"HELPDESK_IMAP_HOST": "x", "HELPDESK_IMAP_USER": "u", "HELPDESK_IMAP_TLS": "tls1.3"}, "HELPDESK_IMAP_TLS"),
+        ({"HELPDESK_IMAP_HOST": "x"}, "HELPDESK_IMAP_USER"),
+        ({"HELPDESK_IMAP_HOST": "x", "HELPDESK_IMAP_USER": "u", "HELPDESK_IMAP_PORT": "seven"}, "HELPDESK_IMAP_PORT"),
+        ({"HELPDESK_SMTP_HOST": "x", "HELPDESK_SMTP_PORT": "70000"}, "HELPDESK_SMTP_PORT"),
+        ({"HELPDESK_ADDRESS": "not an address"}, "HELPDESK_ADDRESS"),
+        ({"HELPDESK_DATABASE_URL": "mysql://x"}, "HELPDESK_DATABASE_URL"),
+        ({"HELPDESK_POLL_INTERVAL": "-1"}, "HELPDESK_POLL_INTERVAL"),
+        ({"HELPDESK_SLA_TARGETS": "P1=fast"}, "HELPDESK_SLA_TARGETS"),
+        ({"HELPDESK_BUSINESS_HOURS": "mon-fri 08:00-18:00 Mars/Olympus"}, "HELPDESK_BUSINESS_HOURS"),
+        ({"HELPDESK_RULES_FILE": "/nonexistent/rules.toml"}, "HELPDESK_RULES_FILE"),
+        ({"HELPDESK_CONFIG": "/nonexistent/helpdesk.toml"}, "HELPDESK_CONFIG"),
+    ],
+)
+def test_a_bad_value_names_its_setting(tmp_path: Path, values: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(_env(tmp_path, **values))
+    assert str(caught.value).startswith(named + ":")
+    assert "\n" not in str(caught.value)
+
+
+def test_unknown_toml_keys_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "helpdesk.toml"
+    config.write_text('imap_hots = "typo.example"\n')
+    with pytest.raises(ConfigError, match="imap_hots"):
+        load(_env(tmp_path, HELPDESK_CONFIG=str(config)))
+
+
+def test_sla_targets_and_business_hours_are_read(tmp_path: Path) -> None:
+    settings = load(_env(
+        tmp_path,
+        HELPDESK_SLA_TARGETS="P1=10m/2h, P5=2d/10d",
+        HELPDESK_BUSINESS_HOURS="mon-fri 08:00-17:30 Europe/Berlin",
+        HELPDESK_SLA_MANAGER="Boss@Example.org",
+    ))
+    assert settings.sla.targets["P1"].response_minutes == 10
+    assert settings.sla.targets["P1"].resolution_minutes == 120
+    assert settings.sla.targets["P5"].resolution_minutes == 10 * 24 * 60
+    assert settings.sla.targets["P3"].response_minutes == 240  # untouched default
+    hours = settings.sla.business_hours
+    assert hours is not None and hours.timezone == "Europe/Berlin" and hours.weekdays == frozenset(range(5))
+    assert settings.sla.manager == "boss@example.org"
