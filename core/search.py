@@ -78,13 +78,15 @@ def matches(session: Session, words: str) -> ColumnElement[bool]:
         query = fts_query(words)
         if query is None:
             return by_number if by_number is not None else text("0 = 1")
-        in_subject = Ticket.id.in_(text("SELECT rowid FROM ticket_fts WHERE ticket_fts MATCH :q"))
+        in_subject = Ticket.id.in_(
+            text("SELECT rowid FROM ticket_fts WHERE ticket_fts MATCH :tq").bindparams(tq=query)
+        )
         in_messages = Ticket.id.in_(
             select(Message.ticket_id).where(
-                Message.id.in_(text("SELECT rowid FROM message_fts WHERE message_fts MATCH :q"))
+                Message.id.in_(text("SELECT rowid FROM message_fts WHERE message_fts MATCH :mq").bindparams(mq=query))
             )
         )
-        condition = or_(in_subject, in_messages).params(q=query)
+        condition = or_(in_subject, in_messages)
     else:
         pattern = "%" + words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         condition = or_(

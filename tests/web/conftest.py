@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -79,7 +80,8 @@ def as_admin(app: Flask) -> FlaskClient:
 @dataclass(frozen=True)
 class MadeTicket:
     number: int
-    message_id: int
+    message_id: int  # the stored row's id
+    header_id: str  # its Message-ID header
 
 
 def make_ticket(
@@ -106,9 +108,10 @@ def make_ticket(
         message = tickets.append_message(
             session,
             ticket,
-            Message(direction=Direction.IN, from_address=requester, subject=subject, text=text, html=html),
+            Message(direction=Direction.IN, from_address=requester, subject=subject, text=text, html=html,
+                    message_id=f"<{uuid.uuid4().hex}@example.com>"),
         )
-        return MadeTicket(number=ticket.id, message_id=message.id)
+        return MadeTicket(number=ticket.id, message_id=message.id, header_id=message.message_id or "")
 
 
 @pytest.fixture
