@@ -1,0 +1,125 @@
+"""The outbox over a real SMTP server: retries, temporary versus permanent failures, crashes, CLI."""
+
+from __future__ import annotations
+
+import email
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from core import outbox
+from core.db import transaction
+from core.models import Outbox, OutboxStatus, utcnow
+from core.settings import SmtpSettings
+from mailgateway.smtp import send_once
+from tests.core.desk import Desk, make_desk, mail
+from tests.e2e.helpers import helpdesk_env, run, run_json
+from tests.servers import free_port
+from tests.servers.smtp import SmtpSink
+
+FAST = outbox.RetryPolicy(first_delay=timedelta(seconds=0), claim_for=timedelta(seconds=0))
+
+
+def _smtp(sink: SmtpSink) -> SmtpSettings:
+    return SmtpSettings(host=sink.host, port=sink.port)
+
+
+def _row(desk: Desk, outbox_id: int) -> Outbox:
+    with desk.factory() as session:
+        row = session.get(Outbox, outbox_id)
+        assert row is not None
+        session.expunge(row)
+        return row
+
+
+def _one_mail(desk: Desk) -> int:
+    desk.deliver(mail())
+    [row] = desk.outbox("acknowledgement")
+    return row.id
+
+
+def test_temporary_failure_is_retried_with_backoff_then_sent(sqlite_session_factory, tmp_path, smtp_sink) -> None:
+    desk = make_desk(sqlite_session_factory, tmp_path)
+    ack = _one_mail(desk)
+    smtp_sink.reject_rcpt = "451 4.3.0 try again later"
+    policy = outbox.RetryPolicy(first_delay=timedelta(seconds=60))
+    assert send_once(desk.factory, _smtp(smtp_sink), policy=policy) == (0, 1)
+    row = _row(desk, ack)
+    assert row.status is OutboxStatus.PENDING and row.attempts == 1 and "451" in (row.last_error or "")
+    assert row.next_attempt_at.replace(tzinfo=None) > (utcnow() + timedelta(seconds=50)).replace(tzinfo=None)
+    assert outbox.RetryPolicy().delay(1) < outbox.RetryPolicy().delay(3) <= outbox.RetryPolicy().max_delay
+    # Not due yet: nothing is tried.
+    smtp_sink.reject_rcpt = None
+    assert send_once(desk.factory, _smtp(smtp_sink), policy=policy) == (0, 0)
+    with transaction(desk.factory) as session:
+        session.get(Outbox, ack).next_attempt_at = utcnow()
+    assert send_once(desk.factory, _smtp(smtp_sink), policy=policy) == (1, 0)
+    assert _row(desk, ack).status is OutboxStatus.SENT
+
+
+def test_permanent_failure_and_passed_deadline_are_failed_visibly(sqlite_session_factory, tmp_path, smtp_sink) -> None:
+    desk = make_desk(sqlite_session_factory, tmp_path)
+    ack = _one_mail(desk)
+    smtp_sink.reject_rcpt = "550 5.1.1 no such user"
+    send_once(desk.factory, _smtp(smtp_sink), policy=FAST)
+    assert _row(desk, ack).status is OutboxStatus.FAILED and "550" in (_row(desk, ack).last_error or "")
+
+    other = desk.deliver(mail("bob@example.com", "VPN down", "no tunnel"))
+    [row] = [r for r in desk.outbox("acknowledgement") if r.ticket_id == other.ticket_id]
+    with transaction(desk.factory) as session:
+        session.get(Outbox, row.id).deadline_at = utcnow() - timedelta(seconds=1)
+    dead = SmtpSettings(host="127.0.0.1", port=free_port())  # nobody listens: a temporary failure
+    send_once(desk.factory, dead, policy=FAST)
+    failed = _row(desk, row.id)
+    assert failed.status is OutboxStatus.FAILED and "Connect" in (failed.last_error or "")
+
+
+def test_a_crashed_sender_never_makes_a_second_message_id(sqlite_session_factory, tmp_path, smtp_sink) -> None:
+    desk = make_desk(sqlite_session_factory, tmp_path)
+    ack = _one_mail(desk)
+    queued = _row(desk, ack).raw
+    # A sender claims the mail and dies before recording anything.
+    [claimed] = outbox.claim_due(desk.factory, "crashed-worker", policy=outbox.RetryPolicy(claim_for=timedelta(0)))
+    assert claimed.raw == queued
+    assert send_once(desk.factory, _smtp(smtp_sink), worker="survivor", policy=FAST) == (1, 0)
+    [received] = smtp_sink.wait_for(1)
+    assert received.message["Message-ID"].strip("<>") == _row(desk, ack).message_id
+    assert email.message_from_bytes(received.content)["Message-ID"] == email.message_from_bytes(queued)["Message-ID"]
+    # A live claim is respected: nobody else takes it.
+    desk.deliver(mail("bob@example.com", "VPN down", "no tunnel"))
+    assert len(outbox.claim_due(desk.factory, "a", policy=outbox.RetryPolicy(claim_for=timedelta(minutes=5)))) == 1
+    assert outbox.claim_due(desk.factory, "b") == []
+
+
+def test_outbox_list_and_retry_on_the_command_line(tmp_path: Path, smtp_sink: SmtpSink) -> None:
+    env = helpdesk_env(tmp_path / "data", f"sqlite:///{tmp_path / 'hd.sqlite3'}", smtp=smtp_sink)
+    run(env, "init")
+    run(env, "ingest", input=mail())
+    smtp_sink.reject_rcpt = "550 5.1.1 no such user"
+    assert run(env, "send", "--once", check=False).returncode == 1
+    [failed] = run_json(env, "outbox", "list", "--json")
+    assert failed["status"] == "failed" and "550" in failed["last_error"] and failed["to"] == ["alice@example.com"]
+    assert failed["purpose"] == "acknowledgement"
+    smtp_sink.reject_rcpt = None
+    assert "queued again" in run(env, "outbox", "retry", str(failed["id"])).stdout.decode()
+    run(env, "send", "--once")
+    [received] = smtp_sink.wait_for(1)
+    assert received.message["Message-ID"].strip("<>") == failed["message_id"]
+    assert run_json(env, "outbox", "list", "--json") == []
+    [sent] = run_json(env, "outbox", "list", "--all", "--json")
+    assert sent["status"] == "sent"
+    again = run(env, "outbox", "retry", str(failed["id"]), check=False)
+    assert again.returncode == 1 and b"already sent" in again.stderr
+
+
+def test_outbound_headers(sqlite_session_factory, tmp_path) -> None:
+    desk = make_desk(sqlite_session_factory, tmp_path)
+    first = desk.deliver(mail())
+    [(rcpt, ack)] = desk.sent("acknowledgement")
+    assert ack["Auto-Submitted"] == "auto-replied" and ack["X-Auto-Response-Suppress"] == "All"
+    assert ack["Reply-To"].startswith(f"help+{first.ticket_id}-") and ack["Message-ID"].startswith(f"<hd.{first.ticket_id}.")
+    assert ack["In-Reply-To"] and ack["References"]
+    assert {p.get_content_type() for p in ack.walk()} >= {"text/plain", "text/html"}
+    with desk.factory() as session:
+        assert session.scalars(select(Outbox.automatic)).all() == [True]
