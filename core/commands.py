@@ -12,11 +12,15 @@ import enum
 import re
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import conversation, tickets
+from core import access, audit, conversation, fulfilment, tickets
 from core.mail import ParsedMail
-from core.models import Attachment, Contact, Direction, Message, Ticket, TicketKind, TicketStatus, utcnow
+from core.approval import PolicyViolation
+from core.models import (
+    AccessRequest, AccessStatus, Attachment, Contact, Direction, Message, Ticket, TicketKind, TicketStatus, utcnow,
+)
 from core.notify import notify_status
 from core.settings import Settings
 
@@ -273,3 +277,84 @@ def _system_note(session: Session, settings: Settings, ticket: Ticket, text: str
         created_at=utcnow(),
     )
     return tickets.append_message(session, ticket, note)
+
+
+# -- approvals by email ---------------------------------------------------------------------------
+# An approver answers the approval request with ``#approve [why]`` or ``#reject REASON``. The same
+# authentication as agent commands applies; the policy (only approvers, never one's own request or
+# access) is core.approval's, and a refusal is audited and explained in an internal note.
+
+_APPROVAL_LINE = re.compile(r"^\s*#(approve|reject)\b[ \t:]*(.*?)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ApprovalCommand:
+    approve: bool
+    reason: str | None
+    line: str
+
+
+@dataclass(frozen=True)
+class ApprovalResult:
+    decided: bool
+    outcome: str
+
+
+def find_approval(text: str) -> ApprovalCommand | None:
+    """``#approve`` or ``#reject`` on the first non-blank line of a reply, else None."""
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if not line.strip():
+            continue
+        m = _APPROVAL_LINE.match(line)
+        if m is None:
+            return None
+        return ApprovalCommand(m.group(1).lower() == "approve", m.group(2) or None, line.strip())
+    return None
+
+
+def handle_approval_mail(
+    session: Session,
+    settings: Settings,
+    ticket: Ticket,
+    decider: Contact,
+    mail: ParsedMail,
+    command: ApprovalCommand,
+    *,
+    inbound_id: int | None,
+    attachments: list[Attachment],
+    token_valid: bool,
+) -> ApprovalResult:
+    """Decide the ticket's pending approval from a mail; the mail itself stays internal."""
+    message = tickets.message_from_mail(mail, inbound_id=inbound_id, internal=True)
+    message.attachments.extend(attachments)
+    tickets.append_message(session, ticket, message)
+    auth = authenticate(settings, mail, token_valid=token_valid)
+    if not auth.ok:
+        result = ApprovalResult(False, f"ignored: {auth.reason}")
+        audit.record(
+            session, actor=decider.email, action="approval.ignored", object_type="ticket", object_id=ticket.id,
+            reason=f"{command.line}: {auth.reason}",
+        )
+    else:
+        result = _decide_by_mail(session, settings, ticket, decider, command)
+    _system_note(session, settings, ticket, f"{command.line} from {decider.email} ({auth.reason}): {result.outcome}")
+    return result
+
+
+def _decide_by_mail(
+    session: Session, settings: Settings, ticket: Ticket, decider: Contact, command: ApprovalCommand
+) -> ApprovalResult:
+    verb = "approved" if command.approve else "rejected"
+    request = session.scalars(
+        select(AccessRequest).where(AccessRequest.ticket_id == ticket.id, AccessRequest.status == AccessStatus.PENDING)
+    ).first()
+    try:
+        if request is not None:
+            access.decide(session, settings, request, decider, command.approve, command.reason)
+        else:
+            fulfilment.decide(session, settings, ticket, decider, command.approve, command.reason)
+    except PolicyViolation as exc:  # already audited by the service
+        return ApprovalResult(False, f"refused: {exc}")
+    except (access.AccessError, fulfilment.FulfilmentError) as exc:
+        return ApprovalResult(False, f"not applied: {exc}")
+    return ApprovalResult(True, verb)

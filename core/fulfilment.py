@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core import audit, tickets
-from core.approval import APPROVER_ROLE, approvers_for, ensure_may_decide
+from core.approval import APPROVER_ROLE, PolicyViolation, approvers_for, ensure_may_decide
 from core.catalogue import CatalogueItem
 from core.models import Contact, Fulfilment, Ticket, TicketStatus, utcnow
 from core.notify import enqueue
@@ -155,7 +155,15 @@ def decide(
         raise FulfilmentError(f"request #{ticket.id} needs no approval")
     if step_of(ticket) is not Step.AWAITING_APPROVAL:
         raise FulfilmentError(f"request #{ticket.id} is not awaiting approval")
-    ensure_may_decide(session, settings, approver, requester=ticket.requester)
+    try:
+        ensure_may_decide(session, settings, approver, requester=ticket.requester)
+    except PolicyViolation as exc:
+        # A refusal is evidence too (as for access requests); the caller's transaction keeps it or not.
+        audit.record(
+            session, actor=approver.email, action="request.refused", object_type="ticket", object_id=ticket.id,
+            reason=str(exc),
+        )
+        raise
     record.approved, record.decided_by, record.decided_at = approve, approver.email, utcnow()
     audit.record(
         session, actor=approver.email, action="request.approve" if approve else "request.reject",

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -134,6 +134,8 @@ class Intake:
         if verdicts.bounce or verdicts.feedback_report:
             return self._bounce(session, inbound, mail, undeliverable=verdicts.bounce)
 
+        if not verdicts.mailing_list and (why := conversation.list_copy(self.settings, mail, self.own_addresses())):
+            verdicts = replace(verdicts, mailing_list=True, reasons=(*verdicts.reasons, f"list-copy: {why}"))
         match = conversation.find_ticket(session, self.settings, mail)
         if match is None and (alert := events.parse_alert(mail)) is not None:
             return self._event(session, inbound, mail, alert)
@@ -144,10 +146,12 @@ class Intake:
             # An automatic mail that answers nothing of ours: record it, open nothing, answer nothing.
             return self._finish(inbound, InboundStatus.IGNORED, reason=routing.reason)
         linked = routing.ticket.id if routing.ticket is not None else None
-        return self._open(session, inbound, mail, may_answer=loopguard.may_auto_answer(mail, verdicts), linked=linked)
+        return self._open(session, inbound, mail, may_answer=loopguard.may_auto_answer(mail, verdicts), linked=linked,
+                          list_mail=verdicts.mailing_list)
 
     def _open(
-        self, session: Session, inbound: Inbound, mail: ParsedMail, *, may_answer: bool, linked: int | None
+        self, session: Session, inbound: Inbound, mail: ParsedMail, *, may_answer: bool, linked: int | None,
+        list_mail: bool = False,
     ) -> IntakeResult:
         found = classify(mail, self.rules, recipient=self._recipient(mail))
         requester = tickets.contact_for(session, mail.from_ or mail.sender or "unknown@invalid")
@@ -165,7 +169,8 @@ class Intake:
             classification=found.as_json(),
             linked_ticket_id=linked,
         )
-        tickets.add_watchers(session, ticket, self._other_recipients(mail))
+        if not list_mail:  # a list's address must never get our public replies
+            tickets.add_watchers(session, ticket, self._other_recipients(mail))
         message = self._add_message(session, ticket, inbound, mail)
         notify_agents(session, self.settings, ticket, message, new=True)
         if may_answer:
@@ -197,7 +202,17 @@ class Intake:
             if not match.participant:
                 # Knew the exact Message-ID of our mail, so saw the thread: joins, visibly.
                 tickets.add_watchers(session, ticket, [mail.sender])
-            tickets.add_watchers(session, ticket, self._other_recipients(mail))
+            if not verdicts.mailing_list:
+                tickets.add_watchers(session, ticket, self._other_recipients(mail))
+        approval = None if automatic else commands.find_approval(mail.reply_text or mail.text)
+        if approval is not None:
+            # ``#approve``/``#reject``: whoever sends it, the approval policy decides (and audits a refusal).
+            decision = commands.handle_approval_mail(
+                session, self.settings, ticket, tickets.contact_for(session, mail.from_ or mail.sender), mail,
+                approval, inbound_id=inbound.id, attachments=self._attachments(mail), token_valid=match.token_valid,
+            )
+            reason = f"approval by mail via {match.via.value}: {decision.outcome}"
+            return self._finish(inbound, InboundStatus.PROCESSED, ticket.id, reason=reason)
         agent = None if automatic else conversation.staff_contact(session, self.settings, mail.sender)
         if agent is not None and agent.id != ticket.requester_id:
             commands.handle_agent_mail(
