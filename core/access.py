@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import audit, fulfilment, tickets
+from core.locks import serialise
 from core.approval import PolicyViolation, approvers_for, ensure_may_decide
 from core.catalogue import catalogue_for
 from core.mail import ParsedMail
@@ -21,6 +22,7 @@ from core.models import (
     AccessGrant,
     AccessRequest,
     AccessStatus,
+    AuditEntry,
     Contact,
     Role,
     TicketKind,
@@ -31,7 +33,9 @@ from core.notify import enqueue
 from core.settings import Settings
 from core.sla import aware
 
-__all__ = ["AccessError", "PolicyViolation", "decide", "expiring", "open_request", "read_request", "revoke"]
+__all__ = [
+    "AccessError", "PolicyViolation", "decide", "expiring", "open_request", "read_request", "revoke", "warn_expiring",
+]
 
 ACCESS_ITEM = "access"
 
@@ -216,6 +220,54 @@ def expiring(session: Session, within: timedelta, now: datetime | None = None) -
         .order_by(AccessGrant.expires_at)
     )
     return list(session.scalars(query))
+
+
+EXPIRY_WARNING = "access.expiring"
+
+
+@dataclass(frozen=True)
+class ExpiryRun:
+    warned: list[int]  # grants whose holder (and approvers) were told they expire soon
+    expired: list[int]  # grants past their expiry, now ended
+
+
+def warn_expiring(session: Session, settings: Settings, now: datetime | None = None) -> ExpiryRun:
+    """The scheduled expiry check: warn once per grant before it expires, end the expired ones."""
+    now = aware(now or utcnow())
+    serialise(session)  # two schedulers must not both warn
+    due = expiring(session, timedelta(days=settings.access.expiry_warning_days), now)
+    warned_before = set(
+        session.scalars(
+            select(AuditEntry.object_id).where(
+                AuditEntry.action == EXPIRY_WARNING,
+                AuditEntry.object_type == "access_grant",
+                AuditEntry.object_id.in_([g.id for g in due]),
+            )
+        )
+    ) if due else set()
+    run = ExpiryRun([], [])
+    for grant in due:
+        if aware(grant.expires_at) <= now:
+            revoke(session, settings, grant, audit.SYSTEM, f"expired on {aware(grant.expires_at):%Y-%m-%d}")
+            run.expired.append(grant.id)
+        elif grant.id not in warned_before:
+            _warn(session, settings, grant)
+            run.warned.append(grant.id)
+    return run
+
+
+def _warn(session: Session, settings: Settings, grant: AccessGrant) -> None:
+    request = grant.request
+    approvers = [a.email for a in approvers_for(session, settings, request.resource_group) if a.id != grant.contact_id]
+    rows = enqueue(
+        session, settings, template="access_expiring", ticket=request.ticket, to=[grant.contact.email, *approvers],
+        context={"grant": grant, "expires_at": aware(grant.expires_at)}, purpose="access_expiring", record=False,
+    )
+    audit.record(
+        session, actor=audit.SYSTEM, action=EXPIRY_WARNING, object_type="access_grant", object_id=grant.id,
+        after={"expires_at": grant.expires_at, "notified": [r for row in rows for r in row.recipients]},
+        reason=f"expires within {settings.access.expiry_warning_days} days",
+    )
 
 
 def active_grants(session: Session, contact: Contact, now: datetime | None = None) -> list[AccessGrant]:

@@ -319,13 +319,14 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def cmd_sla(args: argparse.Namespace) -> int:
-    from core import sla
+    from core import access, sla
     from core.db import transaction
     from core.models import utcnow
 
     app = _app(args)
     with transaction(app.factory) as session:
         findings = sla.check(session, app.settings, utcnow())
+        grants = access.warn_expiring(session, app.settings, utcnow())
         items = [
             {"ticket": f.ticket_id, "metric": f.metric.value, "level": f.level.value,
              "elapsed_minutes": round(f.elapsed.total_seconds() / 60), "target_minutes": round(f.target.total_seconds() / 60),
@@ -338,6 +339,10 @@ def cmd_sla(args: argparse.Namespace) -> int:
         for i in items:
             print(f"#{i['ticket']} {i['metric']} {i['level']}: {i['elapsed_minutes']} of {i['target_minutes']} min; told {', '.join(i['notified']) or 'nobody'}")
         print(f"{len(items)} new SLA finding(s)")
+        for gid in grants.warned:
+            print(f"access grant {gid}: expires within {app.settings.access.expiry_warning_days} days, holder told")
+        for gid in grants.expired:
+            print(f"access grant {gid}: expired, access ended")
     return 0
 
 

@@ -36,8 +36,8 @@ def send_loop(app: App, stop: threading.Event, interval: float = 2.0) -> None:
 
 
 def sla_loop(app: App, stop: threading.Event, interval: float = 60.0) -> None:
-    """The scheduled SLA check of `helpdesk run` (the same as `helpdesk sla --check`)."""
-    from core import sla
+    """The scheduled SLA check of `helpdesk run` (the same as `helpdesk sla --check`), with grant expiry."""
+    from core import access, sla
     from core.db import transaction
     from core.models import utcnow
 
@@ -45,8 +45,11 @@ def sla_loop(app: App, stop: threading.Event, interval: float = 60.0) -> None:
         try:
             with transaction(app.factory) as session:
                 findings = sla.check(session, app.settings, utcnow())
+                grants = access.warn_expiring(session, app.settings, utcnow())
             for f in findings:
                 log.info("SLA: ticket #%s %s %s", f.ticket_id, f.metric.value, f.level.value)
+            if grants.warned or grants.expired:
+                log.info("access grants: %d expiring soon, %d expired", len(grants.warned), len(grants.expired))
         except Exception:
             log.exception("SLA check failed; trying again in %.0f s", interval)
 
