@@ -203,6 +203,28 @@ def route(settings: Settings, mail: ParsedMail, match: ThreadMatch | None, verdi
     return routing
 
 
+_LIST_TAG = re.compile(r"^\s*((re|aw|sv|fwd?)\s*:\s*)*\[([^\]\[#]{1,40})\]", re.IGNORECASE)
+
+
+def list_copy(settings: Settings, mail: ParsedMail, own_addresses: set[str]) -> str | None:
+    """Why a mail looks like a mailing-list copy whose list headers were stripped, if it does.
+
+    It carries a ``[list]`` subject tag (not our ``[#N]``) and is addressed to none of our
+    addresses: it reached us through a list subscription, not because someone wrote to us.
+    Such mail still threads; it is never answered automatically, and its To/Cc (the list)
+    never become watchers.
+    """
+    m = _LIST_TAG.match(mail.subject or "")
+    if m is None or m.group(3).startswith(settings.subject_tag_prefix):
+        return None
+    ours = [a for a in [*mail.to, *mail.cc] if _is_own(settings, a.address, own_addresses)]
+    return None if ours else f"list tag [{m.group(3)}] and not addressed to us"
+
+
+def _is_own(settings: Settings, address: str, own_addresses: set[str]) -> bool:
+    return address.lower() in own_addresses or parse_reply_address(settings, address) is not None
+
+
 def _closed_too_long(settings: Settings, ticket: Ticket, now: datetime) -> bool:
     if ticket.status is not TicketStatus.CLOSED:
         return False
