@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from core import audit
+from core.conversation import agent_addresses
 from core.locks import serialise
 from core.models import (
     AuditEntry,
@@ -227,13 +228,14 @@ def start(settings: Settings, ticket: Ticket) -> None:
 # --- the check --------------------------------------------------------------------------
 
 
-def _escalation_recipients(settings: Settings, ticket: Ticket, level: SlaLevel) -> list[str]:
+def _escalation_recipients(session: Session, settings: Settings, ticket: Ticket, level: SlaLevel) -> list[str]:
     if ticket.assignee is not None:
         first = [ticket.assignee.email]
     elif ticket.group and ticket.group in settings.sla.group_addresses:
         first = [settings.sla.group_addresses[ticket.group]]
     else:
-        first = list(settings.agent_addresses)
+        # Every agent: the users with the agent role (`helpdesk user add`) and configured addresses.
+        first = agent_addresses(session, settings)
     if level is SlaLevel.BREACH and settings.sla.manager:
         first.append(settings.sla.manager)
     return first
@@ -291,7 +293,7 @@ def check(session: Session, settings: Settings, now: datetime) -> list[SlaFindin
 
 
 def _escalate(session: Session, settings: Settings, ticket: Ticket, clock: Clock, level: SlaLevel) -> SlaFinding:
-    to = _escalation_recipients(settings, ticket, level)
+    to = _escalation_recipients(session, settings, ticket, level)
     rows = enqueue(
         session,
         settings,
