@@ -244,14 +244,32 @@ class MailboxClient:
             return True
         deadline = time.monotonic() + min(max(0.0, timeout), MAX_IDLE_SECONDS)
         with self._errors("waiting for new mail (IDLE)"):
-            conn.idle()
             try:
-                news = self._read_idle(conn, deadline)
+                news = self._start_idle(conn) or self._read_idle(conn, deadline)
             except BaseException:
                 self._abandon(conn)
                 raise
             _text, responses = conn.idle_done()
         return news or any(len(r) >= 2 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
+
+    def _start_idle(self, conn: IMAPClient) -> bool:
+        """Send IDLE and read up to the server's "+" continuation.
+
+        Unlike imapclient's idle(), an untagged response that comes before the "+"
+        (mail arriving at that very moment) is taken as news instead of an error.
+        """
+        imap = conn._imap
+        tag = imap._command("IDLE")
+        news = False
+        while True:
+            line = imap._get_response()
+            if line is None:  # the continuation: the server is idling
+                conn._idle_tag = tag
+                return news
+            if imap.tagged_commands.get(tag):
+                typ, data = imap.tagged_commands.pop(tag)
+                raise ImapError(f"IMAP server {self._where} refused IDLE: {_reason(imaplib.IMAP4.error(data[0]))}")
+            news = news or bool(_NEW_MAIL.match(line))
 
     def _read_idle(self, conn: IMAPClient, deadline: float) -> bool:
         sock = conn.socket()

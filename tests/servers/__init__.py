@@ -13,6 +13,7 @@ import stat
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -36,7 +37,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, timeout: float, alive: object = None) -> None:
+def wait_for_port(host: str, port: int, timeout: float, alive: Callable[[], bool] | None = None) -> None:
     """Block until something accepts TCP connections on host:port.
 
     `alive`, when given, is a callable that returns False once the server process
@@ -48,7 +49,7 @@ def wait_for_port(host: str, port: int, timeout: float, alive: object = None) ->
             with socket.create_connection((host, port), timeout=1):
                 return
         except OSError:
-            if callable(alive) and not alive():
+            if alive is not None and not alive():
                 raise RuntimeError(f"server for {host}:{port} exited before listening")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
