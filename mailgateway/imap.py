@@ -73,6 +73,9 @@ class MailboxClient:
     # -- session ------------------------------------------------------------------
 
     def connect(self) -> None:
+        """Open a new session; any previous one is dropped (a reconnect after a failure)."""
+        if self._conn is not None:
+            self._abandon(self._conn)
         s = self.settings
         context = ssl.create_default_context() if s.tls is not TlsMode.NONE else None
         try:

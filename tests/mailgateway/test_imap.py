@@ -309,3 +309,11 @@ def test_implicit_tls_against_plain_port_is_server_unreachable(imap_server: Imap
     with pytest.raises(ServerUnreachable) as failed:
         MailboxClient(imap_server.mailbox_settings(tls=TlsMode.SSL), timeout=5).connect()
     assert "\n" not in str(failed.value)
+
+
+def test_connect_again_replaces_the_session(imap_server: ImapServer, client: MailboxClient) -> None:
+    client.select("INBOX")
+    client.connect()
+    imap_server.append(mail(1))
+    client.select("INBOX")
+    assert len(client.uids_after(0)) == 1
