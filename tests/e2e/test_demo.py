@@ -40,6 +40,24 @@ def _read_until(proc: subprocess.Popen[str], pattern: str, timeout: float = 60.0
     raise AssertionError(f"`helpdesk run` never printed {pattern!r}; it printed:\n{''.join(seen)}")
 
 
+def _console_page(base: str, email: str, password: str, path: str) -> str:
+    """Log in through the real login form (with its CSRF token) and fetch one page."""
+    import http.cookiejar
+    import urllib.parse
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    base = base.rstrip("/")
+    login = opener.open(base + "/login", timeout=10).read().decode()
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', login) or re.search(
+        r'value="([^"]+)"[^>]*name="csrf_token"', login
+    )
+    assert token, "no CSRF token on the login page"
+    form = urllib.parse.urlencode({"csrf_token": token.group(1), "email": email, "password": password, "next": ""})
+    opener.open(base + "/login", data=form.encode(), timeout=10).read()
+    return opener.open(base + path, timeout=10).read().decode()
+
+
 def test_run_starts_demo_mail_becomes_ticket_ack_delivered_reply_threads(tmp_path: Path) -> None:
     data = tmp_path / "data"
     env = helpdesk_env(data, f"sqlite:///{data / 'helpdesk.db'}", HELPDESK_WEB_PORT="0", HELPDESK_POLL_INTERVAL="1")
@@ -80,11 +98,10 @@ def test_run_starts_demo_mail_becomes_ticket_ack_delivered_reply_threads(tmp_pat
         assert "Still jammed" in detail["messages"][-1]["text"]
         assert len(run_json(env, "tickets", "--json")) == 1
 
-        # The console answers (its pages need a login; the health check does not).
-        import urllib.request
-
-        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=10) as resp:
-            assert resp.status == 200
+        # The ticket is visible in the console, to an agent who logs in.
+        run(env, "user", "add", "agent@example.org", "--role", "agent", "--password-stdin", input=b"s3cret-pass\n")
+        queue = _console_page(url, "agent@example.org", "s3cret-pass", "/tickets")
+        assert "Printer on floor 3 is jammed" in queue
     finally:
         proc.send_signal(signal.SIGINT)
         try:
