@@ -282,6 +282,9 @@ class Intake:
     def _earlier_copy(self, session: Session, inbound: Inbound) -> Inbound | None:
         """The same mail arrived before (CC to two help addresses, a re-fetch): by Message-ID, else by bytes."""
         done = (InboundStatus.PROCESSED, InboundStatus.IGNORED)
+        # Two workers holding two copies must not both find "no earlier copy": the second waits here
+        # until the first commits, then sees its copy.
+        locks.serialise(session, f"inbound:{inbound.message_id or inbound.sha256}")
         query = select(Inbound).where(Inbound.id != inbound.id, Inbound.status.in_(done))
         if inbound.message_id:
             query = query.where(Inbound.message_id == inbound.message_id)

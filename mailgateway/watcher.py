@@ -132,9 +132,13 @@ def fetch_new(
 _sqlite_turn = threading.Lock()
 
 
+def _shares_work(factory: sessionmaker[Session]) -> bool:
+    return factory.kw["bind"].dialect.name == "postgresql"
+
+
 def process_all(factory: sessionmaker[Session], intake: Intake, limit: int | None = None) -> list[IntakeResult]:
     """Process stored mail (any mailbox's); several processes share the work on PostgreSQL."""
-    if factory.kw["bind"].dialect.name == "sqlite":
+    if not _shares_work(factory):
         with _sqlite_turn:
             return process_pending(factory, intake, limit)
     return process_pending(factory, intake, limit)
@@ -185,6 +189,8 @@ def watch_mailbox(
                     if not waiting_logged:
                         log.info("%s: held by %s; standing by", mailbox.name, lease.current_holder(factory, mailbox.name))
                         waiting_logged = True
+                    if _shares_work(factory):
+                        process_all(factory, intake)  # help with the backlog the holder stored
                     stop.wait(min(renew_every, 5.0))
                     continue
                 waiting_logged = False
