@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import commands, conversation, events, loopguard, processes, tickets
+from core import commands, conversation, events, locks, loopguard, processes, tickets
 from core.attachments import AttachmentStore
 from core.db import transaction
 from core.catalogue import catalogue_for
