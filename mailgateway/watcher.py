@@ -189,9 +189,9 @@ def watch_mailbox(
                     if not waiting_logged:
                         log.info("%s: held by %s; standing by", mailbox.name, lease.current_holder(factory, mailbox.name))
                         waiting_logged = True
-                    if _shares_work(factory):
-                        process_all(factory, intake)  # help with the backlog the holder stored
-                    stop.wait(min(renew_every, 5.0))
+                    # Help with the backlog the holder stored, a little at a time to keep an eye on the lease.
+                    if not (_shares_work(factory) and process_all(factory, intake, 20)):
+                        stop.wait(min(renew_every, 5.0))
                     continue
                 waiting_logged = False
                 _serve(factory, intake, mailbox, stop, options, holder, backoff)
