@@ -7,6 +7,7 @@ token in its subject (``[t-<n>]``) so a test can find the ticket or message it b
 from __future__ import annotations
 
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
 
@@ -65,4 +66,6 @@ def make_mail(n: int, *, with_message_id: bool = True, variant: int | None = Non
         msg.add_attachment(bytes(range(256)) * 8, maintype="image", subtype="png", filename="screenshot.png")
     elif shape == 4:
         msg.replace_header("Subject", f"Ärger mit dem Drucker — ошибка {token(n)}")
-    return bytes(msg)
+    if msg.is_multipart():
+        msg.set_boundary(f"=_part_{n}")  # the same bytes every time: tests compare them
+    return msg.as_bytes(policy=SMTP)  # CRLF, as mail arrives
