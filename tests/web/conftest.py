@@ -124,3 +124,8 @@ def sample_tickets(factory: sessionmaker[Session]) -> Iterator[list[MadeTicket]]
         make_ticket(factory, "Printer jammed on floor 3", "The printer makes noises", category="hardware",
                     priority="P3"),
     ]
+
+
+# The browser fixtures live beside the helpers that use them; defined once here so that the
+# session's Chromium is shared by every test module.
+from tests.web.browser import browser, live, page  # noqa: E402,F401

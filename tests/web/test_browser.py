@@ -23,7 +23,7 @@ from core.models import (
 )
 from core.settings import Settings, SmtpSettings
 from mailgateway.smtp import send_once
-from tests.web.browser import LiveServer, browser, live, log_in, page, screenshot  # noqa: F401 - fixtures
+from tests.web.browser import LiveServer, log_in, screenshot
 from tests.web.conftest import make_ticket
 
 def deliver(factory: sessionmaker[Session], sink) -> None:  # type: ignore[no-untyped-def]

@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
 from core.models import Attachment, Message, Role
-from tests.web.browser import LiveServer, browser, live, log_in, page, screenshot  # noqa: F401 - fixtures
+from tests.web.browser import LiveServer, log_in, screenshot
 from tests.web.conftest import make_ticket
 
 MARK = "window.__xss=1;document.title='XSS'"
