@@ -62,14 +62,19 @@ async def _deliver_batch(settings: SmtpSettings, batch: list[Claimed]) -> dict[i
         failure = SendFailed(f"SMTP {settings.host}:{settings.port}: {type(exc).__name__}: {exc}", permanent=False)
         return {mail.id: failure for mail in batch}
     try:
-        for mail in batch:
+        for n, mail in enumerate(batch):
             try:
                 await client.sendmail(mail.mail_from, mail.recipients, mail.raw)
                 results[mail.id] = None
             except Exception as exc:
                 results[mail.id] = _classify(exc)
                 if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
-                    await client.connect()
+                    try:
+                        await client.connect()
+                    except Exception as again:  # the rest of the batch waits for the next round
+                        failure = SendFailed(f"reconnecting: {type(again).__name__}: {again}", permanent=False)
+                        results.update({later.id: failure for later in batch[n + 1 :]})
+                        break
     finally:
         try:
             await client.quit()
