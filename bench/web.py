@@ -10,6 +10,7 @@ queue and a text search: p50/p95 per page and database, and the large/small rati
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sqlite3
 import statistics
@@ -134,17 +135,19 @@ def login(app):  # type: ignore[no-untyped-def]
     return client
 
 
-def measure(client, url: str, runs: int) -> list[float]:  # type: ignore[no-untyped-def]
+def measure(client, url: str, runs: int) -> tuple[list[float], list[float]]:  # type: ignore[no-untyped-def]
+    """Wall-clock and CPU milliseconds of each request, handled in this thread (the server time)."""
     for _ in range(3):
         client.get(url)
-    times = []
+    wall, cpu = [], []
     for _ in range(runs):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         response = client.get(url)
         response.get_data()
-        times.append((time.perf_counter() - started) * 1000)
+        wall.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.thread_time() - started_cpu) * 1000)
         assert response.status_code == 200
-    return times
+    return wall, cpu
 
 
 def p95(values: list[float]) -> float:
@@ -166,16 +169,20 @@ def main() -> int:
             "large": build(Path(tmp) / "large", args.tickets, args.messages_per_ticket),
         }
         clients = {name: login(app) for name, app in apps.items()}
-        print(f"\n{'page':<10}{'small p50':>11}{'small p95':>11}{'large p50':>11}{'large p95':>11}{'p95 ratio':>11}")
+        print(f"load average before measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        header = f"{'small p50':>11}{'small p95':>11}{'large p50':>11}{'large p95':>11}{'p95 ratio':>11}"
+        print(f"\n{'page':<10}{'clock':<6}{header}")
         worst = 0.0
         for page, url in PAGES.items():
             small = measure(clients["small"], url, args.runs)
             large = measure(clients["large"], url, args.runs)
-            worst = max(worst, p95(large))
-            print(f"{page:<10}{statistics.median(small):>9.1f}ms{p95(small):>9.1f}ms"
-                  f"{statistics.median(large):>9.1f}ms{p95(large):>9.1f}ms{p95(large) / p95(small):>10.2f}x")
+            worst = max(worst, p95(large[0]))
+            for clock, s, l in (("wall", small[0], large[0]), ("cpu", small[1], large[1])):
+                print(f"{page:<10}{clock:<6}{statistics.median(s):>9.1f}ms{p95(s):>9.1f}ms"
+                      f"{statistics.median(l):>9.1f}ms{p95(l):>9.1f}ms{p95(l) / p95(s):>10.2f}x")
         verdict = "within" if worst < args.target_ms else "OVER"
-        print(f"\nworst large p95 {worst:.1f} ms: {verdict} the {args.target_ms:.0f} ms target")
+        print(f"\nworst large wall-clock p95 {worst:.1f} ms: {verdict} the {args.target_ms:.0f} ms target"
+              f" (load average now {os.getloadavg()[0]:.1f})")
         return 0 if worst < args.target_ms else 1
 
 
