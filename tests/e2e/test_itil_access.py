@@ -60,11 +60,20 @@ def test_access_requests_decided_by_approvers_mail_under_the_policy_and_grants_e
         assert "#approve" in text(ask) and BOB in text(ask)
         assert to(sent, CAROL)
 
+        # Someone else answering the approver's mail has no token for it; the requester is no approver.
+        d.deliver(mail(DAVE, "", "#approve", reply_to=ask))
+        assert any("ignored: no reply token valid" in n for n in d.notes(ticket["id"]))
+        [alice_ack] = to(sent, ALICE)
+        d.deliver(mail(ALICE, "", "#approve", reply_to=alice_ack))
+        [not_approver] = d.audit("access.refused")
+        assert not_approver.actor == ALICE and "not an approver" in (not_approver.reason or "")
+        assert any("refused" in n and "only approvers decide" in n for n in d.notes(ticket["id"]))
+
         # A reply without the DKIM/SPF pass our domain needs is not an approval.
         d.deliver(mail(SECURITY, "", "#approve", reply_to=ask))
         assert _requests(d)[ticket["id"]][2] == "pending"
         assert any("ignored" in n and "DKIM" in n for n in d.notes(ticket["id"]))
-        assert d.audit("approval.ignored")[0].actor == SECURITY
+        assert [e.actor for e in d.audit("approval.ignored")] == [DAVE, SECURITY]
 
         d.deliver(mail(SECURITY, "", "#approve he needs it for the month-end close", reply_to=ask, headers=DKIM_PASS))
         assert _requests(d)[ticket["id"]][2] == "approved"
@@ -87,7 +96,7 @@ def test_access_requests_decided_by_approvers_mail_under_the_policy_and_grants_e
         [ask_payroll] = to(sent, SECURITY)
         d.deliver(mail(CAROL, "", "#approve", reply_to=carol_ack, headers=DKIM_PASS))
         assert _requests(d)[carols][2] == "pending"
-        [refused] = d.audit("access.refused")
+        refused = d.audit("access.refused")[-1]
         assert refused.actor == CAROL and "made this request" in (refused.reason or "")
         assert any("refused" in n and "made this request" in n for n in d.notes(carols))
         d.deliver(mail(SECURITY, "", "#approve", reply_to=ask_payroll, headers=DKIM_PASS))
