@@ -42,6 +42,7 @@ PAGES = {
     "queue": "/tickets",
     "filtered": "/tickets?kind=incident&priority=P2&category=network&sort=updated",
     "search": "/tickets?q=printer+toner&status=any",
+    "search1": "/tickets?q=toner",  # one common word: some 30,000 matching messages at full size
 }
 
 

@@ -1,7 +1,7 @@
 """Full-text search over ticket subjects and message texts.
 
-On SQLite an FTS5 index (external content, kept in step by triggers) answers a search over
-hundreds of thousands of messages in milliseconds. It lives outside the Alembic models because
+On SQLite FTS5 indexes, kept in step by triggers, answer a search over hundreds of thousands
+of messages in milliseconds. It lives outside the Alembic models because
 it is derived data: `ensure_index` creates it when missing and fills it from the tables. Other
 databases fall back to a case-insensitive substring match.
 """
@@ -10,34 +10,43 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import ColumnElement, Engine, exists, or_, select, text
+from sqlalchemy import ColumnElement, Engine, exists, or_, text
 from sqlalchemy.orm import Session
 
 from core.models import Message, Ticket
 
-_DDL = (
-    "CREATE VIRTUAL TABLE message_fts USING fts5(subject, text, content='message', content_rowid='id',"
-    " tokenize='unicode61 remove_diacritics 2')",
-    "CREATE VIRTUAL TABLE ticket_fts USING fts5(subject, content='ticket', content_rowid='id',"
-    " tokenize='unicode61 remove_diacritics 2')",
-)
+# Message text is indexed contentless, under a rowid that carries the ticket number
+# (ticket * TICKET_SHIFT + message id): a match yields ticket numbers without reading a single
+# message row, which keeps a search for a common word fast at hundreds of thousands of messages.
+TICKET_SHIFT = 1_000_000_000
+_KEY_NEW = f"new.ticket_id * {TICKET_SHIFT} + new.id"
+_KEY_OLD = f"old.ticket_id * {TICKET_SHIFT} + old.id"
+_TOKENIZE = "tokenize='unicode61 remove_diacritics 2'"
+_TABLES = {
+    "message_search": f"CREATE VIRTUAL TABLE message_search USING fts5(subject, text, content='', {_TOKENIZE})",
+    "ticket_search": f"CREATE VIRTUAL TABLE ticket_search USING fts5(subject, content='ticket', content_rowid='id', {_TOKENIZE})",
+}
+_FILL = {
+    "message_search": f"INSERT INTO message_search(rowid, subject, text) SELECT ticket_id * {TICKET_SHIFT} + id, subject, text FROM message",
+    "ticket_search": "INSERT INTO ticket_search(ticket_search) VALUES ('rebuild')",
+}
+_MESSAGE_DELETE = f"INSERT INTO message_search(message_search, rowid, subject, text) VALUES ('delete', {_KEY_OLD}, old.subject, old.text);"
+_MESSAGE_INSERT = f"INSERT INTO message_search(rowid, subject, text) VALUES ({_KEY_NEW}, new.subject, new.text);"
+_TICKET_DELETE = "INSERT INTO ticket_search(ticket_search, rowid, subject) VALUES ('delete', old.id, old.subject);"
+_TICKET_INSERT = "INSERT INTO ticket_search(rowid, subject) VALUES (new.id, new.subject);"
 _TRIGGERS = (
-    """CREATE TRIGGER IF NOT EXISTS message_fts_ai AFTER INSERT ON message BEGIN
-         INSERT INTO message_fts(rowid, subject, text) VALUES (new.id, new.subject, new.text); END""",
-    """CREATE TRIGGER IF NOT EXISTS message_fts_ad AFTER DELETE ON message BEGIN
-         INSERT INTO message_fts(message_fts, rowid, subject, text) VALUES ('delete', old.id, old.subject, old.text);
-       END""",
-    """CREATE TRIGGER IF NOT EXISTS message_fts_au AFTER UPDATE OF subject, text ON message BEGIN
-         INSERT INTO message_fts(message_fts, rowid, subject, text) VALUES ('delete', old.id, old.subject, old.text);
-         INSERT INTO message_fts(rowid, subject, text) VALUES (new.id, new.subject, new.text); END""",
-    """CREATE TRIGGER IF NOT EXISTS ticket_fts_ai AFTER INSERT ON ticket BEGIN
-         INSERT INTO ticket_fts(rowid, subject) VALUES (new.id, new.subject); END""",
-    """CREATE TRIGGER IF NOT EXISTS ticket_fts_ad AFTER DELETE ON ticket BEGIN
-         INSERT INTO ticket_fts(ticket_fts, rowid, subject) VALUES ('delete', old.id, old.subject); END""",
-    """CREATE TRIGGER IF NOT EXISTS ticket_fts_au AFTER UPDATE OF subject ON ticket BEGIN
-         INSERT INTO ticket_fts(ticket_fts, rowid, subject) VALUES ('delete', old.id, old.subject);
-         INSERT INTO ticket_fts(rowid, subject) VALUES (new.id, new.subject); END""",
+    f"CREATE TRIGGER IF NOT EXISTS message_search_ai AFTER INSERT ON message BEGIN {_MESSAGE_INSERT} END",
+    f"CREATE TRIGGER IF NOT EXISTS message_search_ad AFTER DELETE ON message BEGIN {_MESSAGE_DELETE} END",
+    "CREATE TRIGGER IF NOT EXISTS message_search_au AFTER UPDATE OF ticket_id, subject, text ON message"
+    f" BEGIN {_MESSAGE_DELETE} {_MESSAGE_INSERT} END",
+    f"CREATE TRIGGER IF NOT EXISTS ticket_search_ai AFTER INSERT ON ticket BEGIN {_TICKET_INSERT} END",
+    f"CREATE TRIGGER IF NOT EXISTS ticket_search_ad AFTER DELETE ON ticket BEGIN {_TICKET_DELETE} END",
+    f"CREATE TRIGGER IF NOT EXISTS ticket_search_au AFTER UPDATE OF subject ON ticket BEGIN {_TICKET_DELETE} {_TICKET_INSERT} END",
 )
+# The first index (message rows looked up per match) was too slow for common words.
+_SUPERSEDED = tuple(
+    f"DROP TRIGGER IF EXISTS {t}_fts_{op}" for t in ("message", "ticket") for op in ("ai", "ad", "au")
+) + ("DROP TABLE IF EXISTS message_fts", "DROP TABLE IF EXISTS ticket_fts")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -50,11 +59,13 @@ def ensure_index(engine: Engine) -> None:
     if not uses_fts(engine):
         return
     with engine.begin() as conn:
+        for old in _SUPERSEDED:
+            conn.execute(text(old))
         existing = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'")).scalars())
-        for ddl, name in zip(_DDL, ("message_fts", "ticket_fts")):
+        for name, ddl in _TABLES.items():
             if name not in existing:
                 conn.execute(text(ddl))
-                conn.execute(text(f"INSERT INTO {name}({name}) VALUES ('rebuild')"))
+                conn.execute(text(_FILL[name]))
         for trigger in _TRIGGERS:
             conn.execute(text(trigger))
 
@@ -78,15 +89,12 @@ def matches(session: Session, words: str) -> ColumnElement[bool]:
         query = fts_query(words)
         if query is None:
             return by_number if by_number is not None else text("0 = 1")
-        in_subject = Ticket.id.in_(
-            text("SELECT rowid FROM ticket_fts WHERE ticket_fts MATCH :tq").bindparams(tq=query)
+        condition = Ticket.id.in_(
+            text(
+                "SELECT rowid FROM ticket_search WHERE ticket_search MATCH :q"
+                f" UNION SELECT rowid / {TICKET_SHIFT} FROM message_search WHERE message_search MATCH :q"
+            ).bindparams(q=query)
         )
-        in_messages = Ticket.id.in_(
-            select(Message.ticket_id).where(
-                Message.id.in_(text("SELECT rowid FROM message_fts WHERE message_fts MATCH :mq").bindparams(mq=query))
-            )
-        )
-        condition = or_(in_subject, in_messages)
     else:
         pattern = "%" + words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         condition = or_(
