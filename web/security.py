@@ -6,6 +6,7 @@ use it, and one `before_request` hook enforces that for the whole app.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import defaultdict, deque
@@ -64,10 +65,16 @@ def current_user() -> Contact | None:
     return g.get("user")
 
 
+def _credential_mark(user: Contact) -> str:
+    # Changes with the password: sessions opened with an old password stop working.
+    return hashlib.sha256((user.password_hash or "").encode()).hexdigest()[:16]
+
+
 def login(user: Contact) -> None:
     session.clear()  # a fresh session on login: no fixation
     session.permanent = True
     session["user_id"] = user.id
+    session["mark"] = _credential_mark(user)
 
 
 def logout() -> None:
@@ -80,6 +87,8 @@ def _session_user() -> Contact | None:
         return None
     user = db().get(Contact, user_id)
     if user is None or user.role is Role.USER or not user.password_hash:
+        return None
+    if session.get("mark") != _credential_mark(user):
         return None
     return user
 
@@ -125,6 +134,8 @@ def _headers(response: Response) -> Response:
     response.headers["Referrer-Policy"] = "same-origin"
     if g.get("user") is not None:
         response.headers["Cache-Control"] = "no-store"
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response
 
 

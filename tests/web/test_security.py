@@ -201,3 +201,21 @@ def test_api_uses_bearer_tokens_only(app: Flask, client: FlaskClient, factory, s
     with factory() as session:
         stored = session.scalars(select(Contact.api_token_hash).where(Contact.email == STAFF[Role.AGENT])).one()
     assert token not in stored
+
+
+def test_a_password_change_ends_the_sessions_opened_with_the_old_one(app: Flask, factory) -> None:
+    from core.users import set_password
+
+    client = login(app.test_client(), Role.AGENT)
+    assert client.get("/tickets").status_code == 200
+    with transaction(factory) as session:
+        set_password(session, session.scalars(select(Contact).where(Contact.email == STAFF[Role.AGENT])).one(),
+                     "a brand new password")
+    assert client.get("/tickets").headers["Location"].startswith("/login")
+
+
+def test_a_role_taken_away_takes_effect_at_the_next_request(app: Flask, factory) -> None:
+    client = login(app.test_client(), Role.AGENT)
+    with transaction(factory) as session:
+        session.scalars(select(Contact).where(Contact.email == STAFF[Role.AGENT])).one().role = Role.USER
+    assert client.get("/tickets").headers["Location"].startswith("/login")
