@@ -52,6 +52,10 @@ def decide(request_id: int):  # type: ignore[no-untyped-def]
         abort(400, "Approve or reject.")
     done, message = decision(request_id, choice == "approve", (request.form.get("reason") or "").strip()[:500] or None)
     flash(message, "info" if done else "error")
+    if request.form.get("back") == "ticket":
+        item = db().get(AccessRequest, request_id)
+        assert item is not None
+        return redirect(url_for("tickets.show", number=item.ticket_id))
     return redirect(url_for("approvals.pending"))
 
 

@@ -7,11 +7,12 @@ from typing import Any
 
 import nh3
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
 
 from core import audit, queue, sla
 from core import tickets as ticket_service
 from core.attachments import AttachmentStore
-from core.models import Attachment, Contact, Message, Role, TicketKind, TicketStatus, utcnow
+from core.models import AccessRequest, Attachment, Contact, Message, Role, TicketKind, TicketStatus, utcnow
 from core.priority import priority_for
 from core.queue import QueueQuery, SlaState, Sort
 from web.db import db
@@ -124,6 +125,7 @@ def show(number: int):  # type: ignore[no-untyped-def]
         priorities=PRIORITIES,
         agents=queue.agents(db()),
         may_act=current_user().role in WORKERS,  # type: ignore[union-attr]
+        access_requests=db().scalars(select(AccessRequest).where(AccessRequest.ticket_id == ticket.id)).all(),
     )
 
 

@@ -201,3 +201,49 @@ def test_waitress_server_serves_and_stops_cleanly(app: Flask) -> None:
         pass
     else:
         raise AssertionError("still serving after stop()")
+
+
+def _access_request(factory, settings, requester: str = "dave@example.com") -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    from core import access
+    from core.models import TicketKind
+
+    made = make_ticket(factory, "Access to payroll", "need access to payroll", kind=TicketKind.ACCESS_REQUEST,
+                       requester=requester)
+    with transaction(factory) as session:
+        return made.number, access.open_request(session, settings, made.number, resource="payroll").id
+
+
+def test_approver_rejects_from_the_ticket_page_with_a_reason(app: Flask, factory, settings) -> None:
+    from core.models import AccessRequest, AccessStatus
+    from tests.web.conftest import login
+
+    number, request_id = _access_request(factory, settings)
+    client = login(app.test_client(), Role.APPROVER)
+    page = client.get(f"/tickets/{number}").get_data(as_text=True)
+    assert "payroll" in page and 'value="reject"' in page
+    token = csrf_token(client, f"/tickets/{number}")
+    response = client.post(f"/approvals/{request_id}/decide",
+                           data={"decision": "reject", "reason": "not in payroll team", "back": "ticket", "csrf_token": token})
+    assert response.headers["Location"] == f"/tickets/{number}"
+    with factory() as session:
+        item = session.get(AccessRequest, request_id)
+        assert item is not None and item.status is AccessStatus.REJECTED and item.reason == "not in payroll team"
+    # an agent sees the decision but no buttons
+    agent_page = login(app.test_client(), Role.AGENT).get(f"/tickets/{number}").get_data(as_text=True)
+    assert "rejected" in agent_page and 'value="reject"' not in agent_page
+
+
+def test_the_service_refuses_an_approver_deciding_their_own_request(app: Flask, factory, settings) -> None:
+    from core.models import AccessRequest, AccessStatus
+    from tests.web.conftest import login
+
+    _, request_id = _access_request(factory, settings, requester=STAFF[Role.APPROVER])
+    client = login(app.test_client(), Role.APPROVER)
+    token = csrf_token(client, "/approvals")
+    page = client.post(f"/approvals/{request_id}/decide", data={"decision": "approve", "csrf_token": token},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "Refused" in page
+    with factory() as session:
+        assert session.get(AccessRequest, request_id).status is AccessStatus.PENDING  # type: ignore[union-attr]
+        refused = session.scalars(select(AuditEntry).where(AuditEntry.action == "access.refused")).one()
+        assert refused.actor == STAFF[Role.APPROVER]
