@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 
 from flask import Flask
@@ -13,8 +14,15 @@ THREADS = 8
 
 
 def serve(app: Flask, host: str, port: int) -> None:
-    """Serve until interrupted (Ctrl-C)."""
-    WebServer(app, host, port).serve_forever()
+    """Serve until interrupted (Ctrl-C) or terminated (SIGTERM), finishing requests in flight."""
+    server = WebServer(app, host, port)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda _signo, _frame: server.request_stop())
+    print(f"web console on {server.url}/", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
 
 
 class WebServer:
@@ -50,10 +58,14 @@ class WebServer:
         self._thread.start()
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Close the listener and every connection from inside the loop, then wait for it to end."""
+    def request_stop(self) -> None:
+        """Close the listener and every connection from inside the loop (safe from a signal handler)."""
         server_map = self._server._map
         self._server.trigger.pull_trigger(lambda: close_all(server_map))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving and wait for the loop to end."""
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
