@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -57,6 +58,10 @@ def end_to_end(server, count: int, database_url: str | None, workdir: Path) -> t
     tickets = subprocess.run([HELPDESK, "tickets"], env=env, check=True, capture_output=True).stdout.count(b"\n")
     if tickets != count:
         raise SystemExit(f"expected {count} tickets, got {tickets}; see {workdir / 'poll.log'}")
+    stages = re.search(rb"stored (\d+) in ([\d.]+) s, processed (\d+) in ([\d.]+) s", (workdir / "poll.log").read_bytes())
+    if stages:
+        stored, store_s, processed, process_s = (float(x) for x in stages.groups())
+        print(f"  stages: fetch+store {stored / store_s:.0f} mails/s, intake processing {processed / process_s:.0f} mails/s")
     return count / took, took, usage.ru_maxrss / 1024
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -151,6 +152,7 @@ def poll_once(
     holder = lease.holder_name()
     if not lease.wait_for(factory, mailbox.name, holder, lease_seconds, timeout=lease_seconds + 1):
         raise LeaseLost(f"{mailbox.name}: held by {lease.current_holder(factory, mailbox.name)}; try again later")
+    started = time.perf_counter()
     try:
         client = MailboxClient(mailbox)
         client.connect()
@@ -160,7 +162,12 @@ def poll_once(
             client.close()
     finally:
         lease.release(factory, mailbox.name, holder)
-    process_all(factory, intake)
+    stored_at = time.perf_counter()
+    processed = len(process_all(factory, intake))
+    log.info(
+        "%s: stored %d in %.2f s, processed %d in %.2f s",
+        mailbox.name, result.stored, stored_at - started, processed, time.perf_counter() - stored_at,
+    )
     return result
 
 
