@@ -19,9 +19,10 @@ from helpdesk.wiring import App, build
 from mailgateway.watcher import WatchOptions, fetch_new, poll_once, watch_mailbox
 from mailgateway.imap import MailboxClient
 from tests.e2e.mails import make_mail, token
-from tests.servers.imap import DovecotServer, ImapServer, PymapServer
+from tests.servers import require
+from tests.servers.imap import DovecotInstance, DovecotServer, ImapServer, PymapServer, dovecot_binary
 
-FAST = WatchOptions(lease_seconds=6, idle_seconds=2, poll_interval=1, first_backoff=0.5, max_backoff=2)
+FAST = WatchOptions(lease_seconds=6, idle_seconds=1, poll_interval=0.5, first_backoff=0.5, max_backoff=2)
 
 
 @pytest.fixture
@@ -290,3 +291,26 @@ def test_fetch_refuses_to_store_without_the_lease(make_app: Callable[..., App], 
         fetch_new(app.factory, app.intake, client, mailbox, holder="me")
     assert count(app, select(func.count(Inbound.id))) == 0
     assert dovecot.uids("INBOX") != []
+
+
+def test_without_idle_the_watcher_polls(
+    make_app: Callable[..., App], sqlite_url: str, watching: Callable[..., Running], caplog: pytest.LogCaptureFixture
+) -> None:
+    binary = dovecot_binary()
+    require("Dovecot", binary is not None, "no `dovecot` binary (apt-get install dovecot-imapd)")
+    assert binary is not None
+    instance = DovecotInstance(binary, extra_config="protocol imap {\n  imap_capability = IMAP4rev1 UIDPLUS\n}\n")
+    instance.start()
+    try:
+        caplog.set_level(logging.INFO, logger="mailgateway.watcher")
+        server = instance.new_account()
+        mailbox = server.mailbox_settings()
+        app = make_app(sqlite_url, mailbox)
+        running = watching(app, mailbox)
+        wait_until(lambda: any("connected (polling)" in r.getMessage() for r in caplog.records), 10, "connected")
+        server.append_many([make_mail(1), make_mail(2)])
+        wait_until(lambda: tickets(app) == 2, 10, "polled mail ticketed")
+        running.close()
+        assert server.uids("INBOX") == [] and len(server.uids("Processed")) == 2  # COPY + EXPUNGE without MOVE
+    finally:
+        instance.close()
