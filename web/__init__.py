@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.search import ensure_index
 from core.settings import Settings
-from web import db, security
+from web import admin, api, approvals, auth, db, events, reports, security, tickets, views
 from web.server import WebServer, serve
 
 __all__ = ["create_app", "serve", "WebServer"]
@@ -45,7 +45,6 @@ def create_app(settings: Settings, session_factory: sessionmaker[Session], *, te
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
         WTF_CSRF_TIME_LIMIT=None,  # tied to the session, which expires itself
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
-        JSON_SORT_KEYS=False,
     )
     app.extensions["helpdesk"] = Helpdesk(settings=settings, session_factory=session_factory)
     bind = session_factory.kw.get("bind")
@@ -55,8 +54,6 @@ def create_app(settings: Settings, session_factory: sessionmaker[Session], *, te
     csrf = CSRFProtect(app)
     db.install(app)
     security.install(app)
-
-    from web import admin, api, approvals, auth, events, reports, tickets, views
 
     for blueprint in (auth.bp, tickets.bp, approvals.bp, events.bp, admin.bp, reports.bp, api.bp):
         app.register_blueprint(blueprint)

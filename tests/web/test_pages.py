@@ -7,7 +7,6 @@ import urllib.request
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
 from core.models import (
