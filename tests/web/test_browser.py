@@ -3,6 +3,7 @@ approvers decide, admins requeue; mail that the console sends reaches the SMTP s
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 from sqlalchemy import select
@@ -20,6 +21,9 @@ from core.models import (
     TicketKind,
 )
 from core.settings import Settings, SmtpSettings
+from core.classify import load_rules
+from core.intake import Intake, process_pending
+from mailgateway.parse import parse_message
 from mailgateway.smtp import send_once
 from tests.web.browser import LiveServer, log_in, screenshot
 from tests.web.conftest import make_ticket
@@ -123,11 +127,14 @@ def test_approver_approves_an_access_request_and_the_requester_is_told(
     assert told and f"[#{made.number}]" in told[-1].message["Subject"]
 
 
-def test_admin_requeues_a_quarantined_mail(page, live: LiveServer, factory: sessionmaker[Session]) -> None:
+def test_admin_requeues_a_quarantined_mail_and_it_becomes_a_ticket(
+    page, live: LiveServer, factory: sessionmaker[Session], settings: Settings
+) -> None:
     raw = b"From: a@example.com\r\nTo: help@example.org\r\nSubject: broken\r\nMessage-ID: <q1@example.com>\r\n\r\nbody\r\n"
+    digest = hashlib.sha256(raw).hexdigest()
     with transaction(factory) as session:
-        session.add(RawMail(sha256="ab" * 32, size=len(raw), data=raw))
-        inbound = Inbound(source="ingest", sha256="ab" * 32, message_id="<q1@example.com>",
+        session.add(RawMail(sha256=digest, size=len(raw), data=raw))
+        inbound = Inbound(source="ingest", sha256=digest, message_id="<q1@example.com>",
                           status=InboundStatus.QUARANTINED, reason="parser crashed: test")
         session.add(inbound)
         session.flush()
@@ -143,4 +150,11 @@ def test_admin_requeues_a_quarantined_mail(page, live: LiveServer, factory: sess
     with factory() as session:
         row = session.get(Inbound, inbound_id)
         assert row is not None and row.status is InboundStatus.NEW and row.reason is None
+    # the poller's next round processes it like any new mail
+    intake = Intake(settings, load_rules(None), parse_message)
+    process_pending(factory, intake)
+    page.goto(f"{live.url}/tickets?q=broken")
+    assert page.locator("table.queue tbody tr").count() == 1
+    with factory() as session:
+        assert session.get(Inbound, inbound_id).status is InboundStatus.PROCESSED  # type: ignore[union-attr]
 

@@ -246,3 +246,27 @@ def test_the_service_refuses_an_approver_deciding_their_own_request(app: Flask, 
         assert session.get(AccessRequest, request_id).status is AccessStatus.PENDING  # type: ignore[union-attr]
         refused = session.scalars(select(AuditEntry).where(AuditEntry.action == "access.refused")).one()
         assert refused.actor == STAFF[Role.APPROVER]
+
+
+def test_approver_revokes_a_grant_with_a_reason(app: Flask, factory, settings) -> None:
+    from core import access
+    from core.models import AccessGrant
+    from tests.web.conftest import login
+
+    _, request_id = _access_request(factory, settings)
+    with transaction(factory) as session:
+        approver = session.scalars(select(Contact).where(Contact.email == STAFF[Role.APPROVER])).one()
+        grant = access.decide(session, settings, session.get(access.AccessRequest, request_id), approver, True, "ok")
+        assert grant is not None
+        grant_id = grant.id
+    client = login(app.test_client(), Role.APPROVER)
+    token = csrf_token(client, "/approvals/grants")
+    assert client.post(f"/approvals/grants/{grant_id}/revoke", data={"csrf_token": token}).status_code == 302
+    with factory() as session:
+        assert session.get(AccessGrant, grant_id).revoked_at is None  # type: ignore[union-attr] # no reason, no revoke
+    client.post(f"/approvals/grants/{grant_id}/revoke", data={"csrf_token": token, "reason": "left the team"})
+    with factory() as session:
+        revoked = session.get(AccessGrant, grant_id)
+        assert revoked is not None and revoked.revoked_by == STAFF[Role.APPROVER]
+        assert revoked.revoke_reason == "left the team"
+    assert "revoked" in client.get("/approvals/grants").get_data(as_text=True)
