@@ -219,3 +219,20 @@ def test_a_role_taken_away_takes_effect_at_the_next_request(app: Flask, factory)
     with transaction(factory) as session:
         session.scalars(select(Contact).where(Contact.email == STAFF[Role.AGENT])).one().role = Role.USER
     assert client.get("/tickets").headers["Location"].startswith("/login")
+
+
+def test_every_post_form_on_every_page_carries_a_csrf_token(app: Flask, factory, sample_tickets, role: Role) -> None:
+    client = login(app.test_client(), role)
+    forms = 0
+    for rule in app.url_map.iter_rules():
+        if "GET" not in rule.methods or rule.arguments or rule.endpoint in ("static", "health") or rule.rule.startswith("/api"):
+            continue
+        page = client.get(rule.rule).get_data(as_text=True)
+        for form in re.findall(r"<form[^>]*method=\"post\".*?</form>", page, flags=re.S | re.I):
+            forms += 1
+            assert 'name="csrf_token"' in form, (rule.rule, form[:200])
+    page = client.get(f"/tickets/{sample_tickets[0].number}").get_data(as_text=True)
+    for form in re.findall(r"<form[^>]*method=\"post\".*?</form>", page, flags=re.S | re.I):
+        forms += 1
+        assert 'name="csrf_token"' in form
+    assert forms > 0
