@@ -41,39 +41,52 @@ def _progress(engine) -> tuple[int, int]:  # type: ignore[no-untyped-def]
 
 
 def test_poller_killed_at_random_moments_loses_nothing_and_duplicates_nothing(
-    dovecot: DovecotServer, tmp_path: Path
+    dovecot: DovecotServer, database_url: str, tmp_path: Path
 ) -> None:
     seed = int(os.environ.get("HELPDESK_KILL_SEED") or time.time())
-    rounds = int(os.environ.get("HELPDESK_KILL_ROUNDS") or 25)
+    rounds = int(os.environ.get("HELPDESK_KILL_ROUNDS") or 30)
     rng = random.Random(seed)
-    url = f"sqlite:///{tmp_path / 'helpdesk.sqlite3'}"
-    env = helpdesk_env(tmp_path / "data", url, dovecot, HELPDESK_LEASE_SECONDS="1", HELPDESK_POLL_INTERVAL="1")
+    env = helpdesk_env(tmp_path / "data", database_url, dovecot, HELPDESK_LEASE_SECONDS="1", HELPDESK_POLL_INTERVAL="1")
     run(env, "init")
     mails = _mails()
-    dovecot.append_many(mails)
-    engine = db.make_engine(url)
+    waves = [mails[i::3] for i in range(3)]  # mail keeps arriving: kills land while storing too
+    engine = db.make_engine(database_url)
     log = tmp_path / "poll.log"
-    kills = mid_work = 0
+    kills: Counter[str] = Counter()
     try:
         with log.open("ab") as out:
-            for _ in range(rounds):
+            for n in range(rounds):
+                if n % 3 == 0 and waves:
+                    dovecot.append_many(waves.pop(0))
                 proc = subprocess.Popen([HELPDESK, "poll"], env=env, stdout=out, stderr=out)
                 before = _progress(engine)
-                # Start-up takes about a second: most kills land while mail is being stored or processed.
-                time.sleep(rng.uniform(1.0, 3.0))
+                if rng.random() < 0.2:
+                    time.sleep(rng.uniform(0.1, 1.5))  # now and then during start-up
+                    kills["start-up"] += 1
+                else:
+                    # Most kills a random moment after work began: storing, processing or moving.
+                    _until(lambda: _progress(engine) != before or proc.poll() is not None, 20)
+                    time.sleep(rng.uniform(0.0, 0.25))
+                    kills["while working"] += 1
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
-                kills += 1
                 after = _progress(engine)
-                mid_work += after != before
-                if after[0] >= len(mails) and not after[1]:
+                if not waves and after[0] >= len(mails) and not after[1]:
                     break
         # Restart once more and let it finish: poll --once waits out the dead poller's lease.
+        for wave in waves:
+            dovecot.append_many(wave)
         run(env, "poll", "--once", timeout=120)
         _assert_every_mail_once(engine, dovecot, len(mails))
     finally:
         engine.dispose()
-    print(f"\nkill test: seed {seed}, {kills} kills ({mid_work} while storing or processing), {len(mails)} mails delivered")
+    print(f"\nkill test: seed {seed}, {sum(kills.values())} kills ({dict(kills)}), {len(mails)} mails delivered")
+
+
+def _until(check, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _assert_every_mail_once(engine, dovecot: DovecotServer, delivered: int) -> None:  # type: ignore[no-untyped-def]
