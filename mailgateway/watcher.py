@@ -206,7 +206,7 @@ def watch_mailbox(
                 log.warning("%s: lease lost (%s); standing by", mailbox.name, exc)
             except LoginFailed as exc:
                 delay = backoff.next()
-                log.error("%s: %s; check HELPDESK_IMAP_USER/PASSWORD; retrying in %.0f s", mailbox.name, exc, delay)
+                log.error("%s: %s; check the mailbox user and password; retrying in %.0f s", mailbox.name, exc, delay)
                 stop.wait(delay)
             except (ImapError, OSError) as exc:
                 delay = backoff.next()
