@@ -48,7 +48,9 @@ def live(app: Flask) -> Iterator[LiveServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API runs, this thread has a running
+# event loop, and later tests that call asyncio.run() (the SMTP sender) would fail.
+@pytest.fixture(scope="module")
 def browser(chromium_executable: str):  # type: ignore[no-untyped-def]
     try:
         from playwright.sync_api import sync_playwright

@@ -127,5 +127,5 @@ def sample_tickets(factory: sessionmaker[Session]) -> Iterator[list[MadeTicket]]
 
 
 # The browser fixtures live beside the helpers that use them; defined once here so that the
-# session's Chromium is shared by every test module.
+# module's Chromium is shared by its tests.
 from tests.web.browser import browser, live, page  # noqa: E402,F401
