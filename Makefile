@@ -18,8 +18,11 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# Benchmarks print ratios against a baseline measured in the same run (see bench/).
 bench: install
 	$(BIN)/python bench/ingest.py 1000
+	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/web.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
