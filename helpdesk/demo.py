@@ -19,6 +19,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from core.settings import MailboxSettings, Settings, SmtpSettings, TlsMode
 
 log = logging.getLogger("helpdesk.demo")
@@ -134,6 +136,30 @@ def start(settings: Settings) -> DemoServers:
     state_file = settings.data_dir / "demo.json"
     state_file.write_text(json.dumps({"smtp_port": smtp_port, "imap_port": imap_port}))
     return DemoServers(demo_settings, proc, controller, state_file)
+
+
+def ensure_demo_login(factory: "sessionmaker[Session]", settings: Settings) -> str:
+    """A console login for the demo: an admin with a random password, made once, kept in DATA_DIR/demo-login.txt."""
+    import secrets
+
+    from sqlalchemy import select
+
+    from core import users
+    from core.db import transaction
+    from core.models import Contact, Role
+
+    login_file = settings.data_dir / "demo-login.txt"
+    with transaction(factory) as session:
+        has_admin = session.scalars(select(Contact.id).where(Contact.role == Role.ADMIN).limit(1)).first() is not None
+        if not has_admin:
+            email, password = f"admin@{settings.help_domain}", secrets.token_urlsafe(12)
+            users.create_user(session, email, Role.ADMIN, password)
+            login_file.write_text(f"{email} {password}\n")
+            login_file.chmod(0o600)
+    if login_file.exists():
+        email, password = login_file.read_text().split()
+        return f"  console login: {email} / {password}   (kept in {login_file})"
+    return "  console login: your admin account (make more with `.venv/bin/helpdesk user add EMAIL --role agent`)"
 
 
 def send_demo_mail(settings: Settings, *, sender: str, subject: str, body: str) -> str:

@@ -116,6 +116,7 @@ def run(settings: Settings) -> int:
         print(f"\nHelpdesk is running.\n  console:      {url}\n  help address: {settings.address}", flush=True)
         if demo_servers is not None:
             print(demo_servers.instructions(), flush=True)
+            print(demo.ensure_demo_login(app.factory, settings), flush=True)
         print("Press Ctrl-C to stop.\n", flush=True)
         _until_signal(stop)
     finally:
