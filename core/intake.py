@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import commands, conversation, events, locks, loopguard, processes, tickets
+from core import audit, commands, conversation, events, locks, loopguard, processes, tickets
 from core.attachments import AttachmentStore
 from core.db import transaction
 from core.catalogue import catalogue_for
@@ -370,14 +370,35 @@ def process_pending(factory: sessionmaker[Session], intake: Intake, limit: int |
     return results
 
 
-def requeue(session: Session, inbound_id: int) -> Inbound:
-    """Send a quarantined mail through intake again (after a fix)."""
+def _quarantined(session: Session, inbound_id: int) -> Inbound:
     inbound = session.get(Inbound, inbound_id)
     if inbound is None:
         raise LookupError(f"no inbound mail {inbound_id}")
     if inbound.status is not InboundStatus.QUARANTINED:
         raise ValueError(f"inbound mail {inbound_id} is {inbound.status.value}, not quarantined")
+    return inbound
+
+
+def requeue(session: Session, inbound_id: int) -> Inbound:
+    """Send a quarantined mail through intake again (after a fix)."""
+    inbound = _quarantined(session, inbound_id)
     inbound.status = InboundStatus.NEW
     inbound.reason = None
     return inbound
 
+
+def discard(session: Session, inbound_id: int, actor: str, reason: str) -> Inbound:
+    """Set a quarantined mail aside for good (spam, junk): audited with who and why; the raw bytes stay."""
+    why = " ".join(reason.split())
+    if not why:
+        raise ValueError("discarding a mail needs a reason")
+    inbound = _quarantined(session, inbound_id)
+    before = {"status": inbound.status.value, "reason": inbound.reason}
+    inbound.status = InboundStatus.DISCARDED
+    inbound.reason = f"discarded by {actor}: {why}"[:4000]
+    audit.record(
+        session, actor=actor, action="inbound.discard", object_type="inbound", object_id=inbound.id,
+        before=before, after={"status": inbound.status.value}, reason=why,
+    )
+    session.flush()
+    return inbound

@@ -73,6 +73,7 @@ class InboundStatus(enum.Enum):
     DUPLICATE = "duplicate"  # same Message-ID / bytes as an earlier record
     IGNORED = "ignored"  # recorded only (e.g. loop mail with no ticket)
     QUARANTINED = "quarantined"
+    DISCARDED = "discarded"  # set aside by an admin, with a reason; the raw mail stays
 
 
 class OutboxStatus(enum.Enum):

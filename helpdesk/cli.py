@@ -270,6 +270,18 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
             sys.stdout.flush()
             sys.stdout.buffer.write(r.raw.data)
         return 0
+    if args.action == "discard":
+        if not (args.reason or "").strip():
+            print("helpdesk quarantine discard: needs --reason TEXT (why the mail is set aside)", file=sys.stderr)
+            return EX_USAGE
+        try:
+            with transaction(app.factory) as session:
+                intake.discard(session, args.id, _cli_actor(), args.reason)
+        except (LookupError, ValueError) as exc:
+            print(f"helpdesk quarantine discard: {exc.args[0]}", file=sys.stderr)
+            return 1
+        print(f"inbound {args.id}: discarded (the raw mail is kept)")
+        return 0
     try:
         with transaction(app.factory) as session:
             intake.requeue(session, args.id)
@@ -280,6 +292,16 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     for r in results:
         print(f"inbound {r.inbound_id}: {r.status.value}" + (f" ticket #{r.ticket_id}" if r.ticket_id else "") + (f" ({r.reason})" if r.reason else ""))
     return 0
+
+
+def _cli_actor() -> str:
+    """Who acts from the command line, for the audit trail: the local account."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER in a container
+        return "cli"
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -437,10 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="sender", default="alice@example.com")
     p.add_argument("--subject", default="VPN is down, cannot work")
     p.add_argument("--body", default="Hello,\n\nthe VPN does not connect since this morning.\n\nAlice\n")
-    p = add("quarantine", cmd_quarantine, "mail that could not be processed: list, show ID, requeue ID")
-    p.add_argument("action", choices=["list", "show", "requeue"])
+    p = add("quarantine", cmd_quarantine,
+            "mail that could not be processed: list, show ID, requeue ID, discard ID --reason TEXT")
+    p.add_argument("action", choices=["list", "show", "requeue", "discard"])
     p.add_argument("id", type=int, nargs="?")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--reason", help="why the mail is discarded (audited); needed by discard")
     p = add("outbox", cmd_outbox, "outgoing mail: list (unsent), retry ID")
     p.add_argument("action", choices=["list", "retry"])
     p.add_argument("id", type=int, nargs="?")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from email import message_from_bytes, policy
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -47,17 +48,33 @@ def quarantined(inbound_id: int):  # type: ignore[no-untyped-def]
     )
 
 
-@bp.post("/quarantine/<int:inbound_id>/requeue")
-@roles(Role.ADMIN)
-def requeue(inbound_id: int):  # type: ignore[no-untyped-def]
+def _quarantine_action(act: Callable[[], object], done: str):  # type: ignore[no-untyped-def]
     try:
-        intake.requeue(db(), inbound_id)
+        act()
     except (LookupError, ValueError) as exc:
         flash(str(exc), "error")
         return redirect(url_for("admin.quarantine"))
     db().commit()
-    flash(f"Mail {inbound_id} requeued: the poller will process it again.", "info")
+    flash(done, "info")
     return redirect(url_for("admin.quarantine"))
+
+
+@bp.post("/quarantine/<int:inbound_id>/requeue")
+@roles(Role.ADMIN)
+def requeue(inbound_id: int):  # type: ignore[no-untyped-def]
+    return _quarantine_action(
+        lambda: intake.requeue(db(), inbound_id), f"Mail {inbound_id} requeued: the poller will process it again."
+    )
+
+
+@bp.post("/quarantine/<int:inbound_id>/discard")
+@roles(Role.ADMIN)
+def discard(inbound_id: int):  # type: ignore[no-untyped-def]
+    actor = current_user().email  # type: ignore[union-attr]
+    reason = request.form.get("reason") or ""
+    return _quarantine_action(
+        lambda: intake.discard(db(), inbound_id, actor, reason), f"Mail {inbound_id} discarded; its raw bytes are kept."
+    )
 
 
 @bp.get("/outbox", endpoint="outbox")

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 20:21:44.652037
+Create Date: 2026-11-25 20:53:07.200542
 """
 from alembic import op
 import sqlalchemy as sa
@@ -124,7 +124,7 @@ def upgrade() -> None:
     sa.Column('uid', sa.BigInteger(), nullable=True),
     sa.Column('message_id', sa.String(length=998), nullable=True),
     sa.Column('sha256', sa.String(length=64), nullable=False),
-    sa.Column('status', sa.Enum('new', 'processed', 'duplicate', 'ignored', 'quarantined', name='inboundstatus', native_enum=False, length=32), nullable=False),
+    sa.Column('status', sa.Enum('new', 'processed', 'duplicate', 'ignored', 'quarantined', 'discarded', name='inboundstatus', native_enum=False, length=32), nullable=False),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('ticket_id', sa.Integer(), nullable=True),
     sa.Column('duplicate_of_id', sa.Integer(), nullable=True),
