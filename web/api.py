@@ -8,12 +8,12 @@ from flask import Blueprint, abort, current_app, jsonify, request
 
 from core import events, queue
 from core import tickets as ticket_service
-from core.models import Contact, Role, Ticket
+from core.models import Contact, Role, Ticket, TicketStatus
 from web import approvals
 from web.db import db
 from web.openapi import document
 from web.security import STAFF, current_user, roles
-from web.tickets import WORKERS, queue_query
+from web.tickets import WORKERS, change_ticket, queue_query
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -90,6 +90,26 @@ def note(number: int):  # type: ignore[no-untyped-def]
     except ticket_service.TicketError as exc:
         abort(422, str(exc))
     return _created(message)
+
+
+@bp.post("/tickets/<int:number>/status")
+@roles(*WORKERS)
+def status(number: int):  # type: ignore[no-untyped-def]
+    ticket = _ticket(number)
+    body = request.get_json(silent=True)
+    body = body if isinstance(body, dict) else {}
+    try:
+        new = TicketStatus(body.get("status"))
+    except ValueError:
+        abort(400, 'send a JSON object {"status": "resolved", "reason": "..."}; status is one of '
+              + ", ".join(s.value for s in TicketStatus))
+    reason = body.get("reason") if isinstance(body.get("reason"), str) else ""
+    try:
+        change_ticket(ticket, _user(), {"status": new}, reason.strip()[:500] or None)
+    except ticket_service.TicketError as exc:
+        abort(422, str(exc))
+    db().commit()
+    return jsonify(ticket_service.to_json(ticket, with_messages=False))
 
 
 @bp.post("/access/<int:request_id>/approve", defaults={"choice": "approve"})

@@ -66,6 +66,16 @@ def document(server_url: str) -> dict[str, Any]:
             "responses": {"201": {"description": "The stored note", "content": _json("Message")},
                           **_errors(400, 401, 403, 404, 422)},
         }},
+        "/tickets/{number}/status": {"post": {
+            "summary": "Change the status; requester and watchers are told by email (agents, admins)",
+            "operationId": "setTicketStatus", "parameters": [_number()],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["status"], "properties": {
+                    "status": {"type": "string", "enum": [s for s in _TICKET_FILTERS[1][1] if s not in ("unresolved", "any")]},
+                    "reason": {"type": "string", "description": "why (audited)"}}}}}},
+            "responses": {"200": {"description": "The ticket after the change", "content": _json("Ticket")},
+                          **_errors(400, 401, 403, 404, 422)},
+        }},
     }
     paths["/access/{request_id}/{decision}"] = {"post": {
         "summary": "Approve or reject an access request (approvers; never one's own)",

@@ -12,7 +12,8 @@ from sqlalchemy import select
 from core import audit, queue, sla
 from core import tickets as ticket_service
 from core.attachments import AttachmentStore
-from core.models import AccessRequest, Attachment, Contact, Message, Role, TicketKind, TicketStatus, utcnow
+from core.models import AccessRequest, Attachment, Contact, Message, Role, Ticket, TicketKind, TicketStatus, utcnow
+from core.notify import notify_status
 from core.priority import priority_for
 from core.queue import QueueQuery, SlaState, Sort
 from web.db import db
@@ -221,6 +222,14 @@ def _assignable(email: str) -> Contact:
     return person
 
 
+def change_ticket(ticket: Ticket, actor: Contact, fields: dict[str, Any], reason: str | None) -> dict[str, Any]:
+    """Change a ticket, audited; a new status is mailed to requester and watchers, as ``#resolve`` by email is."""
+    changed = ticket_service.change(db(), ticket, actor.email, reason=reason, **fields)
+    if "status" in changed:
+        notify_status(db(), current_app.extensions["helpdesk"].settings, ticket, actor=actor.email)
+    return changed
+
+
 @bp.post("/tickets/<int:number>/change")
 @roles(*WORKERS)
 def change(number: int):  # type: ignore[no-untyped-def]
@@ -231,7 +240,7 @@ def change(number: int):  # type: ignore[no-untyped-def]
         return redirect(url_for("tickets.show", number=number))
     reason = (request.form.get("reason") or "").strip()[:500] or None
     try:
-        changed = ticket_service.change(db(), ticket, _author().email, reason=reason, **fields)
+        changed = change_ticket(ticket, _author(), fields, reason)
     except ticket_service.TicketError as exc:
         flash(str(exc), "error")
         return redirect(url_for("tickets.show", number=number))
