@@ -33,6 +33,8 @@ class Verb(enum.Enum):
     ASSIGN = "assign"
     KIND = "kind"
     CATEGORY = "category"
+    DONE = "done"  # ``#done 2``: step 2 of a service request's checklist
+    FULFILLED = "fulfilled"  # the request is fulfilled (every step done); the user is told
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,19 @@ def _fields(session: Session, settings: Settings, agent: Contact, command: Comma
     raise CommandError(f"unknown command {command.line!r}")
 
 
+def _fulfilment(session: Session, settings: Settings, ticket: Ticket, agent: Contact, command: Command) -> str:
+    """``#done N`` and ``#fulfilled``: the request fulfilment service checks and audits them."""
+    if command.verb is Verb.FULFILLED:
+        fulfilment.fulfil(session, settings, ticket, agent)
+        return "request fulfilled, the requester is told"
+    number = command.argument.strip().lstrip("#")
+    if not number.isdigit():
+        raise CommandError(f"#done needs a step number, not {command.argument!r}")
+    checklist = fulfilment.complete_step(session, ticket, int(number) - 1, agent)
+    left = sum(1 for c in checklist if not c.get("done_at"))
+    return f"step {number} ({checklist[int(number) - 1]['step']}) done, {left} left"
+
+
 def apply_commands(
     session: Session, settings: Settings, ticket: Ticket, agent: Contact, commands: list[Command]
 ) -> list[str]:
@@ -192,9 +207,12 @@ def apply_commands(
     outcomes: list[str] = []
     for command in commands:
         try:
+            if command.verb in (Verb.DONE, Verb.FULFILLED):
+                outcomes.append(f"{command.line}: " + _fulfilment(session, settings, ticket, agent, command))
+                continue
             fields = _fields(session, settings, agent, command)
             changed = tickets.change(session, ticket, agent.email, reason=f"by email: {command.line}", **fields)
-        except (CommandError, tickets.TicketError) as exc:
+        except (CommandError, tickets.TicketError, fulfilment.FulfilmentError) as exc:
             outcomes.append(f"{command.line}: not applied, {exc}")
             continue
         if not changed:

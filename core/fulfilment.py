@@ -181,6 +181,8 @@ def complete_step(session: Session, ticket: Ticket, index: int, actor: Contact) 
         raise FulfilmentError(f"request #{ticket.id} has no checklist step {index + 1}")
     if step_of(ticket) is not Step.IN_PROGRESS:
         raise FulfilmentError(f"request #{ticket.id} is not in progress")
+    if record.checklist[index].get("done_at"):
+        raise FulfilmentError(f"step {index + 1} is already done (by {record.checklist[index].get('done_by')})")
     checklist = [dict(c) for c in record.checklist]
     checklist[index].update(done_by=actor.email, done_at=utcnow().isoformat())
     record.checklist = checklist  # a new list, so the JSON column sees the change
@@ -190,3 +192,10 @@ def complete_step(session: Session, ticket: Ticket, index: int, actor: Contact) 
     )
     session.flush()
     return checklist
+
+
+def fulfil(session: Session, settings: Settings, ticket: Ticket, actor: Contact) -> Step:
+    """Mark a service request fulfilled once its checklist is done; the user is told."""
+    if session.get(Fulfilment, ticket.id) is None:
+        raise FulfilmentError(f"#{ticket.id} is not a service request with a checklist")
+    return advance(session, settings, ticket, Step.FULFILLED, actor=actor.email, reason=None)

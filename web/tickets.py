@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import nh3
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from core import audit, queue, sla
+from core import audit, fulfilment, queue, sla
 from core import tickets as ticket_service
 from core.attachments import AttachmentStore
-from core.models import AccessRequest, Attachment, Contact, Message, Role, Ticket, TicketKind, TicketStatus, utcnow
+from core.models import (
+    AccessRequest, Attachment, Contact, Fulfilment, Message, Role, Ticket, TicketKind, TicketStatus, utcnow,
+)
 from core.notify import notify_status
 from core.priority import priority_for
 from core.queue import QueueQuery, SlaState, Sort
@@ -127,6 +130,8 @@ def show(number: int):  # type: ignore[no-untyped-def]
         agents=queue.agents(db()),
         may_act=current_user().role in WORKERS,  # type: ignore[union-attr]
         access_requests=db().scalars(select(AccessRequest).where(AccessRequest.ticket_id == ticket.id)).all(),
+        fulfilment=db().get(Fulfilment, ticket.id),
+        request_step=fulfilment.step_of(ticket),
     )
 
 
@@ -247,3 +252,34 @@ def change(number: int):  # type: ignore[no-untyped-def]
     db().commit()
     flash("Changed: " + ", ".join(sorted(changed)) if changed else "Nothing changed.", "info")
     return redirect(url_for("tickets.show", number=number))
+
+
+def _fulfilment_action(number: int, act: Callable[[Ticket], object], done: str):  # type: ignore[no-untyped-def]
+    ticket = _ticket_or_404(number)
+    try:
+        act(ticket)
+    except fulfilment.FulfilmentError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("tickets.show", number=number))
+    db().commit()
+    flash(done, "info")
+    return redirect(url_for("tickets.show", number=number))
+
+
+@bp.post("/tickets/<int:number>/steps/<int:step>/done")
+@roles(*WORKERS)
+def step_done(number: int, step: int):  # type: ignore[no-untyped-def]
+    """Tick off checklist step ``step`` (1-based, as agents write ``#done N`` by email)."""
+    return _fulfilment_action(
+        number, lambda ticket: fulfilment.complete_step(db(), ticket, step - 1, _author()), f"Step {step} done."
+    )
+
+
+@bp.post("/tickets/<int:number>/fulfilled")
+@roles(*WORKERS)
+def fulfilled(number: int):  # type: ignore[no-untyped-def]
+    settings = current_app.extensions["helpdesk"].settings
+    return _fulfilment_action(
+        number, lambda ticket: fulfilment.fulfil(db(), settings, ticket, _author()),
+        "Request fulfilled; the requester is told by email.",
+    )
