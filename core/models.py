@@ -285,6 +285,9 @@ class AuditEntry(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
+    # A ticket's history and its SLA timeline are read by object on every ticket page and report.
+    __table_args__ = (Index("ix_audit_object", "object_type", "object_id"),)
+
 
 # --- Service Operation processes: events, access, SLA marks, fulfilment -----------------
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 20:53:07.200542
+Create Date: 2026-11-25 21:00:05.817526
 """
 from alembic import op
 import sqlalchemy as sa
@@ -30,6 +30,9 @@ def upgrade() -> None:
     sa.Column('hash', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
+    with op.batch_alter_table('audit', schema=None) as batch_op:
+        batch_op.create_index('ix_audit_object', ['object_type', 'object_id'], unique=False)
+
     op.create_table('contact',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('email', sa.String(length=320), nullable=False),
@@ -338,5 +341,8 @@ def downgrade() -> None:
     op.drop_table('raw_mail')
     op.drop_table('mailbox_cursor')
     op.drop_table('contact')
+    with op.batch_alter_table('audit', schema=None) as batch_op:
+        batch_op.drop_index('ix_audit_object')
+
     op.drop_table('audit')
     # ### end Alembic commands ###
