@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.locks import serialise
+from core.locks import serialise, transaction_memo
 from core.models import AuditEntry, utcnow
 
 GENESIS = "0" * 64
@@ -78,9 +78,16 @@ def record(
     after: dict[str, Any] | None = None,
     reason: str | None = None,
 ) -> AuditEntry:
-    """Append one entry to the chain (flushed, committed with the caller's transaction)."""
-    serialise(session)
-    prev = session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
+    """Append one entry to the chain (flushed, committed with the caller's transaction).
+
+    The first entry of a transaction takes the writers' lock and reads the head; the lock is held
+    until commit, so later entries of the same transaction chain onto the head they remember.
+    """
+    memo = transaction_memo(session)
+    prev = memo.get("audit.head")
+    if prev is None:
+        serialise(session)
+        prev = session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
     entry = AuditEntry(
         at=utcnow(),
         actor=actor or SYSTEM,
@@ -95,6 +102,7 @@ def record(
     entry.hash = _digest(entry)
     session.add(entry)
     session.flush()
+    transaction_memo(session)["audit.head"] = entry.hash
     return entry
 
 

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.locks import transaction_memo
 from core.mail import ParsedMail
 from core.loopguard import Verdicts
 from core.models import Contact, Message, Outbox, Role, Ticket, TicketStatus, Watcher, utcnow
@@ -248,14 +249,29 @@ def staff_contact(session: Session, settings: Settings, address: str) -> Contact
             contact = Contact(email=address, role=Role.AGENT)
             session.add(contact)
             session.flush()
+            forget_agents(session)
         return contact
     return None
 
 
 def agent_addresses(session: Session, settings: Settings) -> list[str]:
-    """Everyone who gets agent notifications: contacts with the agent role, plus configured addresses."""
-    found = session.scalars(select(Contact.email).where(Contact.role == Role.AGENT).order_by(Contact.id)).all()
-    return list(dict.fromkeys([*found, *(a.lower() for a in settings.agent_addresses)]))
+    """Everyone who gets agent notifications: contacts with the agent role, plus configured addresses.
+
+    Read once per transaction (intake notifies agents of every new ticket in a batch).
+    """
+    memo = transaction_memo(session)
+    if _AGENTS not in memo:
+        found = session.scalars(select(Contact.email).where(Contact.role == Role.AGENT).order_by(Contact.id)).all()
+        memo[_AGENTS] = list(dict.fromkeys([*found, *(a.lower() for a in settings.agent_addresses)]))
+    return list(memo[_AGENTS])
+
+
+_AGENTS = "agent_addresses"
+
+
+def forget_agents(session: Session) -> None:
+    """A contact's role changed in this transaction: read the agents again."""
+    transaction_memo(session).pop(_AGENTS, None)
 
 
 def is_comment_address(settings: Settings, address: str) -> bool:

@@ -81,9 +81,7 @@ def enqueue(
     Each recipient gets a Reply-To carrying a token valid for them. With ``record`` the mail also
     appears in the ticket's thread as one outgoing message.
     """
-    recipients = _deliverable(session, to)
-    if auto_submitted is not AutoSubmitted.NO:
-        recipients = _within_rate_limit(session, settings, recipients, template)
+    recipients = _recipients(session, settings, to, template, automatic=auto_submitted is not AutoSubmitted.NO)
     if not recipients:
         return []
     ctx = {"ticket": ticket, "settings": settings, "tag": subject_tag(settings, ticket.id), **(context or {})}
@@ -144,18 +142,25 @@ def enqueue(
     return rows
 
 
-def _deliverable(session: Session, addresses: list[str]) -> list[str]:
-    """Drop duplicates and addresses known to bounce."""
+def _recipients(session: Session, settings: Settings, addresses: list[str], template: str, *, automatic: bool) -> list[str]:
+    """Drop duplicates and addresses known to bounce; for automatic mail, also recipients over the rate limit."""
     wanted = list(dict.fromkeys(a.lower() for a in addresses if a))
     if not wanted:
         return []
-    bouncing = set(
-        session.scalars(select(Contact.email).where(Contact.email.in_(wanted), Contact.undeliverable.is_(True)))
-    )
-    return [a for a in wanted if a not in bouncing]
+    known = session.execute(
+        select(Contact.email, Contact.undeliverable, Contact.role).where(Contact.email.in_(wanted))
+    ).all()
+    bouncing = {email for email, undeliverable, _ in known if undeliverable}
+    kept = [a for a in wanted if a not in bouncing]
+    if automatic:
+        staff = {email for email, _, role in known if role in STAFF_ROLES}
+        kept = _within_rate_limit(session, settings, kept, staff, template)
+    return kept
 
 
-def _within_rate_limit(session: Session, settings: Settings, recipients: list[str], template: str) -> list[str]:
+def _within_rate_limit(
+    session: Session, settings: Settings, recipients: list[str], staff: set[str], template: str
+) -> list[str]:
     """Drop recipients who already got their share of automatic mail; staff are exempt.
 
     Agents get a notification for every ticket, and their own auto-replies are caught by the
@@ -163,9 +168,7 @@ def _within_rate_limit(session: Session, settings: Settings, recipients: list[st
     """
     conv = settings.conversation
     limit = ratelimit.RateLimit(per_hour=conv.auto_mail_per_hour, per_day=conv.auto_mail_per_day)
-    staff = set(
-        session.scalars(select(Contact.email).where(Contact.email.in_(recipients), Contact.role.in_(STAFF_ROLES)))
-    ) | {a.lower() for a in settings.agent_addresses}
+    staff = staff | {a.lower() for a in settings.agent_addresses}
     kept = []
     for rcpt in recipients:
         if rcpt in staff or ratelimit.allows(session, rcpt, limit):

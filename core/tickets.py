@@ -105,6 +105,8 @@ def open_ticket(
         requester=requester,
         classification=classification or [],
         linked_ticket_id=linked_ticket_id,
+        watchers=[],  # a new ticket's collections are known empty: no lazy loads
+        messages=[],
     )
     session.add(ticket)
     session.flush()

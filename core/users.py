@@ -14,6 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.conversation import forget_agents
 from core.models import Contact, Role
 
 _hasher = PasswordHasher()
@@ -48,6 +49,7 @@ def create_user(session: Session, email: str, role: Role, password: str | None) 
         contact = Contact(email=normalise_email(email))
         session.add(contact)
     contact.role = role
+    forget_agents(session)
     if password is not None:
         contact.password_hash = _hash_password(password)
     session.flush()

@@ -119,10 +119,11 @@ def fetch_new(
         chunk = uids[start : start + batch]
         with transaction(factory) as session:
             cursor = _held_cursor(session, mailbox, holder, lease_seconds)
-            for uid, raw in client.fetch(chunk, batch):
-                fetched += 1
-                if intake.store(session, raw, source=mailbox.name, uidvalidity=state.uidvalidity, uid=uid):
-                    stored += 1
+            mails: list[tuple[int | None, bytes]] = list(client.fetch(chunk, batch))
+            fetched += len(mails)
+            new = intake.store_many(session, mails, source=mailbox.name, uidvalidity=state.uidvalidity)
+            stored += sum(1 for inbound in new if inbound is not None)
+            del mails, new
             cursor.last_uid = max(cursor.last_uid, chunk[-1])
         client.mark_processed(chunk, mailbox.processed_folder)
     return PollResult(fetched, stored)
