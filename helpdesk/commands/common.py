@@ -1,0 +1,38 @@
+"""What every command shares: settings to services, JSON output, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from helpdesk.config import load
+
+EX_USAGE = 2
+EX_TEMPFAIL = 75  # sysexits: the MTA keeps the mail and tries again
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=None, default=str))
+
+
+def build_app(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from helpdesk.wiring import build
+
+    return build(load(config_file=args.config))
+
+
+def safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def cli_actor() -> str:
+    """Who acts from the command line, for the audit trail: the local account."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER in a container
+        return "cli"

@@ -1,0 +1,171 @@
+"""Commands over the desk's records: tickets, users, quarantine, outbox."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from sqlalchemy import select
+
+from helpdesk.commands.common import EX_USAGE, build_app, cli_actor, print_json
+
+
+def cmd_tickets(args: argparse.Namespace) -> int:
+    from core import tickets
+    from core.models import Ticket
+
+    app = build_app(args)
+    with app.factory() as session:
+        rows = session.scalars(select(Ticket).order_by(Ticket.id)).all()
+        if args.json:
+            print_json([tickets.to_json(t, with_messages=False) for t in rows])
+        else:
+            for t in rows:
+                print(f"#{t.id:<6} {t.kind.value:<15} {t.priority} {t.status.value:<17} {t.requester.email:<30} {t.subject}")
+    return 0
+
+
+def cmd_ticket(args: argparse.Namespace) -> int:
+    from core import tickets
+
+    app = build_app(args)
+    with app.factory() as session:
+        t = tickets.get(session, args.number)
+        if t is None:
+            print(f"helpdesk: no ticket #{args.number}", file=sys.stderr)
+            return 1
+        data = tickets.to_json(t)
+        if args.json:
+            print_json(data)
+        else:
+            print(f"#{t.id} [{t.kind.value} / {t.category} / {t.priority} / {t.status.value}] {t.subject}")
+            print(f"requester: {data['requester']}")
+            for m in data["messages"]:
+                tag = "note" if m["internal"] else m["direction"]
+                print(f"\n--- {tag} from {m['from']}: {m['subject']}\n{m['text']}")
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from core import users
+    from core.db import transaction
+    from core.models import Role
+
+    try:
+        role = Role(args.role)
+    except ValueError:
+        print(f"helpdesk user add: --role must be one of {', '.join(r.value for r in Role)}", file=sys.stderr)
+        return EX_USAGE
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif role is Role.USER:
+        password = None
+    else:
+        password = getpass.getpass(f"password for {args.email}: ")
+        if password != getpass.getpass("again: "):
+            print("helpdesk user add: the passwords differ", file=sys.stderr)
+            return 1
+    app = build_app(args)
+    try:
+        with transaction(app.factory) as session:
+            user = users.create_user(session, args.email, role, password)
+            print(f"{user.email}: {user.role.value}")
+    except ValueError as exc:
+        print(f"helpdesk user add: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from core import intake
+    from core.db import transaction
+    from core.models import Inbound, InboundStatus
+
+    app = build_app(args)
+    if args.action == "list":
+        with app.factory() as session:
+            rows = session.scalars(
+                select(Inbound).where(Inbound.status == InboundStatus.QUARANTINED).order_by(Inbound.id)
+            ).all()
+            items = [
+                {"id": r.id, "source": r.source, "message_id": r.message_id, "received_at": r.received_at, "reason": r.reason}
+                for r in rows
+            ]
+        if args.json:
+            print_json(items)
+        else:
+            for i in items:
+                print(f"{i['id']:<6} {i['received_at']:%Y-%m-%d %H:%M} {i['source']:<20} {i['reason']}")
+        return 0
+    if args.id is None:
+        print(f"helpdesk quarantine {args.action}: needs an ID", file=sys.stderr)
+        return EX_USAGE
+    if args.action == "show":
+        with app.factory() as session:
+            r = session.get(Inbound, args.id)
+            if r is None:
+                print(f"helpdesk: no inbound mail {args.id}", file=sys.stderr)
+                return 1
+            print(f"id: {r.id}\nstatus: {r.status.value}\nsource: {r.source}\nreason: {r.reason}\nsha256: {r.sha256}\n")
+            sys.stdout.flush()
+            sys.stdout.buffer.write(r.raw.data)
+        return 0
+    if args.action == "discard":
+        if not (args.reason or "").strip():
+            print("helpdesk quarantine discard: needs --reason TEXT (why the mail is set aside)", file=sys.stderr)
+            return EX_USAGE
+        try:
+            with transaction(app.factory) as session:
+                intake.discard(session, args.id, cli_actor(), args.reason)
+        except (LookupError, ValueError) as exc:
+            print(f"helpdesk quarantine discard: {exc.args[0]}", file=sys.stderr)
+            return 1
+        print(f"inbound {args.id}: discarded (the raw mail is kept)")
+        return 0
+    try:
+        with transaction(app.factory) as session:
+            intake.requeue(session, args.id)
+    except (LookupError, ValueError) as exc:
+        print(f"helpdesk quarantine requeue: {exc.args[0]}", file=sys.stderr)
+        return 1
+    results = intake.process_pending(app.factory, app.intake)
+    for r in results:
+        print(f"inbound {r.inbound_id}: {r.status.value}" + (f" ticket #{r.ticket_id}" if r.ticket_id else "") + (f" ({r.reason})" if r.reason else ""))
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from core import outbox
+    from core.db import transaction
+    from core.models import Outbox, OutboxStatus
+
+    app = build_app(args)
+    if args.action == "list":
+        with app.factory() as session:
+            query = select(Outbox).order_by(Outbox.id)
+            if not args.all:
+                query = query.where(Outbox.status != OutboxStatus.SENT)
+            rows = session.scalars(query).all()
+            items = [
+                {"id": r.id, "status": r.status.value, "to": r.recipients, "purpose": r.purpose, "ticket": r.ticket_id,
+                 "attempts": r.attempts, "last_error": r.last_error, "message_id": r.message_id}
+                for r in rows
+            ]
+        if args.json:
+            print_json(items)
+        else:
+            for i in items:
+                print(f"{i['id']:<6} {i['status']:<8} #{i['ticket']} {','.join(i['to'])} {i['purpose']} tries={i['attempts']} {i['last_error'] or ''}")
+        return 0
+    if args.id is None:
+        print("helpdesk outbox retry: needs an ID", file=sys.stderr)
+        return EX_USAGE
+    try:
+        with transaction(app.factory) as session:
+            outbox.retry(session, args.id)
+    except (LookupError, ValueError) as exc:
+        print(f"helpdesk outbox retry: {exc.args[0]}", file=sys.stderr)
+        return 1
+    print(f"outbox {args.id}: queued again")
+    return 0

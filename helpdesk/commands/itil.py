@@ -1,0 +1,80 @@
+"""Commands of the ITIL processes: SLA check, events, audit trail, report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+from helpdesk.commands.common import build_app, print_json
+
+
+def cmd_sla(args: argparse.Namespace) -> int:
+    from core import access, sla
+    from core.db import transaction
+    from core.models import utcnow
+
+    app = build_app(args)
+    with transaction(app.factory) as session:
+        findings = sla.check(session, app.settings, utcnow())
+        grants = access.warn_expiring(session, app.settings, utcnow())
+        items = [
+            {"ticket": f.ticket_id, "metric": f.metric.value, "level": f.level.value,
+             "elapsed_minutes": round(f.elapsed.total_seconds() / 60), "target_minutes": round(f.target.total_seconds() / 60),
+             "notified": list(f.notified)}
+            for f in findings
+        ]
+    if args.json:
+        print_json(items)
+    else:
+        for i in items:
+            print(f"#{i['ticket']} {i['metric']} {i['level']}: {i['elapsed_minutes']} of {i['target_minutes']} min; told {', '.join(i['notified']) or 'nobody'}")
+        print(f"{len(items)} new SLA finding(s)")
+        for gid in grants.warned:
+            print(f"access grant {gid}: expires within {app.settings.access.expiry_warning_days} days, holder told")
+        for gid in grants.expired:
+            print(f"access grant {gid}: expired, access ended")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from core import events
+
+    app = build_app(args)
+    with app.factory() as session:
+        items = events.list_events(session, limit=args.limit)
+    if args.json:
+        print_json(items)
+    else:
+        for e in items:
+            ticket = f"#{e['ticket']}" if e["ticket"] else "-"
+            print(f"{e['source']:<12} {e['severity']:<13} {e['state']:<10} {e['host']}/{e['service'] or ''} {ticket}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from core import audit
+
+    app = build_app(args)
+    with app.factory() as session:
+        result = audit.verify(session)
+    if result.ok:
+        print(f"audit trail intact: {result.checked} entries verified")
+        return 0
+    print(f"audit trail BROKEN at entry {result.first_bad_id} ({result.checked} entries checked)", file=sys.stderr)
+    return 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from core import reports
+    from core.models import utcnow
+
+    app = build_app(args)
+    with app.factory() as session:
+        data = reports.report(session, utcnow(), sla=app.settings.sla)
+    if args.json:
+        print_json(data)
+    else:
+        print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+    return 0

@@ -1,0 +1,148 @@
+"""Commands that move mail: init, run, poll, send, ingest, parse, web, demo-mail."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sqlalchemy.exc import OperationalError
+
+from helpdesk.config import ConfigError, load
+from helpdesk.commands.common import EX_TEMPFAIL, build_app, print_json, safe_url
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from core import db
+
+    settings = load(config_file=args.config)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = db.make_engine(settings.database_url)
+    before = db.current_revision(engine)
+    db.upgrade(engine)
+    after = db.current_revision(engine)
+    print(f"database {safe_url(settings.database_url)}: " + (f"created at {after}" if before is None else f"{before} -> {after}"))
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Raw messages from files (or one from stdin), as an MTA pipe delivers them."""
+    from core.db import transaction
+    from core.intake import process_pending
+
+    try:
+        app = build_app(args)
+        sources: list[tuple[str, bytes]] = []
+        for name in args.files or ["-"]:
+            data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+            sources.append((name, data))
+        stored = []
+        with transaction(app.factory) as session:
+            for name, raw in sources:
+                inbound = app.intake.store(session, raw, source="ingest")
+                if inbound is not None:
+                    stored.append(inbound.id)
+        results = {r.inbound_id: r for r in process_pending(app.factory, app.intake)}
+    except OperationalError as exc:
+        print(f"helpdesk ingest: database unavailable, try again later: {exc.orig}", file=sys.stderr)
+        return EX_TEMPFAIL
+    except OSError as exc:
+        print(f"helpdesk ingest: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
+    for (name, _), inbound_id in zip(sources, stored):
+        r = results.get(inbound_id)
+        status = r.status.value if r else "stored"
+        ticket = f" ticket #{r.ticket_id}" if r and r.ticket_id else ""
+        reason = f" ({r.reason})" if r and r.reason else ""
+        print(f"{name}: {status}{ticket}{reason}")
+    return 0
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from core import conversation, loopguard
+    from mailgateway.parse import UnreadableMail, parse_message, parsed_to_json
+
+    settings = None
+    try:
+        settings = load(config_file=args.config)
+    except ConfigError:
+        pass
+    own = {settings.address} if settings else set()
+
+    def ours(message_id: str) -> bool:
+        return settings is not None and conversation.is_our_message_id(settings, message_id)
+    for name in args.files:
+        try:
+            raw = Path(name).read_bytes()
+            parsed = parse_message(raw)
+            verdicts = loopguard.judge(parsed, own_addresses=own, own_message_id_domain=None, is_own_message_id=ours)
+            data = parsed_to_json(parsed, verdicts.as_json())
+            data["file"] = name
+        except (OSError, UnreadableMail) as exc:
+            data = {"file": name, "error": str(exc) or type(exc).__name__}
+        print_json(data)
+    return 0
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    from mailgateway.watcher import poll_once
+    from helpdesk.runner import watch_forever
+
+    app = build_app(args)
+    if not app.settings.mailboxes:
+        raise ConfigError("HELPDESK_IMAP_HOST: no mailbox configured to poll")
+    if args.once:
+        from mailgateway.watcher import LeaseLost
+
+        for mailbox in app.settings.mailboxes:
+            try:
+                result = poll_once(app.factory, app.intake, mailbox, lease_seconds=app.settings.lease_seconds)
+            except LeaseLost as exc:
+                print(f"helpdesk poll: {exc}", file=sys.stderr)
+                return 1
+            print(f"{mailbox.name}: fetched {result.fetched}, stored {result.stored}")
+        return 0
+    watch_forever(app)
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from mailgateway.smtp import send_once
+    from helpdesk.runner import send_forever
+
+    app = build_app(args)
+    if app.settings.smtp is None:
+        raise ConfigError("HELPDESK_SMTP_HOST: no SMTP server configured to send through")
+    if args.once:
+        sent, failed = send_once(app.factory, app.settings.smtp)
+        print(f"sent {sent}, failed {failed}")
+        return 0 if not failed else 1
+    send_forever(app)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from helpdesk.runner import run
+
+    return run(load(config_file=args.config))
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    from helpdesk.runner import serve_web
+
+    app = build_app(args)
+    serve_web(app, args.host or app.settings.web_host, args.port if args.port is not None else app.settings.web_port)
+    return 0
+
+
+def cmd_demo_mail(args: argparse.Namespace) -> int:
+    from helpdesk.demo import send_demo_mail
+
+    settings = load(config_file=args.config)
+    try:
+        message_id = send_demo_mail(settings, sender=args.sender, subject=args.subject, body=args.body)
+    except OSError as exc:
+        print(f"helpdesk demo-mail: {exc}", file=sys.stderr)
+        return 1
+    print(f"sent <{message_id}> from {args.sender} to {settings.address}")
+    return 0
