@@ -25,6 +25,7 @@ from core.models import (
     AuditEntry,
     Contact,
     Role,
+    Ticket,
     TicketKind,
     TicketStatus,
     utcnow,
@@ -91,7 +92,7 @@ def open_request(
     actor: str = audit.SYSTEM,
 ) -> AccessRequest:
     """Record an access request for a ticket and route it to its approvers."""
-    ticket = tickets.get(session, ticket_id)
+    ticket = session.get(Ticket, ticket_id)  # usually just opened: no query
     if ticket is None:
         raise AccessError(f"no ticket #{ticket_id}")
     request = AccessRequest(

@@ -136,8 +136,9 @@ class Condition:
         return self._header(facts.headers)
 
     def _keyword(self, wording: Wording) -> str | None:
+        text = wording.lowered(self.key)
         for keyword in self.keywords:
-            found = keyword.find(wording, self.key)
+            found = keyword.literal in text and keyword.find(wording, self.key)
             if found:
                 part, matched = found
                 # For "passwort*" show the word that matched ("passwortänderung").

@@ -5,6 +5,8 @@ Levels run from 1 (high) to N (low); the default matrix is ITIL's 3x3 giving P1.
 
 from __future__ import annotations
 
+import functools
+
 import re
 import tomllib
 from dataclasses import dataclass
@@ -161,6 +163,18 @@ class Wording:
         body = normalise_text((mail.reply_text or mail.text)[:BODY_CHARS])
         return cls(subject, body, subject.lower(), body.lower())
 
+    def lowered(self, where: str = "text") -> str:
+        """All lower-cased text of ``where`` in one string: one `in` test rules a keyword out."""
+        if where == "subject":
+            return self.subject_lower
+        if where == "body":
+            return self.body_lower
+        return self._text_lower
+
+    @functools.cached_property
+    def _text_lower(self) -> str:
+        return f"{self.subject_lower}\n{self.body_lower}"  # literals hold no whitespace: no match across
+
     def parts(self, where: str = "text") -> tuple[tuple[str, str, str], ...]:
         """(name, text, lower-cased text) for "subject", "body" or "text" (both)."""
         subject = ("subject", self.subject, self.subject_lower)
@@ -207,9 +221,10 @@ DEFAULT_URGENCY = 3
 
 
 def _find(compiled: tuple[tuple[int, tuple[Keyword, ...]], ...], wording: Wording) -> tuple[int, str] | None:
+    text = wording.lowered()
     for level, keywords in compiled:
         for keyword in keywords:
-            found = keyword.find(wording)
+            found = keyword.literal in text and keyword.find(wording)
             if found:
                 return level, f"{found[0]} keyword `{keyword.text}`"
     return None

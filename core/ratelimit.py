@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from core.models import Outbox, utcnow
@@ -31,16 +31,19 @@ class Usage:
         return self.last_hour < limit.per_hour and self.last_day < limit.per_day
 
 
+# Built once: constructing this statement costs more than running it.
+_USAGE = select(
+    func.count(),
+    func.coalesce(func.sum(case((Outbox.created_at >= bindparam("since_hour"), 1), else_=0)), 0),
+).where(Outbox.rcpt == bindparam("rcpt"), Outbox.automatic.is_(True), Outbox.created_at >= bindparam("since_day"))
+
+
 def usage(session: Session, address: str, now: datetime | None = None) -> Usage:
     """Automatic mails queued for ``address`` in the last hour and the last day."""
     now = now or utcnow()
-    since_day = now - timedelta(days=1)
-    since_hour = now - timedelta(hours=1)
     rows = session.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(case((Outbox.created_at >= since_hour, 1), else_=0)), 0),
-        ).where(Outbox.rcpt == address.lower(), Outbox.automatic.is_(True), Outbox.created_at >= since_day)
+        _USAGE,
+        {"rcpt": address.lower(), "since_hour": now - timedelta(hours=1), "since_day": now - timedelta(days=1)},
     ).one()
     return Usage(last_hour=int(rows[1]), last_day=int(rows[0]))
 

@@ -102,9 +102,11 @@ def header_text(value: object, fallback_charset: str | None = None) -> str:
         value = str(value)
     if not isinstance(value, str):
         value = str(value)
-    if any("\udc80" <= ch <= "\udcff" for ch in value):
+    if not value.isascii() and any("\udc80" <= ch <= "\udcff" for ch in value):
         raw = value.encode("utf-8", "surrogateescape")
         value, _ = decode_bytes(raw, fallback_charset)
+    if "\n" not in value and "\r" not in value:
+        return value  # the common case: one line, nothing to unfold
     return _FOLD.sub("", value).replace("\r", "").replace("\n", " ")
 
 
