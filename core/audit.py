@@ -77,8 +77,11 @@ def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
     reason: str | None = None,
+    flush: bool = True,
 ) -> AuditEntry:
     """Append one entry to the chain (flushed, committed with the caller's transaction).
+
+    ``flush=False``: leave the insert to the session's next flush (one flush less on a hot path).
 
     The first entry of a transaction takes the writers' lock and reads the head; the lock is held
     until commit, so later entries of the same transaction chain onto the head they remember.
@@ -101,7 +104,8 @@ def record(
     )
     entry.hash = _digest(entry)
     session.add(entry)
-    session.flush()
+    if flush:
+        session.flush()
     transaction_memo(session)["audit.head"] = entry.hash
     return entry
 

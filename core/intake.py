@@ -133,7 +133,8 @@ class Intake:
         return result
 
     def _process_parsed(self, session: Session, inbound: Inbound, mail: ParsedMail) -> IntakeResult:
-        inbound.message_id = mail.message_id or inbound.message_id
+        if mail.message_id and mail.message_id != inbound.message_id:
+            inbound.message_id = mail.message_id  # (an unchanged assignment would still cost a flush)
         duplicate = self._earlier_copy(session, inbound)
         if duplicate is not None:
             return self._finish(
@@ -172,6 +173,7 @@ class Intake:
     ) -> IntakeResult:
         found = classify(mail, self.rules, recipient=self._recipient(mail))
         requester = tickets.contact_for(session, mail.from_ or mail.sender or "unknown@invalid")
+        message = self._new_message(inbound, mail)
         ticket = tickets.open_ticket(
             session,
             requester=requester,
@@ -185,10 +187,10 @@ class Intake:
             group=found.group,
             classification=found.as_json(),
             linked_ticket_id=linked,
+            first_message=message,
         )
         if not list_mail:  # a list's address must never get our public replies
             tickets.add_watchers(session, ticket, self._other_recipients(mail))
-        message = self._add_message(session, ticket, inbound, mail)
         notify_agents(session, self.settings, ticket, message, new=True)
         if may_answer:
             enqueue(
@@ -276,9 +278,12 @@ class Intake:
     def _add_message(
         self, session: Session, ticket: Ticket, inbound: Inbound, mail: ParsedMail, *, internal: bool = False
     ) -> Message:
+        return tickets.append_message(session, ticket, self._new_message(inbound, mail, internal=internal))
+
+    def _new_message(self, inbound: Inbound, mail: ParsedMail, *, internal: bool = False) -> Message:
         message = tickets.message_from_mail(mail, inbound_id=inbound.id, internal=internal)
         message.attachments.extend(self._attachments(mail))
-        return tickets.append_message(session, ticket, message)
+        return message
 
     def _attachments(self, mail: ParsedMail) -> list[Attachment]:
         found = []

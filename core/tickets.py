@@ -91,7 +91,9 @@ def open_ticket(
     classification: list[dict[str, Any]] | None = None,
     linked_ticket_id: int | None = None,
     actor: str = "system",
+    first_message: Message | None = None,
 ) -> Ticket:
+    """A new ticket, audited; ``first_message`` (the mail that opened it) goes in with it."""
     ticket = Ticket(
         kind=kind,
         category=category,
@@ -106,7 +108,7 @@ def open_ticket(
         classification=classification or [],
         linked_ticket_id=linked_ticket_id,
         watchers=[],  # a new ticket's collections are known empty: no lazy loads
-        messages=[],
+        messages=[first_message] if first_message is not None else [],
     )
     session.add(ticket)
     session.flush()
@@ -118,6 +120,7 @@ def open_ticket(
         object_id=ticket.id,
         after=snapshot(ticket),
         reason="; ".join(f"{c.get('rule')}: {c.get('reason')}" for c in ticket.classification) or None,
+        flush=False,
     )
     return ticket
 
