@@ -371,8 +371,8 @@ def header_message_id(raw: bytes) -> str | None:
     return (inner.group(1) if inner else value.split()[0] if value.split() else None) or None
 
 
-# Stored mails processed per transaction, each in its own savepoint: a commit per mail costs more
-# than most mails' processing. A failing mail is still quarantined alone.
+# Stored mails processed per transaction on SQLite, each in its own savepoint: a commit per mail
+# costs more than most mails' processing. A failing mail is still quarantined alone.
 PROCESS_BATCH = 50
 
 
@@ -383,14 +383,20 @@ def process_pending(
 
     Rows are claimed with SKIP LOCKED so that several workers on PostgreSQL never process one twice.
     A kill before the commit leaves the whole batch NEW: it is processed again, nothing twice.
+    On PostgreSQL a transaction holds one mail: locks held across mails (a Message-ID's, the
+    writers', a ticket's row) could deadlock with another worker or the console.
     """
+    bind = factory.kw.get("bind")
+    if bind is None or bind.dialect.name != "sqlite":
+        batch = 1
     results: list[IntakeResult] = []
     while limit is None or len(results) < limit:
         size = batch if limit is None else min(batch, limit - len(results))
         with transaction(factory) as session:
-            # The writers' lock first (every new ticket is audited under it anyway), so the
-            # per-Message-ID locks taken later in the batch can never deadlock with another worker.
-            locks.serialise(session)
+            if size > 1:
+                # SQLite: take the database's write lock before reading, so the batch never has
+                # to upgrade a read transaction (which fails at once if another writer came between).
+                locks.serialise(session)
             claimed = session.scalars(
                 select(Inbound)
                 .where(Inbound.status == InboundStatus.NEW)
