@@ -69,6 +69,7 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_SLA_MANAGER": "address SLA breaches escalate to after the assignee or group",
     "HELPDESK_BUSINESS_HOURS": "SLA calendar, e.g. 'mon-fri 08:00-18:00 Europe/Berlin' (default: around the clock)",
     "HELPDESK_ACCESS_GRANT_DAYS": "days an approved access grant lasts (default 90)",
+    "HELPDESK_ACCESS_EXPIRY_WARNING_DAYS": "days before expiry the holder of a grant is warned (default 14)",
 }
 
 
@@ -226,7 +227,12 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         web_host=get("HELPDESK_WEB_HOST") or "127.0.0.1",
         web_port=_int("HELPDESK_WEB_PORT", get("HELPDESK_WEB_PORT") or "8080", low=0, high=65535),
         sla=_sla(get),
-        access=AccessSettings(grant_days=_int("HELPDESK_ACCESS_GRANT_DAYS", get("HELPDESK_ACCESS_GRANT_DAYS") or "90", low=1)),
+        access=AccessSettings(
+            grant_days=_int("HELPDESK_ACCESS_GRANT_DAYS", get("HELPDESK_ACCESS_GRANT_DAYS") or "90", low=1),
+            expiry_warning_days=_int(
+                "HELPDESK_ACCESS_EXPIRY_WARNING_DAYS", get("HELPDESK_ACCESS_EXPIRY_WARNING_DAYS") or "14", low=0
+            ),
+        ),
         catalogue_path=_file("HELPDESK_CATALOGUE_FILE", get("HELPDESK_CATALOGUE_FILE")),
         rules_path=_file("HELPDESK_RULES_FILE", get("HELPDESK_RULES_FILE")),
         conversation=_conversation(get),

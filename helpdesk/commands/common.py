@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import Any, Callable
 
 from helpdesk.config import load
 
@@ -36,3 +36,12 @@ def cli_actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER in a container
         return "cli"
+
+
+def print_items(items: list[dict[str, Any]], as_json: bool, line: Callable[[dict[str, Any]], str]) -> None:
+    """A list as one JSON array (for scripts) or one line per item (for people)."""
+    if as_json:
+        print_json(items)
+    else:
+        for item in items:
+            print(line(item))

@@ -8,7 +8,13 @@ import sys
 
 from sqlalchemy import select
 
-from helpdesk.commands.common import EX_USAGE, build_app, cli_actor, print_json
+from helpdesk.commands.common import (
+    EX_USAGE,
+    build_app,
+    cli_actor,
+    print_items,
+    print_json,
+)
 
 
 def cmd_tickets(args: argparse.Namespace) -> int:
@@ -92,11 +98,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
                 {"id": r.id, "source": r.source, "message_id": r.message_id, "received_at": r.received_at, "reason": r.reason}
                 for r in rows
             ]
-        if args.json:
-            print_json(items)
-        else:
-            for i in items:
-                print(f"{i['id']:<6} {i['received_at']:%Y-%m-%d %H:%M} {i['source']:<20} {i['reason']}")
+        print_items(items, args.json, lambda i: f"{i['id']:<6} {i['received_at']:%Y-%m-%d %H:%M} {i['source']:<20} {i['reason']}")
         return 0
     if args.id is None:
         print(f"helpdesk quarantine {args.action}: needs an ID", file=sys.stderr)
@@ -152,11 +154,11 @@ def cmd_outbox(args: argparse.Namespace) -> int:
                  "attempts": r.attempts, "last_error": r.last_error, "message_id": r.message_id}
                 for r in rows
             ]
-        if args.json:
-            print_json(items)
-        else:
-            for i in items:
-                print(f"{i['id']:<6} {i['status']:<8} #{i['ticket']} {','.join(i['to'])} {i['purpose']} tries={i['attempts']} {i['last_error'] or ''}")
+        print_items(
+            items, args.json,
+            lambda i: f"{i['id']:<6} {i['status']:<8} #{i['ticket']} {','.join(i['to'])} {i['purpose']} "
+                      f"tries={i['attempts']} {i['last_error'] or ''}",
+        )
         return 0
     if args.id is None:
         print("helpdesk outbox retry: needs an ID", file=sys.stderr)

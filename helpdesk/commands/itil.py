@@ -6,8 +6,7 @@ import argparse
 import json
 import sys
 
-
-from helpdesk.commands.common import build_app, print_json
+from helpdesk.commands.common import build_app, print_items, print_json
 
 
 def cmd_sla(args: argparse.Namespace) -> int:
@@ -25,11 +24,12 @@ def cmd_sla(args: argparse.Namespace) -> int:
              "notified": list(f.notified)}
             for f in findings
         ]
-    if args.json:
-        print_json(items)
-    else:
-        for i in items:
-            print(f"#{i['ticket']} {i['metric']} {i['level']}: {i['elapsed_minutes']} of {i['target_minutes']} min; told {', '.join(i['notified']) or 'nobody'}")
+    print_items(
+        items, args.json,
+        lambda i: f"#{i['ticket']} {i['metric']} {i['level']}: {i['elapsed_minutes']} of {i['target_minutes']} min; "
+                  f"told {', '.join(i['notified']) or 'nobody'}",
+    )
+    if not args.json:
         print(f"{len(items)} new SLA finding(s)")
         for gid in grants.warned:
             print(f"access grant {gid}: expires within {app.settings.access.expiry_warning_days} days, holder told")
@@ -44,12 +44,11 @@ def cmd_events(args: argparse.Namespace) -> int:
     app = build_app(args)
     with app.factory() as session:
         items = events.list_events(session, limit=args.limit)
-    if args.json:
-        print_json(items)
-    else:
-        for e in items:
-            ticket = f"#{e['ticket']}" if e["ticket"] else "-"
-            print(f"{e['source']:<12} {e['severity']:<13} {e['state']:<10} {e['host']}/{e['service'] or ''} {ticket}")
+    print_items(
+        items, args.json,
+        lambda e: f"{e['source']:<12} {e['severity']:<13} {e['state']:<10} {e['host']}/{e['service'] or ''} "
+                  + (f"#{e['ticket']}" if e["ticket"] else "-"),
+    )
     return 0
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
-from helpdesk.config import ConfigError, load
 from helpdesk.commands.common import EX_TEMPFAIL, build_app, print_json, safe_url
+from helpdesk.config import ConfigError, load
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -85,8 +85,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
-    from mailgateway.watcher import poll_once
     from helpdesk.runner import watch_forever
+    from mailgateway.watcher import poll_once
 
     app = build_app(args)
     if not app.settings.mailboxes:
@@ -107,8 +107,8 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from mailgateway.smtp import send_once
     from helpdesk.runner import send_forever
+    from mailgateway.smtp import send_once
 
     app = build_app(args)
     if app.settings.smtp is None:

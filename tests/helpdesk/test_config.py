@@ -68,7 +68,10 @@ def test_sla_targets_and_business_hours_are_read(tmp_path: Path) -> None:
         HELPDESK_SLA_TARGETS="P1=10m/2h, P5=2d/10d",
         HELPDESK_BUSINESS_HOURS="mon-fri 08:00-17:30 Europe/Berlin",
         HELPDESK_SLA_MANAGER="Boss@Example.org",
+        HELPDESK_ACCESS_GRANT_DAYS="30",
+        HELPDESK_ACCESS_EXPIRY_WARNING_DAYS="3",
     ))
+    assert (settings.access.grant_days, settings.access.expiry_warning_days) == (30, 3)
     assert settings.sla.targets["P1"].response_minutes == 10
     assert settings.sla.targets["P1"].resolution_minutes == 120
     assert settings.sla.targets["P5"].resolution_minutes == 10 * 24 * 60
