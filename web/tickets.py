@@ -48,6 +48,9 @@ def categories() -> list[str]:
     return list(cache["values"])
 
 
+FILTERS = ("kind", "status", "priority", "category", "assignee", "sla", "q", "sort")
+
+
 def queue_query(args: Any) -> QueueQuery:
     """The queue query a URL's parameters describe (unknown values are ignored)."""
     # "unresolved" (the default) is any open status; "any" is every status.
@@ -82,7 +85,8 @@ def home():  # type: ignore[no-untyped-def]
 def queue_page():  # type: ignore[no-untyped-def]
     query = queue_query(request.args)
     page = queue.list_tickets(db(), query)
-    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    # Only the filters go into the pager's links: url_for would read "endpoint" or "_external" as its own.
+    args = {k: v for k, v in request.args.items() if k in FILTERS and v}
     return render_template(
         "web/tickets/queue.html",
         page=page,

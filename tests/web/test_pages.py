@@ -270,3 +270,13 @@ def test_approver_revokes_a_grant_with_a_reason(app: Flask, factory, settings) -
         assert revoked is not None and revoked.revoked_by == STAFF[Role.APPROVER]
         assert revoked.revoke_reason == "left the team"
     assert "revoked" in client.get("/approvals/grants").get_data(as_text=True)
+
+
+def test_queue_pager_links_carry_only_the_filters(as_agent: FlaskClient, factory) -> None:
+    for i in range(51):
+        make_ticket(factory, f"Ticket {i}")
+    # Names that url_for reads as its own arguments must not reach it from the query string.
+    response = as_agent.get("/tickets?q=Ticket&endpoint=x&_external=1&_anchor=y&page=1")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert 'href="/tickets?q=Ticket&amp;page=2"' in page or 'href="/tickets?page=2&amp;q=Ticket"' in page
