@@ -216,7 +216,7 @@ def reply(session: Session, settings: Settings, ticket: Ticket, author: Contact,
     """An agent's public reply: stored in the thread and mailed to the requester and watchers."""
     if not text.strip():
         raise TicketError("a reply needs some text")
-    enqueue(
+    queued = enqueue(
         session,
         settings,
         template="reply",
@@ -226,7 +226,9 @@ def reply(session: Session, settings: Settings, ticket: Ticket, author: Contact,
         auto_submitted=AutoSubmitted.NO,
         purpose="reply",
     )
-    message = ticket.messages[-1] if ticket.messages and ticket.messages[-1].direction is Direction.OUT else None
+    # enqueue records the mail as the thread's newest message, but only when it queued something:
+    # otherwise the newest message is an older one (an acknowledgement, an earlier reply).
+    message = ticket.messages[-1] if queued else None
     if ticket.first_response_at is None:
         ticket.first_response_at = utcnow()
     if ticket.status is TicketStatus.NEW:

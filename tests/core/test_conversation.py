@@ -180,6 +180,19 @@ def test_bounce_is_attached_and_recipient_flagged_undeliverable(desk: Desk) -> N
     assert desk.sent("reply") == []
 
 
+def test_reply_to_a_bouncing_requester_after_our_last_mail_keeps_both_in_the_thread(desk: Desk) -> None:
+    first = desk.deliver(mail())
+    before = [m["text"] for m in desk.ticket(first.ticket_id)["messages"]]
+    with transaction(desk.factory) as session:
+        session.query(Contact).filter_by(email="alice@example.com").one().undeliverable = True
+    with transaction(desk.factory) as session:
+        ticket = session.get(Ticket, first.ticket_id)
+        assert ticket.messages[-1].direction.value == "out"  # the acknowledgement is the newest message
+        tickets.reply(session, desk.settings, ticket, tickets.contact_for(session, "agent@example.org"), "Hello?")
+    # Nothing was mailed; the reply is a message of its own and the acknowledgement is left as it was.
+    assert [m["text"] for m in desk.ticket(first.ticket_id)["messages"]] == [*before, "Hello?"]
+
+
 def test_our_own_signed_mail_coming_back_is_ignored_but_a_forged_id_is_not_ours(desk: Desk) -> None:
     first = desk.deliver(mail())
     ack = _ack(desk, first.ticket_id)
