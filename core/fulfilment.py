@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from core import audit, tickets
 from core.approval import APPROVER_ROLE, PolicyViolation, approvers_for, ensure_may_decide
-from core.catalogue import CatalogueItem
+from core.catalogue import CatalogueItem, catalogue_for
 from core.models import Contact, Fulfilment, Ticket, TicketStatus, utcnow
 from core.notify import enqueue
 from core.settings import BusinessHours, Settings
@@ -103,8 +103,17 @@ def start(
     return record
 
 
+def _group(item: CatalogueItem | None) -> str | None:
+    """The resource group whose approvers decide the item; None: anyone with the approver role."""
+    return None if item is None or item.approver == APPROVER_ROLE else item.approver
+
+
+def _approver_group(settings: Settings, record: Fulfilment) -> str | None:
+    return _group(catalogue_for(settings).get(record.item))
+
+
 def _ask_approvers(session: Session, settings: Settings, ticket: Ticket, item: CatalogueItem) -> None:
-    group = None if item.approver == APPROVER_ROLE else item.approver
+    group = _group(item)
     to = [a.email for a in approvers_for(session, settings, group) if a.id != ticket.requester_id]
     enqueue(
         session, settings, template="approval_request", ticket=ticket, to=to,
@@ -156,7 +165,8 @@ def decide(
     if step_of(ticket) is not Step.AWAITING_APPROVAL:
         raise FulfilmentError(f"request #{ticket.id} is not awaiting approval")
     try:
-        ensure_may_decide(session, settings, approver, requester=ticket.requester)
+        group = _approver_group(settings, record)
+        ensure_may_decide(session, settings, approver, requester=ticket.requester, group=group)
     except PolicyViolation as exc:
         # A refusal is evidence too (as for access requests); the caller's transaction keeps it or not.
         audit.record(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from core.catalogue import CatalogueError, catalogue_for, load_catalogue
 from core.db import transaction
 from core.fulfilment import FulfilmentError, Step
 from core.models import Outbox, Role, TicketKind, TicketStatus
-from core.settings import Settings
+from core.settings import AccessSettings, Settings
 from core.sla import aware
 
 SETTINGS = Settings(data_dir=Path("."), database_url="sqlite://", address="help@example.org")
@@ -120,3 +121,27 @@ def test_request_without_approval_starts_at_once(sqlite_session_factory):
         assert ticket.status is TicketStatus.IN_PROGRESS
         assert aware(ticket.due_at) - aware(ticket.created_at) == timedelta(hours=4)
         assert _step_mails(session, ticket) == ["request_in_progress"]
+
+
+def test_only_the_items_approver_group_decides_its_requests(sqlite_session_factory, tmp_path):
+    (tmp_path / "catalogue.toml").write_text(
+        '[[item]]\ncode = "budget"\nname = "Budget line"\nfulfilment_hours = 8\napproval = true\n'
+        'approver = "finance"\nsteps = ["book it"]\n', "utf-8"
+    )
+    settings = replace(
+        SETTINGS, data_dir=tmp_path, access=AccessSettings(approvers_by_group={"finance": ("fiona@example.org",)})
+    )
+    item = catalogue_for(settings).get("budget")
+    with transaction(sqlite_session_factory) as session:
+        outsider = tickets.contact_for(session, "frank@example.org")
+        finance = tickets.contact_for(session, "fiona@example.org")
+        outsider.role = finance.role = Role.APPROVER
+        ticket, _ = _request(session, "budget", "A budget line for the new lab")
+        fulfilment.start(session, settings, ticket, item)
+        asked = session.scalars(select(Outbox).where(Outbox.purpose == "approval_request")).one()
+        assert asked.recipients == ["fiona@example.org"]
+        with pytest.raises(PolicyViolation, match="not an approver for 'finance'"):
+            fulfilment.decide(session, settings, ticket, outsider, True)
+        assert ticket.status is TicketStatus.AWAITING_APPROVAL
+        fulfilment.decide(session, settings, ticket, finance, True)
+        assert ticket.status is TicketStatus.IN_PROGRESS
