@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 
 class AttachmentStore:
@@ -26,3 +30,8 @@ class AttachmentStore:
 
     def get(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
+
+
+def store_for(settings: Settings) -> AttachmentStore:
+    """The store under the data dir: where intake puts attachments and where the console and mail read them."""
+    return AttachmentStore(settings.data_dir / "attachments")

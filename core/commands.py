@@ -21,7 +21,7 @@ from core.approval import PolicyViolation
 from core.models import (
     AccessRequest, AccessStatus, Attachment, Contact, Direction, Message, Ticket, TicketKind, TicketStatus, utcnow,
 )
-from core.notify import notify_status
+from core.notify import fit_attachments, load_attachments, notify_status
 from core.settings import Settings
 
 
@@ -35,6 +35,11 @@ class Verb(enum.Enum):
     CATEGORY = "category"
     DONE = "done"  # ``#done 2``: step 2 of a service request's checklist
     FULFILLED = "fulfilled"  # the request is fulfilled (every step done); the user is told
+    APPROVE = "approve"  # an approver's decision: the approval policy, not the agent rules, applies
+    REJECT = "reject"
+
+
+APPROVAL_VERBS = (Verb.APPROVE, Verb.REJECT)
 
 
 @dataclass(frozen=True)
@@ -45,12 +50,36 @@ class Command:
 
 
 @dataclass(frozen=True)
+class ApprovalCommand:
+    approve: bool
+    reason: str | None
+    line: str
+
+
+@dataclass(frozen=True)
 class AgentText:
-    """An agent's reply split into its command lines and the text meant for people."""
+    """A reply split into its command lines (one block at the top, any mix) and the text meant for people."""
 
     commands: list[Command]
     body: str
     note: bool  # ``#note``: the whole mail is internal
+
+    @property
+    def has_commands(self) -> bool:
+        return bool(self.commands) or self.note
+
+    @property
+    def ticket_commands(self) -> list[Command]:
+        """The commands for agents (everything but ``#approve``/``#reject``)."""
+        return [c for c in self.commands if c.verb not in APPROVAL_VERBS]
+
+    @property
+    def approval(self) -> ApprovalCommand | None:
+        """The first ``#approve``/``#reject`` of the block; a second decision in one mail is ignored."""
+        for c in self.commands:
+            if c.verb in APPROVAL_VERBS:
+                return ApprovalCommand(c.verb is Verb.APPROVE, c.argument or None, c.line)
+        return None
 
 
 _COMMAND_LINE = re.compile(r"^\s*#(" + "|".join(v.value for v in Verb) + r")\b[ \t:]*(.*?)\s*$", re.IGNORECASE)
@@ -251,8 +280,9 @@ def handle_agent_mail(
     inbound_id: int | None,
     attachments: list[Attachment],
     token_valid: bool,
+    text: AgentText | None = None,
 ) -> AgentMailResult:
-    text = split_commands(mail.reply_text or mail.text)
+    text = text or split_commands(mail.reply_text or mail.text)
     internal = text.note or any(conversation.is_comment_address(settings, a.address) for a in [*mail.to, *mail.cc])
     auth = authenticate(settings, mail, token_valid=token_valid)
     notes: list[str] = []
@@ -260,28 +290,59 @@ def handle_agent_mail(
         kind = AgentMailKind.COMMANDS_ONLY
     elif internal or not auth.ok:
         kind = AgentMailKind.NOTE if internal else AgentMailKind.WITHHELD
-        message = tickets.message_from_mail(mail, inbound_id=inbound_id, internal=True)
-        message.text = message.reply_text = text.body
-        message.attachments.extend(attachments)
-        tickets.append_message(session, ticket, message)
+        _internal_copy(session, ticket, mail, text, inbound_id=inbound_id, attachments=attachments)
         if kind is AgentMailKind.WITHHELD:
             notes.append(f"The mail from {agent.email} above was not sent to the requester: {auth.reason}.")
     else:
         kind = AgentMailKind.REPLY
-        reply = tickets.reply(session, settings, ticket, agent, text.body)
+        files, too_big = fit_attachments(settings, load_attachments(settings, attachments))
+        reply = tickets.reply(session, settings, ticket, agent, text.body, attachments=files)
         reply.inbound_id = inbound_id
         reply.attachments.extend(attachments)
-    outcomes: list[str] = []
-    if text.commands:
-        if auth.ok:
-            outcomes = apply_commands(session, settings, ticket, agent, text.commands)
-            notes.append(f"Commands from {agent.email} ({auth.reason}):\n" + "\n".join(outcomes))
-        else:
-            listed = "\n".join(c.line for c in text.commands)
-            notes.append(f"Commands from {agent.email} ignored: {auth.reason}.\n{listed}")
-    for note in notes:
+        if too_big:
+            notes.append("Not mailed to the requester, over the size limit (kept on the ticket): " + ", ".join(too_big))
+    outcomes, said = _run_commands(session, settings, ticket, agent, auth, text.ticket_commands)
+    for note in notes + said:
         _system_note(session, settings, ticket, note)
     return AgentMailResult(kind, auth.ok, outcomes)
+
+
+def _run_commands(
+    session: Session, settings: Settings, ticket: Ticket, agent: Contact | None, auth: Authentication,
+    commands: list[Command], *, sender: str | None = None,
+) -> tuple[list[str], list[str]]:
+    """Apply an agent's authenticated commands; (outcomes, the internal notes saying what happened)."""
+    if not commands:
+        return [], []
+    listed = "\n".join(c.line for c in commands)
+    if agent is None:
+        return [], [f"Commands from {sender} ignored: only agents may use them.\n{listed}"]
+    if not auth.ok:
+        return [], [f"Commands from {agent.email} ignored: {auth.reason}.\n{listed}"]
+    outcomes = apply_commands(session, settings, ticket, agent, commands)
+    return outcomes, [f"Commands from {agent.email} ({auth.reason}):\n" + "\n".join(outcomes)]
+
+
+def _internal_copy(
+    session: Session, ticket: Ticket, mail: ParsedMail, text: AgentText, *, inbound_id: int | None,
+    attachments: list[Attachment],
+) -> Message:
+    """Keep a mail on the ticket for agents only, without its command lines (the notes list them)."""
+    message = tickets.message_from_mail(mail, inbound_id=inbound_id, internal=True)
+    message.text = message.reply_text = text.body
+    message.attachments.extend(attachments)
+    return tickets.append_message(session, ticket, message)
+
+
+def handle_refused_mail(
+    session: Session, settings: Settings, ticket: Ticket, sender: str, mail: ParsedMail, text: AgentText, *,
+    inbound_id: int | None, attachments: list[Attachment],
+) -> None:
+    """Command lines from someone who takes no part in the ticket: kept internal, nothing applied."""
+    _internal_copy(session, ticket, mail, text, inbound_id=inbound_id, attachments=attachments)
+    listed = "\n".join(c.line for c in text.commands) or "#note"
+    _system_note(session, settings, ticket,
+                 f"Commands from {sender} ignored: {sender} takes no part in this ticket.\n{listed}")
 
 
 def _system_note(session: Session, settings: Settings, ticket: Ticket, text: str) -> Message:
@@ -298,18 +359,10 @@ def _system_note(session: Session, settings: Settings, ticket: Ticket, text: str
 
 
 # -- approvals by email ---------------------------------------------------------------------------
-# An approver answers the approval request with ``#approve [why]`` or ``#reject REASON``. The same
-# authentication as agent commands applies; the policy (only approvers, never one's own request or
-# access) is core.approval's, and a refusal is audited and explained in an internal note.
-
-_APPROVAL_LINE = re.compile(r"^\s*#(approve|reject)\b[ \t:]*(.*?)\s*$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class ApprovalCommand:
-    approve: bool
-    reason: str | None
-    line: str
+# An approver answers the approval request with ``#approve [why]`` or ``#reject REASON``, anywhere in
+# the block of command lines at the top. The same authentication as agent commands applies; the
+# policy (only approvers, never one's own request or access) is core.approval's, and a refusal is
+# audited and explained in an internal note. Other commands in the block follow the agent rules.
 
 
 @dataclass(frozen=True)
@@ -319,15 +372,8 @@ class ApprovalResult:
 
 
 def find_approval(text: str) -> ApprovalCommand | None:
-    """``#approve`` or ``#reject`` on the first non-blank line of a reply, else None."""
-    for line in text.replace("\r\n", "\n").split("\n"):
-        if not line.strip():
-            continue
-        m = _APPROVAL_LINE.match(line)
-        if m is None:
-            return None
-        return ApprovalCommand(m.group(1).lower() == "approve", m.group(2) or None, line.strip())
-    return None
+    """``#approve`` or ``#reject`` among the command lines at the top of a reply, else None."""
+    return split_commands(text).approval
 
 
 def handle_approval_mail(
@@ -341,11 +387,16 @@ def handle_approval_mail(
     inbound_id: int | None,
     attachments: list[Attachment],
     token_valid: bool,
+    text: AgentText | None = None,
+    agent: Contact | None = None,
 ) -> ApprovalResult:
-    """Decide the ticket's pending approval from a mail; the mail itself stays internal."""
-    message = tickets.message_from_mail(mail, inbound_id=inbound_id, internal=True)
-    message.attachments.extend(attachments)
-    tickets.append_message(session, ticket, message)
+    """Decide the ticket's pending approval from a mail; the mail itself stays internal.
+
+    ``text``: the whole parsed reply, whose other commands apply when ``agent`` (the sender, if an
+    agent on this ticket) is authenticated.
+    """
+    text = text or split_commands(mail.reply_text or mail.text)
+    _internal_copy(session, ticket, mail, text, inbound_id=inbound_id, attachments=attachments)
     auth = authenticate(settings, mail, token_valid=token_valid)
     if not auth.ok:
         result = ApprovalResult(False, f"ignored: {auth.reason}")
@@ -356,6 +407,9 @@ def handle_approval_mail(
     else:
         result = _decide_by_mail(session, settings, ticket, decider, command)
     _system_note(session, settings, ticket, f"{command.line} from {decider.email} ({auth.reason}): {result.outcome}")
+    _, said = _run_commands(session, settings, ticket, agent, auth, text.ticket_commands, sender=decider.email)
+    for note in said:
+        _system_note(session, settings, ticket, note)
     return result
 
 

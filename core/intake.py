@@ -14,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, commands, conversation, events, locks, loopguard, processes, tickets
-from core.attachments import AttachmentStore
+from core.attachments import store_for
 from core.db import transaction
 from core.catalogue import catalogue_for
 from core.classify import ClassKind, RuleSet, classify
@@ -63,7 +64,7 @@ class Intake:
         self.settings = settings
         self.rules = rules
         self.parse = parse
-        self.attachments = AttachmentStore(settings.data_dir / "attachments")
+        self.attachments = store_for(settings)
         self.catalogue = catalogue_for(settings)
 
     # -- step 1: store -------------------------------------------------------------------------
@@ -124,6 +125,8 @@ class Intake:
             mail = self.parse(session.scalar(select(RawMail.data).where(RawMail.sha256 == inbound.sha256)))
         except Exception as exc:  # any parser failure: keep the mail, say why
             return self._quarantine(session, inbound, f"unreadable: {type(exc).__name__}: {exc}")
+        if mail.message_id and usable_message_id(mail.message_id) is None:
+            mail = replace(mail, message_id=None)
         try:
             with session.begin_nested():
                 result = self._process_parsed(session, inbound, mail)
@@ -217,26 +220,37 @@ class Intake:
     ) -> IntakeResult:
         ticket = match.ticket
         automatic = verdicts.automatic and not verdicts.mailing_list
-        if not automatic:
+        # Every command line at the top (ticket commands, #approve/#reject, #done, #note) is read as one block.
+        text = None if automatic else commands.split_commands(mail.reply_text or mail.text)
+        outsider_commands = text is not None and text.has_commands and not match.participant
+        if not automatic and not outsider_commands:
+            # (Command lines from outside the ticket are refused below: they make nobody a watcher.)
             if not match.participant:
                 # Knew the exact Message-ID of our mail, so saw the thread: joins, visibly.
                 tickets.add_watchers(session, ticket, [mail.sender])
             if not verdicts.mailing_list:
                 tickets.add_watchers(session, ticket, self._other_recipients(mail))
-        approval = None if automatic else commands.find_approval(mail.reply_text or mail.text)
-        if approval is not None:
+        agent = None if automatic else conversation.staff_contact(session, self.settings, mail.sender)
+        if agent is not None and agent.id == ticket.requester_id:
+            agent = None  # an agent asking for help writes as a user
+        if text is not None and (approval := text.approval) is not None:
             # ``#approve``/``#reject``: whoever sends it, the approval policy decides (and audits a refusal).
             decision = commands.handle_approval_mail(
                 session, self.settings, ticket, tickets.contact_for(session, mail.from_ or mail.sender), mail,
                 approval, inbound_id=inbound.id, attachments=self._attachments(mail), token_valid=match.token_valid,
+                text=text, agent=agent,
             )
             reason = f"approval by mail via {match.via.value}: {decision.outcome}"
             return self._finish(inbound, InboundStatus.PROCESSED, ticket.id, reason=reason)
-        agent = None if automatic else conversation.staff_contact(session, self.settings, mail.sender)
-        if agent is not None and agent.id != ticket.requester_id:
+        if agent is not None:
             commands.handle_agent_mail(
                 session, self.settings, ticket, agent, mail,
-                inbound_id=inbound.id, attachments=self._attachments(mail), token_valid=match.token_valid,
+                inbound_id=inbound.id, attachments=self._attachments(mail), token_valid=match.token_valid, text=text,
+            )
+        elif outsider_commands and text is not None:
+            commands.handle_refused_mail(
+                session, self.settings, ticket, mail.sender, mail, text,
+                inbound_id=inbound.id, attachments=self._attachments(mail),
             )
         else:
             # A vacation note or other automatic answer is kept for agents, but reopens and notifies nothing.
@@ -368,12 +382,29 @@ def header_message_id(raw: bytes) -> str | None:
         return None
     value = m.group(1).decode("ascii", "replace").strip()
     inner = re.search(r"<([^<>\s]+)>", value)
-    return (inner.group(1) if inner else value.split()[0] if value.split() else None) or None
+    return usable_message_id(inner.group(1) if inner else value.split()[0] if value.split() else None)
+
+
+# The Message-ID columns' width (RFC 5322's line limit): a longer one, or one with control
+# characters (PostgreSQL refuses NUL), could never be stored and would stall the mailbox.
+_MID_MAX = 998
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def usable_message_id(value: str | None) -> str | None:
+    """``value`` if it can be stored and matched; None (de-duplicated by content instead) if not."""
+    if not value or len(value) > _MID_MAX or _CONTROL.search(value):
+        return None
+    return value
 
 
 # Stored mails processed per transaction on SQLite, each in its own savepoint: a commit per mail
 # costs more than most mails' processing. A failing mail is still quarantined alone.
 PROCESS_BATCH = 50
+
+# Runs of one mail that never finished (the process died, or its transaction failed) before it is
+# quarantined: one poison mail must not hold up the queue forever.
+MAX_ATTEMPTS = 3
 
 
 def process_pending(
@@ -382,31 +413,89 @@ def process_pending(
     """Process stored mail not yet processed (fresh, or left by a crash), a batch per transaction.
 
     Rows are claimed with SKIP LOCKED so that several workers on PostgreSQL never process one twice.
-    A kill before the commit leaves the whole batch NEW: it is processed again, nothing twice.
+    Each run is counted on the row and committed before it starts, so a crash counts too. A mail
+    with an unfinished earlier run goes alone, in its own transaction: a batch that died is retried
+    mail by mail, and only the mail at fault reaches ``MAX_ATTEMPTS`` and is quarantined.
     On PostgreSQL a transaction holds one mail: locks held across mails (a Message-ID's, the
     writers', a ticket's row) could deadlock with another worker or the console.
     """
     bind = factory.kw.get("bind")
-    if bind is None or bind.dialect.name != "sqlite":
+    sqlite = bind is not None and bind.dialect.name == "sqlite"
+    if not sqlite:
         batch = 1
     results: list[IntakeResult] = []
     while limit is None or len(results) < limit:
         size = batch if limit is None else min(batch, limit - len(results))
+        claim = _claim(factory, intake, size, sqlite=sqlite)
+        if claim is None:
+            break
+        ids, gave_up = claim
+        results.extend(gave_up)
+        if ids:
+            results.extend(_process_claimed(factory, intake, ids, sqlite=sqlite))
+    return results
+
+
+def _claim(
+    factory: sessionmaker[Session], intake: Intake, size: int, *, sqlite: bool
+) -> tuple[list[int], list[IntakeResult]] | None:
+    """Count a run on the next mails and commit that; quarantine those out of runs. None: nothing to do."""
+    with transaction(factory) as session:
+        if sqlite:
+            # Take the database's write lock before reading, so the transaction never has to
+            # upgrade a read (which fails at once if another writer came between).
+            locks.serialise(session)
+        rows = session.scalars(
+            select(Inbound)
+            .where(Inbound.status == InboundStatus.NEW)
+            .order_by(Inbound.id)
+            .limit(size)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not rows:
+            return None
+        if rows[0].attempts:
+            rows = rows[:1]  # a run of it did not finish: alone, so that it can only hold up itself
+        else:
+            rows = [row for row in rows if not row.attempts]  # fresh mail: a batch
+        ids: list[int] = []
+        gave_up: list[IntakeResult] = []
+        for row in rows:
+            if row.attempts >= MAX_ATTEMPTS:
+                why = f"gave up after {row.attempts} runs that did not finish (the process died or its transaction failed)"
+                gave_up.append(intake._quarantine(session, row, why + (f"; {row.reason}" if row.reason else "")))
+            else:
+                row.attempts += 1
+                ids.append(row.id)
+    return ids, gave_up
+
+
+def _process_claimed(
+    factory: sessionmaker[Session], intake: Intake, ids: list[int], *, sqlite: bool
+) -> list[IntakeResult]:
+    try:
         with transaction(factory) as session:
-            if size > 1:
-                # SQLite: take the database's write lock before reading, so the batch never has
-                # to upgrade a read transaction (which fails at once if another writer came between).
+            if sqlite:
                 locks.serialise(session)
-            claimed = session.scalars(
+            rows = session.scalars(
                 select(Inbound)
-                .where(Inbound.status == InboundStatus.NEW)
+                .where(Inbound.id.in_(ids), Inbound.status == InboundStatus.NEW)
                 .order_by(Inbound.id)
-                .limit(size)
                 .with_for_update(skip_locked=True)
             ).all()
-            if not claimed:
-                break
-            results.extend(intake.process(session, inbound) for inbound in claimed)
+            results = [intake.process(session, inbound) for inbound in rows]
+    except (OperationalError, InterfaceError):
+        raise  # the database itself (gone, locked, a deadlock): the caller retries later
+    except Exception as exc:
+        # Escaped the per-mail quarantine (a failed flush or commit). A batch's mails go on alone;
+        # a mail alone gets the failure noted, and quarantined once it is out of runs.
+        log.exception("processing inbound %s failed outside its quarantine", ", ".join(map(str, ids)))
+        if len(ids) == 1:
+            with transaction(factory) as session:
+                inbound = session.get(Inbound, ids[0])
+                if inbound is not None and inbound.status is InboundStatus.NEW:
+                    inbound.reason = f"run {inbound.attempts} failed: {type(exc).__name__}: {exc}"[:4000]
+        return []
     return results
 
 
@@ -424,6 +513,7 @@ def requeue(session: Session, inbound_id: int) -> Inbound:
     inbound = _quarantined(session, inbound_id)
     inbound.status = InboundStatus.NEW
     inbound.reason = None
+    inbound.attempts = 0  # after a fix it gets its full runs again
     return inbound
 
 

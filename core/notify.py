@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
@@ -17,8 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import ratelimit
+from core.attachments import store_for
 from core.conversation import STAFF_ROLES, agent_addresses, make_message_id, reply_address, subject_tag
-from core.models import Contact, Direction, Message, Outbox, Ticket, TicketStatus, utcnow
+from core.models import Attachment, Contact, Direction, Message, Outbox, Ticket, TicketStatus, utcnow
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,61 @@ def thread_references(session: Session, ticket: Ticket, limit: int = 20) -> list
     return [i for i in reversed(ids) if i]
 
 
+@dataclass(frozen=True)
+class OutboundAttachment:
+    """A file to send along: what the attachment store holds for one of a ticket's attachments."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def load_attachments(settings: Settings, attachments: Iterable[Attachment]) -> list[OutboundAttachment]:
+    """The stored bytes of ``attachments``; those not stored (over the size limit at intake) stay behind."""
+    store = store_for(settings)
+    return [
+        OutboundAttachment(a.filename or "attachment", a.content_type or "application/octet-stream", store.get(a.sha256))
+        for a in attachments
+        if a.sha256
+    ]
+
+
+# Room for the headers, the text and HTML parts, and each attachment's part headers.
+_MAIL_OVERHEAD = 64 * 1024
+_PART_OVERHEAD = 1024
+
+
+def _encoded_size(data: bytes) -> int:
+    """Bytes of ``data`` once base64-encoded in lines of 76 characters plus CRLF."""
+    encoded = (len(data) + 2) // 3 * 4
+    return encoded + (encoded // 76 + 1) * 2 + _PART_OVERHEAD
+
+
+def fit_attachments(
+    settings: Settings, files: Sequence[OutboundAttachment], *, room: int | None = None
+) -> tuple[list[OutboundAttachment], list[str]]:
+    """The files that fit in one mail of at most ``settings.max_message_bytes``, in order; names of the rest."""
+    left = (settings.max_message_bytes - _MAIL_OVERHEAD) if room is None else room
+    kept: list[OutboundAttachment] = []
+    dropped: list[str] = []
+    for file in files:
+        size = _encoded_size(file.data)
+        if size <= left:
+            kept.append(file)
+            left -= size
+        else:
+            dropped.append(file.filename)
+    return kept, dropped
+
+
+def _attach(msg: EmailMessage, file: OutboundAttachment) -> None:
+    maintype, _, subtype = file.content_type.lower().partition("/")
+    if maintype in ("", "multipart", "message") or not subtype:
+        # Sent as opaque bytes: a part of these types would be parsed, and might be rewritten, on the way.
+        maintype, subtype = "application", "octet-stream"
+    msg.add_attachment(file.data, maintype=maintype, subtype=subtype, filename=file.filename)
+
+
 def enqueue(
     session: Session,
     settings: Settings,
@@ -75,17 +133,23 @@ def enqueue(
     purpose: str | None = None,
     in_reply_to: str | None = None,
     record: bool = True,
+    attachments: Sequence[OutboundAttachment] = (),
 ) -> list[Outbox]:
     """Render ``template`` for ``ticket`` and queue one mail per recipient.
 
     Each recipient gets a Reply-To carrying a token valid for them. With ``record`` the mail also
-    appears in the ticket's thread as one outgoing message.
+    appears in the ticket's thread as one outgoing message. ``attachments`` go along as MIME parts
+    as far as they fit within ``settings.max_message_bytes``; the rest are left out (and logged).
     """
     recipients = _recipients(session, settings, to, template, automatic=auto_submitted is not AutoSubmitted.NO)
     if not recipients:
         return []
     ctx = {"ticket": ticket, "settings": settings, "tag": subject_tag(settings, ticket.id), **(context or {})}
     subject, text, html = render(template, ctx)
+    room = settings.max_message_bytes - _MAIL_OVERHEAD - 2 * len((html or "").encode()) - 2 * len(text.encode())
+    files, dropped = fit_attachments(settings, attachments, room=room)
+    if dropped:
+        log.warning("ticket %s: %s left out of %r, over the size limit", ticket.id, ", ".join(dropped), template)
     refs = thread_references(session, ticket)
     parent = in_reply_to or (refs[-1] if refs else None)
     rows: list[Outbox] = []
@@ -111,6 +175,8 @@ def enqueue(
         msg.set_content(text)
         if html:
             msg.add_alternative(html, subtype="html")
+        for file in files:
+            _attach(msg, file)
         row = Outbox(
             ticket_id=ticket.id,
             message_id=mid,

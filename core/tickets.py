@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -21,7 +22,7 @@ from core.models import (
     Watcher,
     utcnow,
 )
-from core.notify import AutoSubmitted, enqueue, public_recipients
+from core.notify import AutoSubmitted, OutboundAttachment, enqueue, public_recipients
 from core.settings import Settings
 
 KIND_LABELS = {
@@ -212,9 +213,12 @@ def change(
     return changed
 
 
-def reply(session: Session, settings: Settings, ticket: Ticket, author: Contact, text: str) -> Message:
-    """An agent's public reply: stored in the thread and mailed to the requester and watchers."""
-    if not text.strip():
+def reply(
+    session: Session, settings: Settings, ticket: Ticket, author: Contact, text: str, *,
+    attachments: Sequence[OutboundAttachment] = (),
+) -> Message:
+    """An agent's public reply: stored in the thread and mailed (with ``attachments``) to the requester and watchers."""
+    if not text.strip() and not attachments:
         raise TicketError("a reply needs some text")
     queued = enqueue(
         session,
@@ -225,6 +229,7 @@ def reply(session: Session, settings: Settings, ticket: Ticket, author: Contact,
         context={"text": text, "author": author},
         auto_submitted=AutoSubmitted.NO,
         purpose="reply",
+        attachments=attachments,
     )
     # enqueue records the mail as the thread's newest message, but only when it queued something:
     # otherwise the newest message is an older one (an acknowledgement, an earlier reply).
