@@ -130,15 +130,21 @@ def advance(
     if to not in _NEXT[current]:
         raise FulfilmentError(f"a request that is {current.value} cannot become {to.value}")
     record = session.get(Fulfilment, ticket.id)
+    if to in (Step.IN_PROGRESS, Step.FULFILLED):
+        _ensure_approved(ticket, record)
     if to is Step.FULFILLED and record is not None:
         undone = [c["step"] for c in record.checklist if not c.get("done_at")]
         if undone:
             raise FulfilmentError(f"checklist not done: {'; '.join(undone)}")
-    if to is Step.IN_PROGRESS and current is Step.AWAITING_APPROVAL and record is not None and not record.approved:
-        raise FulfilmentError("the request has not been approved")
     tickets.change(session, ticket, actor, status=STATUS_OF[to], reason=reason)
     _tell_user(session, settings, ticket, to, reason)
     return to
+
+
+def _ensure_approved(ticket: Ticket, record: Fulfilment | None) -> None:
+    # Checked on the work itself: an agent may have set the ticket's status by hand.
+    if record is not None and record.approval_needed and not record.approved:
+        raise FulfilmentError(f"request #{ticket.id} has not been approved")
 
 
 def _tell_user(session: Session, settings: Settings, ticket: Ticket, step: Step, reason: str | None) -> None:
@@ -191,6 +197,7 @@ def complete_step(session: Session, ticket: Ticket, index: int, actor: Contact) 
         raise FulfilmentError(f"request #{ticket.id} has no checklist step {index + 1}")
     if step_of(ticket) is not Step.IN_PROGRESS:
         raise FulfilmentError(f"request #{ticket.id} is not in progress")
+    _ensure_approved(ticket, record)
     if record.checklist[index].get("done_at"):
         raise FulfilmentError(f"step {index + 1} is already done (by {record.checklist[index].get('done_by')})")
     checklist = [dict(c) for c in record.checklist]

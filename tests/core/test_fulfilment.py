@@ -145,3 +145,18 @@ def test_only_the_items_approver_group_decides_its_requests(sqlite_session_facto
         assert ticket.status is TicketStatus.AWAITING_APPROVAL
         fulfilment.decide(session, settings, ticket, finance, True)
         assert ticket.status is TicketStatus.IN_PROGRESS
+
+
+def test_request_put_in_progress_by_hand_is_not_worked_or_fulfilled_before_approval(sqlite_session_factory):
+    with transaction(sqlite_session_factory) as session:
+        agent = tickets.contact_for(session, "gina@example.org")
+        agent.role = Role.AGENT
+        ticket, item = _request(session, "new-software", "Please install Inkscape")
+        fulfilment.start(session, SETTINGS, ticket, item)
+        # The ticket's status is the agent's to change; approval is still the approvers' to give.
+        tickets.change(session, ticket, agent.email, status=TicketStatus.IN_PROGRESS)
+        with pytest.raises(FulfilmentError, match="not been approved"):
+            fulfilment.complete_step(session, ticket, 0, agent)
+        with pytest.raises(FulfilmentError, match="not been approved"):
+            fulfilment.fulfil(session, SETTINGS, ticket, agent)
+        assert ticket.status is TicketStatus.IN_PROGRESS
