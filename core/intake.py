@@ -366,7 +366,8 @@ class Intake:
 
     def _quarantine(self, session: Session, inbound: Inbound, reason: str) -> IntakeResult:
         log.warning("inbound %s quarantined: %s", inbound.id, reason)
-        result = self._finish(inbound, InboundStatus.QUARANTINED, reason=reason[:4000])
+        # (PostgreSQL stores no NUL: a reason quoting the mail must not make the quarantine fail.)
+        result = self._finish(inbound, InboundStatus.QUARANTINED, reason=reason.replace("\x00", "\\x00")[:4000])
         session.flush()
         return result
 

@@ -216,6 +216,8 @@ class Inbound(Base):
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("inbound.id"))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]
+    # Processing runs begun (committed before each run): a mail whose runs keep dying is quarantined.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     raw: Mapped[RawMail] = relationship()
 

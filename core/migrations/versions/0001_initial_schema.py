@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 21:00:05.817526
+Create Date: 2026-11-25 21:33:45.932685
 """
 from alembic import op
 import sqlalchemy as sa
@@ -133,6 +133,7 @@ def upgrade() -> None:
     sa.Column('duplicate_of_id', sa.Integer(), nullable=True),
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('processed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
     sa.ForeignKeyConstraint(['duplicate_of_id'], ['inbound.id'], ),
     sa.ForeignKeyConstraint(['sha256'], ['raw_mail.sha256'], ),
     sa.ForeignKeyConstraint(['ticket_id'], ['ticket.id'], ),
