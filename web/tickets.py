@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
+import unicodedata
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import nh3
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
@@ -27,6 +30,7 @@ WORKERS = (Role.AGENT, Role.ADMIN)
 PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
 # Shown in the browser as they are; everything else downloads as opaque bytes.
 _SAFE_TYPES = {"image/png", "image/jpeg", "image/gif", "application/pdf", "text/plain"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 def _enum(cls: Any, raw: str | None) -> Any:
@@ -154,9 +158,19 @@ def attachment(number: int, attachment_id: int):  # type: ignore[no-untyped-def]
     content_type = item.content_type.lower() if item.content_type.lower() in _SAFE_TYPES else "application/octet-stream"
     response = Response(data, content_type=content_type)
     # Always a download, never rendered in our origin; sandbox in case a browser renders it anyway.
-    response.headers.set("Content-Disposition", "attachment", filename=item.filename or f"attachment-{item.id}")
+    response.headers.set("Content-Disposition", "attachment", **download_names(item.filename, f"attachment-{item.id}"))
     response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
     return response
+
+
+def download_names(name: str | None, fallback: str) -> dict[str, str]:
+    """Content-Disposition parameters (RFC 6266) for a name from a mail: any script, no line breaks."""
+    # A line break would make the header invalid (no download at all); other control characters go too.
+    name = " ".join(_CONTROL.sub(" ", name or "").split()) or fallback
+    if name.isascii():
+        return {"filename": name}
+    plain = " ".join(unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().split()) or fallback
+    return {"filename": plain, "filename*": "UTF-8''" + quote(name, safe="!#$&+-.^_`|~")}
 
 
 def _author() -> Contact:

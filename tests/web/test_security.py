@@ -236,3 +236,23 @@ def test_every_post_form_on_every_page_carries_a_csrf_token(app: Flask, factory,
         forms += 1
         assert 'name="csrf_token"' in form
     assert forms > 0
+
+
+def test_attachment_names_of_any_script_or_with_line_breaks_download_under_a_header_that_survives(
+    as_agent: FlaskClient, factory: sessionmaker[Session], settings: Settings
+) -> None:
+    made = make_ticket(factory, "See attached")
+    digest = AttachmentStore(settings.data_dir / "attachments").put(b"%PDF-1.4")
+    with transaction(factory) as session:
+        item = Attachment(message_id=made.message_id, filename="Bericht März €\r\nX-Evil: 1.pdf",
+                          content_type="application/pdf", size=8, sha256=digest)
+        session.add(item)
+        session.flush()
+        attachment_id = item.id
+    response = as_agent.get(f"/tickets/{made.number}/attachments/{attachment_id}")
+    assert response.status_code == 200
+    disposition = response.headers["Content-Disposition"]
+    assert disposition.isascii() and "\n" not in disposition and "X-Evil" not in response.headers
+    # RFC 6266: a plain ASCII name for old clients, the real name UTF-8 encoded for the rest.
+    assert 'filename="Bericht Marz X-Evil: 1.pdf"' in disposition
+    assert "filename*=UTF-8''Bericht%20M%C3%A4rz%20%E2%82%AC%20X-Evil%3A%201.pdf" in disposition
