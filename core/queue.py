@@ -7,11 +7,11 @@ import math
 from dataclasses import dataclass, replace
 
 from sqlalchemy import ColumnElement, and_, exists, func, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from core import search
 from core.tickets import OPEN_STATUSES
-from core.models import Contact, Role, SlaLevel, SlaMark, Ticket, TicketKind, TicketStatus
+from core.models import Contact, Role, SlaLevel, SlaMark, Ticket, TicketKind, TicketStatus, Watcher
 
 OPEN = OPEN_STATUSES
 
@@ -131,14 +131,18 @@ def conditions(session: Session, query: QueueQuery) -> list[ColumnElement[bool]]
     return where
 
 
-def list_tickets(session: Session, query: QueueQuery) -> QueuePage:
+def list_tickets(session: Session, query: QueueQuery, *, with_watchers: bool = False) -> QueuePage:
+    """One page of tickets with requester and assignee; ``with_watchers``: theirs too (the API lists them)."""
     where = conditions(session, query)
     total = session.scalar(select(func.count()).select_from(Ticket).where(*where)) or 0
     page = max(1, query.page)
+    options = [joinedload(Ticket.requester), joinedload(Ticket.assignee)]
+    if with_watchers:
+        options.append(selectinload(Ticket.watchers).joinedload(Watcher.contact))
     rows = session.scalars(
         select(Ticket)
         .where(*where)
-        .options(joinedload(Ticket.requester), joinedload(Ticket.assignee))
+        .options(*options)
         .order_by(*_ORDER[query.sort])
         .limit(query.per_page)
         .offset((page - 1) * query.per_page)

@@ -47,7 +47,7 @@ def openapi():  # type: ignore[no-untyped-def]
 @bp.get("/tickets")
 @roles(*STAFF)
 def tickets():  # type: ignore[no-untyped-def]
-    page = queue.list_tickets(db(), queue_query(request.args))
+    page = queue.list_tickets(db(), queue_query(request.args), with_watchers=True)
     return jsonify(
         tickets=[ticket_service.to_json(t, with_messages=False) for t in page.tickets],
         total=page.total,

@@ -6,8 +6,9 @@ import urllib.request
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
+from core import tickets as ticket_service
 from core.db import transaction
 from core.models import (
     AuditEntry,
@@ -280,3 +281,35 @@ def test_queue_pager_links_carry_only_the_filters(as_agent: FlaskClient, factory
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert 'href="/tickets?q=Ticket&amp;page=2"' in page or 'href="/tickets?page=2&amp;q=Ticket"' in page
+
+
+def test_api_ticket_list_reads_a_page_in_the_same_few_queries_however_many_tickets(app: Flask, factory) -> None:
+    with transaction(factory) as session:
+        token = issue_api_token(session, session.scalars(select(Contact).where(Contact.email == STAFF[Role.AGENT])).one())
+    auth = {"Authorization": f"Bearer {token}"}
+    api = app.test_client()
+    engine = factory.kw["bind"]
+    statements: list[str] = []
+
+    def count(*_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append("x")
+
+    def queries_for_list() -> int:
+        statements.clear()
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            assert api.get("/api/tickets", headers=auth).status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        return len(statements)
+
+    def add_tickets(n: int) -> None:
+        for i in range(n):
+            made = make_ticket(factory, f"Ticket {i}")
+            with transaction(factory) as session:
+                ticket_service.add_watchers(session, session.get(Ticket, made.number), [f"cc{i}@example.com"])
+
+    add_tickets(2)
+    few = queries_for_list()
+    add_tickets(20)
+    assert queries_for_list() == few
