@@ -10,6 +10,7 @@ from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
 from core.models import Role
+from core.sla import aware
 from web.security import current_user, allowed_roles
 
 NAV = (
@@ -36,9 +37,7 @@ def nav_for(role: Role) -> list[tuple[str, str]]:
 def when(value: datetime | None) -> str:
     if value is None:
         return "—"
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return aware(value).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
 def label(value: object) -> str:
