@@ -147,7 +147,10 @@ class TlsAwareSessionInterface(SecureCookieSessionInterface):
 
 
 class LoginThrottle:
-    """Failed logins per client address and per account within a sliding window."""
+    """Failed logins per client address, and per account from that address, within a sliding window.
+
+    The account count is kept per address so that someone else's failures cannot lock an account out.
+    """
 
     def __init__(self, per_account: int = 5, per_client: int = 20, window: float = 900.0) -> None:
         self.per_account = per_account
