@@ -9,6 +9,7 @@ from typing import Any, Callable
 from helpdesk.config import load
 
 EX_USAGE = 2
+EX_NOINPUT = 66  # sysexits: an input file is missing or unreadable
 EX_TEMPFAIL = 75  # sysexits: the MTA keeps the mail and tries again
 
 

@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
-from helpdesk.commands.common import EX_TEMPFAIL, build_app, print_json, safe_url
+from helpdesk.commands.common import EX_NOINPUT, EX_TEMPFAIL, build_app, print_json, safe_url
 from helpdesk.config import ConfigError, load
 
 
@@ -26,31 +26,36 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    """Raw messages from files (or one from stdin), as an MTA pipe delivers them."""
+    """Raw messages from files (or one from stdin), as an MTA pipe delivers them.
+
+    Exit 75 tells the MTA to keep the mail and try again: only before the mail is stored. Once
+    stored it is ours; if processing then hits a hiccup, `poll`/`run` finish it later.
+    """
     from core.db import transaction
     from core.intake import process_pending
 
     try:
-        app = build_app(args)
-        sources: list[tuple[str, bytes]] = []
-        for name in args.files or ["-"]:
-            data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
-            sources.append((name, data))
-        stored = []
-        with transaction(app.factory) as session:
-            for name, raw in sources:
-                inbound = app.intake.store(session, raw, source="ingest")
-                if inbound is not None:
-                    stored.append(inbound.id)
-        results = {r.inbound_id: r for r in process_pending(app.factory, app.intake)}
-    except OperationalError as exc:
-        print(f"helpdesk ingest: database unavailable, try again later: {exc.orig}", file=sys.stderr)
-        return EX_TEMPFAIL
+        sources = [
+            (name, sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()) for name in args.files or ["-"]
+        ]
     except OSError as exc:
-        print(f"helpdesk ingest: {exc}", file=sys.stderr)
+        print(f"helpdesk ingest: cannot read {exc.filename or 'stdin'}: {exc.strerror or exc}", file=sys.stderr)
+        return EX_NOINPUT
+    try:
+        app = build_app(args)
+        with transaction(app.factory) as session:
+            stored = [(name, app.intake.store(session, raw, source="ingest")) for name, raw in sources]
+    except (DBAPIError, OSError) as exc:
+        reason = exc.orig if isinstance(exc, DBAPIError) else exc
+        print(f"helpdesk ingest: cannot store the mail now, try again later: {reason}", file=sys.stderr)
         return EX_TEMPFAIL
-    for (name, _), inbound_id in zip(sources, stored):
-        r = results.get(inbound_id)
+    try:
+        results = {r.inbound_id: r for r in process_pending(app.factory, app.intake)}
+    except DBAPIError as exc:
+        print(f"helpdesk ingest: stored; processing will resume with the next poll: {exc.orig}", file=sys.stderr)
+        results = {}
+    for name, inbound in stored:
+        r = results.get(inbound.id) if inbound is not None else None
         status = r.status.value if r else "stored"
         ticket = f" ticket #{r.ticket_id}" if r and r.ticket_id else ""
         reason = f" ({r.reason})" if r and r.reason else ""

@@ -53,3 +53,12 @@ def test_ingest_says_75_when_the_database_is_down(tmp_path: Path) -> None:
     url = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/helpdesk"
     proc = run(helpdesk_env(tmp_path / "data", url), "ingest", input=b"Subject: hi\r\n\r\nbody\r\n", check=False)
     assert proc.returncode == 75
+
+
+def test_ingest_of_a_missing_file_says_66_and_stores_nothing(tmp_path: Path) -> None:
+    env = helpdesk_env(tmp_path / "data", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    proc = run(env, "ingest", str(tmp_path / "no-such.eml"), check=False)
+    assert proc.returncode == 66
+    assert "no-such.eml" in _one_line_error(proc.stderr)
+    assert run(env, "quarantine", "list", "--json").stdout.strip() == b"[]"
+    assert run(env, "tickets", "--json").stdout.strip() == b"[]"
