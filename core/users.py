@@ -14,6 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import audit
 from core.conversation import forget_agents
 from core.models import Contact, Role
 
@@ -42,22 +43,45 @@ def find_user(session: Session, email: str) -> Contact | None:
     return session.scalars(select(Contact).where(Contact.email == normalise_email(email))).first()
 
 
-def create_user(session: Session, email: str, role: Role, password: str | None) -> Contact:
-    """Create a console user, or give an existing contact the role (and password)."""
+def create_user(
+    session: Session, email: str, role: Role, password: str | None, *, actor: str = audit.SYSTEM
+) -> Contact:
+    """Create a console user, or give an existing contact the role (and password). Audited."""
     contact = find_user(session, email)
+    before = {"role": contact.role.value} if contact is not None else None
     if contact is None:
         contact = Contact(email=normalise_email(email))
         session.add(contact)
+    password_hash = _hash_password(password) if password is not None else None
     contact.role = role
     forget_agents(session)
-    if password is not None:
-        contact.password_hash = _hash_password(password)
+    if password_hash is not None:
+        contact.password_hash = password_hash
     session.flush()
+    audit.record(
+        session, actor=actor, action="user.create" if before is None else "user.role", object_type="user",
+        object_id=contact.id, before=before, after={"email": contact.email, "role": role.value},
+        reason="password set" if password is not None else None,
+    )
     return contact
 
 
-def set_password(session: Session, user: Contact, password: str) -> None:
+def set_role(session: Session, user: Contact, role: Role, *, actor: str) -> None:
+    before = user.role
+    user.role = role
+    forget_agents(session)
+    session.flush()
+    if before is not role:
+        audit.record(
+            session, actor=actor, action="user.role", object_type="user", object_id=user.id,
+            before={"role": before.value}, after={"role": role.value},
+        )
+
+
+def set_password(session: Session, user: Contact, password: str, *, actor: str = audit.SYSTEM) -> None:
     user.password_hash = _hash_password(password)
+    # The audit says that it changed and who did it, never anything about the password itself.
+    audit.record(session, actor=actor, action="user.password", object_type="user", object_id=user.id)
     session.flush()
 
 
@@ -82,17 +106,19 @@ def _token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_api_token(session: Session, user: Contact) -> str:
+def issue_api_token(session: Session, user: Contact, *, actor: str = audit.SYSTEM) -> str:
     """A new API token for the user (replacing any earlier one). Only its hash is stored."""
     token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
     user.api_token_hash = _token_digest(token)
     session.flush()
+    audit.record(session, actor=actor, action="user.token", object_type="user", object_id=user.id)
     return token
 
 
-def revoke_api_token(session: Session, user: Contact) -> None:
+def revoke_api_token(session: Session, user: Contact, *, actor: str = audit.SYSTEM) -> None:
     user.api_token_hash = None
     session.flush()
+    audit.record(session, actor=actor, action="user.token_revoked", object_type="user", object_id=user.id)
 
 
 def user_for_token(session: Session, token: str) -> Contact | None:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import joinedload
 
 from core import intake, outbox
 from core.models import Contact, Inbound, InboundStatus, Outbox, OutboxStatus, Role
-from core.users import WeakPassword, create_user, issue_api_token, revoke_api_token, set_password
+from core.users import WeakPassword, create_user, issue_api_token, revoke_api_token, set_password, set_role
 from web.db import db
 from web.security import current_user, roles
 
@@ -70,7 +70,7 @@ def requeue(inbound_id: int):  # type: ignore[no-untyped-def]
 @bp.post("/quarantine/<int:inbound_id>/discard")
 @roles(Role.ADMIN)
 def discard(inbound_id: int):  # type: ignore[no-untyped-def]
-    actor = current_user().email  # type: ignore[union-attr]
+    actor = _actor()
     reason = request.form.get("reason") or ""
     return _quarantine_action(
         lambda: intake.discard(db(), inbound_id, actor, reason), f"Mail {inbound_id} discarded; its raw bytes are kept."
@@ -132,13 +132,17 @@ def add_user():  # type: ignore[no-untyped-def]
         flash("An email address is needed.", "error")
         return redirect(url_for("admin.users"))
     try:
-        create_user(db(), email, _role(request.form.get("role")), request.form.get("password") or "")
+        create_user(db(), email, _role(request.form.get("role")), request.form.get("password") or "", actor=_actor())
     except WeakPassword as exc:
         flash(str(exc), "error")
         return redirect(url_for("admin.users"))
     db().commit()
     flash(f"{email} can now log in.", "info")
     return redirect(url_for("admin.users"))
+
+
+def _actor() -> str:
+    return current_user().email  # type: ignore[union-attr]
 
 
 def _user(user_id: int) -> Contact:
@@ -156,7 +160,7 @@ def change_role(user_id: int):  # type: ignore[no-untyped-def]
     if user.id == current_user().id and role is not Role.ADMIN:  # type: ignore[union-attr]
         flash("You cannot take the admin role from yourself.", "error")
         return redirect(url_for("admin.users"))
-    user.role = role
+    set_role(db(), user, role, actor=_actor())
     db().commit()
     flash(f"{user.email} is now {role.value}.", "info")
     return redirect(url_for("admin.users"))
@@ -167,7 +171,7 @@ def change_role(user_id: int):  # type: ignore[no-untyped-def]
 def change_password(user_id: int):  # type: ignore[no-untyped-def]
     user = _user(user_id)
     try:
-        set_password(db(), user, request.form.get("password") or "")
+        set_password(db(), user, request.form.get("password") or "", actor=_actor())
     except WeakPassword as exc:
         flash(str(exc), "error")
         return redirect(url_for("admin.users"))
@@ -181,11 +185,11 @@ def change_password(user_id: int):  # type: ignore[no-untyped-def]
 def token(user_id: int):  # type: ignore[no-untyped-def]
     user = _user(user_id)
     if request.form.get("action") == "revoke":
-        revoke_api_token(db(), user)
+        revoke_api_token(db(), user, actor=_actor())
         db().commit()
         flash(f"API token of {user.email} revoked.", "info")
         return redirect(url_for("admin.users"))
-    new_token = issue_api_token(db(), user)
+    new_token = issue_api_token(db(), user, actor=_actor())
     db().commit()
     # Shown once, in this response only: it is stored hashed.
     return _users_page(token=(user.email, new_token))

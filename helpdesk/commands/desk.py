@@ -75,7 +75,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     app = build_app(args)
     try:
         with transaction(app.factory) as session:
-            user = users.create_user(session, args.email, role, password)
+            user = users.create_user(session, args.email, role, password, actor=cli_actor())
             print(f"{user.email}: {user.role.value}")
     except ValueError as exc:
         print(f"helpdesk user add: {exc}", file=sys.stderr)
