@@ -32,7 +32,7 @@ from core.models import (
 )
 from core.notify import enqueue
 from core.settings import Settings
-from core.sla import aware
+from core.models import aware
 
 __all__ = [
     "AccessError", "PolicyViolation", "decide", "expiring", "open_request", "read_request", "revoke", "warn_expiring",

@@ -12,7 +12,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from core.locks import transaction_memo
 from core.mail import ParsedMail
 from core.loopguard import Verdicts
-from core.models import Contact, Message, Outbox, Role, Ticket, TicketStatus, Watcher, utcnow
+from core.models import Contact, Message, Outbox, Role, Ticket, TicketStatus, Watcher, aware, utcnow
 from core.settings import Settings
 
 _OUR_MID = re.compile(r"^hd\.(\d+)\.([0-9a-z]+)\.([0-9a-f]{12})@(.+)$")
@@ -229,7 +229,7 @@ def _closed_too_long(settings: Settings, ticket: Ticket, now: datetime) -> bool:
     closed = ticket.closed_at or ticket.updated_at
     if closed is None:
         return True
-    closed = closed if closed.tzinfo else closed.replace(tzinfo=timezone.utc)
+    closed = aware(closed)
     return now - closed > timedelta(days=settings.conversation.closed_reopen_days)
 
 

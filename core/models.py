@@ -30,6 +30,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def aware(at: datetime) -> datetime:
+    """SQLite gives datetimes back naive; they are UTC."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON, list[Any]: JSON}
 

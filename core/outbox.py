@@ -7,13 +7,13 @@ Several senders may share one PostgreSQL database: rows are claimed with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
-from core.models import Outbox, OutboxStatus, utcnow
+from core.models import Outbox, OutboxStatus, aware, utcnow
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def mark_failed(
     row.last_error = error[:2000]
     row.claimed_until = None
     retry_at = now + policy.delay(row.attempts)
-    if permanent or (row.deadline_at is not None and _aware(retry_at) > _aware(row.deadline_at)):
+    if permanent or (row.deadline_at is not None and aware(retry_at) > aware(row.deadline_at)):
         row.status = OutboxStatus.FAILED
     else:
         row.status = OutboxStatus.PENDING
@@ -106,10 +106,3 @@ def retry(session: Session, outbox_id: int) -> Outbox:
     row.next_attempt_at = utcnow()
     row.deadline_at = utcnow() + timedelta(days=2)
     return row
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes even for timezone-aware columns.
-    from datetime import timezone
-
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -28,6 +28,7 @@ from core.models import (
     SlaMetric,
     Ticket,
     TicketStatus,
+    aware,
 )
 from core.notify import enqueue
 from core.settings import BusinessHours, Settings, SlaSettings, SlaTarget
@@ -41,11 +42,6 @@ OPEN = (
     TicketStatus.AWAITING_APPROVAL,
     TicketStatus.IN_PROGRESS,
 )
-
-
-def aware(at: datetime) -> datetime:
-    """SQLite gives datetimes back naive; they are UTC."""
-    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
 
 
 # --- business time ----------------------------------------------------------------------

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from email.message import Message
 from email.generator import BytesGenerator
-from email.policy import Compat32, compat32
+from email.policy import Compat32
 from io import BytesIO
 
 from core.mail import Part

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from core import reports
 from core.models import Role, Ticket, TicketKind, utcnow
-from core.sla import aware
+from core.models import aware
 from web.charts import Series, bars, stacked_columns
 from web.db import db
 from web.security import roles

@@ -10,7 +10,7 @@ from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
 from core.models import Role
-from core.sla import aware
+from core.models import aware
 from web.security import current_user, allowed_roles
 
 NAV = (

@@ -15,7 +15,7 @@ from core.db import transaction
 from core.mail import Address, ParsedMail
 from core.models import AccessStatus, Fulfilment, Outbox, Role, Ticket, TicketKind, TicketStatus, utcnow
 from core.settings import AccessSettings, Settings
-from core.sla import aware
+from core.models import aware
 
 SETTINGS = Settings(data_dir=Path("."), database_url="sqlite://", address="help@example.org")
 

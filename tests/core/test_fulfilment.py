@@ -16,7 +16,7 @@ from core.db import transaction
 from core.fulfilment import FulfilmentError, Step
 from core.models import Outbox, Role, TicketKind, TicketStatus
 from core.settings import AccessSettings, Settings
-from core.sla import aware
+from core.models import aware
 
 SETTINGS = Settings(data_dir=Path("."), database_url="sqlite://", address="help@example.org")
 

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from core import access, users
 from core.models import AccessGrant, AccessRequest, AccessStatus, utcnow
-from core.sla import aware
+from core.models import aware
 from tests.e2e.itil_desk import Desk, add_users, desk, mail, text, to
 from tests.servers.imap import DovecotServer
 from tests.servers.smtp import SmtpSink
