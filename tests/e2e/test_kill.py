@@ -78,9 +78,11 @@ def test_poller_killed_at_random_moments_loses_nothing_and_duplicates_nothing(
             dovecot.append_many(wave)
         run(env, "poll", "--once", timeout=120)
         _assert_every_mail_once(engine, dovecot, len(mails))
+        with engine.connect() as conn:
+            runs = Counter(conn.scalars(select(Inbound.attempts)))
     finally:
         engine.dispose()
-    print(f"\nkill test: seed {seed}, {sum(kills.values())} kills ({dict(kills)}), {len(mails)} mails delivered")
+    print(f"\nkill test: seed {seed}, {sum(kills.values())} kills ({dict(kills)}), {len(mails)} mails delivered, runs per mail {dict(sorted(runs.items()))}")
 
 
 def _until(check, timeout: float) -> None:  # type: ignore[no-untyped-def]
@@ -95,9 +97,10 @@ def _assert_every_mail_once(engine, dovecot: DovecotServer, delivered: int) -> N
                            for s in conn.scalars(select(Inbound.status)))
         subjects = list(conn.scalars(select(Ticket.subject)))
         message_ids = Counter(conn.scalars(select(Message.message_id).where(Message.inbound_id.is_not(None))))
+        reasons = list(conn.scalars(select(Inbound.reason).where(Inbound.status == InboundStatus.QUARANTINED)))
     # Every delivered copy was stored exactly once (UIDs are unique per mailbox) and none is left over.
     assert sum(statuses.values()) == delivered, statuses
-    assert statuses[InboundStatus.PROCESSED] == MAILS, statuses
+    assert statuses[InboundStatus.PROCESSED] == MAILS, (statuses, reasons)
     assert statuses[InboundStatus.DUPLICATE] == len(REDELIVERED), statuses
     # One ticket per mail, found by its token; one stored message per Message-ID.
     per_token = Counter(next((n for n in range(MAILS) if token(n) in s), -1) for s in subjects)
