@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -54,14 +54,17 @@ def _working_windows(start: datetime, end: datetime, hours: BusinessHours) -> li
     last = end.astimezone(tz).date()
     while day <= last:
         if day.weekday() in hours.weekdays and day not in hours.holidays:
-            windows.append((datetime.combine(day, hours.start, tz), datetime.combine(day, hours.end, tz)))
+            # In UTC: arithmetic between two datetimes of one zone is wall-clock time, wrong by
+            # an hour across a daylight-saving change.
+            opens, closes = datetime.combine(day, hours.start, tz), datetime.combine(day, hours.end, tz)
+            windows.append((opens.astimezone(timezone.utc), closes.astimezone(timezone.utc)))
         day += timedelta(days=1)
     return windows
 
 
 def business_time(start: datetime, end: datetime, hours: BusinessHours | None) -> timedelta:
     """How much of [start, end) counts: all of it, or only the working hours."""
-    start, end = aware(start), aware(end)
+    start, end = aware(start).astimezone(timezone.utc), aware(end).astimezone(timezone.utc)
     if end <= start:
         return timedelta(0)
     if hours is None:
@@ -76,7 +79,7 @@ def business_time(start: datetime, end: datetime, hours: BusinessHours | None) -
 
 def add_business_time(start: datetime, amount: timedelta, hours: BusinessHours | None) -> datetime:
     """The instant at which ``amount`` of counted time has passed since ``start``."""
-    start = aware(start)
+    start = aware(start).astimezone(timezone.utc)
     if hours is None:
         return start + amount
     left = amount

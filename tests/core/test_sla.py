@@ -134,6 +134,17 @@ def test_business_hours_skip_nights_weekends_and_holidays():
     assert sla.add_business_time(_berlin(2026, 11, 28, 12), timedelta(hours=25), HOURS) == _berlin(2026, 12, 2, 13)
 
 
+def test_business_hours_across_a_daylight_saving_change_count_real_time():
+    mornings = BusinessHours(timezone=BERLIN, weekdays=frozenset(range(7)), start=time(0), end=time(12))
+    # Berlin moves its clocks forward at 02:00 on 29 March 2026 and back at 03:00 on 25 October.
+    spring, autumn = _berlin(2026, 3, 29, 0), _berlin(2026, 10, 25, 0)
+    assert sla.business_time(spring, _berlin(2026, 3, 29, 12), mornings) == timedelta(hours=11)
+    assert sla.business_time(autumn, _berlin(2026, 10, 25, 12), mornings) == timedelta(hours=13)
+    assert sla.add_business_time(spring, timedelta(hours=11), mornings) == _berlin(2026, 3, 29, 12)
+    assert sla.add_business_time(autumn, timedelta(hours=13), mornings) == _berlin(2026, 10, 25, 12)
+    assert sla.business_time(spring, _berlin(2026, 3, 30, 0), None) == timedelta(hours=23)
+
+
 def test_new_ticket_gets_due_time_from_its_priority_in_business_hours(sqlite_session_factory):
     settings = replace(SETTINGS, sla=replace(SETTINGS.sla, business_hours=HOURS))
     with transaction(sqlite_session_factory) as session:
