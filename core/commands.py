@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import access, audit, conversation, fulfilment, tickets
+from core import access, audit, conversation, fulfilment, processes, tickets
 from core.mail import ParsedMail
 from core.approval import PolicyViolation
 from core.models import (
@@ -240,6 +240,7 @@ def apply_commands(
                 outcomes.append(f"{command.line}: " + _fulfilment(session, settings, ticket, agent, command))
                 continue
             fields = _fields(session, settings, agent, command)
+            processes.check_staff_change(session, ticket, fields)
             changed = tickets.change(session, ticket, agent.email, reason=f"by email: {command.line}", **fields)
         except (CommandError, tickets.TicketError, fulfilment.FulfilmentError) as exc:
             outcomes.append(f"{command.line}: not applied, {exc}")

@@ -129,22 +129,27 @@ def advance(
     current = step_of(ticket)
     if to not in _NEXT[current]:
         raise FulfilmentError(f"a request that is {current.value} cannot become {to.value}")
-    record = session.get(Fulfilment, ticket.id)
-    if to in (Step.IN_PROGRESS, Step.FULFILLED):
-        _ensure_approved(ticket, record)
-    if to is Step.FULFILLED and record is not None:
-        undone = [c["step"] for c in record.checklist if not c.get("done_at")]
-        if undone:
-            raise FulfilmentError(f"checklist not done: {'; '.join(undone)}")
+    _check_work(ticket, session.get(Fulfilment, ticket.id), to)
     tickets.change(session, ticket, actor, status=STATUS_OF[to], reason=reason)
     _tell_user(session, settings, ticket, to, reason)
     return to
 
 
-def _ensure_approved(ticket: Ticket, record: Fulfilment | None) -> None:
-    # Checked on the work itself: an agent may have set the ticket's status by hand.
-    if record is not None and record.approval_needed and not record.approved:
+def check_status(session: Session, ticket: Ticket, status: TicketStatus) -> None:
+    """Refuse a status set by hand (console, API, ``#resolve``) that the steps themselves would refuse."""
+    step = _STEP_OF.get(status)
+    if step in (Step.IN_PROGRESS, Step.FULFILLED):
+        _check_work(ticket, session.get(Fulfilment, ticket.id), step)
+
+
+def _check_work(ticket: Ticket, record: Fulfilment | None, to: Step) -> None:
+    if record is None or to not in (Step.IN_PROGRESS, Step.FULFILLED):
+        return
+    if record.approval_needed and not record.approved:
         raise FulfilmentError(f"request #{ticket.id} has not been approved")
+    undone = [c["step"] for c in record.checklist if not c.get("done_at")]
+    if to is Step.FULFILLED and undone:
+        raise FulfilmentError(f"checklist not done: {'; '.join(undone)}")
 
 
 def _tell_user(session: Session, settings: Settings, ticket: Ticket, step: Step, reason: str | None) -> None:
@@ -197,7 +202,7 @@ def complete_step(session: Session, ticket: Ticket, index: int, actor: Contact) 
         raise FulfilmentError(f"request #{ticket.id} has no checklist step {index + 1}")
     if step_of(ticket) is not Step.IN_PROGRESS:
         raise FulfilmentError(f"request #{ticket.id} is not in progress")
-    _ensure_approved(ticket, record)
+    _check_work(ticket, record, Step.IN_PROGRESS)  # the status may have been set by hand before this check existed
     if record.checklist[index].get("done_at"):
         raise FulfilmentError(f"step {index + 1} is already done (by {record.checklist[index].get('done_by')})")
     checklist = [dict(c) for c in record.checklist]

@@ -1,7 +1,8 @@
-"""Starting the ITIL process that a new ticket belongs to.
+"""Starting the ITIL process that a new ticket belongs to, and keeping hand-made changes within it.
 
 Intake opens the ticket; this module hands it to its process: request fulfilment for a
 catalogue item, access management for an access request, and SLA clocks for everything.
+Staff set statuses by hand (console, API, ``#resolve`` by email); those may not skip a step.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 from core import access, fulfilment, sla, tickets
 from core.catalogue import Catalogue
 from core.mail import ParsedMail
-from core.models import Ticket, TicketKind
+from core.models import Ticket, TicketKind, TicketStatus
 from core.settings import Settings
 
 
@@ -25,3 +26,18 @@ def start(session: Session, settings: Settings, catalogue: Catalogue, ticket: Ti
         if item is not None:
             fulfilment.start(session, settings, ticket, item)
     sla.start(settings, ticket)
+
+
+def check_staff_change(session: Session, ticket: Ticket, fields: dict[str, object]) -> None:
+    """Refuse a status set by hand that would skip a process's own steps (raises ``tickets.TicketError``)."""
+    status = fields.get("status")
+    if not isinstance(status, TicketStatus) or status is ticket.status:
+        return
+    if status is TicketStatus.AWAITING_APPROVAL:
+        raise tickets.TicketError("a ticket awaits approval only when its process asks for one")
+    if ticket.status is TicketStatus.AWAITING_APPROVAL:
+        raise tickets.TicketError(f"#{ticket.id} is awaiting approval: approve or reject it first")
+    try:
+        fulfilment.check_status(session, ticket, status)
+    except fulfilment.FulfilmentError as exc:
+        raise tickets.TicketError(str(exc)) from exc

@@ -13,7 +13,7 @@ import nh3
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from core import audit, fulfilment, queue, sla
+from core import audit, fulfilment, processes, queue, sla
 from core import tickets as ticket_service
 from core.attachments import AttachmentStore
 from core.models import (
@@ -247,6 +247,7 @@ def _assignable(email: str) -> Contact:
 
 def change_ticket(ticket: Ticket, actor: Contact, fields: dict[str, Any], reason: str | None) -> dict[str, Any]:
     """Change a ticket, audited; a new status is mailed to requester and watchers, as ``#resolve`` by email is."""
+    processes.check_staff_change(db(), ticket, fields)
     changed = ticket_service.change(db(), ticket, actor.email, reason=reason, **fields)
     if "status" in changed:
         notify_status(db(), current_app.extensions["helpdesk"].settings, ticket, actor=actor.email)

@@ -68,3 +68,11 @@ def test_fulfilled_on_an_incident_is_refused(desk: Desk) -> None:
     assert f"#done 1: not applied, request #{number} has no checklist step 1" in log
     assert f"#fulfilled: not applied, #{number} is not a service request with a checklist" in log
     assert desk.ticket(number)["status"] == "new"
+
+
+def test_resolve_by_email_cannot_skip_the_checklist(desk: Desk) -> None:
+    number = desk.deliver(mail(USER, "Password reset please", "I forgot my password.")).ticket_id
+    assert number is not None
+    desk.deliver(_answer(desk, number, "#resolve\n"))
+    assert "#resolve: not applied, checklist not done" in _notes(desk, number)[-1]
+    assert desk.ticket(number)["status"] == "in_progress"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from core import audit, fulfilment, tickets
+from core import audit, fulfilment, processes, tickets
 from core.approval import PolicyViolation
 from core.catalogue import CatalogueError, catalogue_for, load_catalogue
 from core.db import transaction
@@ -160,3 +160,36 @@ def test_request_put_in_progress_by_hand_is_not_worked_or_fulfilled_before_appro
         with pytest.raises(FulfilmentError, match="not been approved"):
             fulfilment.fulfil(session, SETTINGS, ticket, agent)
         assert ticket.status is TicketStatus.IN_PROGRESS
+
+
+def test_status_set_by_hand_cannot_skip_approval_or_the_checklist(sqlite_session_factory):
+    with transaction(sqlite_session_factory) as session:
+        ticket, item = _request(session, "new-software", "Please install Inkscape")
+        fulfilment.start(session, SETTINGS, ticket, item)
+        assert ticket.status is TicketStatus.AWAITING_APPROVAL
+        for status in (TicketStatus.OPEN, TicketStatus.IN_PROGRESS, TicketStatus.RESOLVED, TicketStatus.CLOSED):
+            with pytest.raises(tickets.TicketError, match="awaiting approval"):
+                processes.check_staff_change(session, ticket, {"status": status})
+        approver = tickets.contact_for(session, "ann@example.org")
+        approver.role = Role.APPROVER
+        fulfilment.decide(session, SETTINGS, ticket, approver, approve=True, reason="ok")
+        assert ticket.status is TicketStatus.IN_PROGRESS
+        with pytest.raises(tickets.TicketError, match="checklist not done"):
+            processes.check_staff_change(session, ticket, {"status": TicketStatus.RESOLVED})
+        with pytest.raises(tickets.TicketError, match="only when its process asks"):
+            processes.check_staff_change(session, ticket, {"status": TicketStatus.AWAITING_APPROVAL})
+        processes.check_staff_change(session, ticket, {"status": TicketStatus.PENDING})  # waiting on the user: fine
+        agent = tickets.contact_for(session, "gina@example.org")
+        for index in range(len(item.steps)):
+            fulfilment.complete_step(session, ticket, index, agent)
+        processes.check_staff_change(session, ticket, {"status": TicketStatus.RESOLVED})  # now allowed
+
+
+def test_incident_status_is_free_to_change_by_hand_but_never_to_awaiting_approval(sqlite_session_factory):
+    with transaction(sqlite_session_factory) as session:
+        user = tickets.contact_for(session, "erin@example.org")
+        ticket = tickets.open_ticket(session, requester=user, subject="VPN down", kind=TicketKind.INCIDENT, category="network")
+        for status in (TicketStatus.IN_PROGRESS, TicketStatus.RESOLVED, TicketStatus.CLOSED):
+            processes.check_staff_change(session, ticket, {"status": status})
+        with pytest.raises(tickets.TicketError):
+            processes.check_staff_change(session, ticket, {"status": TicketStatus.AWAITING_APPROVAL})

@@ -80,3 +80,18 @@ def test_approver_sees_the_checklist_without_buttons_and_may_not_tick(
     assert "Verify the caller&#39;s identity" in page and _step_buttons(page) == []
     token = csrf_token(approver, f"/tickets/{number}")
     assert approver.post(f"/tickets/{number}/steps/1/done", data={"csrf_token": token}).status_code == 403
+
+
+def test_change_form_cannot_resolve_a_request_with_steps_left_or_put_it_awaiting_approval(
+    as_agent: FlaskClient, factory, settings: Settings
+) -> None:
+    number = _password_reset(factory, settings)
+    token = csrf_token(as_agent, f"/tickets/{number}")
+    for status, why in (("resolved", "checklist not done"), ("awaiting_approval", "only when its process asks")):
+        page = as_agent.post(f"/tickets/{number}/change", data={"csrf_token": token, "status": status},
+                             follow_redirects=True).get_data(as_text=True)
+        assert why in page
+        with factory() as session:
+            ticket = session.get(Ticket, number)
+            assert ticket is not None and ticket.status is TicketStatus.IN_PROGRESS
+    assert _fulfilled_mails(factory) == []
