@@ -28,6 +28,13 @@ def start(session: Session, settings: Settings, catalogue: Catalogue, ticket: Ti
     sla.start(settings, ticket)
 
 
+def statuses_by_hand(ticket: Ticket) -> list[TicketStatus]:
+    """What a change form offers: the current status, and those staff may set (see ``check_staff_change``)."""
+    if ticket.status is TicketStatus.AWAITING_APPROVAL:
+        return [ticket.status]
+    return [s for s in TicketStatus if s is not TicketStatus.AWAITING_APPROVAL]
+
+
 def check_staff_change(session: Session, ticket: Ticket, fields: dict[str, object]) -> None:
     """Refuse a status set by hand that would skip a process's own steps (raises ``tickets.TicketError``)."""
     status = fields.get("status")

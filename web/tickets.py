@@ -133,7 +133,7 @@ def show(number: int):  # type: ignore[no-untyped-def]
         sla=queue.sla_state(db(), ticket),
         clocks=sla.clocks(db(), current_app.extensions["helpdesk"].settings, ticket, utcnow()),
         kinds=list(TicketKind),
-        statuses=list(TicketStatus),
+        statuses=processes.statuses_by_hand(ticket),
         priorities=PRIORITIES,
         agents=queue.agents(db()),
         may_act=current_user().role in WORKERS,  # type: ignore[union-attr]
