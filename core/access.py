@@ -282,10 +282,11 @@ def active_grants(session: Session, contact: Contact, now: datetime | None = Non
 def revoke(
     session: Session, settings: Settings, grant: AccessGrant, actor: Contact | str, reason: str
 ) -> AccessGrant:
-    """Take access away before (or at) its expiry; ``actor`` is staff, or "system" for expiry runs."""
+    """Take access away before (or at) its expiry; ``actor`` is an approver or admin, or "system" for expiry runs."""
     who = actor if isinstance(actor, str) else actor.email
-    if not isinstance(actor, str) and actor.role is Role.USER:
-        raise PolicyViolation(f"{actor.email} may not revoke access")
+    if not isinstance(actor, str) and actor.role not in (Role.APPROVER, Role.ADMIN):
+        # Those who may grant access take it away; the console's grant register says the same.
+        raise PolicyViolation(f"{actor.email} may not revoke access: only approvers and admins do")
     if grant.revoked_at is not None:
         raise AccessError(f"grant {grant.id} was already revoked")
     grant.revoked_at, grant.revoked_by, grant.revoke_reason = utcnow(), who, reason
