@@ -114,6 +114,7 @@ class Settings:
     lease_seconds: float = 60.0
     web_host: str = "127.0.0.1"
     web_port: int = 8080
+    web_proxies: int = 0  # trusted reverse proxies in front of the console (TLS ends there)
     agent_addresses: tuple[str, ...] = field(default_factory=tuple)
     sla: SlaSettings = field(default_factory=SlaSettings)
     access: AccessSettings = field(default_factory=AccessSettings)

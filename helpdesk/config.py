@@ -63,6 +63,7 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_MAX_MESSAGE_BYTES": "attachment bytes kept per mail (default 26214400 = 25 MB)",
     "HELPDESK_WEB_HOST": "console address (default 127.0.0.1)",
     "HELPDESK_WEB_PORT": "console port (default 8080)",
+    "HELPDESK_WEB_PROXIES": "reverse proxies in front of the console whose X-Forwarded-* headers are trusted (default 0)",
     "HELPDESK_RULES_FILE": "classification rules (TOML; default DATA_DIR/rules.toml if present, else the shipped rules)",
     "HELPDESK_CATALOGUE_FILE": "service catalogue (TOML; default DATA_DIR/catalogue.toml if present, else shipped)",
     "HELPDESK_SLA_TARGETS": "response/resolution per priority, e.g. 'P1=15m/4h,P2=1h/8h' (defaults P1..P5)",
@@ -226,6 +227,7 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         lease_seconds=_float("HELPDESK_LEASE_SECONDS", get("HELPDESK_LEASE_SECONDS") or "60"),
         web_host=get("HELPDESK_WEB_HOST") or "127.0.0.1",
         web_port=_int("HELPDESK_WEB_PORT", get("HELPDESK_WEB_PORT") or "8080", low=0, high=65535),
+        web_proxies=_int("HELPDESK_WEB_PROXIES", get("HELPDESK_WEB_PROXIES") or "0", low=0, high=10),
         sla=_sla(get),
         access=AccessSettings(
             grant_days=_int("HELPDESK_ACCESS_GRANT_DAYS", get("HELPDESK_ACCESS_GRANT_DAYS") or "90", low=1),

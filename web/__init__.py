@@ -13,6 +13,7 @@ from importlib import resources
 from flask import Flask, jsonify
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core.search import ensure_index
 from core.settings import Settings
@@ -50,6 +51,11 @@ def create_app(settings: Settings, session_factory: sessionmaker[Session], *, te
     bind = session_factory.kw.get("bind")
     if bind is not None:
         ensure_index(bind)
+
+    if settings.web_proxies:
+        # Only as many hops as are really ours: a client could send X-Forwarded-* itself.
+        n = settings.web_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
 
     csrf = CSRFProtect(app)
     db.install(app)

@@ -40,6 +40,7 @@ def test_environment_overrides_the_toml_file(tmp_path: Path) -> None:
         ({"HELPDESK_IMAP_HOST": "x", "HELPDESK_IMAP_USER": "u", "HELPDESK_IMAP_PORT": "seven"}, "HELPDESK_IMAP_PORT"),
         ({"HELPDESK_SMTP_HOST": "x", "HELPDESK_SMTP_PORT": "70000"}, "HELPDESK_SMTP_PORT"),
         ({"HELPDESK_ADDRESS": "not an address"}, "HELPDESK_ADDRESS"),
+        ({"HELPDESK_WEB_PROXIES": "-1"}, "HELPDESK_WEB_PROXIES"),
         ({"HELPDESK_DATABASE_URL": "mysql://x"}, "HELPDESK_DATABASE_URL"),
         ({"HELPDESK_POLL_INTERVAL": "-1"}, "HELPDESK_POLL_INTERVAL"),
         ({"HELPDESK_SLA_TARGETS": "P1=fast"}, "HELPDESK_SLA_TARGETS"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 import re
 
 import pytest
@@ -17,6 +18,7 @@ from core.models import Attachment, Contact, Message, Role
 from core.settings import Settings
 from core.users import issue_api_token
 from tests.web.conftest import PASSWORD, STAFF, csrf_token, login, make_ticket
+from web import create_app
 from web.security import allowed_roles
 
 PUBLIC = {"static", "auth.login", "health"}
@@ -256,3 +258,22 @@ def test_attachment_names_of_any_script_or_with_line_breaks_download_under_a_hea
     # RFC 6266: a plain ASCII name for old clients, the real name UTF-8 encoded for the rest.
     assert 'filename="Bericht Marz X-Evil: 1.pdf"' in disposition
     assert "filename*=UTF-8''Bericht%20M%C3%A4rz%20%E2%82%AC%20X-Evil%3A%201.pdf" in disposition
+
+
+@pytest.mark.parametrize("proxies", [0, 1])
+def test_behind_a_tls_proxy_the_cookie_is_secure_only_when_the_proxy_is_trusted(
+    settings: Settings, factory, proxies: int
+) -> None:
+    client = create_app(replace(settings, web_proxies=proxies), factory, testing=True).test_client()
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "help.example.org", "X-Forwarded-For": "203.0.113.9"}
+    page = client.get("/login", headers=forwarded).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    referer = "https://help.example.org/login" if proxies else "http://localhost/login"
+    response = client.post(
+        "/login", data={"email": STAFF[Role.AGENT], "password": PASSWORD, "csrf_token": token},
+        headers=forwarded | {"Referer": referer},
+    )
+    assert response.status_code == 302
+    # Trusted, the proxy's word that the client spoke TLS counts; untrusted, a client could forge it.
+    assert ("Secure" in _session_cookie(response)) == bool(proxies)
+    assert ("Strict-Transport-Security" in response.headers) == bool(proxies)
