@@ -40,9 +40,11 @@ def _free_port(preferred: int) -> int:
     raise OSError("no free port on 127.0.0.1")
 
 
-def _wait_port(port: int, timeout: float = 15.0) -> None:
+def _wait_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise OSError(f"demo server for port {port} exited (code {proc.returncode})")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -108,21 +110,36 @@ class DemoServers:
         self.state_file.unlink(missing_ok=True)
 
 
+def _start_pymap() -> tuple[int, subprocess.Popen[bytes]]:
+    """pymap on 1143, or any free port: another program may take the port between our check and pymap's bind."""
+    pymap_bin = Path(sys.executable).with_name("pymap")
+    command = [str(pymap_bin)] if pymap_bin.exists() else [sys.executable, "-c", "from pymap.main import main; main()"]
+    for preferred in (1143, 0, 0):
+        port = _free_port(preferred)
+        proc = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port), "--no-tls", "dict",
+             "--demo-user", DEMO_USER, "--demo-password", DEMO_PASSWORD],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_port(port, proc=proc)
+        except OSError as exc:
+            log.warning("demo IMAP server did not start on port %s (%s); trying another port", port, exc)
+            proc.kill()
+            proc.wait()
+            continue
+        return port, proc
+    raise OSError("the demo IMAP server (pymap) did not start")
+
+
 def start(settings: Settings) -> DemoServers:
     from aiosmtpd.controller import Controller
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every connection at INFO
-    imap_port, smtp_port = _free_port(1143), _free_port(1025)
-    pymap_bin = Path(sys.executable).with_name("pymap")
-    command = [str(pymap_bin)] if pymap_bin.exists() else [sys.executable, "-c", "from pymap.main import main; main()"]
-    proc = subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", str(imap_port), "--no-tls", "dict",
-         "--demo-user", DEMO_USER, "--demo-password", DEMO_PASSWORD],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    _wait_port(imap_port)
+    imap_port, proc = _start_pymap()
+    smtp_port = _free_port(1025)
     mailbox = MailboxSettings(
         name="demo", host="127.0.0.1", port=imap_port, user=DEMO_USER, password=DEMO_PASSWORD,
         tls=TlsMode.NONE, folder="INBOX", processed_folder="Processed", address=settings.address,

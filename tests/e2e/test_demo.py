@@ -102,6 +102,9 @@ def test_run_starts_demo_mail_becomes_ticket_ack_delivered_reply_threads(tmp_pat
         # The ticket is visible in the console, with the demo login `make run` printed.
         queue = _console_page(url, login.group(1), login.group(2), "/tickets")
         assert "Printer on floor 3 is jammed" in queue
+    except AssertionError as exc:
+        exc.add_note("helpdesk run's log:\n" + (tmp_path / "run.log").read_text(errors="replace")[-4000:])
+        raise
     finally:
         proc.send_signal(signal.SIGINT)
         try:
