@@ -22,7 +22,8 @@ from core.models import (
     Watcher,
     utcnow,
 )
-from core.notify import AutoSubmitted, OutboundAttachment, enqueue, public_recipients
+from core.attachments import store_for
+from core.notify import AutoSubmitted, OutboundAttachment, enqueue, fit_attachments, public_recipients
 from core.settings import Settings
 
 KIND_LABELS = {
@@ -250,6 +251,26 @@ def reply(
         message.from_name = author.name
         message.text = text
     return message
+
+
+def reply_with_files(
+    session: Session, settings: Settings, ticket: Ticket, author: Contact, text: str,
+    files: Sequence[OutboundAttachment],
+) -> tuple[Message, list[str]]:
+    """A public reply with files an agent uploaded: all kept on the ticket, mailed as far as they fit.
+
+    Returns the reply and the names of the files left out of the mail (over ``max_message_bytes``).
+    """
+    store = store_for(settings)
+    kept = [
+        Attachment(filename=f.filename, content_type=f.content_type, size=len(f.data), sha256=store.put(f.data))
+        for f in files
+    ]
+    mailed, too_big = fit_attachments(settings, files)
+    message = reply(session, settings, ticket, author, text, attachments=mailed)
+    message.attachments.extend(kept)
+    session.flush()
+    return message, too_big
 
 
 def add_note(session: Session, ticket: Ticket, author: Contact, text: str) -> Message:

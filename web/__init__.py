@@ -57,6 +57,7 @@ def create_app(settings: Settings, session_factory: sessionmaker[Session], *, te
         n = settings.web_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
 
+    app.before_request(tickets.make_room_for_reply_files)  # before CSRF protection reads the body
     csrf = CSRFProtect(app)
     db.install(app)
     security.install(app)

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 import nh3
-from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
 from core import audit, fulfilment, processes, queue, sla
@@ -19,7 +19,7 @@ from core.attachments import AttachmentStore
 from core.models import (
     AccessRequest, Attachment, Contact, Fulfilment, Message, Role, Ticket, TicketKind, TicketStatus, utcnow,
 )
-from core.notify import notify_status
+from core.notify import OutboundAttachment, notify_status
 from core.priority import priority_for
 from core.queue import QueueQuery, SlaState, Sort
 from web.db import db
@@ -31,6 +31,7 @@ PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
 # Shown in the browser as they are; everything else downloads as opaque bytes.
 _SAFE_TYPES = {"image/png", "image/jpeg", "image/gif", "application/pdf", "text/plain"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_UPLOAD_SLACK = 1024 * 1024  # the reply's text and the multipart framing around the files
 
 
 def _enum(cls: Any, raw: str | None) -> Any:
@@ -179,18 +180,46 @@ def _author() -> Contact:
     return user
 
 
+def make_room_for_reply_files() -> None:
+    """Let a signed-in user's reply carry files up to the mail size limit; every other request keeps the small one.
+
+    Runs before CSRF protection, which reads the form (and so the body) before the view.
+    """
+    if request.endpoint == "tickets.reply" and session.get("user_id") is not None:
+        request.max_content_length = current_app.extensions["helpdesk"].settings.max_message_bytes + _UPLOAD_SLACK
+
+
+def _upload_name(raw: str | None) -> str:
+    # Browsers send a bare name, some old ones a whole Windows path; never let a name carry a line break.
+    name = _CONTROL.sub(" ", (raw or "").replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    return unicodedata.normalize("NFC", name)[:200] or "attachment"
+
+
+def _uploads() -> list[OutboundAttachment]:
+    files = []
+    for upload in request.files.getlist("files"):
+        data = upload.read()
+        if upload.filename or data:  # a form with no file chosen still sends an empty part
+            files.append(OutboundAttachment(_upload_name(upload.filename), upload.mimetype or "application/octet-stream", data))
+    return files
+
+
 @bp.post("/tickets/<int:number>/reply")
 @roles(*WORKERS)
 def reply(number: int):  # type: ignore[no-untyped-def]
     ticket = _ticket_or_404(number)
     settings = current_app.extensions["helpdesk"].settings
     try:
-        ticket_service.reply(db(), settings, ticket, _author(), request.form.get("text", ""))
+        _, too_big = ticket_service.reply_with_files(
+            db(), settings, ticket, _author(), request.form.get("text", ""), _uploads()
+        )
     except ticket_service.TicketError as exc:
         flash(str(exc), "error")
         return redirect(url_for("tickets.show", number=number))
     db().commit()
     flash("Reply sent.", "info")
+    if too_big:
+        flash("Kept on the ticket but not mailed, over the mail size limit: " + ", ".join(too_big), "error")
     return redirect(url_for("tickets.show", number=number))
 
 
