@@ -157,6 +157,8 @@ def _token_ticket(settings: Settings, mail: ParsedMail) -> int | None:
 
 _STRONG = (MatchVia.REFERENCES, MatchVia.SIGNED_MESSAGE_ID)
 _FORWARD_SUBJECT = re.compile(r"^\s*(fwd?|fw|wg|tr|rv|doorst|vs|vb|i)\s*:", re.IGNORECASE)
+# Forward in one language, reply in another: "VS:" forwards in Norwegian and Danish, answers in Finnish.
+_AMBIGUOUS_PREFIXES = {"vs"}
 
 
 class Action(enum.Enum):
@@ -172,11 +174,15 @@ class Routing:
     reason: str
 
 
-def is_forward(mail: ParsedMail) -> bool:
-    """A forwarded mail: ``Fwd:`` in front of the subject, or a whole mail attached to a fresh message."""
-    if _FORWARD_SUBJECT.match(mail.subject or ""):
-        return True
+def is_forward(mail: ParsedMail, *, answers_ours: bool = False) -> bool:
+    """A forwarded mail: ``Fwd:`` in front of the subject, or a whole mail attached to a fresh message.
+
+    ``answers_ours``: In-Reply-To/References name one of our mails, so an ambiguous prefix is a reply.
+    """
     attached = any(p.content_type == "message/rfc822" for p in mail.attachments)
+    prefix = _FORWARD_SUBJECT.match(mail.subject or "")
+    if prefix:
+        return not (prefix.group(1).lower() in _AMBIGUOUS_PREFIXES and answers_ours and not attached)
     return attached and not mail.in_reply_to
 
 
@@ -185,7 +191,7 @@ def route(settings: Settings, mail: ParsedMail, match: ThreadMatch | None, verdi
     """Where a mail goes. A match only joins its ticket when the sender may join it (no hijacking)."""
     ticket = match.ticket if match is not None else None
     may_join = match is not None and (match.participant or match.token_valid or match.via in _STRONG)
-    if is_forward(mail):
+    if is_forward(mail, answers_ours=match is not None and match.via in _STRONG):
         routing = Routing(Action.OPEN, ticket, "forwarded mail starts a new ticket")
     elif match is None:
         routing = Routing(Action.OPEN, None, "no ticket matched")

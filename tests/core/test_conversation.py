@@ -93,16 +93,39 @@ def test_forwarded_mail_starts_a_new_ticket(desk: Desk) -> None:
     fwd = desk.deliver(mail(subject=f"Fwd: {ack['Subject']}", body="see below", in_reply_to=ack["Message-ID"]))
     assert fwd.created and desk.ticket(fwd.ticket_id)["linked_ticket"] == first.ticket_id
 
+    attached = desk.deliver(_with_attached_mail("look at this"))
+    assert attached.created and desk.ticket(attached.ticket_id)["linked_ticket"] is None
+
+
+def _with_attached_mail(subject: str, in_reply_to: str | None = None) -> bytes:
     outer = EmailMessage()
-    outer["From"], outer["To"], outer["Subject"] = "alice@example.com", "help@example.org", "look at this"
+    outer["From"], outer["To"], outer["Subject"] = "alice@example.com", "help@example.org", subject
     outer["Message-ID"] = make_msgid(domain="client.example")
+    if in_reply_to:
+        outer["In-Reply-To"] = in_reply_to
     outer.set_content("This came in, is it phishing?")
     inner = EmailMessage()
     inner["From"], inner["Subject"] = "bank@phish.example", "Your account"
     inner.set_content("click here")
     outer.add_attachment(inner)
-    attached = desk.deliver(outer.as_bytes())
-    assert attached.created and desk.ticket(attached.ticket_id)["linked_ticket"] is None
+    return outer.as_bytes()
+
+
+def test_finnish_vs_reply_to_our_mail_appends(desk: Desk) -> None:
+    first = desk.deliver(mail())
+    ack = _ack(desk, first.ticket_id)
+    reply = desk.deliver(mail(subject=f"VS: {ack['Subject']}", body="Kiitos, toimii.", in_reply_to=ack["Message-ID"]))
+    assert reply.ticket_id == first.ticket_id and not reply.created
+
+
+def test_vs_without_our_mail_or_with_an_attached_mail_stays_a_forward(desk: Desk) -> None:
+    first = desk.deliver(mail())
+    ack = _ack(desk, first.ticket_id)
+    # Only the subject tag: a Norwegian or Danish forward as far as we can tell.
+    tagged = desk.deliver(mail(subject=f"VS: {ack['Subject']}", body="se nedenfor"))
+    assert tagged.created and desk.ticket(tagged.ticket_id)["linked_ticket"] == first.ticket_id
+    attached = desk.deliver(_with_attached_mail(f"VS: {ack['Subject']}", in_reply_to=ack["Message-ID"]))
+    assert attached.created and desk.ticket(attached.ticket_id)["linked_ticket"] == first.ticket_id
 
 
 def test_cc_addresses_become_watchers_and_get_public_replies(desk: Desk) -> None:
