@@ -29,12 +29,13 @@ from core.models import (
     Inbound,
     InboundStatus,
     Message,
+    Outbox,
     RawMail,
     Ticket,
     TicketKind,
     utcnow,
 )
-from core.notify import AutoSubmitted, enqueue, notify_agents
+from core.notify import AutoSubmitted, enqueue, notify_agents, public_recipients
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,8 @@ class Intake:
             return self._finish(inbound, InboundStatus.IGNORED, reason="our own mail: " + "; ".join(verdicts.reasons))
         if verdicts.bounce or verdicts.feedback_report:
             return self._bounce(session, inbound, mail, undeliverable=verdicts.bounce)
+        if not verdicts.automatic:
+            self._delivers_again(session, inbound, mail)
 
         if not verdicts.mailing_list and (why := conversation.list_copy(self.settings, mail, self.own_addresses())):
             verdicts = replace(verdicts, mailing_list=True, reasons=(*verdicts.reasons, f"list-copy: {why}"))
@@ -268,20 +271,27 @@ class Intake:
         return self._finish(inbound, InboundStatus.PROCESSED if ticket_id else InboundStatus.IGNORED, ticket_id, reason=reason)
 
     def _bounce(self, session: Session, inbound: Inbound, mail: ParsedMail, *, undeliverable: bool = True) -> IntakeResult:
-        for address in loopguard.failed_recipients(mail) if undeliverable else []:
-            contact = session.scalars(select(Contact).where(Contact.email == address.lower())).first()
-            if contact is not None:
-                contact.undeliverable = True
-        ticket = None
+        ticket, sent_to = None, set[str]()
         for mid in loopguard.bounced_message_ids(mail):
+            for recipients in session.scalars(select(Outbox.recipients).where(Outbox.message_id == mid)):
+                sent_to.update(a.lower() for a in recipients)
             ticket_id = session.scalars(select(Message.ticket_id).where(Message.message_id == mid)).first()
             if ticket_id is None:
                 ticket_id = conversation.ticket_from_message_id(self.settings, mid)
             if ticket_id is not None and (ticket := session.get(Ticket, ticket_id)) is not None:
                 break
         if ticket is None:
+            # Flags nobody: a bounce of no mail of ours may be forged, and silencing someone is for good.
             kind = "bounce" if undeliverable else "feedback report"
             return self._finish(inbound, InboundStatus.IGNORED, reason=f"{kind} of no known mail")
+        mailed = sent_to or {a.lower() for a in public_recipients(ticket)}
+        for address in loopguard.failed_recipients(mail) if undeliverable else []:
+            if address not in mailed:
+                continue  # only someone the bounced mail went to
+            contact = session.scalars(select(Contact).where(Contact.email == address)).first()
+            if contact is not None and not contact.undeliverable:
+                contact.undeliverable = True
+                log.info("inbound %s: mail to %s bounced; no more automatic mail to it until it writes in", inbound.id, address)
         message = tickets.message_from_mail(mail, inbound_id=inbound.id, internal=True)
         tickets.append_message(session, ticket, message)
         return self._finish(
@@ -289,6 +299,14 @@ class Intake:
         )
 
     # -- helpers -------------------------------------------------------------------------------
+    def _delivers_again(self, session: Session, inbound: Inbound, mail: ParsedMail) -> None:
+        """Someone whose address bounced writes in themselves: their mailbox works again."""
+        address = (mail.from_.address if mail.from_ else mail.sender or "").lower()
+        contact = session.scalars(select(Contact).where(Contact.email == address, Contact.undeliverable.is_(True))).first()
+        if contact is not None:
+            contact.undeliverable = False
+            log.info("inbound %s: %s wrote in, so mail to it is delivered again", inbound.id, address)
+
     def _add_message(
         self, session: Session, ticket: Ticket, inbound: Inbound, mail: ParsedMail, *, internal: bool = False
     ) -> Message:

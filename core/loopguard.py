@@ -659,11 +659,25 @@ _FAILED_ADDRESS_SHAPES = (
 )
 
 
+# A text-only warning that delivery is late, not failed: the MTA keeps trying (Exim, Postfix, Sendmail, Exchange).
+_DELAY_NOTICE = re.compile(
+    r"delivery attempts will continue|has not yet been delivered|not been delivered yet|will (?:keep|continue) "
+    r"(?:trying|to try)|delivery (?:to .{0,120})?(?:has been |is )?delayed|warning: message .{0,200} delayed|"
+    r"delivery status notification \(delay\)",
+    re.IGNORECASE,
+)
+
+
+def _text_delay_notice(mail: ParsedMail) -> bool:
+    head = _ORIGINAL_MARKERS.split(mail.text[:20000], maxsplit=1)[0]
+    return bool(_DELAY_NOTICE.search(mail.subject or "") or _DELAY_NOTICE.search(head))
+
+
 def failed_recipients(mail: ParsedMail) -> list[str]:
     """Addresses the bounce reports as failed: the DSN when it names any, else the text.
 
     A DSN's 'Action: failed' counts whatever its status class (a 4.x.x that gave up is
-    still a failure); 'delayed' and success actions do not.
+    still a failure); 'delayed' and success actions do not, nor does a text-only delay warning.
     """
     found: list[str] = []
     for value in mail.headers.get("x-failed-recipients", []):
@@ -671,7 +685,7 @@ def failed_recipients(mail: ParsedMail) -> list[str]:
     if mail.delivery_status:
         found += [r.recipient for r in _dsn_recipients(mail.delivery_status)
                   if r.recipient and r.action in ("failed", "")]
-    if not found and not _dsn_actions(mail):
+    if not found and not _dsn_actions(mail) and not _text_delay_notice(mail):
         head = _ORIGINAL_MARKERS.split(mail.text[:20000], maxsplit=1)[0]
         for shape in _FAILED_ADDRESS_SHAPES:
             found += [a.lower() for a in shape.findall(head) if _ADDRESS.fullmatch(a)]
