@@ -303,10 +303,13 @@ def _noreply_from(mail: ParsedMail, _: Context) -> str | None:
 def _own_address(mail: ParsedMail, context: Context) -> str | None:
     if not context.own_addresses:
         return None
-    candidates = [mail.sender] + [_angle_free(v) for v in mail.headers.get("return-path", [])]
-    candidates += [_angle_free(v) for v in mail.headers.get("sender", [])]
-    for candidate in candidates:
-        if candidate and _canonical(candidate) in context.own_addresses:
+    if mail.sender and _canonical(mail.sender) in context.own_addresses:
+        return f"sent from our own address {mail.sender}"
+    # The envelope only when it is our address itself: forwarding services put their own sub-address of
+    # ours there (Gmail's help+caf_=...@domain) on every user's mail they pass on.
+    envelope = [_angle_free(v) for v in [*mail.headers.get("return-path", []), *mail.headers.get("sender", [])]]
+    for candidate in envelope:
+        if candidate and candidate.strip().lower() in context.own_addresses:
             return f"sent from our own address {candidate}"
     return None
 

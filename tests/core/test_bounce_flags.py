@@ -89,3 +89,17 @@ def test_writing_in_again_lifts_the_flag(desk: Desk) -> None:
     assert [rcpt for rcpt, _ in desk.sent("acknowledgement")] == ["alice@example.com"]
     assert second.created
 
+
+
+def test_a_users_mail_forwarded_to_us_by_gmail_is_not_taken_for_our_own(desk: Desk) -> None:
+    # Gmail's forwarding rewrites the envelope to a sub-address of the forwarding mailbox: ours.
+    forwarded = (
+        "Return-Path: <help+caf_=desk=example.net@example.org>\r\nFrom: Alice <alice@example.com>\r\n"
+        "To: help@example.org\r\nSubject: Laptop will not boot\r\nMessage-ID: <gm-1@example.com>\r\n\r\nIt beeps.\r\n"
+    ).encode()
+    result = desk.deliver(forwarded)
+    assert result.created and result.status is InboundStatus.PROCESSED, result.reason
+    # Our own mail coming back is still recognised by its envelope.
+    echoed = ("Return-Path: <help@example.org>\r\nFrom: Someone <someone@example.com>\r\nTo: help@example.org\r\n"
+              "Subject: hi\r\nMessage-ID: <e-1@example.com>\r\n\r\nx\r\n").encode()
+    assert "own" in (desk.deliver(echoed).reason or "")
