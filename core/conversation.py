@@ -24,6 +24,8 @@ from core.models import Contact, Message, Outbox, Role, Ticket, TicketStatus, Wa
 from core.settings import Settings
 
 _OUR_MID = re.compile(r"^hd\.(\d+)\.([0-9a-z]+)\.([0-9a-f]{12})@(.+)$")
+# ticket.id is INTEGER, 32 bits on PostgreSQL: a larger number names no ticket (and must not reach a query).
+_MAX_TICKET_ID = 2**31 - 1
 
 
 class MatchVia(enum.Enum):
@@ -71,10 +73,18 @@ def subject_tag(settings: Settings, ticket_id: int) -> str:
     return f"[{settings.subject_tag_prefix}{ticket_id}]"
 
 
+def _ticket_number(digits: str) -> int | None:
+    """The ticket a number in a tag or address can name, None when no ticket can have it."""
+    if len(digits) > 18:  # (also spares int() a string of thousands of digits)
+        return None
+    number = int(digits)
+    return number if number <= _MAX_TICKET_ID else None
+
+
 def find_subject_tag(settings: Settings, subject: str) -> int | None:
     pattern = r"\[" + re.escape(settings.subject_tag_prefix) + r"(\d+)\]"
     m = re.search(pattern, subject or "")
-    return int(m.group(1)) if m else None
+    return _ticket_number(m.group(1)) if m else None
 
 
 def reply_token(settings: Settings, ticket_id: int, address: str) -> str:
@@ -86,12 +96,13 @@ def reply_address(settings: Settings, ticket_id: int, recipient: str) -> str:
     return f"{settings.help_local}+{ticket_id}-{reply_token(settings, ticket_id, recipient)}@{settings.help_domain}"
 
 
-def parse_reply_address(settings: Settings, address: str) -> tuple[int, str] | None:
+def parse_reply_address(settings: Settings, address: str) -> tuple[int | None, str] | None:
+    """(ticket, token) of one of our reply addresses; the ticket is None for a number no ticket can have."""
     local, _, domain = address.lower().rpartition("@")
     if domain != settings.help_domain.lower():
         return None
     m = re.fullmatch(re.escape(settings.help_local.lower()) + r"\+(\d+)-([0-9a-f]+)", local)
-    return (int(m.group(1)), m.group(2)) if m else None
+    return (_ticket_number(m.group(1)), m.group(2)) if m else None
 
 
 def participants(session: Session, ticket: Ticket) -> set[str]:
@@ -140,7 +151,7 @@ def find_ticket(session: Session, settings: Settings, mail: ParsedMail) -> Threa
     for rcpt in [*mail.to, *mail.cc]:
         parsed = parse_reply_address(settings, rcpt.address)
         if parsed is not None:
-            return match(session.get(Ticket, parsed[0]), MatchVia.REPLY_TOKEN)
+            return match(session.get(Ticket, parsed[0]) if parsed[0] is not None else None, MatchVia.REPLY_TOKEN)
     return None
 
 
@@ -148,7 +159,9 @@ def _token_ticket(settings: Settings, mail: ParsedMail) -> int | None:
     """The ticket named by a reply token that is valid for this sender, if any."""
     for rcpt in [*mail.to, *mail.cc]:
         parsed = parse_reply_address(settings, rcpt.address)
-        if parsed and hmac.compare_digest(parsed[1], reply_token(settings, parsed[0], mail.sender)):
+        if parsed is None or parsed[0] is None:
+            continue
+        if hmac.compare_digest(parsed[1], reply_token(settings, parsed[0], mail.sender)):
             return parsed[0]
     return None
 

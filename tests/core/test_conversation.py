@@ -236,3 +236,19 @@ def test_automatic_mail_per_address_is_rate_limited(sqlite_session_factory, tmp_
 
         assert ratelimit.usage(session, "alice@example.com") == ratelimit.Usage(last_hour=3, last_day=3)
         assert ratelimit.usage(session, "alice@example.com", utcnow() + timedelta(hours=2)).last_hour == 0
+
+
+@pytest.mark.parametrize("number", ["99999999999999999999", str(2**63), "3000000000", "9" * 5000],
+                         ids=["20 digits", "2**63", "over 2**31", "5000 digits"])
+def test_a_ticket_number_too_large_for_the_database_opens_a_new_ticket(session_factory, tmp_path, number: str) -> None:
+    desk = make_desk(session_factory, tmp_path)
+    first = desk.deliver(mail())
+    tagged = desk.deliver(mail(subject=f"Re: [#{number}] help", body="tagged"))
+    address = f"help+{number}-abcdef0123@example.org"
+    token = desk.deliver(mail(subject="help", body="token", to=address, cc="boss@example.com"))
+    for result in (tagged, token):
+        assert result.status is InboundStatus.PROCESSED and result.created
+        assert desk.ticket(result.ticket_id)["linked_ticket"] is None
+    assert desk.tickets() == [first.ticket_id, tagged.ticket_id, token.ticket_id]
+    # The address is still one of ours: never a watcher.
+    assert desk.ticket(token.ticket_id)["watchers"] == ["boss@example.com"]
