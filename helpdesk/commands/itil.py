@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from helpdesk.commands.common import build_app, print_items, print_json
+from helpdesk.commands.common import EX_USAGE, build_app, print_items, print_json
 
 
 def cmd_sla(args: argparse.Namespace) -> int:
@@ -41,6 +41,10 @@ def cmd_sla(args: argparse.Namespace) -> int:
 def cmd_events(args: argparse.Namespace) -> int:
     from core import events
 
+    if args.limit is not None and args.limit < 1:
+        # SQLite reads LIMIT -1 as "no limit", PostgreSQL refuses it: neither is what was asked.
+        print(f"helpdesk events: --limit must be 1 or more, not {args.limit}", file=sys.stderr)
+        return EX_USAGE
     app = build_app(args)
     with app.factory() as session:
         items = events.list_events(session, limit=args.limit)
