@@ -129,7 +129,7 @@ def _parse_icinga2(mail: ParsedMail) -> Alert | None:
             return None
         service = m["service"]
     body = mail.text
-    if "Monitoring on" not in body and "Icinga" not in body and "Icinga" not in mail.sender.lower():
+    if "Monitoring on" not in body and "Icinga" not in body and "icinga" not in mail.sender.lower():
         return None  # "[PROBLEM] ... is DOWN" alone is too thin to call a person's mail an alert
     state = m["state"].upper()
     severity, recovery = _nagios_kind(m["type"], state)

@@ -71,6 +71,18 @@ def test_people_writing_about_problems_are_not_alerts(subject, body):
     assert events.parse_alert(ParsedMail(from_=Address("tom@example.org"), subject=subject, text=body)) is None
 
 
+def test_icinga_sender_makes_a_thin_icinga_subject_an_alert():
+    # A custom Icinga template with neither "Icinga" nor "Monitoring on" in the body: the sender says it.
+    def alert(sender: str) -> Alert | None:
+        return events.parse_alert(ParsedMail(from_=Address(sender), subject="[PROBLEM] load on app01 is WARNING!",
+                                             text="load average: 12.30, 11.80, 9.10"))
+
+    found = alert("icinga@mon01.example.org")
+    assert found is not None
+    assert (found.source, found.host, found.service, found.severity) == ("icinga", "app01", "load", W)
+    assert alert("tom@example.org") is None
+
+
 def _handle(session, name: str):
     parsed = mail(name)
     return events.handle_alert(session, SETTINGS, events.parse_alert(parsed), mail=parsed)
