@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from core import audit, fulfilment, tickets
 from core.locks import serialise
-from core.approval import PolicyViolation, approvers_for, ensure_may_decide
+from core.approval import PolicyViolation, approvers_for, ensure_may_decide, named_beneficiary
 from core.catalogue import catalogue_for
 from core.mail import ParsedMail
 from core.models import (
@@ -54,31 +54,33 @@ class RequestedAccess:
 
 
 _RESOURCE = re.compile(
-    r"(?:access|permissions?|rights)\s+(?:to|for|on)\s+(?:the\s+)?(?P<r>[^\n.,;!?()]{2,80}?)"
+    # "rights for bob@example.org" names whom, not what: an address is never the resource.
+    r"(?:access|permissions?|rights)\s+(?:to|for|on)\s+(?:the\s+)?(?![\w.+-]+@)(?P<r>[^\n.,;!?()]{2,80}?)"
     r"(?=\s+(?:for|please|because|so)\b|[\n.,;!?()]|$)"
     r"|(?:zugriff|berechtigung(?:en)?)\s+(?:auf|f[üu]r)\s+(?:das\s+|den\s+|die\s+)?(?P<d>[^\n.,;!?()]{2,80}?)"
     r"(?=\s+(?:f[üu]r|bitte|weil)\b|[\n.,;!?()]|$)",
     re.IGNORECASE,
 )
-_BENEFICIARY = re.compile(r"\b(?:for|f[üu]r)\s+(?:\S+\s+){0,3}?<?([\w.+-]+@[\w-]+(?:\.[\w-]+)+)>?", re.IGNORECASE)
+# "CRM rights for bob@...": the word before; not a kind of access ("read access", "admin rights").
+_RESOURCE_BEFORE = re.compile(
+    r"(?<![\w-])(?!(?:read|write|admin|administrator|full|some|the|my|his|her|their|any|more|of|up)\b)"
+    r"(?P<r>[\w-]{2,40})\s+(?:access|permissions?|rights)\b",
+    re.IGNORECASE,
+)
 
 
 def read_request(mail: ParsedMail) -> RequestedAccess:
     """The resource and beneficiary a mail names ("access to the finance share for bob@...")."""
-    for text in (mail.subject, mail.reply_text or mail.text):
+    texts = (mail.subject, mail.reply_text or mail.text)
+    for text in texts:
         m = _RESOURCE.search(text)
         if m:
             resource = (m.group("r") or m.group("d")).strip()
             break
     else:
-        resource = mail.subject.strip() or "(unspecified)"
-    beneficiary = None
-    for text in (mail.subject, mail.reply_text or mail.text):
-        found = _BENEFICIARY.search(text)
-        if found and found.group(1).lower() != mail.sender:
-            beneficiary = found.group(1).lower()
-            break
-    return RequestedAccess(resource=resource[:200], beneficiary=beneficiary)
+        before = next((m for m in map(_RESOURCE_BEFORE.search, texts) if m), None)
+        resource = before.group("r") if before else mail.subject.strip() or "(unspecified)"
+    return RequestedAccess(resource=resource[:200], beneficiary=named_beneficiary(mail.sender, *texts))
 
 
 def open_request(

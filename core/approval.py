@@ -5,6 +5,8 @@ Enforced here, in the domain, so the console, email commands and the CLI all obe
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,9 +15,20 @@ from core.settings import Settings
 
 APPROVER_ROLE = "approver"  # catalogue `approver` value meaning "anyone with the approver role"
 
+_BENEFICIARY = re.compile(r"\b(?:for|f[üu]r)\s+(?:\S+\s+){0,3}?<?([\w.+-]+@[\w-]+(?:\.[\w-]+)+)>?", re.IGNORECASE)
+
 
 class PolicyViolation(Exception):
     """A decision the policy forbids; the message says which rule."""
+
+
+def named_beneficiary(sender: str, *texts: str) -> str | None:
+    """The address a request is for ("access to the CRM for bob@...", "a laptop for bob@..."), if not the sender's."""
+    for text in texts:
+        found = _BENEFICIARY.search(text)
+        if found and found.group(1).lower() != sender.lower():
+            return found.group(1).lower()
+    return None
 
 
 def approvers_for(session: Session, settings: Settings, group: str | None) -> list[Contact]:

@@ -9,12 +9,13 @@ import enum
 from datetime import datetime, timezone
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import audit, tickets
-from core.approval import APPROVER_ROLE, PolicyViolation, approvers_for, ensure_may_decide
+from core.approval import APPROVER_ROLE, PolicyViolation, approvers_for, ensure_may_decide, named_beneficiary
 from core.catalogue import CatalogueItem, catalogue_for
-from core.models import Contact, Fulfilment, Ticket, TicketStatus, utcnow
+from core.models import Contact, Fulfilment, Message, Ticket, TicketStatus, utcnow
 from core.notify import enqueue
 from core.settings import BusinessHours, Settings
 from core.sla import add_business_time, aware
@@ -112,12 +113,26 @@ def _approver_group(settings: Settings, record: Fulfilment) -> str | None:
     return _group(catalogue_for(settings).get(record.item))
 
 
+def _beneficiary(session: Session, ticket: Ticket) -> Contact | None:
+    """Whom the opening mail asks for, when not the requester ("a laptop for bob@..."); None if nobody we know."""
+    first = session.scalars(
+        select(Message).where(Message.ticket_id == ticket.id, Message.internal.is_(False)).order_by(Message.id)
+    ).first()
+    if first is None:
+        return None
+    address = named_beneficiary(ticket.requester.email, first.subject, first.reply_text or first.text)
+    return session.scalars(select(Contact).where(Contact.email == address)).first() if address else None
+
+
 def _ask_approvers(session: Session, settings: Settings, ticket: Ticket, item: CatalogueItem) -> None:
     group = _group(item)
-    to = [a.email for a in approvers_for(session, settings, group) if a.id != ticket.requester_id]
+    beneficiary = _beneficiary(session, ticket) or ticket.requester
+    # Nobody is asked to decide a request they could not decide (core.approval.ensure_may_decide).
+    excluded = {ticket.requester_id, beneficiary.id}
+    to = [a.email for a in approvers_for(session, settings, group) if a.id not in excluded]
     enqueue(
         session, settings, template="approval_request", ticket=ticket, to=to,
-        context={"what": item.name, "requester": ticket.requester, "beneficiary": ticket.requester, "reason": None},
+        context={"what": item.name, "requester": ticket.requester, "beneficiary": beneficiary, "reason": None},
         purpose="approval_request", record=False,
     )
 
@@ -177,7 +192,10 @@ def decide(
         raise FulfilmentError(f"request #{ticket.id} is not awaiting approval")
     try:
         group = _approver_group(settings, record)
-        ensure_may_decide(session, settings, approver, requester=ticket.requester, group=group)
+        ensure_may_decide(
+            session, settings, approver, requester=ticket.requester, beneficiary=_beneficiary(session, ticket),
+            group=group,
+        )
     except PolicyViolation as exc:
         # A refusal is evidence too (as for access requests); the caller's transaction keeps it or not.
         audit.record(

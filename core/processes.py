@@ -1,7 +1,8 @@
 """Starting the ITIL process that a new ticket belongs to, and keeping hand-made changes within it.
 
 Intake opens the ticket; this module hands it to its process: request fulfilment for a
-catalogue item, access management for an access request, and SLA clocks for everything.
+catalogue item, access management for an access request (and for a request for the access
+item), and SLA clocks for everything.
 Staff set statuses by hand (console, API, ``#resolve`` by email); those may not skip a step.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from core import access, fulfilment, sla, tickets
+from core import access, audit, fulfilment, sla, tickets
 from core.catalogue import Catalogue
 from core.mail import ParsedMail
 from core.models import Ticket, TicketKind, TicketStatus
@@ -17,14 +18,21 @@ from core.settings import Settings
 
 
 def start(session: Session, settings: Settings, catalogue: Catalogue, ticket: Ticket, mail: ParsedMail) -> None:
+    if ticket.kind is TicketKind.SERVICE_REQUEST:
+        item = catalogue.get(ticket.catalogue_item) or catalogue.match(f"{mail.subject}\n{mail.reply_text or mail.text}")
+        if item is not None and item.code == access.ACCESS_ITEM:
+            # Access is decided by access management (its policy, the beneficiary, a grant that expires),
+            # never as a plain catalogue request.
+            tickets.change(
+                session, ticket, audit.SYSTEM, kind=TicketKind.ACCESS_REQUEST, catalogue_item=item.code,
+                reason=f"catalogue item {item.code}: an access request",
+            )
+        elif item is not None:
+            fulfilment.start(session, settings, ticket, item)
     if ticket.kind is TicketKind.ACCESS_REQUEST:
         wanted = access.read_request(mail)
         beneficiary = tickets.contact_for(session, wanted.beneficiary) if wanted.beneficiary else None
         access.open_request(session, settings, ticket.id, resource=wanted.resource, beneficiary=beneficiary)
-    elif ticket.kind is TicketKind.SERVICE_REQUEST:
-        item = catalogue.get(ticket.catalogue_item) or catalogue.match(f"{mail.subject}\n{mail.reply_text or mail.text}")
-        if item is not None:
-            fulfilment.start(session, settings, ticket, item)
     sla.start(settings, ticket)
 
 

@@ -150,6 +150,7 @@ def test_expiring_grants_are_flagged_and_can_be_revoked(sqlite_session_factory):
          "lisa.new@example.org"),
         ("Zugriff", "Ich brauche Zugriff auf das Projektlaufwerk P: bitte.", "Projektlaufwerk P:", None),
         ("Need permissions on Jira project OPS", "", "Jira project OPS", None),
+        ("CRM", "Could you please set up CRM rights for carol@example.org?", "CRM", "carol@example.org"),
     ],
 )
 def test_reads_resource_and_beneficiary_from_mail(subject, body, resource, beneficiary):

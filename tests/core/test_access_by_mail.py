@@ -1,0 +1,65 @@
+"""Access and approvals from real mail through intake: access management decides, never a plain request."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+import pytest
+from sqlalchemy import select
+
+from core import fulfilment
+from core.approval import PolicyViolation
+from core.db import transaction
+from core.models import AccessGrant, AccessRequest, Contact, Role, Ticket
+from tests.core.desk import Desk, mail, make_desk
+
+ALICE = "alice@example.com"
+CAROL = "carol@example.org"  # an approver, and the one the access is for
+SEC = "sec@example.org"  # an approver
+
+
+@pytest.fixture
+def desk(sqlite_session_factory, tmp_path) -> Desk:
+    desk = make_desk(sqlite_session_factory, tmp_path)
+    desk.add_user(CAROL, Role.APPROVER)
+    desk.add_user(SEC, Role.APPROVER)
+    return desk
+
+
+def _asked(desk: Desk, number: int) -> dict[str, EmailMessage]:
+    return {r: m for r, m in desk.sent("approval_request") if m["X-Helpdesk-Ticket"] == str(number)}
+
+
+def _answer(ours: EmailMessage, body: str, *, sender: str) -> bytes:
+    return mail(sender, f"Re: {ours['Subject']}", body, to=ours["Reply-To"], in_reply_to=ours["Message-ID"])
+
+
+def test_access_asked_for_in_request_wording_goes_to_access_management_not_to_its_beneficiary(desk: Desk) -> None:
+    number = desk.deliver(mail(ALICE, "CRM", "Could you please set up CRM rights for carol@example.org?")).ticket_id
+    detail = desk.ticket(number)
+    assert (detail["kind"], detail["status"]) == ("access_request", "awaiting_approval")
+    with desk.factory() as session:
+        request = session.scalars(select(AccessRequest).where(AccessRequest.ticket_id == number)).one()
+        assert (request.resource, request.requester.email, request.beneficiary.email) == ("CRM", ALICE, CAROL)
+    asked = _asked(desk, number)
+    assert list(asked) == [SEC]  # Carol would be deciding her own access
+
+    desk.deliver(_answer(asked[SEC], "#approve she moved to sales", sender=SEC))
+    with desk.factory() as session:
+        [grant] = session.scalars(select(AccessGrant)).all()
+        assert (grant.contact.email, grant.resource, grant.request.decided_by.email) == (CAROL, "CRM", SEC)
+        assert grant.expires_at > grant.granted_at
+
+
+def test_a_catalogue_request_for_someone_else_is_neither_put_to_them_nor_decided_by_them(desk: Desk) -> None:
+    number = desk.deliver(mail(ALICE, "New laptop", "Could you please order a laptop for carol@example.org?")).ticket_id
+    detail = desk.ticket(number)
+    assert (detail["kind"], detail["catalogue_item"], detail["status"]) == (
+        "service_request", "hardware", "awaiting_approval",
+    )
+    assert list(_asked(desk, number)) == [SEC]
+    with transaction(desk.factory) as session:
+        ticket = session.get(Ticket, number)
+        carol = session.scalars(select(Contact).where(Contact.email == CAROL)).one()
+        with pytest.raises(PolicyViolation, match="carol@example.org"):
+            fulfilment.decide(session, desk.settings, ticket, carol, True)
