@@ -12,8 +12,14 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.mail import ParsedMail
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+PRIORITY_FILE = "priority.toml"
 
 
 class PriorityError(Exception):
@@ -77,8 +83,11 @@ def load_matrix(path: Path | None = None) -> PriorityMatrix:
         text = resources.files("core").joinpath("data/priority.toml").read_text("utf-8")
         where = "core/data/priority.toml"
     else:
-        text = path.read_text("utf-8")
         where = str(path)
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PriorityError(f"{where}: cannot read priority file: {exc}") from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -93,6 +102,27 @@ def load_matrix(path: Path | None = None) -> PriorityMatrix:
         return PriorityMatrix(rows=tuple(tuple(str(c) for c in row) for row in rows))
     except PriorityError as exc:
         raise PriorityError(f"{where}: {exc}") from exc
+
+
+# The console offers impact and urgency 1..3, events open tickets at 2/1 and 3/2, and SLA
+# targets, reports and the console know P1..P5: the desk's matrix has to fit them.
+DESK_LEVELS = 3
+DESK_PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
+
+
+def matrix_for(settings: Settings) -> PriorityMatrix:
+    """The configured matrix: settings.priority_path, else <data dir>/priority.toml, else shipped."""
+    path = settings.priority_path or settings.data_dir / PRIORITY_FILE
+    chosen = path if path.is_file() else None
+    matrix = load_matrix(chosen)
+    where = str(chosen or "core/data/priority.toml")
+    if matrix.levels != DESK_LEVELS:
+        raise PriorityError(f"{where}: the matrix must be {DESK_LEVELS}x{DESK_LEVELS} (impact and urgency 1..3), "
+                            f"got {matrix.levels}x{matrix.levels}")
+    unknown = sorted({code for row in matrix.rows for code in row} - set(DESK_PRIORITIES))
+    if unknown:
+        raise PriorityError(f"{where}: priorities must be P1..P5 (SLA targets exist for those), got {unknown}")
+    return matrix
 
 
 # --- inference -------------------------------------------------------------------------

@@ -120,6 +120,7 @@ class Settings:
     access: AccessSettings = field(default_factory=AccessSettings)
     catalogue_path: Path | None = None  # None: data_dir/catalogue.toml if present, else shipped
     rules_path: Path | None = None  # None: data_dir/rules.toml if present, else shipped
+    priority_path: Path | None = None  # None: data_dir/priority.toml if present, else shipped
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
 
     @property

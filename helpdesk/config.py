@@ -66,6 +66,7 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_WEB_PROXIES": "reverse proxies in front of the console whose X-Forwarded-* headers are trusted (default 0)",
     "HELPDESK_RULES_FILE": "classification rules (TOML; default DATA_DIR/rules.toml if present, else the shipped rules)",
     "HELPDESK_CATALOGUE_FILE": "service catalogue (TOML; default DATA_DIR/catalogue.toml if present, else shipped)",
+    "HELPDESK_PRIORITY_FILE": "impact x urgency -> priority matrix (TOML; default DATA_DIR/priority.toml if present, else shipped)",
     "HELPDESK_SLA_TARGETS": "response/resolution per priority, e.g. 'P1=15m/4h,P2=1h/8h' (defaults P1..P5)",
     "HELPDESK_SLA_MANAGER": "address SLA breaches escalate to after the assignee or group",
     "HELPDESK_BUSINESS_HOURS": "SLA calendar, e.g. 'mon-fri 08:00-18:00 Europe/Berlin' (default: around the clock)",
@@ -237,6 +238,7 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         ),
         catalogue_path=_file("HELPDESK_CATALOGUE_FILE", get("HELPDESK_CATALOGUE_FILE")),
         rules_path=_file("HELPDESK_RULES_FILE", get("HELPDESK_RULES_FILE")),
+        priority_path=_file("HELPDESK_PRIORITY_FILE", get("HELPDESK_PRIORITY_FILE")),
         conversation=_conversation(get),
     )
 

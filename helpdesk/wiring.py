@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import db
 from core.classify import load_rules
 from core.intake import Intake
+from core.priority import matrix_for
 from core.settings import Settings
 from mailgateway.parse import parse_message
 
@@ -28,7 +29,7 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
     if migrate:
         db.upgrade(engine)
     rules_file = settings.rules_path or settings.data_dir / "rules.toml"
-    rules = load_rules(rules_file if rules_file.is_file() else None)
+    rules = load_rules(rules_file if rules_file.is_file() else None, matrix=matrix_for(settings))
 
     def parse(raw: bytes):  # type: ignore[no-untyped-def]
         return parse_message(raw, max_attachment_bytes=settings.max_message_bytes)

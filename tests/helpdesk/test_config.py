@@ -46,6 +46,7 @@ def test_environment_overrides_the_toml_file(tmp_path: Path) -> None:
         ({"HELPDESK_SLA_TARGETS": "P1=fast"}, "HELPDESK_SLA_TARGETS"),
         ({"HELPDESK_BUSINESS_HOURS": "mon-fri 08:00-18:00 Mars/Olympus"}, "HELPDESK_BUSINESS_HOURS"),
         ({"HELPDESK_RULES_FILE": "/nonexistent/rules.toml"}, "HELPDESK_RULES_FILE"),
+        ({"HELPDESK_PRIORITY_FILE": "/nonexistent/priority.toml"}, "HELPDESK_PRIORITY_FILE"),
         ({"HELPDESK_CONFIG": "/nonexistent/helpdesk.toml"}, "HELPDESK_CONFIG"),
     ],
 )
