@@ -106,14 +106,17 @@ def parse_reply_address(settings: Settings, address: str) -> tuple[int | None, s
 
 
 def participants(session: Session, ticket: Ticket) -> set[str]:
-    """Addresses allowed to continue a ticket by a subject tag alone: requester, watchers, agents."""
+    """Addresses allowed to continue a ticket by a subject tag alone: requester, watchers, agents and admins.
+
+    An approver is none of these by role: approvals come back on their own (tokened) mail.
+    """
     people = {ticket.requester.email}
     people.update(
         session.scalars(
             select(Contact.email).join(Watcher, Watcher.contact_id == Contact.id).where(Watcher.ticket_id == ticket.id)
         )
     )
-    people.update(session.scalars(select(Contact.email).where(Contact.role != Role.USER)))
+    people.update(session.scalars(select(Contact.email).where(Contact.role.in_(STAFF_ROLES))))
     return people
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from core import conversation, tickets
 from core.db import transaction
-from core.models import Contact, InboundStatus, Ticket, TicketStatus, utcnow
+from core.models import Contact, InboundStatus, Role, Ticket, TicketStatus, utcnow
 from tests.core.desk import Desk, make_desk, mail
 
 
@@ -53,6 +53,20 @@ def test_subject_tag_from_the_requester_appends(desk: Desk) -> None:
     first = desk.deliver(mail())
     again = desk.deliver(mail(subject=f"[#{first.ticket_id}] still broken", body="Still error 42."))
     assert again.ticket_id == first.ticket_id and not again.created
+
+
+def test_an_approver_joins_by_subject_tag_only_a_ticket_they_take_part_in(desk: Desk) -> None:
+    desk.add_user("sec@example.org", Role.APPROVER)
+    desk.add_user("admin@example.org", Role.ADMIN)
+    first = desk.deliver(mail())
+    outsider = desk.deliver(mail("sec@example.org", f"Re: [#{first.ticket_id}] printer", "Let me see"))
+    assert outsider.created and desk.ticket(outsider.ticket_id)["linked_ticket"] == first.ticket_id
+    assert desk.ticket(first.ticket_id)["watchers"] == []
+    watched = desk.deliver(mail(subject="VPN is down", body="No VPN since 9.", cc="sec@example.org"))
+    again = desk.deliver(mail("sec@example.org", f"Re: [#{watched.ticket_id}] VPN is down", "Same here"))
+    assert again.ticket_id == watched.ticket_id and not again.created
+    admin = desk.deliver(mail("admin@example.org", f"Re: [#{first.ticket_id}] printer", "Looking at it."))
+    assert admin.ticket_id == first.ticket_id and not admin.created
 
 
 def test_someone_elses_reply_token_does_not_join_but_links(desk: Desk) -> None:
