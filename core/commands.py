@@ -40,6 +40,7 @@ class Verb(enum.Enum):
 
 
 APPROVAL_VERBS = (Verb.APPROVE, Verb.REJECT)
+REASON_LIMIT = 500  # as in the console's decision form
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class ApprovalCommand:
     approve: bool
     reason: str | None
     line: str
+    reason_below: bool = False  # ``#reject`` alone: the reason is the first paragraph under the commands
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,11 @@ class AgentText:
     def approval(self) -> ApprovalCommand | None:
         """The first ``#approve``/``#reject`` of the block; a second decision in one mail is ignored."""
         for c in self.commands:
+            if c.verb is Verb.REJECT and not c.argument:
+                # The reason is for the requester: written on the line below #reject, it is still the reason.
+                below = re.split(r"\n\s*\n", self.body, maxsplit=1)[0]
+                reason = " ".join(below.split())[:REASON_LIMIT] or None
+                return ApprovalCommand(False, reason, c.line, reason_below=reason is not None)
             if c.verb in APPROVAL_VERBS:
                 return ApprovalCommand(c.verb is Verb.APPROVE, c.argument or None, c.line)
         return None
@@ -361,7 +368,8 @@ def _system_note(session: Session, settings: Settings, ticket: Ticket, text: str
 
 # -- approvals by email ---------------------------------------------------------------------------
 # An approver answers the approval request with ``#approve [why]`` or ``#reject REASON``, anywhere in
-# the block of command lines at the top. The same authentication as agent commands applies; the
+# the block of command lines at the top; a ``#reject`` alone takes the first paragraph below it as
+# REASON, and without one it is not applied. The same authentication as agent commands applies; the
 # policy (only approvers, never one's own request or access) is core.approval's, and a refusal is
 # audited and explained in an internal note. Other commands in the block follow the agent rules.
 
@@ -418,6 +426,15 @@ def _decide_by_mail(
     session: Session, settings: Settings, ticket: Ticket, decider: Contact, command: ApprovalCommand
 ) -> ApprovalResult:
     verb = "approved" if command.approve else "rejected"
+    if not command.approve and not command.reason:
+        why = "#reject needs a reason for the requester, after #reject or on the line below"
+        audit.record(
+            session, actor=decider.email, action="approval.ignored", object_type="ticket", object_id=ticket.id,
+            reason=f"{command.line}: {why}",
+        )
+        return ApprovalResult(False, f"not applied: {why}")
+    if command.reason_below:
+        verb += f", reason taken from the text below #reject: {command.reason}"
     request = session.scalars(
         select(AccessRequest).where(AccessRequest.ticket_id == ticket.id, AccessRequest.status == AccessStatus.PENDING)
     ).first()

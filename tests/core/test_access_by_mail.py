@@ -63,3 +63,28 @@ def test_a_catalogue_request_for_someone_else_is_neither_put_to_them_nor_decided
         carol = session.scalars(select(Contact).where(Contact.email == CAROL)).one()
         with pytest.raises(PolicyViolation, match="carol@example.org"):
             fulfilment.decide(session, desk.settings, ticket, carol, True)
+
+
+def _notes(desk: Desk, number: int) -> list[str]:
+    return [m["text"] for m in desk.ticket(number)["messages"] if m["internal"]]
+
+
+def test_reject_with_its_reason_on_the_line_below_tells_the_requester_that_reason(desk: Desk) -> None:
+    number = desk.deliver(mail(ALICE, "Access to the finance share", "I need it for the audit.")).ticket_id
+    ask = _asked(desk, number)[SEC]
+    desk.deliver(_answer(ask, "#reject\nPlease ask your manager to request it.\nThey own the share.\n\nSec", sender=SEC))
+    [(rcpt, told)] = desk.sent("access_decision")
+    text = told.get_body(("plain",)).get_content()
+    assert rcpt == ALICE and "Please ask your manager to request it. They own the share." in text
+    assert "no reason given" not in text
+    with desk.factory() as session:
+        request = session.scalars(select(AccessRequest).where(AccessRequest.ticket_id == number)).one()
+        assert request.reason == "Please ask your manager to request it. They own the share."  # not the signature
+    assert any("reason taken from the text below #reject" in n for n in _notes(desk, number))
+
+
+def test_reject_without_any_reason_is_not_applied(desk: Desk) -> None:
+    number = desk.deliver(mail(ALICE, "Access to the finance share", "I need it for the audit.")).ticket_id
+    desk.deliver(_answer(_asked(desk, number)[SEC], "#reject", sender=SEC))
+    assert desk.ticket(number)["status"] == "awaiting_approval" and desk.sent("access_decision") == []
+    assert any("#reject needs a reason" in n for n in _notes(desk, number))
