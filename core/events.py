@@ -53,9 +53,16 @@ class Alert:
 
 # --- recognising alert mail -------------------------------------------------------------
 
+# "** PROBLEM Service Alert: h/s is CRITICAL **", and the same without the stars or as "[PROBLEM] Service Alert: ...".
 _NAGIOS_SUBJECT = re.compile(
-    r"^\s*\*\*\s*(?P<type>[A-Z]+)\s+(?P<kind>Service|Host)\s+Alert:\s*(?P<what>.+?)\s+is\s+(?P<state>[A-Z]+)\s*\*\*", re.I
+    r"^\s*(?:(?P<stars>\*\*)\s*|\[(?=[A-Z]+\]))?(?P<type>[A-Z]+)\]?\s+(?P<kind>Service|Host)\s+Alert:\s*(?P<what>.+?)"
+    r"\s+is\s+(?P<state>[A-Z]+)\s*(?(stars)\*\*|!?\s*$)",
+    re.I,
 )
+# Without the stars only the exact words of Nagios/Icinga 1 make it an alert, not a person's "Problem host alert: ...".
+_NAGIOS_TYPES = frozenset({"PROBLEM", "RECOVERY", "ACKNOWLEDGEMENT", "FLAPPINGSTART", "FLAPPINGSTOP", "FLAPPINGDISABLED",
+                           "DOWNTIMESTART", "DOWNTIMEEND", "DOWNTIMECANCELLED", "CUSTOM"})
+_NAGIOS_STATES = frozenset({"OK", "WARNING", "CRITICAL", "UNKNOWN", "UP", "DOWN", "UNREACHABLE"})
 _ICINGA2_SERVICE = re.compile(r"^\[(?P<type>[A-Z]+)\]\s+(?P<service>.+?)\s+on\s+(?P<host>\S+)\s+is\s+(?P<state>[A-Z]+)!?\s*$")
 _ICINGA2_HOST = re.compile(r"^\[(?P<type>[A-Z]+)\]\s+Host\s+(?P<host>\S+)\s+is\s+(?P<state>[A-Z]+)!?\s*$")
 _ZABBIX_SUBJECT = re.compile(r"^(?P<type>Problem|Resolved(?: in [^:]+)?|Updated problem(?: in [^:]+)?):\s*(?P<name>.+)$", re.I)
@@ -96,7 +103,7 @@ def _nagios_kind(type_: str, state: str) -> tuple[Severity, bool]:
 
 def _parse_nagios(mail: ParsedMail) -> Alert | None:
     m = _NAGIOS_SUBJECT.search(mail.subject)
-    if not m:
+    if not m or (not m["stars"] and (m["type"] not in _NAGIOS_TYPES or m["state"] not in _NAGIOS_STATES)):
         return None
     host_alert = m["kind"].lower() == "host"
     body = mail.text

@@ -178,6 +178,9 @@ class Intake:
         list_mail: bool = False,
     ) -> IntakeResult:
         found = classify(mail, self.rules, recipient=self._recipient(mail))
+        if found.kind is ClassKind.EVENT:
+            # Monitoring mail that no alert parser read: still a ticket, but an answer would go to a tool.
+            may_answer = False
         requester = tickets.contact_for(session, mail.from_ or mail.sender or "unknown@invalid")
         message = self._new_message(inbound, mail)
         ticket = tickets.open_ticket(

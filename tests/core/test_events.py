@@ -14,6 +14,8 @@ from core.mail import Address, ParsedMail
 from core.models import Event, Message, Outbox, Severity, Ticket, TicketKind, TicketStatus
 from core.settings import Settings
 from mailgateway.parse import parse_message
+from tests.core.desk import make_desk
+from tests.core.desk import mail as desk_mail
 
 ALERTS = Path(__file__).parent / "alerts"
 SETTINGS = Settings(data_dir=Path("."), database_url="sqlite://", address="help@example.org")
@@ -60,12 +62,29 @@ def test_problem_and_its_recovery_share_a_fingerprint(problem, recovery):
     assert events.parse_alert(mail(problem)).fingerprint == events.parse_alert(mail(recovery)).fingerprint
 
 
+@pytest.mark.parametrize("subject, service, state, severity, recovery", [
+    ("PROBLEM Service Alert: web01/HTTP is CRITICAL", "HTTP", "CRITICAL", E, False),
+    ("[PROBLEM] Service Alert: web01/HTTP is WARNING", "HTTP", "WARNING", W, False),
+    ("RECOVERY Service Alert: web01/HTTP is OK", "HTTP", "OK", I, True),
+    ("[RECOVERY] Host Alert: web01 is UP", None, "UP", I, True),
+])
+def test_nagios_subjects_without_stars_are_alerts(subject, service, state, severity, recovery):
+    # Custom notification commands drop the "**" or write "[PROBLEM]"; the words are still Nagios's own.
+    alert = events.parse_alert(ParsedMail(from_=Address("nagios@mon01.example.org"), subject=subject, text=""))
+    assert alert is not None
+    assert (alert.source, alert.host, alert.service, alert.state, alert.severity, alert.recovery) == (
+        "nagios", "web01", service, state, severity, recovery,
+    )
+
+
 @pytest.mark.parametrize("subject, body", [
     ("Problem: my printer prints blank pages", "Hi, since this morning the printer on floor 2 ..."),
     ("[PROBLEM] VPN on my laptop is DOWN!", "Can someone help? Thanks, Tom"),
     ("Cron job question", "How do I schedule a cron job on the build server?"),
     ("Re: ** PROBLEM ** with my mailbox", "It is full again."),
     ("Fwd: ** PROBLEM Service Alert: web01/HTTP is CRITICAL **", "Is this why the intranet is slow?"),
+    ("Problem service alert: my laptop is down", "It will not start."),
+    ("PROBLEM Service Alert: web01/HTTP is CRITICAL, is that why the intranet is slow?", "Tom"),
 ])
 def test_people_writing_about_problems_are_not_alerts(subject, body):
     assert events.parse_alert(ParsedMail(from_=Address("tom@example.org"), subject=subject, text=body)) is None
@@ -213,3 +232,27 @@ def test_two_workers_with_the_same_alert_open_one_incident(session_factory):
     with transaction(session_factory) as session:
         assert session.scalar(select(func.count()).select_from(Ticket)) == 1
         assert session.scalar(select(func.count()).select_from(Event).where(Event.ticket_id.is_not(None))) == 12
+
+
+MONITORING_MAIL = [
+    # (sender, subject, body, what intake makes of it)
+    ("nagios@mon01.example.org", "PROBLEM Service Alert: web01/HTTP is CRITICAL", "Host: web01\nState: CRITICAL\n",
+     "event nagios web01 CRITICAL: opened"),
+    ("icinga@mon01.example.org", "[PROBLEM] load on app01 is WARNING!", "load average: 12.30\n",
+     "event icinga app01 WARNING: opened"),
+    ("zabbix@zbx.example.org", "Nightly", "Backup of db01 failed.\n", None),  # no parser reads it: a plain ticket
+]
+
+
+@pytest.mark.parametrize("sender, subject, body, reason", MONITORING_MAIL)
+def test_mail_the_rules_call_an_event_is_never_acknowledged(sqlite_session_factory, tmp_path, sender, subject, body,
+                                                            reason):
+    desk = make_desk(sqlite_session_factory, tmp_path)
+    result = desk.deliver(desk_mail(sender, subject, body))
+    assert result.ticket_id is not None and result.reason == reason
+    assert desk.ticket(result.ticket_id)["kind"] == "incident"
+    assert desk.outbox("acknowledgement") == []
+    # A person's mail still is acknowledged.
+    person = desk.deliver(desk_mail("alice@example.com", "Printer on floor 3 is jammed", "Error 42."))
+    assert [row.recipients for row in desk.outbox("acknowledgement")] == [["alice@example.com"]]
+    assert person.ticket_id != result.ticket_id
