@@ -7,10 +7,11 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 import pytest
+from sqlalchemy import select
 
 from core import conversation, tickets
 from core.db import transaction
-from core.models import Contact, InboundStatus, Role, Ticket, TicketStatus, utcnow
+from core.models import Contact, InboundStatus, Message, Outbox, Role, Ticket, TicketStatus, utcnow
 from tests.core.desk import Desk, make_desk, mail
 
 
@@ -266,3 +267,30 @@ def test_a_ticket_number_too_large_for_the_database_opens_a_new_ticket(session_f
     assert desk.tickets() == [first.ticket_id, tagged.ticket_id, token.ticket_id]
     # The address is still one of ours: never a watcher.
     assert desk.ticket(token.ticket_id)["watchers"] == ["boss@example.com"]
+
+
+def _forget_stored(desk: Desk, message_id: str) -> None:
+    """Remove every stored row that carries ``message_id``: only its signature can still thread a reply."""
+    with transaction(desk.factory) as session:
+        messages = session.scalars(select(Message).where(Message.message_id == message_id)).all()
+        outbox = session.scalars(select(Outbox).where(Outbox.message_id == message_id)).all()
+        assert messages or outbox
+        for row in [*messages, *outbox]:
+            session.delete(row)
+
+
+def test_reply_to_our_signed_message_id_threads_without_any_stored_row(desk: Desk) -> None:
+    first = desk.deliver(mail())
+    ack_id = _ack(desk, first.ticket_id)["Message-ID"]
+    _forget_stored(desk, ack_id.strip("<>"))
+    reply = desk.deliver(mail("bob@example.com", "Re: printer", "Mine too.", in_reply_to=ack_id))
+    assert reply.ticket_id == first.ticket_id and not reply.created
+    assert desk.ticket(first.ticket_id)["watchers"] == ["bob@example.com"]
+
+
+def test_reply_to_a_forged_signed_message_id_does_not_thread(desk: Desk) -> None:
+    first = desk.deliver(mail())
+    forged = f"<hd.{first.ticket_id}.abcdef.000000000000@example.org>"
+    reply = desk.deliver(mail("bob@example.com", "Re: printer", "Let me in.", in_reply_to=forged))
+    assert reply.created and desk.ticket(reply.ticket_id)["linked_ticket"] is None
+    assert desk.ticket(first.ticket_id)["watchers"] == []
