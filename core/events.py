@@ -209,13 +209,28 @@ def _parse_monit(mail: ParsedMail) -> Alert | None:
     return Alert("monit", host, service, event.strip(), severity, recovery, summary)
 
 
+_LOGWATCH_BANNER = re.compile(r"^\s*#{5,}\s*Logwatch\b", re.M)
+_SYSTEM_SENDERS = frozenset({"root", "logwatch", "cron", "daemon", "anacron"})
+
+
+def _system_sent(mail: ParsedMail) -> bool:
+    """Sent by cron or logwatch itself, not typed by a person (whose subject may well be "Logwatch for db01 ...")."""
+    auto = (mail.header("auto-submitted") or "").split(";")[0].strip().lower()
+    return (
+        mail.sender.partition("@")[0] in _SYSTEM_SENDERS
+        or (mail.from_ is not None and mail.from_.name.lower() == "cron daemon")
+        or (auto not in ("", "no"))
+        or bool(mail.headers.get("x-cron-env"))
+    )
+
+
 def _parse_cron(mail: ParsedMail) -> Alert | None:
     m = _CRON_SUBJECT.match(mail.subject.strip())
-    if m:
+    if m and _system_sent(mail):
         return Alert("cron", m["host"], m["command"].strip()[:255] or None, "output", Severity.INFORMATIONAL,
                      summary=mail.text.strip()[:500])
     m = _LOGWATCH_SUBJECT.match(mail.subject.strip())
-    if m:
+    if m and (_LOGWATCH_BANNER.search(mail.text[:5000]) or _system_sent(mail)):
         return Alert("logwatch", m["host"], "logwatch", "report", Severity.INFORMATIONAL, summary=mail.subject)
     return None
 

@@ -256,3 +256,40 @@ def test_mail_the_rules_call_an_event_is_never_acknowledged(sqlite_session_facto
     person = desk.deliver(desk_mail("alice@example.com", "Printer on floor 3 is jammed", "Error 42."))
     assert [row.recipients for row in desk.outbox("acknowledgement")] == [["alice@example.com"]]
     assert person.ticket_id != result.ticket_id
+
+
+LOGWATCH_BANNER = " ################### Logwatch 7.8 (01/22/23) ####################\n Processing Initiated: today\n"
+
+
+@pytest.mark.parametrize("sender, name, headers, body, source", [
+    ("bob@example.org", "", {}, "Hundreds of failed root logins on db01 since yesterday!", None),
+    ("bob@example.org", "", {}, LOGWATCH_BANNER, "logwatch"),  # forwarded report, banner intact
+    ("logwatch@db01.example.org", "", {}, "SSHD: 14 failed logins", "logwatch"),
+    ("admin@db01.example.org", "", {"auto-submitted": ["auto-generated"]}, "SSHD: 14 failed logins", "logwatch"),
+])
+def test_logwatch_subject_is_a_report_only_from_logwatch(sender, name, headers, body, source):
+    parsed = ParsedMail(from_=Address(sender, name), subject="Logwatch for db01 shows hundreds of failed root logins",
+                        text=body, headers=headers)
+    alert = events.parse_alert(parsed)
+    assert (alert.source if alert else None) == source
+
+
+@pytest.mark.parametrize("sender, name, headers, source", [
+    ("bob@example.org", "Bob", {}, None),
+    ("ops@backup01.example.org", "Cron Daemon", {}, "cron"),
+    ("ops@backup01.example.org", "", {"x-cron-env": ["<SHELL=/bin/sh>"]}, "cron"),
+    ("root@backup01.example.org", "", {}, "cron"),
+])
+def test_cron_subject_is_cron_output_only_from_cron(sender, name, headers, source):
+    parsed = ParsedMail(from_=Address(sender, name), subject="Cron <root@backup01> /usr/local/sbin/backup.sh",
+                        text="done", headers=headers)
+    alert = events.parse_alert(parsed)
+    assert (alert.source if alert else None) == source
+
+
+def test_a_persons_logwatch_subject_opens_a_ticket(sqlite_session_factory, tmp_path):
+    desk = make_desk(sqlite_session_factory, tmp_path)
+    result = desk.deliver(desk_mail("bob@example.org", "Logwatch for db01 shows hundreds of failed root logins",
+                                    "Someone is trying root on db01 all night, see the attached report."))
+    assert result.ticket_id is not None and result.created
+    assert desk.ticket(result.ticket_id)["subject"] == "Logwatch for db01 shows hundreds of failed root logins"
