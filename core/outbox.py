@@ -2,18 +2,24 @@
 
 Several senders may share one PostgreSQL database: rows are claimed with
 ``FOR UPDATE SKIP LOCKED`` and a claim lease, so no row is sent by two of them.
+A sender renews its claim on each mail just before sending it (``renew_claim``) and
+records a result only while it still holds the claim: a late result from a claim that
+expired and was taken over must not undo the other sender's work.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
 from core.models import Outbox, OutboxStatus, aware, utcnow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -23,7 +29,9 @@ class RetryPolicy:
     first_delay: timedelta = timedelta(seconds=30)
     factor: float = 2.0
     max_delay: timedelta = timedelta(hours=1)
-    claim_for: timedelta = timedelta(minutes=5)  # a crashed sender's claim expires after this
+    # A crashed sender's claim expires after this. Renewed before each mail, so it must only
+    # outlast sending one mail, which mailgateway.smtp bounds (SEND_TIMEOUT), not a whole batch.
+    claim_for: timedelta = timedelta(minutes=5)
 
     def delay(self, attempts: int) -> timedelta:
         seconds = self.first_delay.total_seconds() * self.factor ** max(attempts - 1, 0)
@@ -67,25 +75,75 @@ def claim_due(
         return [Claimed(r.id, r.message_id, r.mail_from, list(r.recipients), r.raw) for r in rows]
 
 
-def mark_sent(session: Session, outbox_id: int) -> None:
-    row = session.get(Outbox, outbox_id)
-    if row is not None:
-        row.status = OutboxStatus.SENT
-        row.sent_at = utcnow()
-        row.last_error = None
-        row.claimed_until = None
+def _held_by(outbox_id: int, worker: str) -> ColumnElement[bool]:
+    return (Outbox.id == outbox_id) & (Outbox.status == OutboxStatus.SENDING) & (Outbox.claimed_by == worker)
+
+
+def renew_claim(
+    factory: sessionmaker[Session], outbox_id: int, worker: str, *, policy: RetryPolicy = RetryPolicy()
+) -> bool:
+    """Extend ``worker``'s claim on one mail just before sending it; False if the claim was lost.
+
+    An expired claim nobody took over is still ours. One conditional UPDATE, so it cannot
+    race a claim by another sender on either database.
+    """
+    with transaction(factory) as session:
+        renewed = session.execute(
+            update(Outbox)
+            .where(_held_by(outbox_id, worker))
+            .values(claimed_until=utcnow() + policy.claim_for)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    if not renewed:
+        log.warning("outbox %s: %s lost its claim before sending; another sender has it", outbox_id, worker)
+    return bool(renewed)
+
+
+def _take_back(session: Session, outbox_id: int, worker: str, result: str) -> Outbox | None:
+    """The row, locked for this transaction, if ``worker`` still holds its claim; else None, and the row is left alone."""
+    # A conditional UPDATE first: it checks the claim and takes the row lock (the database
+    # lock on SQLite) in one step, so nobody can claim the row between our check and our write.
+    held = session.execute(
+        update(Outbox)
+        .where(_held_by(outbox_id, worker))
+        .values(claimed_until=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not held:
+        log.warning("outbox %s: late result %r from %s ignored: its claim was taken over", outbox_id, result, worker)
+        return None
+    return session.get(Outbox, outbox_id, populate_existing=True)
+
+
+def mark_sent(session: Session, outbox_id: int, worker: str) -> bool:
+    """Record that ``worker`` sent the mail; False (and nothing changed) if its claim was lost."""
+    row = _take_back(session, outbox_id, worker, "sent")
+    if row is None:
+        return False
+    row.status = OutboxStatus.SENT
+    row.sent_at = utcnow()
+    row.last_error = None
+    return True
 
 
 def mark_failed(
-    session: Session, outbox_id: int, error: str, *, permanent: bool, policy: RetryPolicy = RetryPolicy()
-) -> OutboxStatus:
-    """Record a failed attempt: retry later if temporary and before the deadline, else give up visibly."""
-    row = session.get(Outbox, outbox_id)
+    session: Session,
+    outbox_id: int,
+    worker: str,
+    error: str,
+    *,
+    permanent: bool,
+    policy: RetryPolicy = RetryPolicy(),
+) -> OutboxStatus | None:
+    """Record a failed attempt: retry later if temporary and before the deadline, else give up visibly.
+
+    None (and nothing changed) if ``worker``'s claim was lost to another sender.
+    """
+    row = _take_back(session, outbox_id, worker, error)
     if row is None:
-        return OutboxStatus.FAILED
+        return None
     now = utcnow()
     row.last_error = error[:2000]
-    row.claimed_until = None
     retry_at = now + policy.delay(row.attempts)
     if permanent or (row.deadline_at is not None and aware(retry_at) > aware(row.deadline_at)):
         row.status = OutboxStatus.FAILED
@@ -96,13 +154,41 @@ def mark_failed(
 
 
 def retry(session: Session, outbox_id: int) -> Outbox:
-    """Put a failed mail back in the queue now (an admin's decision), with a fresh deadline."""
-    row = session.get(Outbox, outbox_id)
+    """Put a failed mail back in the queue now (an admin's decision), with a fresh deadline.
+
+    Refuses a sent mail and one a sender is sending under a live claim: queuing that
+    again could send it twice. A SENDING row whose claim expired belongs to a dead sender.
+    """
+    now = utcnow()
+    # Conditional UPDATE, so a sender cannot claim the row between our check and our write.
+    queued = session.execute(
+        update(Outbox)
+        .where(
+            Outbox.id == outbox_id,
+            or_(
+                Outbox.status.in_([OutboxStatus.PENDING, OutboxStatus.FAILED]),
+                (Outbox.status == OutboxStatus.SENDING)
+                & (Outbox.claimed_until.is_(None) | (Outbox.claimed_until < now)),
+            ),
+        )
+        .values(
+            status=OutboxStatus.PENDING,
+            next_attempt_at=now,
+            deadline_at=now + timedelta(days=2),
+            claimed_by=None,
+            claimed_until=None,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    row = session.get(Outbox, outbox_id, populate_existing=True)
     if row is None:
         raise LookupError(f"no outbox mail {outbox_id}")
-    if row.status is OutboxStatus.SENT:
-        raise ValueError(f"outbox mail {outbox_id} was already sent")
-    row.status = OutboxStatus.PENDING
-    row.next_attempt_at = utcnow()
-    row.deadline_at = utcnow() + timedelta(days=2)
+    if not queued:
+        if row.status is OutboxStatus.SENT:
+            raise ValueError(f"outbox mail {outbox_id} was already sent")
+        until = aware(row.claimed_until).strftime("%Y-%m-%d %H:%M:%S UTC") if row.claimed_until else "soon"
+        raise ValueError(
+            f"outbox mail {outbox_id} is being sent right now by {row.claimed_by}; "
+            f"if that sender died, retry after its claim expires ({until})"
+        )
     return row

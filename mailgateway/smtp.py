@@ -7,15 +7,23 @@ import logging
 import os
 import socket
 import threading
+from dataclasses import dataclass
 
 import aiosmtplib
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
-from core.outbox import Claimed, RetryPolicy, claim_due, mark_failed, mark_sent
+from core.outbox import Claimed, RetryPolicy, claim_due, mark_failed, mark_sent, renew_claim
 from core.settings import SmtpSettings, TlsMode
 
 log = logging.getLogger(__name__)
+
+# The longest one mail may take, MAIL FROM to the reply after DATA. Each mail's outbox claim is
+# renewed just before it is sent, lasts longer than this (RetryPolicy.claim_for) and its result is
+# recorded right after, so the claim cannot expire while the mail is on the wire or unrecorded and
+# no second sender takes it over. Renewing per mail rather than leasing a whole batch (50 mails
+# with 30 s timeouts per command) keeps a crashed sender's mail waiting minutes, not an hour.
+SEND_TIMEOUT = 120.0
 
 
 class SendFailed(Exception):
@@ -50,8 +58,39 @@ def _classify(exc: Exception) -> SendFailed:
     return SendFailed(f"{type(exc).__name__}: {exc}", permanent=False)
 
 
-async def _deliver_batch(settings: SmtpSettings, batch: list[Claimed]) -> dict[int, SendFailed | None]:
-    results: dict[int, SendFailed | None] = {}
+@dataclass
+class _Lease:
+    """One worker's claims: renewed just before each mail is sent, its result recorded right after.
+
+    Recording each result at once (not after the batch) matters as much as the renewal: a
+    mail sent but not yet recorded is still SENDING, and its claim must not expire meanwhile.
+    """
+
+    factory: sessionmaker[Session]
+    worker: str
+    policy: RetryPolicy
+    sent: int = 0
+    failed: int = 0
+
+    def renew(self, mail: Claimed) -> bool:
+        return renew_claim(self.factory, mail.id, self.worker, policy=self.policy)
+
+    def record(self, mail: Claimed, failure: SendFailed | None) -> None:
+        with transaction(self.factory) as session:
+            if failure is None:
+                mark_sent(session, mail.id, self.worker)
+                self.sent += 1
+                return
+            status = mark_failed(
+                session, mail.id, self.worker, str(failure), permanent=failure.permanent, policy=self.policy
+            )
+            if status is not None:
+                log.warning("outbox %s to %s: %s (%s)", mail.id, mail.recipients, failure, status.value)
+            self.failed += 1
+
+
+async def _deliver_batch(settings: SmtpSettings, batch: list[Claimed], lease: _Lease) -> None:
+    """Send a claimed batch over one connection. A mail whose claim was lost is not sent and not recorded."""
     client = _client(settings)
     try:
         await client.connect()
@@ -60,27 +99,34 @@ async def _deliver_batch(settings: SmtpSettings, batch: list[Claimed]) -> dict[i
     except Exception as exc:
         # Can't reach or log in to the server: the whole batch waits for the next round.
         failure = SendFailed(f"SMTP {settings.host}:{settings.port}: {type(exc).__name__}: {exc}", permanent=False)
-        return {mail.id: failure for mail in batch}
+        for mail in batch:
+            lease.record(mail, failure)
+        return
     try:
         for n, mail in enumerate(batch):
+            if not lease.renew(mail):
+                continue  # another sender took it over
             try:
-                await client.sendmail(mail.mail_from, mail.recipients, mail.raw)
-                results[mail.id] = None
+                await asyncio.wait_for(client.sendmail(mail.mail_from, mail.recipients, mail.raw), SEND_TIMEOUT)
             except Exception as exc:
-                results[mail.id] = _classify(exc)
-                if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+                lease.record(mail, _classify(exc))
+                if isinstance(exc, (aiosmtplib.SMTPServerDisconnected, TimeoutError)):
+                    # Connection lost, or in an unknown state after a timeout: a new one.
+                    client.close()
                     try:
                         await client.connect()
                     except Exception as again:  # the rest of the batch waits for the next round
                         failure = SendFailed(f"reconnecting: {type(again).__name__}: {again}", permanent=False)
-                        results.update({later.id: failure for later in batch[n + 1 :]})
+                        for later in batch[n + 1 :]:
+                            lease.record(later, failure)
                         break
+            else:
+                lease.record(mail, None)
     finally:
         try:
             await client.quit()
         except Exception:
             pass
-    return results
 
 
 def send_once(
@@ -92,22 +138,12 @@ def send_once(
     batch_size: int = 50,
 ) -> tuple[int, int]:
     """Send everything that is due. Returns (sent, failed attempts)."""
-    worker = worker or worker_name()
-    sent = failed = 0
+    lease = _Lease(factory, worker or worker_name(), policy)
     while True:
-        batch = claim_due(factory, worker, limit=batch_size, policy=policy)
+        batch = claim_due(factory, lease.worker, limit=batch_size, policy=policy)
         if not batch:
-            return sent, failed
-        results = asyncio.run(_deliver_batch(settings, batch))
-        with transaction(factory) as session:
-            for mail in batch:
-                failure = results.get(mail.id)
-                if failure is None:
-                    mark_sent(session, mail.id)
-                    sent += 1
-                else:
-                    status = mark_failed(session, mail.id, str(failure), permanent=failure.permanent, policy=policy)
-                    log.warning("outbox %s to %s: %s (%s)", mail.id, mail.recipients, failure, status.value)
-                    failed += 1
-        if any(results.values()):
-            return sent, failed  # don't hammer a failing server within one round
+            return lease.sent, lease.failed
+        failed_before = lease.failed
+        asyncio.run(_deliver_batch(settings, batch, lease))
+        if lease.failed > failed_before:
+            return lease.sent, lease.failed  # don't hammer a failing server within one round

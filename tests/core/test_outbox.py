@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import email
+import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
 
 from core import outbox
 from core.db import transaction
@@ -16,7 +21,7 @@ from mailgateway.smtp import send_once
 from tests.core.desk import Desk, make_desk, mail
 from tests.e2e.helpers import helpdesk_env, run, run_json
 from tests.servers import free_port
-from tests.servers.smtp import SmtpSink
+from tests.servers.smtp import HOST, SmtpSink
 
 FAST = outbox.RetryPolicy(first_delay=timedelta(seconds=0), claim_for=timedelta(seconds=0))
 
@@ -111,6 +116,96 @@ def test_outbox_list_and_retry_on_the_command_line(tmp_path: Path, smtp_sink: Sm
     assert sent["status"] == "sent"
     again = run(env, "outbox", "retry", str(failed["id"]), check=False)
     assert again.returncode == 1 and b"already sent" in again.stderr
+
+
+def test_late_result_from_an_expired_claim_leaves_the_mail_alone(session_factory, tmp_path) -> None:
+    desk = make_desk(session_factory, tmp_path)
+    ack = _one_mail(desk)
+    expired = outbox.RetryPolicy(claim_for=timedelta(0))
+    # Sender a claims the mail and stalls; its claim expires and b takes over and sends it.
+    assert [m.id for m in outbox.claim_due(desk.factory, "a", policy=expired)] == [ack]
+    assert [m.id for m in outbox.claim_due(desk.factory, "b", policy=expired)] == [ack]
+    with transaction(desk.factory) as session:
+        assert outbox.mark_sent(session, ack, "b")
+    # a wakes up: its late failure must not put the sent mail back in the queue for c to send again.
+    with transaction(desk.factory) as session:
+        assert outbox.mark_failed(session, ack, "a", "SMTPServerDisconnected", permanent=False, policy=expired) is None
+    row = _row(desk, ack)
+    assert row.status is OutboxStatus.SENT and row.claimed_by == "b" and row.last_error is None
+    assert outbox.claim_due(desk.factory, "c", policy=expired) == []
+    # Nor may a renew its claim or record a success of its own.
+    assert not outbox.renew_claim(desk.factory, ack, "a")
+    with transaction(desk.factory) as session:
+        assert not outbox.mark_sent(session, ack, "a")
+    assert _row(desk, ack).sent_at == row.sent_at
+
+
+def test_retry_refuses_a_mail_being_sent_under_a_live_claim(session_factory, tmp_path) -> None:
+    desk = make_desk(session_factory, tmp_path)
+    ack = _one_mail(desk)
+    assert [m.id for m in outbox.claim_due(desk.factory, "a")] == [ack]
+    with pytest.raises(ValueError, match="is being sent right now by a"):
+        with transaction(desk.factory) as session:
+            outbox.retry(session, ack)
+    row = _row(desk, ack)
+    assert row.status is OutboxStatus.SENDING and row.claimed_by == "a"
+    # Once the claim has expired, its sender is taken for dead: the admin may queue the mail again,
+    # and a late result from that sender changes nothing.
+    with transaction(desk.factory) as session:
+        session.get(Outbox, ack).claimed_until = utcnow() - timedelta(seconds=1)
+    with transaction(desk.factory) as session:
+        outbox.retry(session, ack)
+    with transaction(desk.factory) as session:
+        assert not outbox.mark_sent(session, ack, "a")
+    row = _row(desk, ack)
+    assert row.status is OutboxStatus.PENDING and row.claimed_by is None and row.sent_at is None
+
+
+class _SlowSink:
+    """Takes `delay` seconds over each mail; meanwhile another sender tries to claim due mail."""
+
+    def __init__(self, factory: sessionmaker, delay: float) -> None:
+        self.factory = factory
+        self.delay = delay
+        self.received: list[str] = []  # Message-IDs, in order
+        self.taken_mid_send: list[tuple[str, list[int]]] = []  # (Message-ID in flight, ids "other" claimed)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        message_id = email.message_from_bytes(envelope.original_content or b"")["Message-ID"].strip("<>")
+        time.sleep(self.delay)  # blocks this server's loop, as a slow server would
+        claimed = outbox.claim_due(self.factory, "other", policy=outbox.RetryPolicy(claim_for=timedelta(minutes=5)))
+        self.taken_mid_send.append((message_id, [m.id for m in claimed]))
+        self.received.append(message_id)
+        return "250 OK"
+
+
+def test_a_claim_does_not_expire_while_its_mail_is_being_sent(session_factory, tmp_path) -> None:
+    desk = make_desk(session_factory, tmp_path)
+    for n in range(3):
+        desk.deliver(mail(f"user{n}@example.com", f"Problem {n}", "help"))
+    rows = desk.outbox("acknowledgement")
+    ids = {r.message_id: r.id for r in rows}
+    # The batch takes longer than the claim: each mail 1.2 s, the claim 2 s.
+    sink = _SlowSink(desk.factory, delay=1.2)
+    controller = Controller(sink, hostname=HOST, port=free_port())
+    controller.start()
+    try:
+        policy = outbox.RetryPolicy(claim_for=timedelta(seconds=2))
+        send_once(desk.factory, SmtpSettings(host=HOST, port=controller.port), worker="slow", policy=policy)
+    finally:
+        controller.stop()
+    # Nobody could claim the mail on the wire, and a mail another sender took over was not sent here.
+    for in_flight, taken in sink.taken_mid_send:
+        assert ids[in_flight] not in taken
+    taken_over = {outbox_id for _, taken in sink.taken_mid_send for outbox_id in taken}
+    assert not taken_over & {ids[m] for m in sink.received}
+    assert len(sink.received) + len(taken_over) == len(rows)
+    for row in rows:
+        final = _row(desk, row.id)
+        if row.id in taken_over:
+            assert final.status is OutboxStatus.SENDING and final.claimed_by == "other"
+        else:
+            assert final.status is OutboxStatus.SENT and final.claimed_by == "slow"
 
 
 def test_outbound_headers(sqlite_session_factory, tmp_path) -> None:
