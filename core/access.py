@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from core import audit, fulfilment, tickets
 from core.locks import serialise
-from core.approval import PolicyViolation, approvers_for, ensure_may_decide, named_beneficiary
+from core.approval import PolicyViolation, approvers_for, ensure_may_decide, lock_for_decision, named_beneficiary
 from core.catalogue import catalogue_for
 from core.mail import ParsedMail
 from core.models import (
@@ -144,6 +144,7 @@ def decide(
     reason: str | None = None,
 ) -> AccessGrant | None:
     """Approve (grant with expiry + fulfilment task) or reject; audited; the requester is told."""
+    lock_for_decision(session, request)
     if request.status is not AccessStatus.PENDING:
         raise AccessError(f"access request {request.id} was already {request.status.value}")
     try:

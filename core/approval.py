@@ -10,6 +10,7 @@ import re
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.locks import serialise
 from core.models import Contact, Role
 from core.settings import Settings
 
@@ -29,6 +30,20 @@ def named_beneficiary(sender: str, *texts: str) -> str | None:
         if found and found.group(1).lower() != sender.lower():
             return found.group(1).lower()
     return None
+
+
+def lock_for_decision(session: Session, *rows: object) -> None:
+    """Take the writers' lock, then re-read ``rows`` (the request and what holds its status).
+
+    Of two decisions at once (a mail and the console), the second waits here for the first to
+    commit and then sees it decided. The lock is the one every audited writer takes (core.locks),
+    not a row lock: a row lock taken while holding it could deadlock with a writer that updated
+    the row and waits for it.
+    """
+    serialise(session)
+    session.flush()  # a refresh drops changes not yet written
+    for row in rows:
+        session.refresh(row)
 
 
 def approvers_for(session: Session, settings: Settings, group: str | None) -> list[Contact]:

@@ -13,7 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import audit, tickets
-from core.approval import APPROVER_ROLE, PolicyViolation, approvers_for, ensure_may_decide, named_beneficiary
+from core.approval import (
+    APPROVER_ROLE, PolicyViolation, approvers_for, ensure_may_decide, lock_for_decision, named_beneficiary,
+)
 from core.catalogue import CatalogueItem, catalogue_for
 from core.models import Contact, Fulfilment, Message, Ticket, TicketStatus, utcnow
 from core.notify import enqueue
@@ -188,6 +190,7 @@ def decide(
     record = session.get(Fulfilment, ticket.id)
     if record is None or not record.approval_needed:
         raise FulfilmentError(f"request #{ticket.id} needs no approval")
+    lock_for_decision(session, record, ticket)
     if step_of(ticket) is not Step.AWAITING_APPROVAL:
         raise FulfilmentError(f"request #{ticket.id} is not awaiting approval")
     try:
