@@ -67,6 +67,7 @@ _ICINGA2_SERVICE = re.compile(r"^\[(?P<type>[A-Z]+)\]\s+(?P<service>.+?)\s+on\s+
 _ICINGA2_HOST = re.compile(r"^\[(?P<type>[A-Z]+)\]\s+Host\s+(?P<host>\S+)\s+is\s+(?P<state>[A-Z]+)!?\s*$")
 _ZABBIX_SUBJECT = re.compile(r"^(?P<type>Problem|Resolved(?: in [^:]+)?|Updated problem(?: in [^:]+)?):\s*(?P<name>.+)$", re.I)
 _AM_SUBJECT = re.compile(r"^\[(?:FIRING:(?P<n>\d+)|(?P<resolved>RESOLVED))\]\s*(?P<group>.+)$", re.I)
+_AM_COMMON_LABELS = re.compile(r"\s*\([^()]*\)\s*$")
 _MONIT_SUBJECT = re.compile(r"^monit alert\s*--\s*(?P<event>.+?)\s*$", re.I)
 _CRON_SUBJECT = re.compile(r"^Cron\s+<(?P<user>[^@>]+)@(?P<host>[^>]+)>\s*(?P<command>.*)$")
 _LOGWATCH_SUBJECT = re.compile(r"^Logwatch for (?P<host>\S+)", re.I)
@@ -171,9 +172,11 @@ def _parse_alertmanager(mail: ParsedMail) -> Alert | None:
     severity = Severity.INFORMATIONAL if recovery else _AM_SEVERITY.get(level, Severity.WARNING)
     summary = _field(body, "summary") or _field(body, "description") or group
     host = _host(labels["instance"] or "")
-    # One mail is one alert group: the group (as the subject names it) is what repeats and resolves.
+    # One mail is one alert group: the group is what repeats and resolves. The default subject ends in
+    # "(common labels)", which change as alerts join or leave the group: not part of the group's name.
+    name = _AM_COMMON_LABELS.sub("", group).strip()
     return Alert("alertmanager", host, service, "resolved" if recovery else "firing", severity, recovery, summary,
-                 key=f"group|{group}")
+                 key=f"group|{name}")
 
 
 _MONIT_RECOVERY = re.compile(r"succeeded|^exists\b|^status succeeded|^connection succeeded|^running\b", re.I)

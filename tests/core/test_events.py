@@ -293,3 +293,26 @@ def test_a_persons_logwatch_subject_opens_a_ticket(sqlite_session_factory, tmp_p
                                     "Someone is trying root on db01 all night, see the attached report."))
     assert result.ticket_id is not None and result.created
     assert desk.ticket(result.ticket_id)["subject"] == "Logwatch for db01 shows hundreds of failed root logins"
+
+
+def _alertmanager_mail(subject: str, instance: str) -> ParsedMail:
+    body = f"Labels:\nalertname = HighLatency\ninstance = {instance}\njob = api\nseverity = critical\n"
+    return ParsedMail(from_=Address("alertmanager@prom.example.org"), subject=subject, text=body)
+
+
+def test_alertmanager_group_is_one_incident_whatever_its_common_labels(sqlite_session_factory):
+    # The default subject ends in the group's common labels, which change as alerts join and leave.
+    group = [
+        _alertmanager_mail("[FIRING:1] HighLatency (api web01:9100 critical)", "web01:9100"),
+        _alertmanager_mail("[FIRING:2] HighLatency (api critical)", "web02:9100"),
+        _alertmanager_mail("[RESOLVED] HighLatency (api critical)", "web01:9100"),
+    ]
+    other = _alertmanager_mail("[FIRING:1] DiskFull (api web01:9100 critical)", "web01:9100")
+    alerts = [events.parse_alert(m) for m in group]
+    assert len({a.fingerprint for a in alerts}) == 1
+    assert events.parse_alert(other).fingerprint != alerts[0].fingerprint
+    with transaction(sqlite_session_factory) as session:
+        outcomes = [events.handle_alert(session, SETTINGS, a, mail=m) for a, m in zip(alerts, group)]
+        assert [o.action for o in outcomes] == [EventAction.OPENED, EventAction.APPENDED, EventAction.RESOLVED]
+        assert {o.ticket.id for o in outcomes} == {outcomes[0].ticket.id}
+        assert session.scalar(select(func.count()).select_from(Ticket).where(Ticket.status != TicketStatus.RESOLVED)) == 0
