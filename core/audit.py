@@ -1,26 +1,37 @@
 """Append-only, tamper-evident audit trail.
 
-Each entry's hash is sha256 over the previous entry's hash and the canonical JSON of the
-entry, so editing or deleting any row breaks every hash after it. Writers serialise on the
-chain head: two writers must never chain onto the same predecessor.
+Each entry's hash is an HMAC-SHA256 over the previous entry's hash and the canonical JSON of the
+entry, so editing or deleting any row breaks every hash after it. The HMAC is keyed with a key
+derived from the settings' secret key, which is not in the database: whoever can write to the
+database cannot rebuild a valid chain. Cutting entries off the end leaves a valid chain, so a head
+row (count and newest hash, itself HMAC'd) is written with every entry and verify compares the
+chain's end with it. Writers serialise on the chain head: two writers must never chain onto the
+same predecessor.
+
+What it cannot show: the whole database put back to an earlier copy (head included), or emptied.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.locks import serialise, transaction_memo
-from core.models import AuditEntry, utcnow
+from core.models import AuditEntry, AuditHead, utcnow
+from core.settings import Settings
 
 GENESIS = "0" * 64
 SYSTEM = "system"
+
+_KEY = "audit.key"  # in Session.info, put there for a whole sessionmaker by use_secret()
+_HEAD_ID = 1
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,27 @@ class VerifyResult:
     ok: bool
     checked: int
     first_bad_id: int | None
+    reason: str = field(default="", compare=False)  # one line, for people
+
+
+def use_secret(factory: sessionmaker[Session], secret_key: str) -> None:
+    """Key the chain of every session ``factory`` makes with ``secret_key``; called once at start-up."""
+    factory.configure(info={**factory.kw.get("info", {}), _KEY: _derive(secret_key)})
+
+
+def _derive(secret_key: str) -> bytes:
+    # A key of its own rather than the secret itself: the secret also signs our Message-IDs.
+    return hmac.new(secret_key.encode(), b"helpdesk audit chain", hashlib.sha256).digest()
+
+
+# A session of a factory that use_secret() never saw (tests, benchmarks) keys with the default
+# settings' secret, as everything else does with default settings.
+_DEFAULT_KEY = _derive(Settings.secret_key)
+
+
+def _key(session: Session) -> bytes:
+    key: bytes = session.info.get(_KEY, _DEFAULT_KEY)
+    return key
 
 
 def _plain(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -52,7 +84,7 @@ def _instant(at: datetime) -> str:
     return at.isoformat(timespec="microseconds")
 
 
-def _digest(entry: AuditEntry) -> str:
+def _digest(entry: AuditEntry, key: bytes) -> str:
     body = {
         "at": _instant(entry.at),
         "actor": entry.actor,
@@ -64,7 +96,12 @@ def _digest(entry: AuditEntry) -> str:
         "reason": entry.reason,
     }
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256((entry.prev_hash + canonical).encode("utf-8")).hexdigest()
+    return hmac.new(key, (entry.prev_hash + canonical).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _head_mac(key: bytes, count: int, newest: str) -> str:
+    # Without it the head could be set to any entry's hash (they are in the database) after a cut.
+    return hmac.new(key, f"head:{count}:{newest}".encode(), hashlib.sha256).hexdigest()
 
 
 def record(
@@ -84,13 +121,16 @@ def record(
     ``flush=False``: leave the insert to the session's next flush (one flush less on a hot path).
 
     The first entry of a transaction takes the writers' lock and reads the head; the lock is held
-    until commit, so later entries of the same transaction chain onto the head they remember.
+    until commit, so later entries of the same transaction chain onto the head they remember. The
+    head row moves on with each entry, in the same transaction.
     """
-    memo = transaction_memo(session)
-    prev = memo.get("audit.head")
-    if prev is None:
+    head: AuditHead | None = transaction_memo(session).get("audit.head")
+    if head is None:
         serialise(session)
-        prev = session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
+        head = session.get(AuditHead, _HEAD_ID, populate_existing=True)
+        if head is None:
+            head = AuditHead(id=_HEAD_ID, count=0, hash=GENESIS, mac="")
+            session.add(head)
     entry = AuditEntry(
         at=utcnow(),
         actor=actor or SYSTEM,
@@ -100,25 +140,47 @@ def record(
         before=_plain(before),
         after=_plain(after),
         reason=reason,
-        prev_hash=prev or GENESIS,
+        prev_hash=head.hash,
     )
-    entry.hash = _digest(entry)
+    key = _key(session)
+    entry.hash = _digest(entry, key)
+    head.count, head.hash = head.count + 1, entry.hash
+    head.mac = _head_mac(key, head.count, head.hash)
     session.add(entry)
     if flush:
         session.flush()
-    transaction_memo(session)["audit.head"] = entry.hash
+    transaction_memo(session)["audit.head"] = head
     return entry
 
 
 def verify(session: Session) -> VerifyResult:
-    """Walk the chain in order; report the first entry whose links or contents do not match."""
+    """Walk the chain in order; report the first entry whose links or contents do not match, then
+    whether the chain ends where its head says."""
+    key = _key(session)
     prev = GENESIS
     checked = 0
     for entry in session.scalars(select(AuditEntry).order_by(AuditEntry.id)).yield_per(500):
         checked += 1
-        if entry.prev_hash != prev or _digest(entry) != entry.hash:
-            return VerifyResult(ok=False, checked=checked, first_bad_id=entry.id)
+        if entry.prev_hash != prev or _digest(entry, key) != entry.hash:
+            cause = "altered, or an entry before it removed" + (", or the secret key changed" if checked == 1 else "")
+            return VerifyResult(
+                ok=False, checked=checked, first_bad_id=entry.id,
+                reason=f"entry {entry.id} does not match its hash or its predecessor ({cause})",
+            )
         prev = entry.hash
+    head = session.get(AuditHead, _HEAD_ID)
+
+    def broken(reason: str) -> VerifyResult:
+        return VerifyResult(ok=False, checked=checked, first_bad_id=None, reason=reason)
+
+    if head is None:
+        return broken("the head record is missing") if checked else VerifyResult(ok=True, checked=0, first_bad_id=None)
+    if not hmac.compare_digest(head.mac, _head_mac(key, head.count, head.hash)):
+        return broken("the head record was altered (or the secret key changed)")
+    if head.count > checked:
+        return broken(f"the newest {head.count - checked} of {head.count} entries were removed")
+    if (head.count, head.hash) != (checked, prev):
+        return broken(f"the chain does not end where its head record says ({head.count} entries, found {checked})")
     return VerifyResult(ok=True, checked=checked, first_bad_id=None)
 
 

@@ -296,6 +296,17 @@ class AuditEntry(Base):
     __table_args__ = (Index("ix_audit_object", "object_type", "object_id"),)
 
 
+class AuditHead(Base):
+    """The audit chain's end, one row: what verify compares the chain with, so cutting entries off the end shows."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # always 1
+    count: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))  # the newest entry's
+    mac: Mapped[str] = mapped_column(String(64))  # HMAC over count and hash: the row cannot be rewritten without the key
+
+
 # --- Service Operation processes: events, access, SLA marks, fulfilment -----------------
 
 

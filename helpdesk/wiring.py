@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import db
+from core import audit, db
 from core.classify import load_rules
 from core.intake import Intake
 from core.priority import matrix_for
@@ -35,4 +35,6 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
         return parse_message(raw, max_attachment_bytes=settings.max_message_bytes)
 
     intake = Intake(settings, rules, parse)
-    return App(settings, engine, db.make_sessionmaker(engine), intake)
+    factory = db.make_sessionmaker(engine)
+    audit.use_secret(factory, settings.secret_key)  # the audit chain is keyed by a secret not in the database
+    return App(settings, engine, factory, intake)

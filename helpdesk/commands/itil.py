@@ -65,7 +65,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if result.ok:
         print(f"audit trail intact: {result.checked} entries verified")
         return 0
-    print(f"audit trail BROKEN at entry {result.first_bad_id} ({result.checked} entries checked)", file=sys.stderr)
+    print(f"audit trail BROKEN: {result.reason} ({result.checked} entries checked)", file=sys.stderr)
     return 1
 
 

@@ -84,3 +84,85 @@ def test_concurrent_writers_never_fork_the_chain(session_factory):
     with transaction(session_factory) as session:
         result = audit.verify(session)
     assert result == audit.VerifyResult(ok=True, checked=45, first_bad_id=None)
+
+
+def _entries(session_factory, n: int) -> list[int]:
+    with transaction(session_factory) as session:
+        ids = [audit.record(session, actor="system", action=f"step{i}", object_type="t", object_id=i).id for i in range(n)]
+    with transaction(session_factory) as session:
+        assert audit.verify(session) == audit.VerifyResult(ok=True, checked=n, first_bad_id=None)
+    return ids
+
+
+def test_deleting_the_newest_entries_breaks_verify(session_factory):
+    ids = _entries(session_factory, 6)
+    with transaction(session_factory) as session:
+        session.execute(text("DELETE FROM audit WHERE id = :id"), {"id": ids[5]})
+    with transaction(session_factory) as session:
+        result = audit.verify(session)
+    assert result == audit.VerifyResult(ok=False, checked=5, first_bad_id=None)
+    assert result.reason == "the newest 1 of 6 entries were removed"
+    with transaction(session_factory) as session:
+        session.execute(text("DELETE FROM audit WHERE id >= :id"), {"id": ids[3]})
+        assert audit.verify(session).reason == "the newest 3 of 6 entries were removed"
+
+
+def test_moving_the_head_back_after_a_cut_breaks_verify(session_factory):
+    ids = _entries(session_factory, 3)
+    with transaction(session_factory) as session:
+        session.execute(text("DELETE FROM audit WHERE id = :id"), {"id": ids[2]})
+        session.execute(text("UPDATE audit_head SET count = 2, hash = (SELECT hash FROM audit WHERE id = :id)"), {"id": ids[1]})
+    with transaction(session_factory) as session:
+        result = audit.verify(session)
+    assert not result.ok and result.reason.startswith("the head record was altered")
+
+
+def test_deleting_the_head_row_breaks_verify(session_factory):
+    _entries(session_factory, 2)
+    with transaction(session_factory) as session:
+        session.execute(text("DELETE FROM audit_head"))
+    with transaction(session_factory) as session:
+        result = audit.verify(session)
+    assert result == audit.VerifyResult(ok=False, checked=2, first_bad_id=None)
+    assert result.reason == "the head record is missing"
+
+
+def test_a_chain_rebuilt_without_the_key_breaks_verify(session_factory):
+    """Whoever can write to the database can recompute plain SHA-256 hashes, but not the keyed ones."""
+    import hashlib
+    import json
+
+    from core.models import AuditEntry, AuditHead
+
+    ids = _entries(session_factory, 3)
+    with transaction(session_factory) as session:
+        session.execute(text("UPDATE audit SET reason = 'forged' WHERE id = :id"), {"id": ids[1]})
+        session.expire_all()
+        prev = audit.GENESIS
+        for entry in session.query(AuditEntry).order_by(AuditEntry.id):
+            body = {"at": audit._instant(entry.at), "actor": entry.actor, "action": entry.action,
+                    "object_type": entry.object_type, "object_id": entry.object_id, "before": entry.before,
+                    "after": entry.after, "reason": entry.reason}
+            canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            entry.prev_hash, entry.hash = prev, hashlib.sha256((prev + canonical).encode()).hexdigest()
+            prev = entry.hash
+        head = session.get(AuditHead, 1)
+        assert head is not None
+        head.hash, head.mac = prev, hashlib.sha256(f"head:3:{prev}".encode()).hexdigest()
+    with transaction(session_factory) as session:
+        result = audit.verify(session)
+    assert result == audit.VerifyResult(ok=False, checked=1, first_bad_id=ids[0])
+
+
+def test_verify_needs_the_secret_key_the_chain_was_written_with(session_factory):
+    from sqlalchemy.orm import sessionmaker
+
+    engine = session_factory.kw["bind"]
+    ours, theirs = sessionmaker(engine), sessionmaker(engine)
+    audit.use_secret(ours, "our secret")
+    audit.use_secret(theirs, "another secret")
+    ids = _entries(ours, 2)
+    with transaction(theirs) as session:
+        result = audit.verify(session)
+    assert result == audit.VerifyResult(ok=False, checked=1, first_bad_id=ids[0])
+    assert "secret key changed" in result.reason

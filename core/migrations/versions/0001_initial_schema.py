@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 21:33:45.932685
+Create Date: 2026-11-25 23:04:44.633455
 """
 from alembic import op
 import sqlalchemy as sa
@@ -33,6 +33,13 @@ def upgrade() -> None:
     with op.batch_alter_table('audit', schema=None) as batch_op:
         batch_op.create_index('ix_audit_object', ['object_type', 'object_id'], unique=False)
 
+    op.create_table('audit_head',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('count', sa.BigInteger(), nullable=False),
+    sa.Column('hash', sa.String(length=64), nullable=False),
+    sa.Column('mac', sa.String(length=64), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
     op.create_table('contact',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('email', sa.String(length=320), nullable=False),
@@ -342,6 +349,7 @@ def downgrade() -> None:
     op.drop_table('raw_mail')
     op.drop_table('mailbox_cursor')
     op.drop_table('contact')
+    op.drop_table('audit_head')
     with op.batch_alter_table('audit', schema=None) as batch_op:
         batch_op.drop_index('ix_audit_object')
 
