@@ -9,7 +9,10 @@ from typing import Callable
 
 from sqlalchemy.exc import OperationalError
 
-from helpdesk.commands.common import EX_USAGE
+from core.catalogue import CatalogueError
+from core.classify import RuleError
+from core.priority import PriorityError
+from helpdesk.commands.common import EX_TEMPFAIL, EX_USAGE
 from helpdesk.commands.desk import cmd_outbox, cmd_quarantine, cmd_ticket, cmd_tickets, cmd_user_add
 from helpdesk.commands.itil import cmd_audit, cmd_events, cmd_report, cmd_sla
 from helpdesk.commands.mail import (
@@ -110,8 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return args.func(args)
-    except ConfigError as exc:
-        print(f"helpdesk: configuration error: {exc}", file=sys.stderr)
+    except (ConfigError, RuleError, CatalogueError, PriorityError) as exc:
+        problem = str(exc).replace("\n", " ")  # the rules, catalogue and priority errors name their file
+        if args.command == "ingest":
+            # Any other exit status makes the MTA bounce the mail: keep it queued until this is fixed.
+            print(f"helpdesk ingest: configuration error, mail not taken (retry later): {problem}", file=sys.stderr)
+            return EX_TEMPFAIL
+        print(f"helpdesk: configuration error: {problem}", file=sys.stderr)
         return EX_USAGE
     except KeyboardInterrupt:
         return 130

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.helpers import helpdesk_env, run
+import pytest
+
+from tests.e2e.helpers import helpdesk_env, run, run_json
 from tests.servers import free_port
 from tests.servers.imap import ImapServer
 
@@ -62,3 +64,41 @@ def test_ingest_of_a_missing_file_says_66_and_stores_nothing(tmp_path: Path) -> 
     assert "no-such.eml" in _one_line_error(proc.stderr)
     assert run(env, "quarantine", "list", "--json").stdout.strip() == b"[]"
     assert run(env, "tickets", "--json").stdout.strip() == b"[]"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "problem"),
+    [
+        ("rules.toml", "[defaults]\nkind = 'incident'\n", "must set kind and category"),
+        ("catalogue.toml", "[[item]\n", "catalogue.toml"),
+        ("priority.toml", 'matrix = [["P1", "P2"], ["P2"]]\n', "square"),
+    ],
+)
+def test_broken_data_dir_file_is_one_line_exit_2_and_ingest_keeps_the_mail_queued(
+    tmp_path: Path, name: str, text: str, problem: str
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / name).write_text(text)
+    env = helpdesk_env(data, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    proc = run(env, "tickets", check=False)
+    assert proc.returncode == 2
+    line = _one_line_error(proc.stderr)
+    assert name in line and problem in line
+
+    mail = b"From: a@example.com\r\nSubject: hi\r\nMessage-ID: <m1@example.com>\r\n\r\nbody\r\n"
+    proc = run(env, "ingest", input=mail, check=False)
+    assert proc.returncode == 75  # EX_TEMPFAIL: the MTA retries instead of bouncing
+    assert name in _one_line_error(proc.stderr)
+    (data / name).unlink()
+    assert run(env, "tickets", "--json").stdout.strip() == b"[]"  # nothing was half taken
+    run(env, "ingest", input=mail)
+    assert len(run_json(env, "tickets", "--json")) == 1
+
+
+def test_ingest_with_a_bad_setting_says_75_naming_it(tmp_path: Path) -> None:
+    env = helpdesk_env(tmp_path / "data", f"sqlite:///{tmp_path / 'db.sqlite'}", HELPDESK_SMTP_HOST="127.0.0.1",
+                       HELPDESK_SMTP_TLS="sometimes")
+    proc = run(env, "ingest", input=b"Subject: hi\r\n\r\nbody\r\n", check=False)
+    assert proc.returncode == 75
+    assert "HELPDESK_SMTP_TLS" in _one_line_error(proc.stderr)
