@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 # no second sender takes it over. Renewing per mail rather than leasing a whole batch (50 mails
 # with 30 s timeouts per command) keeps a crashed sender's mail waiting minutes, not an hour.
 SEND_TIMEOUT = 120.0
+AUTH_REQUIRED = 530  # the session is not (or no longer) logged in: nothing wrong with the mail
 
 
 class SendFailed(Exception):
@@ -43,17 +44,24 @@ def _client(settings: SmtpSettings) -> aiosmtplib.SMTP:
         use_tls=settings.tls is TlsMode.SSL,
         start_tls=True if settings.tls is TlsMode.STARTTLS else False,
         timeout=30,
+        # aiosmtplib logs in on every connect(), so a reconnect mid-batch logs in again too.
+        username=settings.user or None,
+        password=settings.password,
     )
 
 
+def _permanent(code: int) -> bool:
+    return 500 <= code < 600 and code != AUTH_REQUIRED
+
+
 def _classify(exc: Exception) -> SendFailed:
-    """5xx is permanent, everything else (4xx, connection trouble, timeouts) is worth a retry."""
+    """5xx other than 530 is permanent, everything else (4xx, connection trouble, timeouts) is worth a retry."""
     code = getattr(exc, "code", None)
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients]
-        permanent = bool(codes) and all(500 <= c < 600 for c in codes)
+        permanent = bool(codes) and all(_permanent(c) for c in codes)
         return SendFailed(f"recipients refused: {'; '.join(str(r) for r in exc.recipients)}", permanent=permanent)
-    if isinstance(code, int) and 500 <= code < 600:
+    if isinstance(code, int) and _permanent(code):
         return SendFailed(f"{code} {getattr(exc, 'message', exc)}", permanent=True)
     return SendFailed(f"{type(exc).__name__}: {exc}", permanent=False)
 
@@ -93,9 +101,7 @@ async def _deliver_batch(settings: SmtpSettings, batch: list[Claimed], lease: _L
     """Send a claimed batch over one connection. A mail whose claim was lost is not sent and not recorded."""
     client = _client(settings)
     try:
-        await client.connect()
-        if settings.user:
-            await client.login(settings.user, settings.password or "")
+        await client.connect()  # and logs in, if settings.user is set
     except Exception as exc:
         # Can't reach or log in to the server: the whole batch waits for the next round.
         failure = SendFailed(f"SMTP {settings.host}:{settings.port}: {type(exc).__name__}: {exc}", permanent=False)
@@ -111,7 +117,7 @@ async def _deliver_batch(settings: SmtpSettings, batch: list[Claimed], lease: _L
             except Exception as exc:
                 lease.record(mail, _classify(exc))
                 if isinstance(exc, (aiosmtplib.SMTPServerDisconnected, TimeoutError)):
-                    # Connection lost, or in an unknown state after a timeout: a new one.
+                    # Connection lost, or in an unknown state after a timeout: a new one, logged in again.
                     client.close()
                     try:
                         await client.connect()
