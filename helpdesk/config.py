@@ -53,6 +53,7 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_SMTP_TLS": "none | starttls | ssl (default none)",
     "HELPDESK_POLL_INTERVAL": "seconds between polls when the server has no IDLE (default 30)",
     "HELPDESK_LEASE_SECONDS": "a dead poller's mailboxes are taken over by another after this (default 60)",
+    "HELPDESK_SUBJECT_TAG_PREFIX": "what stands before the ticket number in the subject tag [#N] (default #)",
     "HELPDESK_COMMENT_TAG": "mail from agents to help+TAG@domain is an internal note (default comment)",
     "HELPDESK_CLOSED_REOPEN_DAYS": "a reply to a ticket closed longer ago opens a new linked ticket (default 7)",
     "HELPDESK_TRUSTED_DOMAINS": "comma-separated agent domains whose commands also need Authentication-Results dkim/spf=pass",
@@ -221,6 +222,7 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         database_url=database_url,
         address=address,
         secret_key=get("HELPDESK_SECRET_KEY") or _local_secret(data_dir),
+        subject_tag_prefix=_subject_tag_prefix(get("HELPDESK_SUBJECT_TAG_PREFIX")),
         mailboxes=mailboxes,
         smtp=smtp,
         max_message_bytes=_int("HELPDESK_MAX_MESSAGE_BYTES", get("HELPDESK_MAX_MESSAGE_BYTES") or str(25 * 1024 * 1024)),
@@ -241,6 +243,19 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         priority_path=_file("HELPDESK_PRIORITY_FILE", get("HELPDESK_PRIORITY_FILE")),
         conversation=_conversation(get),
     )
+
+
+def _subject_tag_prefix(value: str | None) -> str:
+    if value is None:
+        return "#"
+    # The tag is found again in replies as [PREFIX<digits>]: a bracket or space would break it,
+    # and a trailing digit would run into the ticket number ([T142] for ticket 42).
+    if not re.fullmatch(r"[^\s\[\]]{1,20}", value) or value[-1].isdigit():
+        raise ConfigError(
+            "HELPDESK_SUBJECT_TAG_PREFIX: must be 1 to 20 characters without spaces or brackets, "
+            f"not ending in a digit, like # or IT- (got {value!r})"
+        )
+    return value
 
 
 def _conversation(get: Any) -> ConversationSettings:
