@@ -32,7 +32,10 @@ def start(session: Session, settings: Settings, catalogue: Catalogue, ticket: Ti
     if ticket.kind is TicketKind.ACCESS_REQUEST:
         wanted = access.read_request(mail)
         beneficiary = tickets.contact_for(session, wanted.beneficiary) if wanted.beneficiary else None
-        access.open_request(session, settings, ticket.id, resource=wanted.resource, beneficiary=beneficiary)
+        # The rules' group for the mail is the resource group whose approvers decide (access.approvers_by_group).
+        access.open_request(
+            session, settings, ticket.id, resource=wanted.resource, beneficiary=beneficiary, resource_group=ticket.group,
+        )
     sla.start(settings, ticket)
 
 

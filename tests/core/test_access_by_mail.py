@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from email.message import EmailMessage
 
 import pytest
@@ -11,6 +12,7 @@ from core import fulfilment
 from core.approval import PolicyViolation
 from core.db import transaction
 from core.models import AccessGrant, AccessRequest, Contact, Role, Ticket
+from core.settings import AccessSettings
 from tests.core.desk import Desk, mail, make_desk
 
 ALICE = "alice@example.com"
@@ -88,3 +90,14 @@ def test_reject_without_any_reason_is_not_applied(desk: Desk) -> None:
     desk.deliver(_answer(_asked(desk, number)[SEC], "#reject", sender=SEC))
     assert desk.ticket(number)["status"] == "awaiting_approval" and desk.sent("access_decision") == []
     assert any("#reject needs a reason" in n for n in _notes(desk, number))
+
+
+def test_the_rules_group_of_an_access_mail_chooses_its_approvers(desk: Desk) -> None:
+    settings = replace(desk.settings, access=AccessSettings(approvers_by_group={"security": (SEC,)}))
+    desk = Desk(desk.factory, settings)
+    number = desk.deliver(mail(ALICE, "Access to the finance share", "I need it for the audit.")).ticket_id
+    with desk.factory() as session:
+        request = session.scalars(select(AccessRequest).where(AccessRequest.ticket_id == number)).one()
+        assert request.ticket.group == "security"  # the shipped access-request rule's group
+        assert request.resource_group == "security"
+    assert list(_asked(desk, number)) == [SEC]  # not Carol: she approves for no group named "security"
