@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from datetime import time
+from dataclasses import dataclass, field, replace
+from datetime import date, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from collections.abc import Mapping
 from pathlib import Path
@@ -111,8 +112,17 @@ def _address(name: str, value: str) -> str:
     return value.lower()
 
 
-def _read_toml(path: str) -> tuple[dict[str, str], list[Any]]:
-    """The scalar settings (as HELPDESK_* strings) and the ``[[mailboxes]]`` tables of a TOML file."""
+@dataclass
+class _Tables:
+    """What only the TOML file can say: ``[[mailboxes]]``, ``[access]`` and ``[sla]`` tables."""
+
+    mailboxes: list[Any] = field(default_factory=list)
+    access: dict[str, Any] = field(default_factory=dict)
+    sla: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_toml(path: str) -> tuple[dict[str, str], _Tables]:
+    """The scalar settings (as HELPDESK_* strings) and the tables of a TOML file."""
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
@@ -123,11 +133,19 @@ def _read_toml(path: str) -> tuple[dict[str, str], list[Any]]:
     tables = data.pop("mailboxes", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise ConfigError(f"HELPDESK_CONFIG: `mailboxes` in {path} must be [[mailboxes]] tables")
+    access, sla = data.pop("access", {}), data.pop("sla", {})
+    for name, table, keys in (("access", access, {"approvers"}), ("sla", sla, {"holidays", "groups"})):
+        if not isinstance(table, dict):
+            raise ConfigError(f"HELPDESK_CONFIG: `{name}` in {path} must be an [{name}] table")
+        unknown_keys = sorted(set(table) - keys)
+        if unknown_keys:
+            raise ConfigError(f"HELPDESK_CONFIG: unknown key(s) in [{name}]: {', '.join(unknown_keys)} "
+                              f"(known: {', '.join(sorted(keys))})")
     known = {k.removeprefix("HELPDESK_").lower() for k in VARIABLES}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"HELPDESK_CONFIG: unknown setting(s) in {path}: {', '.join(unknown)}")
-    return {f"HELPDESK_{k.upper()}": str(v) for k, v in data.items()}, tables
+    return {f"HELPDESK_{k.upper()}": str(v) for k, v in data.items()}, _Tables(tables, access, sla)
 
 
 MAILBOX_KEYS = ("name", "host", "port", "user", "password", "tls", "folder", "processed_folder", "address")
@@ -164,7 +182,7 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
     """Build Settings from a TOML file (if any) overridden by the environment."""
     env = dict(os.environ if environ is None else environ)
     values: dict[str, str] = {}
-    tables: list[Any] = []
+    tables = _Tables()
     path = config_file or env.get("HELPDESK_CONFIG")
     if path:
         scalars, tables = _read_toml(path)
@@ -200,7 +218,7 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
             ),
         )
 
-    mailboxes += tuple(_mailbox_table(n, t, address) for n, t in enumerate(tables))
+    mailboxes += tuple(_mailbox_table(n, t, address) for n, t in enumerate(tables.mailboxes))
     names = [m.name for m in mailboxes]
     if len(set(names)) != len(names):
         raise ConfigError(f"HELPDESK_CONFIG: mailbox names must differ (got {', '.join(names)})")
@@ -231,8 +249,9 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         web_host=get("HELPDESK_WEB_HOST") or "127.0.0.1",
         web_port=_int("HELPDESK_WEB_PORT", get("HELPDESK_WEB_PORT") or "8080", low=0, high=65535),
         web_proxies=_int("HELPDESK_WEB_PROXIES", get("HELPDESK_WEB_PROXIES") or "0", low=0, high=10),
-        sla=_sla(get),
+        sla=_sla(get, tables.sla),
         access=AccessSettings(
+            approvers_by_group=_approvers(tables.access.get("approvers", {})),
             grant_days=_int("HELPDESK_ACCESS_GRANT_DAYS", get("HELPDESK_ACCESS_GRANT_DAYS") or "90", low=1),
             expiry_warning_days=_int(
                 "HELPDESK_ACCESS_EXPIRY_WARNING_DAYS", get("HELPDESK_ACCESS_EXPIRY_WARNING_DAYS") or "14", low=0
@@ -297,7 +316,45 @@ def _minutes(name: str, text: str) -> int:
     return int(m.group(1)) * _UNITS[m.group(2)]
 
 
-def _sla(get: Any) -> SlaSettings:
+def _group_table(key: str, value: Any) -> dict[str, Any]:
+    """A TOML table keyed by group name; errors name it as HELPDESK_CONFIG: key."""
+    if not isinstance(value, dict) or not all(isinstance(g, str) and g.strip() for g in value):
+        raise ConfigError(f"HELPDESK_CONFIG: {key}: must be a table of group = ... (got {value!r})")
+    return value
+
+
+def _approvers(value: Any) -> dict[str, tuple[str, ...]]:
+    """``[access.approvers] hr = ["jack@example.org"]``: who approves access to a resource group."""
+    found: dict[str, tuple[str, ...]] = {}
+    for group, addresses in _group_table("access.approvers", value).items():
+        key = f"HELPDESK_CONFIG: access.approvers.{group}"
+        addresses = [addresses] if isinstance(addresses, str) else addresses
+        if not isinstance(addresses, list) or not addresses or not all(isinstance(a, str) for a in addresses):
+            raise ConfigError(f"{key}: must be a list of email addresses (got {addresses!r})")
+        found[group] = tuple(_address(key, a) for a in addresses)
+    return found
+
+
+def _holidays(value: Any) -> frozenset[date]:
+    """``[sla] holidays = ["2026-12-25", ...]`` (TOML dates work too)."""
+    key = "HELPDESK_CONFIG: sla.holidays"
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: must be a list of dates like \"2026-12-25\" (got {value!r})")
+    return frozenset(_day(key, item) for item in value)
+
+
+def _day(key: str, item: Any) -> date:
+    if type(item) is date:  # a TOML date; a datetime (a subclass) is not a day
+        return item
+    if isinstance(item, str):
+        try:
+            return date.fromisoformat(item.strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"{key}: dates look like \"2026-12-25\" (got {item!r})")
+
+
+def _sla(get: Any, table: dict[str, Any]) -> SlaSettings:
     targets = dict(DEFAULT_SLA_TARGETS)
     for item in filter(None, (get("HELPDESK_SLA_TARGETS") or "").split(",")):
         priority, _, spans = item.partition("=")
@@ -309,10 +366,20 @@ def _sla(get: Any) -> SlaSettings:
             _minutes("HELPDESK_SLA_TARGETS", response), _minutes("HELPDESK_SLA_TARGETS", resolution)
         )
     manager = get("HELPDESK_SLA_MANAGER")
+    hours = _business_hours(get("HELPDESK_BUSINESS_HOURS"))
+    if "holidays" in table:
+        if hours is None:  # a clock that runs around the clock has no days off: say so, not ignore them
+            raise ConfigError("HELPDESK_CONFIG: sla.holidays: needs HELPDESK_BUSINESS_HOURS")
+        hours = replace(hours, holidays=_holidays(table["holidays"]))
+    groups = _group_table("sla.groups", table.get("groups", {}))
+    for group, value in groups.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"HELPDESK_CONFIG: sla.groups.{group}: must be one email address (got {value!r})")
     return SlaSettings(
         targets=targets,
-        business_hours=_business_hours(get("HELPDESK_BUSINESS_HOURS")),
+        business_hours=hours,
         manager=_address("HELPDESK_SLA_MANAGER", manager) if manager else None,
+        group_addresses={g: _address(f"HELPDESK_CONFIG: sla.groups.{g}", a) for g, a in groups.items()},
     )
 
 

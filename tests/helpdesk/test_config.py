@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,54 @@ def test_sla_targets_and_business_hours_are_read(tmp_path: Path) -> None:
     hours = settings.sla.business_hours
     assert hours is not None and hours.timezone == "Europe/Berlin" and hours.weekdays == frozenset(range(5))
     assert settings.sla.manager == "boss@example.org"
+
+
+def _toml(tmp_path: Path, text: str) -> dict[str, str]:
+    config = tmp_path / "helpdesk.toml"
+    config.write_text(text)
+    return _env(tmp_path, HELPDESK_CONFIG=str(config))
+
+
+def test_group_approvers_group_escalation_and_holidays_are_read_from_toml(tmp_path: Path) -> None:
+    settings = load(_toml(tmp_path, """
+business_hours = "mon-fri 08:00-18:00 Europe/Berlin"
+
+[access.approvers]
+hr = ["Jack@Example.org", "jill@example.org"]
+finance = "fiona@example.org"
+
+[sla]
+holidays = ["2026-12-25", 2026-12-26]
+
+[sla.groups]
+network = "net-team@example.org"
+"""))
+    assert settings.access.approvers_by_group == {
+        "hr": ("jack@example.org", "jill@example.org"), "finance": ("fiona@example.org",)
+    }
+    assert settings.sla.group_addresses == {"network": "net-team@example.org"}
+    assert settings.sla.business_hours is not None
+    assert settings.sla.business_hours.holidays == frozenset({date(2026, 12, 25), date(2026, 12, 26)})
+    assert load(_env(tmp_path)).access.approvers_by_group == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('[access.approvers]\nhr = ["not an address"]', "access.approvers.hr:"),
+        ("[access.approvers]\nhr = []", "access.approvers.hr:"),
+        ('[access]\napprover = {hr = "jack@example.org"}', "[access]: approver"),
+        ('access = "jack@example.org"', "`access`"),
+        ('[sla.groups]\nnetwork = ["net@example.org"]', "sla.groups.network:"),
+        ('[sla.groups]\nnetwork = "net-team"', "sla.groups.network:"),
+        ('business_hours = "mon-fri 08:00-18:00"\n[sla]\nholidays = ["25.12.2026"]', "sla.holidays:"),
+        ('business_hours = "mon-fri 08:00-18:00"\n[sla]\nholidays = "2026-12-25"', "sla.holidays:"),
+        ('[sla]\nholidays = ["2026-12-25"]', "sla.holidays: needs HELPDESK_BUSINESS_HOURS"),
+        ('[sla]\nholiday = ["2026-12-25"]', "[sla]: holiday"),
+    ],
+)
+def test_a_bad_access_or_sla_table_names_its_key(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(_toml(tmp_path, text))
+    assert str(caught.value).startswith("HELPDESK_CONFIG: ")
+    assert named in str(caught.value) and "\n" not in str(caught.value)
