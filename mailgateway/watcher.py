@@ -14,12 +14,13 @@ import threading
 import time
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import lease
 from core.db import transaction
 from core.intake import Intake, IntakeResult, process_pending
-from core.models import MailboxCursor
+from core.models import Inbound, MailboxCursor
 from core.settings import MailboxSettings
 from mailgateway.imap import ImapError, LoginFailed, MailboxClient
 
@@ -108,25 +109,50 @@ def fetch_new(
             cursor.uidvalidity = state.uidvalidity
             cursor.last_uid = 0
         last_uid = cursor.last_uid
+    unread: list[int] = []
     if sweep and mailbox.processed_folder is not None and last_uid:
         left = [uid for uid in client.uids_after(0) if uid <= last_uid]
-        if left:
-            log.info("%s: moving %d mail stored before an interruption", mailbox.name, len(left))
-            client.mark_processed(left, mailbox.processed_folder)
-    uids = client.uids_after(last_uid)
+        done = _stored_uids(factory, mailbox, state.uidvalidity, left)
+        if done:
+            log.info("%s: moving %d mail stored before an interruption", mailbox.name, len(done))
+            client.mark_processed(done, mailbox.processed_folder)
+        unread = sorted(set(left) - set(done))
+        if unread:
+            log.warning("%s: %d mail behind the cursor was never stored; reading it now", mailbox.name, len(unread))
+    uids = unread + client.uids_after(last_uid)
     fetched = stored = 0
     for start in range(0, len(uids), batch):
         chunk = uids[start : start + batch]
         with transaction(factory) as session:
             cursor = _held_cursor(session, mailbox, holder, lease_seconds)
             mails: list[tuple[int | None, bytes]] = list(client.fetch(chunk, batch))
+            got = {uid for uid, _ in mails}
             fetched += len(mails)
             new = intake.store_many(session, mails, source=mailbox.name, uidvalidity=state.uidvalidity)
             stored += sum(1 for inbound in new if inbound is not None)
             del mails, new
             cursor.last_uid = max(cursor.last_uid, chunk[-1])
-        client.mark_processed(chunk, mailbox.processed_folder)
+        missing = [uid for uid in chunk if uid not in got]
+        if missing:
+            # Expunged meanwhile, or the server sent no content: never move what was not stored.
+            # Mail still there is read again by the next connection's sweep.
+            log.warning("%s: no content for UID %s; left in %s", mailbox.name, ", ".join(map(str, missing)), mailbox.folder)
+        client.mark_processed([uid for uid in chunk if uid in got], mailbox.processed_folder)
     return PollResult(fetched, stored)
+
+
+def _stored_uids(
+    factory: sessionmaker[Session], mailbox: MailboxSettings, uidvalidity: int, uids: list[int]
+) -> list[int]:
+    """Those of ``uids`` already stored from this mailbox (under this UIDVALIDITY)."""
+    found: set[int] = set()
+    with factory() as session:
+        for start in range(0, len(uids), 500):
+            found.update(session.scalars(select(Inbound.uid).where(
+                Inbound.source == mailbox.name, Inbound.uidvalidity == uidvalidity,
+                Inbound.uid.in_(uids[start : start + 500]),
+            )))
+    return [uid for uid in uids if uid in found]
 
 
 # SQLite has one writer: threads of one process (one per mailbox) take turns processing, so two of
