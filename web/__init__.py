@@ -37,6 +37,7 @@ def create_app(settings: Settings, session_factory: sessionmaker[Session], *, te
         template_folder=str(resources.files("templates")),
         static_folder="static",
     )
+    app.url_map.converters["int"] = security.IdConverter  # before any route is added
     app.config.update(
         SECRET_KEY=settings.secret_key,
         TESTING=testing,

@@ -1,7 +1,8 @@
 """Who may see what: login, roles per view, API tokens, login throttling, security headers.
 
 Access is denied by default: every view must be marked `public` or carry the roles allowed to
-use it, and one `before_request` hook enforces that for the whole app.
+use it, and one `before_request` hook enforces that for the whole app. Input no view can use
+(a number past any id, a NUL character) is refused here too, before it reaches the database.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Callable, TypeVar
 
 from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
+from werkzeug.routing import IntegerConverter, Map
 
 from core.models import Contact, Role
 from core.users import user_for_token
@@ -21,6 +23,8 @@ from web.db import db
 
 F = TypeVar("F", bound=Callable[..., object])
 STAFF = frozenset({Role.ADMIN, Role.AGENT, Role.APPROVER})
+# Ids are 32-bit on PostgreSQL; past 64 bits SQLite's driver overflows. No row has a larger id.
+MAX_ID = 2**31 - 1
 
 CSP = "; ".join(
     (
@@ -127,6 +131,33 @@ def _guard() -> Response | None:
     return None
 
 
+class IdConverter(IntegerConverter):
+    """`<int:...>` bounded by MAX_ID: a number no row can have is a 404, not a database error."""
+
+    def __init__(
+        self, map: Map, fixed_digits: int = 0, min: int | None = None, max: int | None = MAX_ID, signed: bool = False
+    ) -> None:
+        super().__init__(map, fixed_digits, min, max, signed)
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):  # a MultiDict's items() would give only the first value per key
+        items = value.items(multi=True) if hasattr(value, "getlist") else value.items()
+        return any(_has_nul(k) or _has_nul(v) for k, v in items)
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _refuse_nul() -> None:
+    # PostgreSQL cannot store NUL in text and no field of ours needs one: refuse it everywhere alike.
+    body = request.get_json(silent=True) if request.is_json else None
+    if _has_nul(request.args) or _has_nul(request.form) or _has_nul(body):
+        abort(400, "Text must not contain NUL characters.")
+
+
 def _headers(response: Response) -> Response:
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -188,6 +219,7 @@ def install(app: Flask) -> None:
     app.session_interface = TlsAwareSessionInterface()
     app.extensions["login_throttle"] = LoginThrottle()
     app.before_request(_guard)
+    app.before_request(_refuse_nul)
     app.after_request(_headers)
 
 

@@ -23,7 +23,7 @@ from core.notify import OutboundAttachment, notify_status
 from core.priority import priority_for
 from core.queue import QueueQuery, SlaState, Sort
 from web.db import db
-from web.security import STAFF, current_user, roles
+from web.security import MAX_ID, STAFF, current_user, roles
 
 bp = Blueprint("tickets", __name__)
 WORKERS = (Role.AGENT, Role.ADMIN)
@@ -54,6 +54,8 @@ def categories() -> list[str]:
 
 
 FILTERS = ("kind", "status", "priority", "category", "assignee", "sla", "q", "sort")
+# No queue holds more tickets than there are ticket numbers; a larger page would overflow OFFSET.
+MAX_PAGE = MAX_ID // QueueQuery.per_page + 1
 
 
 def queue_query(args: Any) -> QueueQuery:
@@ -61,7 +63,7 @@ def queue_query(args: Any) -> QueueQuery:
     # "unresolved" (the default) is any open status; "any" is every status.
     status_raw = args.get("status") or "unresolved"
     try:
-        page = max(1, int(args.get("page", "1")))
+        page = min(max(1, int(args.get("page", "1"))), MAX_PAGE)
     except ValueError:
         page = 1
     priority = args.get("priority") or None
