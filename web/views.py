@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from flask import Flask, current_app, render_template, request
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from core.models import Role
 from core.models import aware
@@ -56,6 +56,8 @@ def csrf() -> Markup:
 
 
 def _error(exc: HTTPException):  # type: ignore[no-untyped-def]
+    if exc.code == 500:
+        exc = InternalServerError()  # its stock text: never the exception's
     if request.path.startswith("/api/"):
         return {"error": exc.description or exc.name}, exc.code
     return render_template("web/error.html", error=exc), exc.code
@@ -65,5 +67,5 @@ def install(app: Flask) -> None:
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["label"] = label
     app.jinja_env.globals.update(current_user=current_user, nav_for=nav_for, can=can, csrf=csrf)
-    for code in (400, 403, 404, 405, 413, 429):
+    for code in (400, 403, 404, 405, 413, 422, 429, 500):
         app.register_error_handler(code, _error)
