@@ -121,7 +121,7 @@ def decide(request_id: int, choice: str):  # type: ignore[no-untyped-def]
     done, message = approvals.decision(request_id, choice == "approve", reason)
     if not done:
         abort(422, message)
-    return jsonify(status=choice + "d", message=message)
+    return jsonify(status="approved" if choice == "approve" else "rejected", message=message)
 
 
 @bp.post("/events/alertmanager")

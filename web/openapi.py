@@ -87,7 +87,8 @@ def document(server_url: str) -> dict[str, Any]:
         "requestBody": {"required": False, "content": {"application/json": {"schema": {
             "type": "object", "properties": {"reason": {"type": "string"}}}}}},
         "responses": {"200": {"description": "Decided", "content": {"application/json": {"schema": {
-            "type": "object", "properties": {"status": {"type": "string"}, "message": {"type": "string"}}}}}},
+            "type": "object", "properties": {"status": {"type": "string", "enum": ["approved", "rejected"]},
+                                             "message": {"type": "string"}}}}}},
             **_errors(401, 403, 404, 422)},
     }}
     paths["/events/alertmanager"] = {"post": {

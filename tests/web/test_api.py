@@ -6,8 +6,10 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import access
 from core.db import transaction
-from core.models import Contact, Role
+from core.models import AccessGrant, AccessRequest, AccessStatus, AuditEntry, Contact, Outbox, Role, TicketKind
+from core.settings import Settings
 from core.users import issue_api_token
 from tests.web.conftest import STAFF, make_ticket
 from web.security import public
@@ -41,3 +43,56 @@ def test_an_unexpected_error_is_a_json_500_that_tells_nothing_of_the_exception(a
     page = app.test_client().get("/boom")
     assert page.status_code == 500 and "Internal Server Error" in page.get_data(as_text=True)
     assert "hunter2" not in page.get_data(as_text=True)
+
+
+def _access_request(factory: sessionmaker[Session], settings: Settings, requester: str, resource: str) -> int:
+    made = make_ticket(factory, f"Access to {resource}", f"need access to {resource}",
+                       kind=TicketKind.ACCESS_REQUEST, requester=requester)
+    with transaction(factory) as session:
+        return access.open_request(session, settings, made.number, resource=resource).id
+
+
+def test_an_approver_decides_access_requests_through_the_api(app: Flask, factory, settings: Settings) -> None:
+    approved = _access_request(factory, settings, "dave@example.com", "payroll")
+    rejected = _access_request(factory, settings, "erin@example.com", "finance share")
+    api, approver = app.test_client(), _auth(factory, Role.APPROVER)
+
+    response = api.post(f"/api/access/{approved}/approve", json={"reason": "month-end close"}, headers=approver)
+    assert response.status_code == 200 and response.json["status"] == "approved"
+    response = api.post(f"/api/access/{rejected}/reject", json={"reason": "not in finance"}, headers=approver)
+    assert response.status_code == 200 and response.json["status"] == "rejected"
+    with factory() as session:
+        [grant] = session.scalars(select(AccessGrant)).all()
+        assert (grant.contact.email, grant.resource) == ("dave@example.com", "payroll")
+        decisions = session.scalars(select(Outbox).where(Outbox.purpose == "access_decision").order_by(Outbox.id)).all()
+        assert [row.recipients for row in decisions] == [["dave@example.com"], ["erin@example.com"]]
+        assert b"approved" in decisions[0].raw and b"not in finance" in decisions[1].raw
+        assert session.get(AccessRequest, rejected).status is AccessStatus.REJECTED  # type: ignore[union-attr]
+
+    # Deciding again is refused, as JSON; nothing more is granted or mailed.
+    for choice in ("approve", "reject"):
+        again = api.post(f"/api/access/{approved}/{choice}", json={}, headers=approver)
+        assert again.status_code == 422 and again.is_json and "already approved" in again.json["error"]
+    with factory() as session:
+        assert len(session.scalars(select(AccessGrant)).all()) == 1
+        assert len(session.scalars(select(Outbox).where(Outbox.purpose == "access_decision")).all()) == 2
+    missing = api.post("/api/access/999/approve", json={}, headers=approver)
+    assert missing.status_code == 404 and missing.is_json
+
+
+def test_the_api_refuses_self_approval_and_other_roles(app: Flask, factory, settings: Settings) -> None:
+    own = _access_request(factory, settings, STAFF[Role.APPROVER], "payroll")
+    other = _access_request(factory, settings, "dave@example.com", "payroll")
+    api = app.test_client()
+
+    refused = api.post(f"/api/access/{own}/approve", json={"reason": "me"}, headers=_auth(factory, Role.APPROVER))
+    assert refused.status_code == 422 and refused.is_json and refused.json["error"].startswith("Refused")
+    for role in (Role.AGENT, Role.ADMIN):
+        forbidden = api.post(f"/api/access/{other}/approve", json={}, headers=_auth(factory, role))
+        assert forbidden.status_code == 403 and forbidden.json == {"error": "forbidden for your role"}
+    with factory() as session:
+        assert session.get(AccessRequest, own).status is AccessStatus.PENDING  # type: ignore[union-attr]
+        assert session.get(AccessRequest, other).status is AccessStatus.PENDING  # type: ignore[union-attr]
+        assert session.scalars(select(AccessGrant)).all() == []
+        [entry] = session.scalars(select(AuditEntry).where(AuditEntry.action == "access.refused")).all()
+        assert (entry.actor, entry.object_id) == (STAFF[Role.APPROVER], own)
