@@ -125,7 +125,7 @@ class Intake:
             # The bytes only, no RawMail object: a batch must not keep every raw mail in memory.
             mail = self.parse(session.scalar(select(RawMail.data).where(RawMail.sha256 == inbound.sha256)))
         except Exception as exc:  # any parser failure: keep the mail, say why
-            return self._quarantine(session, inbound, f"unreadable: {type(exc).__name__}: {exc}")
+            return self._quarantine(session, inbound, f"unreadable: {_why(exc)}")
         if mail.message_id and usable_message_id(mail.message_id) is None:
             mail = replace(mail, message_id=None)
         try:
@@ -133,7 +133,7 @@ class Intake:
                 result = self._process_parsed(session, inbound, mail)
         except Exception as exc:
             log.exception("processing inbound %s failed", inbound.id)
-            return self._quarantine(session, inbound, f"processing failed: {type(exc).__name__}: {exc}")
+            return self._quarantine(session, inbound, f"processing failed: {_why(exc)}")
         return result
 
     def _process_parsed(self, session: Session, inbound: Inbound, mail: ParsedMail) -> IntakeResult:
@@ -519,9 +519,15 @@ def _process_claimed(
             with transaction(factory) as session:
                 inbound = session.get(Inbound, ids[0])
                 if inbound is not None and inbound.status is InboundStatus.NEW:
-                    inbound.reason = f"run {inbound.attempts} failed: {type(exc).__name__}: {exc}"[:4000]
+                    inbound.reason = f"run {inbound.attempts} failed: {_why(exc)}"
         return []
     return results
+
+
+def _why(exc: BaseException) -> str:
+    """One line for a quarantine reason: a database error's text goes on with the SQL and the mail's values."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}"[:500]
 
 
 def _quarantined(session: Session, inbound_id: int) -> Inbound:

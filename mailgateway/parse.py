@@ -13,6 +13,7 @@ import email.parser
 import email.utils
 import hashlib
 import re
+from dataclasses import replace
 from datetime import datetime
 from email.feedparser import BytesFeedParser
 from email.message import Message
@@ -75,7 +76,46 @@ def parse_message(raw: bytes, *, max_attachment_bytes: int = 25 * 1024 * 1024) -
         raise UnreadableMail(f"parser failed: {type(exc).__name__}: {exc}"[:200]) from exc
     if structure_defect:
         parsed.defects.insert(0, structure_defect)
-    return parsed
+    return _without_nul(parsed)
+
+
+def _binary(data: bytes) -> bool:
+    """Control characters (other than tab and line ends) in more than 5% of the first 4 kB."""
+    head = data[:4096]
+    controls = sum(1 for b in head if b < 32 and b not in (9, 10, 13) or b == 127)
+    return bool(head) and controls > len(head) // 20
+
+
+def _clean(text: str) -> str:
+    # PostgreSQL's text columns refuse NUL; SQLite's take it. Same mail, same ticket, on both.
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def _without_nul(mail: ParsedMail) -> ParsedMail:
+    def address(a: Address | None) -> Address | None:
+        return Address(_clean(a.address), _clean(a.name)) if a is not None else None
+
+    def addresses(found: list[Address]) -> list[Address]:
+        return [Address(_clean(a.address), _clean(a.name)) for a in found]
+
+    def headers(found: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {_clean(name): [_clean(v) for v in values] for name, values in found.items()}
+
+    return replace(
+        mail,
+        from_=address(mail.from_), to=addresses(mail.to), cc=addresses(mail.cc), reply_to=addresses(mail.reply_to),
+        subject=_clean(mail.subject), text=_clean(mail.text), reply_text=_clean(mail.reply_text),
+        html=_clean(mail.html) if mail.html is not None else None,
+        message_id=_clean(mail.message_id) if mail.message_id else mail.message_id,
+        in_reply_to=_clean(mail.in_reply_to) if mail.in_reply_to else mail.in_reply_to,
+        references=[_clean(r) for r in mail.references],
+        attachments=[replace(p, filename=_clean(p.filename)) for p in mail.attachments],
+        headers=headers(mail.headers), attached_headers=[headers(h) for h in mail.attached_headers],
+        delivery_status=_clean(mail.delivery_status) if mail.delivery_status else mail.delivery_status,
+        feedback_report=_clean(mail.feedback_report) if mail.feedback_report else mail.feedback_report,
+        embedded_message_ids=[_clean(m) for m in mail.embedded_message_ids],
+        defects=[_clean(d) for d in mail.defects],
+    )
 
 
 def _parse_bytes(raw: bytes) -> Message:
@@ -90,6 +130,9 @@ def _parse_bytes(raw: bytes) -> Message:
 def _read(message: Message, max_attachment_bytes: int) -> ParsedMail:
     if not message.keys() and not str(message.get_payload()).strip():
         raise UnreadableMail("no headers and no body")
+    if not message.keys() and _binary(bytes(message.get_payload(decode=False) or "", "utf-8", "surrogateescape")):
+        # A headerless text is read as a body (some tools pipe just that); binary noise is no mail.
+        raise UnreadableMail("not a mail: no header, and the content is binary")
     try:
         fallback_charset = message.get_content_charset()
     except Exception:  # noqa: BLE001 - odd charset parameter

@@ -247,3 +247,19 @@ def test_one_megabyte_header(header: str) -> None:
     assert seconds < 10
     assert not isinstance(parsed, UnreadableMail)
     assert parsed.text == "body"  # type: ignore[union-attr]
+
+
+def test_binary_noise_without_headers_is_refused_but_a_headerless_text_is_read() -> None:
+    import random
+
+    noise = random.Random(7).randbytes(2000)
+    with pytest.raises(UnreadableMail, match="binary"):
+        parse_message(noise)
+    assert parse_message(b"Just the body of a note,\r\npiped in by some tool.\r\n").text.startswith("Just the body")
+
+
+def test_nul_characters_are_replaced_so_every_database_stores_the_mail() -> None:
+    mail = parse_message(b"From: Al\x00ice <alice@example.com>\r\nSubject: nul\x00subj\r\n\r\nhello\x00world\r\n")
+    assert mail.subject == "nul\ufffdsubj" and mail.text.startswith("hello\ufffdworld")
+    assert "\x00" not in (mail.from_.name if mail.from_ else "")
+    assert all("\x00" not in v for values in mail.headers.values() for v in values)
