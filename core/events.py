@@ -21,7 +21,7 @@ from core import sla, tickets
 from core.locks import serialise
 from core.mail import ParsedMail
 from core.models import Event, Severity, Ticket, TicketKind, TicketStatus
-from core.priority import priority_for
+from core.priority import matrix_for, priority_for
 from core.settings import Settings
 
 # Alerts that arrive over HTTP have no sender: their incidents are "from" an address that never receives mail.
@@ -363,7 +363,7 @@ def handle_alert(
 
 def _open(session: Session, settings: Settings, alert: Alert, mail: ParsedMail | None) -> Ticket:
     impact, urgency = (2, 1) if alert.severity is Severity.EXCEPTION else (3, 2)
-    priority = priority_for(impact, urgency)
+    priority = priority_for(impact, urgency, matrix_for(settings))
     monitor = tickets.contact_for(session, mail.from_ if mail and mail.from_ and mail.sender else WEBHOOK_SENDER)
     incident = tickets.open_ticket(
         session,

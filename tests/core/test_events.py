@@ -316,3 +316,17 @@ def test_alertmanager_group_is_one_incident_whatever_its_common_labels(sqlite_se
         assert [o.action for o in outcomes] == [EventAction.OPENED, EventAction.APPENDED, EventAction.RESOLVED]
         assert {o.ticket.id for o in outcomes} == {outcomes[0].ticket.id}
         assert session.scalar(select(func.count()).select_from(Ticket).where(Ticket.status != TicketStatus.RESOLVED)) == 0
+
+
+def test_an_alert_incident_takes_its_priority_from_the_configured_matrix(sqlite_session_factory, tmp_path) -> None:
+    (tmp_path / "priority.toml").write_text("matrix = [\n" + '  ["P5", "P5", "P5"],\n' * 3 + "]\n")
+    settings = Settings(data_dir=tmp_path, database_url="sqlite://", address="help@example.org")
+    alert = events.parse_alert(mail("nagios_service_problem"))
+    assert alert is not None and alert.severity is Severity.EXCEPTION
+    with transaction(sqlite_session_factory) as session:
+        outcome = events.handle_alert(session, settings, alert)
+        assert outcome.ticket is not None and outcome.ticket.priority == "P5"
+    with transaction(sqlite_session_factory) as session:  # the shipped ITIL matrix otherwise
+        other = events.parse_alert(mail("nagios_host_down"))
+        assert other is not None
+        assert events.handle_alert(session, SETTINGS, other).ticket.priority == "P2"  # type: ignore[union-attr]
