@@ -48,6 +48,9 @@ _SUPERSEDED = tuple(
     f"DROP TRIGGER IF EXISTS {t}_fts_{op}" for t in ("message", "ticket") for op in ("ai", "ad", "au")
 ) + ("DROP TABLE IF EXISTS message_fts", "DROP TABLE IF EXISTS ticket_fts")
 _WORD = re.compile(r"\w+", re.UNICODE)
+# A shorter prefix expands to thousands of indexed words (seconds on a large database); a word of
+# one or two letters is looked up as it is, which stays fast however common it is.
+PREFIX_MIN = 3
 
 
 def uses_fts(engine: Engine) -> bool:
@@ -71,12 +74,13 @@ def ensure_index(engine: Engine) -> None:
 
 
 def fts_query(words: str) -> str | None:
-    """User text as an FTS5 query: every word must occur, the last one as a prefix."""
+    """User text as an FTS5 query: every word must occur, the last one as a prefix if it is long enough."""
     tokens = _WORD.findall(words)
     if not tokens:
         return None
     quoted = [f'"{t}"' for t in tokens]
-    quoted[-1] += "*"
+    if len(tokens[-1]) >= PREFIX_MIN:
+        quoted[-1] += "*"
     return " ".join(quoted)
 
 
