@@ -198,6 +198,7 @@ class Intake:
             linked_ticket_id=linked,
             first_message=message,
         )
+        processes.settle_kind(session, self.catalogue, ticket, mail)  # the acknowledgement names the kind
         if not list_mail:  # a list's address must never get our public replies
             tickets.add_watchers(session, ticket, self._other_recipients(mail))
         notify_agents(session, self.settings, ticket, message, new=True)

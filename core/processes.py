@@ -11,24 +11,34 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from core import access, audit, fulfilment, sla, tickets
-from core.catalogue import Catalogue
+from core.catalogue import Catalogue, CatalogueItem
 from core.mail import ParsedMail
 from core.models import Ticket, TicketKind, TicketStatus
 from core.settings import Settings
 
 
+def settle_kind(session: Session, catalogue: Catalogue, ticket: Ticket, mail: ParsedMail) -> None:
+    """A service request for the access item is an access request: settled before anyone is told the kind."""
+    if ticket.kind is not TicketKind.SERVICE_REQUEST:
+        return
+    item = _item(catalogue, ticket, mail)
+    if item is not None and item.code == access.ACCESS_ITEM:
+        # Access is decided by access management (its policy, the beneficiary, a grant that expires),
+        # never as a plain catalogue request.
+        tickets.change(
+            session, ticket, audit.SYSTEM, kind=TicketKind.ACCESS_REQUEST, catalogue_item=item.code,
+            reason=f"catalogue item {item.code}: an access request",
+        )
+
+
+def _item(catalogue: Catalogue, ticket: Ticket, mail: ParsedMail) -> CatalogueItem | None:
+    return catalogue.get(ticket.catalogue_item) or catalogue.match(f"{mail.subject}\n{mail.reply_text or mail.text}")
+
+
 def start(session: Session, settings: Settings, catalogue: Catalogue, ticket: Ticket, mail: ParsedMail) -> None:
-    if ticket.kind is TicketKind.SERVICE_REQUEST:
-        item = catalogue.get(ticket.catalogue_item) or catalogue.match(f"{mail.subject}\n{mail.reply_text or mail.text}")
-        if item is not None and item.code == access.ACCESS_ITEM:
-            # Access is decided by access management (its policy, the beneficiary, a grant that expires),
-            # never as a plain catalogue request.
-            tickets.change(
-                session, ticket, audit.SYSTEM, kind=TicketKind.ACCESS_REQUEST, catalogue_item=item.code,
-                reason=f"catalogue item {item.code}: an access request",
-            )
-        elif item is not None:
-            fulfilment.start(session, settings, ticket, item)
+    settle_kind(session, catalogue, ticket, mail)
+    if ticket.kind is TicketKind.SERVICE_REQUEST and (item := _item(catalogue, ticket, mail)) is not None:
+        fulfilment.start(session, settings, ticket, item)
     if ticket.kind is TicketKind.ACCESS_REQUEST:
         wanted = access.read_request(mail)
         beneficiary = tickets.contact_for(session, wanted.beneficiary) if wanted.beneficiary else None

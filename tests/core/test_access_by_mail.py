@@ -8,10 +8,10 @@ from email.message import EmailMessage
 import pytest
 from sqlalchemy import select
 
-from core import fulfilment
+from core import fulfilment, tickets
 from core.approval import PolicyViolation
 from core.db import transaction
-from core.models import AccessGrant, AccessRequest, Contact, Role, Ticket
+from core.models import AccessGrant, AccessRequest, Contact, Role, Ticket, TicketKind
 from core.settings import AccessSettings
 from tests.core.desk import Desk, mail, make_desk
 
@@ -45,6 +45,8 @@ def test_access_asked_for_in_request_wording_goes_to_access_management_not_to_it
         assert (request.resource, request.requester.email, request.beneficiary.email) == ("CRM", ALICE, CAROL)
     asked = _asked(desk, number)
     assert list(asked) == [SEC]  # Carol would be deciding her own access
+    [(_, ack)] = desk.sent("acknowledgement")  # and Alice is told what her mail became
+    assert tickets.KIND_LABELS[TicketKind.ACCESS_REQUEST] in ack.get_body(("plain",)).get_content()
 
     desk.deliver(_answer(asked[SEC], "#approve she moved to sales", sender=SEC))
     with desk.factory() as session:
