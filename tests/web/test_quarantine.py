@@ -75,3 +75,19 @@ def test_discard_needs_the_admin_role_and_a_csrf_token(app: Flask, as_admin: Fla
                       data={"csrf_token": token, "reason": "spam"}).status_code == 403
     assert as_admin.post(f"/admin/quarantine/{inbound_id}/discard", data={"reason": "spam"}).status_code == 400
     assert _status(factory, inbound_id)[0] is InboundStatus.QUARANTINED
+
+
+def test_admin_requeues_a_quarantined_mail_and_the_audit_trail_says_who(as_admin: FlaskClient, factory) -> None:
+    inbound_id = _inbound(factory, b"Subject: fixed now\r\n\r\nok\r\n", InboundStatus.QUARANTINED)
+    processed = _inbound(factory, b"Subject: fine\r\n\r\nok\r\n", InboundStatus.PROCESSED)
+    token = csrf_token(as_admin, "/admin/quarantine")
+    done = as_admin.post(f"/admin/quarantine/{inbound_id}/requeue", data={"csrf_token": token}, follow_redirects=True)
+    assert f"Mail {inbound_id} requeued" in done.get_data(as_text=True)
+    refused = as_admin.post(f"/admin/quarantine/{processed}/requeue", data={"csrf_token": token}, follow_redirects=True)
+    assert "not quarantined" in refused.get_data(as_text=True)
+    assert _status(factory, inbound_id)[0] is InboundStatus.NEW
+    with factory() as session:
+        [entry] = session.scalars(select(AuditEntry).where(AuditEntry.action == "inbound.requeue")).all()
+        assert (entry.actor, entry.object_type, entry.object_id) == (STAFF[Role.ADMIN], "inbound", inbound_id)
+        assert entry.before == {"status": "quarantined", "reason": "unreadable: test"}
+        assert entry.after == {"status": "new"}
