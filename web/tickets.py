@@ -20,7 +20,7 @@ from core.models import (
     AccessRequest, Attachment, Contact, Fulfilment, Message, Role, Ticket, TicketKind, TicketStatus, utcnow,
 )
 from core.notify import OutboundAttachment, notify_status
-from core.priority import priority_for
+from core.priority import matrix_for, priority_for
 from core.queue import QueueQuery, SlaState, Sort
 from web.db import db
 from web.security import MAX_ID, STAFF, current_user, roles
@@ -258,7 +258,8 @@ def requested_changes(form: Any, ticket: Any) -> dict[str, Any]:
     if priority in PRIORITIES and priority != ticket.priority:
         fields["priority"] = priority
     elif "impact" in fields or "urgency" in fields:
-        fields["priority"] = priority_for(fields.get("impact", ticket.impact), fields.get("urgency", ticket.urgency))
+        matrix = matrix_for(current_app.extensions["helpdesk"].settings)
+        fields["priority"] = priority_for(fields.get("impact", ticket.impact), fields.get("urgency", ticket.urgency), matrix)
     category = (form.get("category") or "").strip()[:80]
     if category and category != ticket.category:
         fields["category"] = category

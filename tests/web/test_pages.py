@@ -23,8 +23,8 @@ from core.models import (
     Ticket,
 )
 from core.users import issue_api_token, verify_password
-from tests.web.conftest import STAFF, csrf_token, make_ticket
-from web import WebServer
+from tests.web.conftest import STAFF, csrf_token, login, make_ticket
+from web import WebServer, create_app
 
 
 def _numbers(page: str) -> list[str]:
@@ -313,3 +313,13 @@ def test_api_ticket_list_reads_a_page_in_the_same_few_queries_however_many_ticke
     few = queries_for_list()
     add_tickets(20)
     assert queries_for_list() == few
+
+
+def test_changing_impact_and_urgency_uses_the_configured_priority_matrix(settings, factory) -> None:
+    (settings.data_dir / "priority.toml").write_text("matrix = [\n" + '  ["P5", "P5", "P5"],\n' * 3 + "]\n")
+    client = login(create_app(settings, factory, testing=True).test_client(), Role.AGENT)
+    number = make_ticket(factory, "Slow laptop", priority="P4").number
+    token = csrf_token(client, f"/tickets/{number}")
+    client.post(f"/tickets/{number}/change", data={"csrf_token": token, "impact": "1", "urgency": "1"})
+    with factory() as session:
+        assert session.get(Ticket, number).priority == "P5"  # type: ignore[union-attr] # not the ITIL P1
