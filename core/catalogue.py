@@ -81,7 +81,11 @@ def load_catalogue(path: Path | None = None) -> Catalogue:
     if path is None:
         text, where = resources.files("core").joinpath("data", CATALOGUE_FILE).read_text("utf-8"), "shipped catalogue"
     else:
-        text, where = path.read_text("utf-8"), str(path)
+        where = str(path)
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:  # TOML is UTF-8: a Latin-1 file is unreadable too
+            raise CatalogueError(f"{where}: cannot read catalogue file: {exc}") from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -216,7 +216,7 @@ def load_rules(path: Path | None = None, *, matrix: PriorityMatrix | None = None
         where = str(path)
         try:
             text = path.read_text("utf-8")
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:  # TOML is UTF-8: a Latin-1 file is unreadable too
             raise RuleError(f"{where}: cannot read rules file: {exc}") from exc
     return parse_rules(text, source=where, matrix=matrix)
 

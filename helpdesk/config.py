@@ -5,6 +5,7 @@ Every error names the setting and says what is wrong, in one line.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -77,6 +78,9 @@ VARIABLES: dict[str, str] = {
 }
 
 
+MAX_DAYS = 36500  # day counts past this overflow date arithmetic long before they mean anything
+
+
 def _tls(name: str, value: str) -> TlsMode:
     try:
         return TlsMode(value.strip().lower())
@@ -99,8 +103,8 @@ def _float(name: str, value: str) -> float:
         number = float(str(value).strip())
     except ValueError:
         raise ConfigError(f"{name}: must be a number of seconds (got {value!r})") from None
-    if number <= 0:
-        raise ConfigError(f"{name}: must be more than 0 (got {number})")
+    if not math.isfinite(number) or number <= 0:  # nan and inf break the timers later, far from here
+        raise ConfigError(f"{name}: must be more than 0 and finite (got {value!r})")
     return number
 
 
@@ -128,6 +132,10 @@ def _read_toml(path: str) -> tuple[dict[str, str], _Tables]:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"HELPDESK_CONFIG: no such file {path!r}") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ConfigError(f"HELPDESK_CONFIG: cannot read {path!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"HELPDESK_CONFIG: {path} is not UTF-8 text (TOML files must be)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"HELPDESK_CONFIG: {path} is not valid TOML: {exc}") from None
     tables = data.pop("mailboxes", [])
@@ -191,9 +199,7 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
     get = values.get
 
     data_dir = Path(get("HELPDESK_DATA_DIR") or "data").expanduser().resolve()
-    database_url = get("HELPDESK_DATABASE_URL") or f"sqlite:///{data_dir / 'helpdesk.db'}"
-    if not database_url.startswith(("sqlite", "postgresql")):
-        raise ConfigError(f"HELPDESK_DATABASE_URL: must be a sqlite:/// or postgresql+psycopg:// URL (got {database_url!r})")
+    database_url = _database_url(get("HELPDESK_DATABASE_URL") or f"sqlite:///{data_dir / 'helpdesk.db'}")
     address = _address("HELPDESK_ADDRESS", get("HELPDESK_ADDRESS") or "help@example.org")
 
     mailboxes: tuple[MailboxSettings, ...] = ()
@@ -252,9 +258,10 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         sla=_sla(get, tables.sla),
         access=AccessSettings(
             approvers_by_group=_approvers(tables.access.get("approvers", {})),
-            grant_days=_int("HELPDESK_ACCESS_GRANT_DAYS", get("HELPDESK_ACCESS_GRANT_DAYS") or "90", low=1),
+            grant_days=_int("HELPDESK_ACCESS_GRANT_DAYS", get("HELPDESK_ACCESS_GRANT_DAYS") or "90", low=1, high=MAX_DAYS),
             expiry_warning_days=_int(
-                "HELPDESK_ACCESS_EXPIRY_WARNING_DAYS", get("HELPDESK_ACCESS_EXPIRY_WARNING_DAYS") or "14", low=0
+                "HELPDESK_ACCESS_EXPIRY_WARNING_DAYS", get("HELPDESK_ACCESS_EXPIRY_WARNING_DAYS") or "14", low=0,
+                high=MAX_DAYS,
             ),
         ),
         catalogue_path=_file("HELPDESK_CATALOGUE_FILE", get("HELPDESK_CATALOGUE_FILE")),
@@ -262,6 +269,46 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         priority_path=_file("HELPDESK_PRIORITY_FILE", get("HELPDESK_PRIORITY_FILE")),
         conversation=_conversation(get),
     )
+
+
+# The drivers that are installed and tested (SQLAlchemy 2.1 reads a bare postgresql:// as psycopg).
+# Anything else fails only when a command first connects, with an ImportError or a ModuleNotFoundError.
+_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")
+
+
+def _database_url(value: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    name = "HELPDESK_DATABASE_URL"
+    expected = "must be a sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB URL"
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise ConfigError(f"{name}: {expected} (got {_hide_password(value)!r})") from None
+    if url.drivername not in _DRIVERS:
+        raise ConfigError(f"{name}: {expected} (got {url.render_as_string(hide_password=True)!r})")
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise ConfigError(f"{name}: the port must be between 1 and 65535 (got {url.port})")
+    return value
+
+
+def _hide_password(value: str) -> str:
+    """An unparsable URL may still hold a password: show it as *** like SQLAlchemy does."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", value)
+
+
+def ensure_data_dir(data_dir: Path) -> None:
+    """Create the data dir if needed; a path that cannot be one is an error naming the setting."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise data_dir_error(data_dir, exc) from None
+
+
+def data_dir_error(data_dir: Path, exc: OSError) -> ConfigError:
+    reason = "not a directory" if os.path.exists(data_dir) and not os.path.isdir(data_dir) else exc.strerror or str(exc)
+    return ConfigError(f"HELPDESK_DATA_DIR: cannot use {str(data_dir)!r}: {reason}")
 
 
 def _subject_tag_prefix(value: str | None) -> str:
@@ -287,7 +334,9 @@ def _conversation(get: Any) -> ConversationSettings:
     domains = tuple(d.strip().lower() for d in (get("HELPDESK_TRUSTED_DOMAINS") or "").split(",") if d.strip())
     return ConversationSettings(
         comment_tag=tag,
-        closed_reopen_days=_int("HELPDESK_CLOSED_REOPEN_DAYS", get("HELPDESK_CLOSED_REOPEN_DAYS") or "7"),
+        closed_reopen_days=_int(
+            "HELPDESK_CLOSED_REOPEN_DAYS", get("HELPDESK_CLOSED_REOPEN_DAYS") or "7", high=MAX_DAYS
+        ),
         trusted_domains=domains,
         authserv_id=(get("HELPDESK_AUTHSERV_ID") or "").strip().lower() or None,
         auto_mail_per_hour=_int("HELPDESK_AUTO_MAIL_PER_HOUR", get("HELPDESK_AUTO_MAIL_PER_HOUR") or "10"),
@@ -309,11 +358,17 @@ _UNITS = {"m": 1, "h": 60, "d": 24 * 60}
 _WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
+MAX_SLA_DAYS = 365  # a target past this is a typo; far larger ones overflow the due-date arithmetic
+
+
 def _minutes(name: str, text: str) -> int:
     m = re.fullmatch(r"\s*(\d+)\s*([mhd])\s*", text)
     if not m:
         raise ConfigError(f"{name}: durations look like 15m, 4h or 2d (got {text!r})")
-    return int(m.group(1)) * _UNITS[m.group(2)]
+    minutes = int(m.group(1)) * _UNITS[m.group(2)]
+    if minutes > MAX_SLA_DAYS * _UNITS["d"]:
+        raise ConfigError(f"{name}: durations must be at most {MAX_SLA_DAYS}d (got {text.strip()!r})")
+    return minutes
 
 
 def _group_table(key: str, value: Any) -> dict[str, Any]:
@@ -391,7 +446,10 @@ def _business_hours(value: str | None) -> BusinessHours | None:
     if not m or m.group(1) not in _WEEKDAYS or m.group(2) not in _WEEKDAYS:
         raise ConfigError(f"{name}: looks like 'mon-fri 08:00-18:00 Europe/Berlin' (got {value!r})")
     first, last = _WEEKDAYS.index(m.group(1)), _WEEKDAYS.index(m.group(2))
-    start, end = time(int(m.group(3)), int(m.group(4))), time(int(m.group(5)), int(m.group(6)))
+    try:
+        start, end = time(int(m.group(3)), int(m.group(4))), time(int(m.group(5)), int(m.group(6)))
+    except ValueError:  # 25:00 or 08:99
+        raise ConfigError(f"{name}: times run from 00:00 to 23:59 (got {value!r})") from None
     if end <= start or first > last:
         raise ConfigError(f"{name}: the end must come after the start (got {value!r})")
     zone = value.split()[-1] if m.group(7) else "UTC"
@@ -408,11 +466,14 @@ def _local_secret(data_dir: Path) -> str:
 
     path = data_dir / "secret_key"
     try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    path.write_text(key)
-    path.chmod(0o600)
-    return key
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_hex(32)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key
+    except OSError as exc:  # a file, read-only, under /proc, ...
+        raise data_dir_error(data_dir, exc) from None

@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import MailboxSettings, Settings, SmtpSettings, TlsMode
+from helpdesk.config import data_dir_error, ensure_data_dir
 
 log = logging.getLogger("helpdesk.demo")
 
@@ -107,7 +108,10 @@ class DemoServers:
             self.pymap.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.pymap.kill()
-        self.state_file.unlink(missing_ok=True)
+        try:
+            self.state_file.unlink(missing_ok=True)
+        except OSError:  # a read-only data dir never got one
+            pass
 
 
 def _start_pymap() -> tuple[int, subprocess.Popen[bytes]]:
@@ -136,7 +140,7 @@ def _start_pymap() -> tuple[int, subprocess.Popen[bytes]]:
 def start(settings: Settings) -> DemoServers:
     from aiosmtpd.controller import Controller
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_data_dir(settings.data_dir)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every connection at INFO
     imap_port, proc = _start_pymap()
     smtp_port = _free_port(1025)
@@ -150,9 +154,13 @@ def start(settings: Settings) -> DemoServers:
         _Handler(demo_settings, mailbox, settings.data_dir / "demo-mail"), hostname="127.0.0.1", port=smtp_port
     )
     controller.start()
-    state_file = settings.data_dir / "demo.json"
-    state_file.write_text(json.dumps({"smtp_port": smtp_port, "imap_port": imap_port}))
-    return DemoServers(demo_settings, proc, controller, state_file)
+    servers = DemoServers(demo_settings, proc, controller, settings.data_dir / "demo.json")
+    try:
+        servers.state_file.write_text(json.dumps({"smtp_port": smtp_port, "imap_port": imap_port}))
+    except OSError as exc:  # a read-only data dir: don't leave pymap running behind us
+        servers.stop()
+        raise data_dir_error(settings.data_dir, exc) from None
+    return servers
 
 
 def ensure_demo_login(factory: "sessionmaker[Session]", settings: Settings) -> str:

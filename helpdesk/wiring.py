@@ -12,6 +12,7 @@ from core.classify import load_rules
 from core.intake import Intake
 from core.priority import matrix_for
 from core.settings import Settings
+from helpdesk.config import ensure_data_dir
 from mailgateway.parse import parse_message
 
 
@@ -24,7 +25,7 @@ class App:
 
 
 def build(settings: Settings, *, migrate: bool = True) -> App:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_data_dir(settings.data_dir)
     engine = db.make_engine(settings.database_url)
     if migrate:
         db.upgrade(engine)

@@ -9,14 +9,14 @@ from pathlib import Path
 from sqlalchemy.exc import DBAPIError
 
 from helpdesk.commands.common import EX_NOINPUT, EX_TEMPFAIL, build_app, print_json, safe_url
-from helpdesk.config import ConfigError, load
+from helpdesk.config import ConfigError, ensure_data_dir, load
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     from core import db
 
     settings = load(config_file=args.config)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_data_dir(settings.data_dir)
     engine = db.make_engine(settings.database_url)
     before = db.current_revision(engine)
     db.upgrade(engine)

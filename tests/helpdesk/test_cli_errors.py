@@ -102,3 +102,77 @@ def test_ingest_with_a_bad_setting_says_75_naming_it(tmp_path: Path) -> None:
     proc = run(env, "ingest", input=b"Subject: hi\r\n\r\nbody\r\n", check=False)
     assert proc.returncode == 75
     assert "HELPDESK_SMTP_TLS" in _one_line_error(proc.stderr)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("HELPDESK_DATABASE_URL", "sqlite"),
+        ("HELPDESK_DATABASE_URL", "sqlitex:///x"),
+        ("HELPDESK_DATABASE_URL", "postgresql+psycopg2://u@127.0.0.1/x"),
+        ("HELPDESK_DATABASE_URL", "postgresql://u:s3cret@127.0.0.1:notaport/x"),
+        ("HELPDESK_DATABASE_URL", "postgresql+psycopg://u@127.0.0.1:99999/x"),
+        ("HELPDESK_BUSINESS_HOURS", "mon-fri 25:00-26:00"),
+        ("HELPDESK_BUSINESS_HOURS", "mon-fri 08:00-18:99"),
+        ("HELPDESK_LEASE_SECONDS", "nan"),
+        ("HELPDESK_LEASE_SECONDS", "inf"),
+        ("HELPDESK_POLL_INTERVAL", "nan"),
+        ("HELPDESK_SLA_TARGETS", "P1=99999999999999d/4h"),
+        ("HELPDESK_SLA_TARGETS", "P2=1h/366d"),
+        ("HELPDESK_ACCESS_GRANT_DAYS", "99999999999"),
+        ("HELPDESK_CLOSED_REOPEN_DAYS", "99999999999"),
+    ],
+)
+def test_a_bad_setting_value_is_one_line_naming_it_and_exit_2(tmp_path: Path, setting: str, value: str) -> None:
+    env = helpdesk_env(tmp_path / "data", f"sqlite:///{tmp_path / 'db.sqlite'}", **{setting: value})
+    proc = run(env, "tickets", check=False)
+    assert proc.returncode == 2
+    line = _one_line_error(proc.stderr)
+    assert setting in line and "s3cret" not in line
+
+
+@pytest.mark.parametrize("content", [None, "address = 'Grüße@example.org'\n".encode("latin-1")])
+def test_a_config_file_that_is_a_directory_or_not_utf8_is_one_line(tmp_path: Path, content: bytes | None) -> None:
+    config = tmp_path / "helpdesk.toml"
+    if content is None:
+        config.mkdir()
+    else:
+        config.write_bytes(content)
+    env = helpdesk_env(tmp_path / "data", f"sqlite:///{tmp_path / 'db.sqlite'}", HELPDESK_CONFIG=str(config))
+    proc = run(env, "tickets", check=False)
+    assert proc.returncode == 2
+    assert "HELPDESK_CONFIG" in _one_line_error(proc.stderr)
+
+
+@pytest.mark.parametrize("where", ["a file", "under /proc"])
+@pytest.mark.parametrize("command", ["tickets", "init"])
+@pytest.mark.parametrize("secret_key", [None, "test-secret"])
+def test_a_data_dir_that_cannot_be_one_is_one_line_naming_it(
+    tmp_path: Path, where: str, command: str, secret_key: str | None
+) -> None:
+    if where == "a file":
+        data = tmp_path / "passwd"
+        data.write_text("root:x:0:0::/root:/bin/sh\n")
+    else:
+        data = Path("/proc/helpdesk-test-data")
+    env = helpdesk_env(data, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    if secret_key is None:
+        del env["HELPDESK_SECRET_KEY"]  # the local secret is kept in the data dir
+    proc = run(env, command, check=False)
+    assert proc.returncode == 2
+    assert "HELPDESK_DATA_DIR" in _one_line_error(proc.stderr)
+
+
+@pytest.mark.parametrize("name", ["rules.toml", "catalogue.toml"])
+def test_a_data_dir_file_that_is_not_utf8_is_one_line_and_ingest_says_75(tmp_path: Path, name: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / name).write_bytes("# Störungen und Anträge\n".encode("latin-1"))
+    env = helpdesk_env(data, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    proc = run(env, "tickets", check=False)
+    assert proc.returncode == 2
+    line = _one_line_error(proc.stderr)
+    assert name in line and "utf-8" in line.lower()
+    proc = run(env, "ingest", input=b"From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n", check=False)
+    assert proc.returncode == 75
+    assert name in _one_line_error(proc.stderr)

@@ -58,6 +58,13 @@ def test_a_bad_value_names_its_setting(tmp_path: Path, values: dict[str, str], n
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "url", ["sqlite:///x.db", "sqlite+pysqlite:///x.db", "postgresql://u:p@db/helpdesk", "postgresql+psycopg://u@db:5433/hd"]
+)
+def test_the_installed_database_drivers_are_accepted(tmp_path: Path, url: str) -> None:
+    assert load(_env(tmp_path, HELPDESK_DATABASE_URL=url)).database_url == url
+
+
 def test_unknown_toml_keys_are_refused(tmp_path: Path) -> None:
     config = tmp_path / "helpdesk.toml"
     config.write_text('imap_hots = "typo.example"\n')
