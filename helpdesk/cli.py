@@ -9,10 +9,7 @@ from typing import Callable
 
 from sqlalchemy.exc import OperationalError
 
-from core.catalogue import CatalogueError
-from core.classify import RuleError
-from core.priority import PriorityError
-from helpdesk.commands.common import EX_TEMPFAIL, EX_USAGE
+from helpdesk.commands.common import CONFIG_ERRORS, EX_TEMPFAIL, EX_USAGE
 from helpdesk.commands.desk import cmd_outbox, cmd_quarantine, cmd_ticket, cmd_tickets, cmd_user_add
 from helpdesk.commands.itil import cmd_audit, cmd_events, cmd_report, cmd_sla
 from helpdesk.commands.mail import (
@@ -25,7 +22,7 @@ from helpdesk.commands.mail import (
     cmd_send,
     cmd_web,
 )
-from helpdesk.config import VARIABLES, ConfigError
+from helpdesk.config import VARIABLES
 
 log = logging.getLogger("helpdesk")
 
@@ -113,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return args.func(args)
-    except (ConfigError, RuleError, CatalogueError, PriorityError) as exc:
+    except CONFIG_ERRORS as exc:
         problem = str(exc).replace("\n", " ")  # the rules, catalogue and priority errors name their file
         if args.command == "ingest":
             # Any other exit status makes the MTA bounce the mail: keep it queued until this is fixed.

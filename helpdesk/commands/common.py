@@ -6,7 +6,13 @@ import argparse
 import json
 from typing import Any, Callable
 
-from helpdesk.config import load
+from core.catalogue import CatalogueError
+from core.classify import RuleError
+from core.priority import PriorityError
+from helpdesk.config import ConfigError, load
+
+# A setting or a settings file is wrong: one line naming it, never a traceback.
+CONFIG_ERRORS = (ConfigError, RuleError, CatalogueError, PriorityError)
 
 EX_USAGE = 2
 EX_NOINPUT = 66  # sysexits: an input file is missing or unreadable

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError
 
-from helpdesk.commands.common import EX_NOINPUT, EX_TEMPFAIL, build_app, print_json, safe_url
+from helpdesk.commands.common import CONFIG_ERRORS, EX_NOINPUT, EX_TEMPFAIL, build_app, print_json, safe_url
 from helpdesk.config import ConfigError, ensure_data_dir, load
 
 
@@ -40,14 +40,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         ]
     except OSError as exc:
         print(f"helpdesk ingest: cannot read {exc.filename or 'stdin'}: {exc.strerror or exc}", file=sys.stderr)
-        return EX_NOINPUT
+        return EX_NOINPUT if exc.filename else EX_TEMPFAIL  # the MTA's pipe broke: it still has the mail
     try:
         app = build_app(args)
         with transaction(app.factory) as session:
             stored = [(name, app.intake.store(session, raw, source="ingest")) for name, raw in sources]
-    except (DBAPIError, OSError) as exc:
+    except CONFIG_ERRORS:
+        raise  # main() names the setting and exits EX_TEMPFAIL
+    except Exception as exc:  # whatever it is, the mail is not ours yet: the MTA must keep it
         reason = exc.orig if isinstance(exc, DBAPIError) else exc
-        print(f"helpdesk ingest: cannot store the mail now, try again later: {reason}", file=sys.stderr)
+        text = (str(reason).strip().splitlines() or [type(reason).__name__])[0]
+        print(f"helpdesk ingest: cannot store the mail now, try again later: {text}", file=sys.stderr)
         return EX_TEMPFAIL
     try:
         results = {r.inbound_id: r for r in process_pending(app.factory, app.intake)}

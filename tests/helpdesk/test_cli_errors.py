@@ -176,3 +176,17 @@ def test_a_data_dir_file_that_is_not_utf8_is_one_line_and_ingest_says_75(tmp_pat
     proc = run(env, "ingest", input=b"From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n", check=False)
     assert proc.returncode == 75
     assert name in _one_line_error(proc.stderr)
+
+
+def test_ingest_says_75_when_the_database_is_from_a_newer_release(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "db.sqlite"
+    env = helpdesk_env(tmp_path / "data", f"sqlite:///{db}")
+    run(env, "init")
+    with sqlite3.connect(db) as conn:  # a schema revision this release does not know
+        conn.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
+    proc = run(env, "ingest", input=b"From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n", check=False)
+    assert proc.returncode == 75
+    assert "ffffffffffff" in _one_line_error(proc.stderr)
+
