@@ -27,6 +27,24 @@ from helpdesk.config import VARIABLES
 log = logging.getLogger("helpdesk")
 
 
+def _whole_number(low: int, high: int, note: str = "") -> Callable[[str], int]:
+    """An argparse type for a whole number in [low, high], so that the database or the socket never sees more."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}{note}, not {number}")
+        return number
+
+    return parse
+
+
+PORT = _whole_number(0, 65535, " (0: any free port)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     env_help = "\n".join(f"  {k:<32} {v}" for k, v in VARIABLES.items())
     parser = argparse.ArgumentParser(
@@ -68,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     p = add("web", cmd_web, "serve the web console")
     p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--port", type=PORT)
     p = add("demo-mail", cmd_demo_mail, "send a test mail to the help address through the configured or demo SMTP server")
     p.add_argument("--from", dest="sender", default="alice@example.com")
     p.add_argument("--subject", default="VPN is down, cannot work")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from core.settings import MailboxSettings, Settings
+from helpdesk.config import ConfigError
 from helpdesk.wiring import App, build
 
 log = logging.getLogger("helpdesk.run")
@@ -86,10 +90,26 @@ def send_forever(app: App) -> None:
     thread.join(timeout=10)
 
 
-def serve_web(app: App, host: str, port: int) -> None:
+@contextmanager
+def _listening(host: str, port: int, host_setting: str, port_setting: str) -> Iterator[None]:
+    """Binding the console's address fails because of a setting: say which, in one line."""
+    try:
+        yield
+    except ValueError:  # waitress: a host that neither parses nor resolves
+        raise ConfigError(f"{host_setting}: {host!r} is no address or host name to listen on") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"{port_setting}: {host}:{port} is already in use") from None
+        raise ConfigError(f"{host_setting}/{port_setting}: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def serve_web(app: App, host: str, port: int, *, host_setting: str = "HELPDESK_WEB_HOST",
+              port_setting: str = "HELPDESK_WEB_PORT") -> None:
     from web import create_app, serve
 
-    serve(create_app(app.settings, app.factory), host, port)
+    flask_app = create_app(app.settings, app.factory)
+    with _listening(host, port, host_setting, port_setting):
+        serve(flask_app, host, port)
 
 
 def run(settings: Settings) -> int:
@@ -105,13 +125,16 @@ def run(settings: Settings) -> int:
     app = None
     try:
         app = build(settings)
+        from web import WebServer, create_app
+
+        # Bound before anything else starts, so that a busy port stops `run` with one line, not amid their logs.
+        with _listening(settings.web_host, settings.web_port, "HELPDESK_WEB_HOST", "HELPDESK_WEB_PORT"):
+            web_server = WebServer(create_app(settings, app.factory), settings.web_host, settings.web_port)
         threads = [_start(watch_mailbox, app, m, stop) for m in settings.mailboxes]
         if settings.smtp is not None:
             threads.append(_start(send_loop, app, stop))
         threads.append(_start(sla_loop, app, stop))
-        from web import WebServer, create_app
-
-        web_server = WebServer(create_app(settings, app.factory), settings.web_host, settings.web_port).start()
+        web_server.start()
         url = web_server.url + "/"
         print(f"\nHelpdesk is running.\n  console:      {url}\n  help address: {settings.address}", flush=True)
         if demo_servers is not None:

@@ -139,7 +139,9 @@ def cmd_web(args: argparse.Namespace) -> int:
     from helpdesk.runner import serve_web
 
     app = build_app(args)
-    serve_web(app, args.host or app.settings.web_host, args.port if args.port is not None else app.settings.web_port)
+    host, port = args.host or app.settings.web_host, args.port if args.port is not None else app.settings.web_port
+    serve_web(app, host, port, host_setting="--host" if args.host else "HELPDESK_WEB_HOST",
+              port_setting="--port" if args.port is not None else "HELPDESK_WEB_PORT")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,28 @@ def test_ingest_says_75_when_the_database_is_from_a_newer_release(tmp_path: Path
     assert proc.returncode == 75
     assert "ffffffffffff" in _one_line_error(proc.stderr)
 
+
+
+@pytest.mark.parametrize(
+    ("args", "setting"),
+    [(["run"], "HELPDESK_WEB_PORT"), (["web"], "HELPDESK_WEB_PORT"), (["web", "--port", "{port}"], "--port")],
+)
+def test_a_busy_console_port_is_one_line_naming_it(tmp_path: Path, args: list[str], setting: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = helpdesk_env(tmp_path / "data", f"sqlite:///{tmp_path / 'db.sqlite'}", HELPDESK_WEB_PORT=str(port))
+        proc = run(env, *[a.format(port=port) for a in args], check=False)
+    assert proc.returncode != 0
+    assert f"{setting}: 127.0.0.1:{port} is already in use" in _one_line_error(proc.stderr)
+    assert not list((tmp_path / "data").glob("demo.json"))  # `run` stopped its demo mail servers again
+
+
+@pytest.mark.parametrize(("option", "value"), [("--port", "99999"), ("--port", "-1"), ("--host", "256.1.1.1")])
+def test_a_console_address_that_cannot_be_is_refused_in_one_line(tmp_path: Path, option: str, value: str) -> None:
+    env = helpdesk_env(tmp_path / "data", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    proc = run(env, "web", option, value, check=False, timeout=20)
+    assert proc.returncode == 2
+    text = proc.stderr.decode()
+    assert "Traceback" not in text and option in text.splitlines()[-1]
