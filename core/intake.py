@@ -126,8 +126,7 @@ class Intake:
             mail = self.parse(session.scalar(select(RawMail.data).where(RawMail.sha256 == inbound.sha256)))
         except Exception as exc:  # any parser failure: keep the mail, say why
             return self._quarantine(session, inbound, f"unreadable: {_why(exc)}")
-        if mail.message_id and usable_message_id(mail.message_id) is None:
-            mail = replace(mail, message_id=None)
+        mail = _usable_ids(mail)
         try:
             with session.begin_nested():
                 result = self._process_parsed(session, inbound, mail)
@@ -412,6 +411,16 @@ def header_message_id(raw: bytes) -> str | None:
 # characters (PostgreSQL refuses NUL), could never be stored and would stall the mailbox.
 _MID_MAX = 998
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _usable_ids(mail: ParsedMail) -> ParsedMail:
+    """The mail without the Message-IDs (its own, or those it answers) that cannot be stored or matched."""
+    references = [r for r in mail.references if usable_message_id(r)]
+    if (usable_message_id(mail.message_id) == mail.message_id and usable_message_id(mail.in_reply_to) == mail.in_reply_to
+            and len(references) == len(mail.references)):
+        return mail  # the common case: nothing to copy
+    return replace(mail, message_id=usable_message_id(mail.message_id), in_reply_to=usable_message_id(mail.in_reply_to),
+                   references=references)
 
 
 def usable_message_id(value: str | None) -> str | None:

@@ -92,6 +92,7 @@ def _clean(text: str) -> str:
 
 
 def _without_nul(mail: ParsedMail) -> ParsedMail:
+    """Text with U+FFFD for NUL; Message-IDs stay as they are (one with a NUL is unusable, and dropped later)."""
     def address(a: Address | None) -> Address | None:
         return Address(_clean(a.address), _clean(a.name)) if a is not None else None
 
@@ -106,15 +107,12 @@ def _without_nul(mail: ParsedMail) -> ParsedMail:
         from_=address(mail.from_), to=addresses(mail.to), cc=addresses(mail.cc), reply_to=addresses(mail.reply_to),
         subject=_clean(mail.subject), text=_clean(mail.text), reply_text=_clean(mail.reply_text),
         html=_clean(mail.html) if mail.html is not None else None,
-        message_id=_clean(mail.message_id) if mail.message_id else mail.message_id,
-        in_reply_to=_clean(mail.in_reply_to) if mail.in_reply_to else mail.in_reply_to,
-        references=[_clean(r) for r in mail.references],
         attachments=[replace(p, filename=_clean(p.filename)) for p in mail.attachments],
         headers=headers(mail.headers), attached_headers=[headers(h) for h in mail.attached_headers],
         delivery_status=_clean(mail.delivery_status) if mail.delivery_status else mail.delivery_status,
         feedback_report=_clean(mail.feedback_report) if mail.feedback_report else mail.feedback_report,
-        embedded_message_ids=[_clean(m) for m in mail.embedded_message_ids],
         defects=[_clean(d) for d in mail.defects],
+        embedded_message_ids=[m for m in mail.embedded_message_ids if "\x00" not in m],
     )
 
 
