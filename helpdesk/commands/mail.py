@@ -6,7 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.settings import SmtpSettings, TlsMode
 
 from helpdesk.commands.common import CONFIG_ERRORS, EX_NOINPUT, EX_TEMPFAIL, build_app, print_json, safe_url
 from helpdesk.config import ConfigError, ensure_data_dir, load
@@ -122,11 +126,52 @@ def cmd_send(args: argparse.Namespace) -> int:
     if app.settings.smtp is None:
         raise ConfigError("HELPDESK_SMTP_HOST: no SMTP server configured to send through")
     if args.once:
+        before = _unsent_attempts(app.factory)
         sent, failed = send_once(app.factory, app.settings.smtp)
         print(f"sent {sent}, failed {failed}")
+        if failed and not sent:
+            problem = _smtp_problem(app.settings.smtp, _errors_since(app.factory, before))
+            if problem:
+                print(f"helpdesk send: {problem}", file=sys.stderr)
         return 0 if not failed else 1
     send_forever(app)
     return 0
+
+
+def _unsent_attempts(factory: sessionmaker[Session]) -> dict[int, tuple[int, str | None]]:
+    """Unsent mail: id -> (attempts, last error)."""
+    from core.models import Outbox, OutboxStatus
+
+    with factory() as session:
+        rows = session.execute(
+            select(Outbox.id, Outbox.attempts, Outbox.last_error)
+            .where(Outbox.status != OutboxStatus.SENT)
+            .order_by(Outbox.id)
+        )
+        return {row.id: (row.attempts, row.last_error) for row in rows}
+
+
+def _errors_since(factory: sessionmaker[Session], before: dict[int, tuple[int, str | None]]) -> list[str]:
+    """The errors of the mails attempted since ``before`` (send_once only counts them)."""
+    return [
+        error
+        for outbox_id, (attempts, error) in _unsent_attempts(factory).items()
+        if error and attempts > before.get(outbox_id, (0, None))[0]
+    ]
+
+
+def _smtp_problem(smtp: SmtpSettings, errors: list[str]) -> str | None:
+    """Every attempt of a run failed: the settings to look at, if the errors point at them."""
+    if not errors or all(e.startswith("recipients refused") for e in errors):
+        return None  # the addresses' fault, not the server settings' (see `helpdesk outbox list`)
+    where = f"{smtp.host}:{smtp.port}"
+    last = errors[-1].removeprefix(f"SMTP {where}: ").replace("\n", " ")
+    if any("SMTPAuthenticationError" in e or "(530," in e for e in errors):  # refused, or needed and not given
+        return f"HELPDESK_SMTP_USER/HELPDESK_SMTP_PASSWORD: login to {where} failed: {last}"
+    tls = "/HELPDESK_SMTP_TLS" if smtp.tls is not TlsMode.NONE else ""
+    if all(e.startswith((f"SMTP {where}:", "reconnecting:")) for e in errors):  # no connection at all
+        return f"HELPDESK_SMTP_HOST/HELPDESK_SMTP_PORT{tls}: cannot connect to {where}: {last}"
+    return f"HELPDESK_SMTP_HOST/HELPDESK_SMTP_PORT{tls}: could not deliver: {last}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -6,6 +6,8 @@ import socket
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 from tests.e2e.helpers import helpdesk_env, run, run_json
 from tests.servers import free_port
@@ -216,3 +218,38 @@ def test_a_console_address_that_cannot_be_is_refused_in_one_line(tmp_path: Path,
     assert proc.returncode == 2
     text = proc.stderr.decode()
     assert "Traceback" not in text and option in text.splitlines()[-1]
+
+
+def _refusing_login_server() -> Controller:
+    """aiosmtpd that wants a login and refuses every one."""
+
+    class Accept:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            return "250 OK"
+
+    return Controller(Accept(), hostname="127.0.0.1", port=free_port(), auth_required=True,
+                      auth_require_tls=False, authenticator=lambda *_: AuthResult(success=False, handled=False))
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")  # loopback only
+@pytest.mark.parametrize("server", ["unreachable", "refusing the login"])
+def test_send_once_that_cannot_reach_or_log_in_names_the_settings(tmp_path: Path, server: str) -> None:
+    smtp = _refusing_login_server() if server == "refusing the login" else None
+    port = smtp.port if smtp else free_port()
+    env = helpdesk_env(tmp_path / "data", f"sqlite:///{tmp_path / 'db.sqlite'}", HELPDESK_SMTP_HOST="127.0.0.1",
+                       HELPDESK_SMTP_PORT=str(port), HELPDESK_SMTP_TLS="none", HELPDESK_SMTP_USER="desk",
+                       HELPDESK_SMTP_PASSWORD="wrong")
+    run(env, "ingest", input=b"From: a@example.com\r\nTo: help@example.org\r\nSubject: hi\r\n\r\nhello\r\n")
+    if smtp:
+        smtp.start()
+    try:
+        proc = run(env, "send", "--once", check=False)
+    finally:
+        if smtp:
+            smtp.stop()
+    assert proc.returncode != 0
+    text = proc.stderr.decode()
+    assert "Traceback" not in text
+    [line] = [line for line in text.splitlines() if line.startswith("helpdesk send:")]
+    settings = "HELPDESK_SMTP_USER/HELPDESK_SMTP_PASSWORD" if smtp else "HELPDESK_SMTP_HOST/HELPDESK_SMTP_PORT"
+    assert line.startswith(f"helpdesk send: {settings}: ") and f"127.0.0.1:{port}" in line
