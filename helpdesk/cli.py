@@ -43,6 +43,7 @@ def _whole_number(low: int, high: int, note: str = "") -> Callable[[str], int]:
 
 
 PORT = _whole_number(0, 65535, " (0: any free port)")
+ROW_ID = _whole_number(1, 2**31 - 1)  # ids are 32-bit integer columns: SQLite overflows past 2**63, PostgreSQL past this
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("tickets", cmd_tickets, "list tickets")
     p.add_argument("--json", action="store_true")
     p = add("ticket", cmd_ticket, "show one ticket with its messages")
-    p.add_argument("number", type=int, metavar="N")
+    p.add_argument("number", type=ROW_ID, metavar="N")
     p.add_argument("--json", action="store_true")
     user = sub.add_parser("user", help="manage console users").add_subparsers(dest="user_command", required=True)
     p = user.add_parser("add", help="add a user (asks for the password)")
@@ -94,12 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("quarantine", cmd_quarantine,
             "mail that could not be processed: list, show ID, requeue ID, discard ID --reason TEXT")
     p.add_argument("action", choices=["list", "show", "requeue", "discard"])
-    p.add_argument("id", type=int, nargs="?")
+    p.add_argument("id", type=ROW_ID, nargs="?")
     p.add_argument("--json", action="store_true")
     p.add_argument("--reason", help="why the mail is discarded (audited); needed by discard")
     p = add("outbox", cmd_outbox, "outgoing mail: list (unsent), retry ID")
     p.add_argument("action", choices=["list", "retry"])
-    p.add_argument("id", type=int, nargs="?")
+    p.add_argument("id", type=ROW_ID, nargs="?")
     p.add_argument("--all", action="store_true", help="list sent mail too")
     p.add_argument("--json", action="store_true")
     p = add("sla", cmd_sla, "check SLA clocks: warn at 80%%, mark breaches, escalate by email")

@@ -46,8 +46,10 @@ def cmd_events(args: argparse.Namespace) -> int:
         print(f"helpdesk events: --limit must be 1 or more, not {args.limit}", file=sys.stderr)
         return EX_USAGE
     app = build_app(args)
+    # More than there can be rows is all of them; SQLite cannot even take a number past 2**63.
+    limit = min(args.limit, 2**31 - 1) if args.limit is not None else None
     with app.factory() as session:
-        items = events.list_events(session, limit=args.limit)
+        items = events.list_events(session, limit=limit)
     print_items(
         items, args.json,
         lambda e: f"{e['source']:<12} {e['severity']:<13} {e['state']:<10} {e['host']}/{e['service'] or ''} "

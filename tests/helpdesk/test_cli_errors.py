@@ -253,3 +253,24 @@ def test_send_once_that_cannot_reach_or_log_in_names_the_settings(tmp_path: Path
     [line] = [line for line in text.splitlines() if line.startswith("helpdesk send:")]
     settings = "HELPDESK_SMTP_USER/HELPDESK_SMTP_PASSWORD" if smtp else "HELPDESK_SMTP_HOST/HELPDESK_SMTP_PORT"
     assert line.startswith(f"helpdesk send: {settings}: ") and f"127.0.0.1:{port}" in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["ticket", "{n}", "--json"], ["quarantine", "show", "{n}"], ["quarantine", "requeue", "{n}"],
+     ["quarantine", "discard", "{n}", "--reason", "spam"], ["outbox", "retry", "{n}"]],
+)
+@pytest.mark.parametrize("number", ["99999999999999999999", "3000000000", "0"])
+def test_an_id_out_of_range_is_a_usage_error_on_both_databases(
+    database_url: str, tmp_path: Path, args: list[str], number: str
+) -> None:
+    env = helpdesk_env(tmp_path / "data", database_url)
+    proc = run(env, *[a.format(n=number) for a in args], check=False)
+    assert proc.returncode == 2
+    text = proc.stderr.decode()
+    assert "Traceback" not in text and "must be between 1 and 2147483647" in text.splitlines()[-1]
+
+
+def test_events_limit_past_the_integer_range_lists_everything(database_url: str, tmp_path: Path) -> None:
+    env = helpdesk_env(tmp_path / "data", database_url)
+    assert run_json(env, "events", "--json", "--limit", "99999999999999999999") == []
