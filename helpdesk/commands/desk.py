@@ -18,14 +18,22 @@ from helpdesk.commands.common import (
 
 
 def cmd_tickets(args: argparse.Namespace) -> int:
+    from sqlalchemy.orm import joinedload, selectinload
+
     from core import tickets
-    from core.models import Ticket
+    from core.models import Message, Ticket, Watcher
 
     app = build_app(args)
+    # Everything to_json reads, in a few queries for all tickets rather than a few per ticket.
+    query = select(Ticket).order_by(Ticket.id).options(
+        joinedload(Ticket.requester), joinedload(Ticket.assignee), selectinload(Ticket.watchers).joinedload(Watcher.contact)
+    )
+    if args.json:
+        query = query.options(selectinload(Ticket.messages).selectinload(Message.attachments))
     with app.factory() as session:
-        rows = session.scalars(select(Ticket).order_by(Ticket.id)).all()
+        rows = session.scalars(query).unique().all()
         if args.json:
-            print_json([tickets.to_json(t, with_messages=False) for t in rows])
+            print_json([tickets.to_json(t) for t in rows])
         else:
             for t in rows:
                 print(f"#{t.id:<6} {t.kind.value:<15} {t.priority} {t.status.value:<17} {t.requester.email:<30} {t.subject}")

@@ -1,0 +1,54 @@
+"""``helpdesk tickets --json``: every ticket with its messages, as ``ticket N --json`` has them, in a few queries."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.helpers import helpdesk_env, run, run_json
+
+# The real command in its own process, counting the SQL statements it sends.
+COUNTING = """
+import sys
+from sqlalchemy import Engine, event
+from helpdesk.cli import main
+statements = []
+event.listen(Engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+code = main(sys.argv[1:])
+print(len(statements), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def _statements(env: dict[str, str], *args: str) -> int:
+    proc = subprocess.run([sys.executable, "-c", COUNTING, *args], env=env, capture_output=True, timeout=60, check=True)
+    return int(proc.stderr.decode().splitlines()[-1])
+
+
+def _mail(n: int, sender: str, cc: str = "") -> bytes:
+    return (
+        f"From: {sender}\r\nTo: help@example.org\r\n" + (f"Cc: {cc}\r\n" if cc else "")
+        + f"Subject: Problem {n}\r\nMessage-ID: <p{n}@example.com>\r\n\r\nThe thing {n} is broken.\r\n"
+    ).encode()
+
+
+def test_tickets_json_lists_each_tickets_messages_in_a_fixed_number_of_queries(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = helpdesk_env(tmp_path / "data", database_url)
+    run(env, "ingest", input=_mail(1, "alice@example.com"))
+
+    [ticket] = run_json(env, "tickets", "--json")
+    message = ticket["messages"][0]  # then our acknowledgement
+    assert message["direction"] == "in" and message["from"] == "alice@example.com"
+    assert message["subject"] == "Problem 1" and "thing 1 is broken" in message["text"]
+    assert message["message_id"] == "p1@example.com"
+    detail = run_json(env, "ticket", str(ticket["number"]), "--json")
+    assert ticket == detail  # the same shape as one ticket's, every field name kept
+
+    one = _statements(env, "tickets", "--json")
+    for n, sender in enumerate(["bob@example.com", "carol@example.com", "dave@example.com"], start=2):
+        run(env, "ingest", input=_mail(n, sender, cc=f"watcher{n}@example.com"))
+    assert len(run_json(env, "tickets", "--json")) == 4
+    assert _statements(env, "tickets", "--json") == one
