@@ -143,11 +143,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"helpdesk: HELPDESK_DATABASE_URL: database unavailable: {str(exc.orig).strip().splitlines()[0]}", file=sys.stderr)
         return 1
     except _imap_errors() as exc:
-        from mailgateway.imap import LoginFailed, ServerUnreachable
+        from mailgateway.imap import FolderMissing, LoginFailed, ServerUnreachable
 
         setting = (
             "HELPDESK_IMAP_USER/HELPDESK_IMAP_PASSWORD" if isinstance(exc, LoginFailed)
             else "HELPDESK_IMAP_HOST/HELPDESK_IMAP_PORT/HELPDESK_IMAP_TLS" if isinstance(exc, ServerUnreachable)
+            else "HELPDESK_IMAP_FOLDER" if isinstance(exc, FolderMissing)
+            # No exception class of its own: mailgateway.imap says "STARTTLS with IMAP server ... failed".
+            else "HELPDESK_IMAP_TLS" if str(exc).startswith("STARTTLS")
             else "HELPDESK_IMAP_*"
         )
         print(f"helpdesk: {setting}: {exc}", file=sys.stderr)

@@ -94,7 +94,8 @@ def _int(name: str, value: str, *, low: int = 0, high: int | None = None) -> int
     except ValueError:
         raise ConfigError(f"{name}: must be a whole number (got {value!r})") from None
     if number < low or (high is not None and number > high):
-        raise ConfigError(f"{name}: must be between {low} and {high} (got {number})")
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{name}: must be {bounds} (got {number})")
     return number
 
 

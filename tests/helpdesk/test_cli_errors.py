@@ -274,3 +274,27 @@ def test_an_id_out_of_range_is_a_usage_error_on_both_databases(
 def test_events_limit_past_the_integer_range_lists_everything(database_url: str, tmp_path: Path) -> None:
     env = helpdesk_env(tmp_path / "data", database_url)
     assert run_json(env, "events", "--json", "--limit", "99999999999999999999") == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"), [("HELPDESK_IMAP_FOLDER", "No-Such-Folder"), ("HELPDESK_IMAP_TLS", "starttls")]
+)
+def test_a_missing_imap_folder_or_starttls_names_its_setting(
+    pymap_server: ImapServer, tmp_path: Path, setting: str, value: str
+) -> None:
+    # pymap here runs without TLS, so it offers no STARTTLS.
+    env = helpdesk_env(tmp_path / "data", f"sqlite:///{tmp_path / 'db.sqlite'}", pymap_server, **{setting: value})
+    proc = run(env, "poll", "--once", check=False)
+    assert proc.returncode != 0
+    assert _one_line_error(proc.stderr).startswith(f"helpdesk: {setting}: ")
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "bounds"),
+    [("HELPDESK_AUTO_MAIL_PER_HOUR", "-1", "at least 0"), ("HELPDESK_ACCESS_GRANT_DAYS", "0", "between 1 and 36500")],
+)
+def test_a_number_out_of_range_says_the_range(tmp_path: Path, setting: str, value: str, bounds: str) -> None:
+    env = helpdesk_env(tmp_path / "data", f"sqlite:///{tmp_path / 'db.sqlite'}", **{setting: value})
+    proc = run(env, "tickets", check=False)
+    assert proc.returncode == 2
+    assert _one_line_error(proc.stderr).endswith(f"{setting}: must be {bounds} (got {value})")
