@@ -109,10 +109,15 @@ def _float(name: str, value: str) -> float:
     return number
 
 
+def is_address(value: str) -> bool:
+    """Looks like local@domain.tld: what settings and ``user add`` take as an email address."""
+    local, at, domain = value.rpartition("@")
+    return bool(at and local and "." in domain and " " not in value)
+
+
 def _address(name: str, value: str) -> str:
     value = value.strip()
-    local, at, domain = value.rpartition("@")
-    if not at or not local or "." not in domain or " " in value:
+    if not is_address(value):
         raise ConfigError(f"{name}: must be an email address like help@example.org (got {value!r})")
     return value.lower()
 

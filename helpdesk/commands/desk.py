@@ -15,6 +15,7 @@ from helpdesk.commands.common import (
     print_items,
     print_json,
 )
+from helpdesk.config import is_address
 
 
 def cmd_tickets(args: argparse.Namespace) -> int:
@@ -71,8 +72,12 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     except ValueError:
         print(f"helpdesk user add: --role must be one of {', '.join(r.value for r in Role)}", file=sys.stderr)
         return EX_USAGE
+    if not is_address(args.email.strip()):
+        print(f"helpdesk user add: {args.email!r} is not an email address like alice@example.org", file=sys.stderr)
+        return EX_USAGE
     if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
+        line = sys.stdin.readline()  # only the line end goes: a password may end in spaces or a lone \r
+        password = line[:-2] if line.endswith("\r\n") else line.removesuffix("\n")
     elif role is Role.USER:
         password = None
     else:
