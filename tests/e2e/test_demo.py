@@ -7,6 +7,8 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -58,15 +60,36 @@ def _console_page(base: str, email: str, password: str, path: str) -> str:
     return opener.open(base + path, timeout=10).read().decode()
 
 
-def test_run_starts_demo_mail_becomes_ticket_ack_delivered_reply_threads(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    env = helpdesk_env(data, f"sqlite:///{data / 'helpdesk.db'}", HELPDESK_WEB_PORT="0", HELPDESK_POLL_INTERVAL="1")
-    with open(tmp_path / "run.log", "w") as log:
-        proc = subprocess.Popen([HELPDESK, "run"], env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+@contextmanager
+def _running(env: dict[str, str], log: Path) -> Iterator[tuple[str, re.Match[str]]]:
+    """`helpdesk run` for the block: its console URL and printed demo login; then Ctrl-C, and it must stop cleanly."""
+    with open(log, "a") as err:
+        proc = subprocess.Popen([HELPDESK, "run"], env=env, stdout=subprocess.PIPE, stderr=err, text=True)
     try:
         url = _read_until(proc, r"console:\s+(http://\S+)").group(1)
         _read_until(proc, r"help address:\s+help@example.org")
         login = _read_until(proc, r"console login:\s+(\S+) / (\S+)")
+        yield url, login
+    except AssertionError as exc:
+        exc.add_note("helpdesk run's log:\n" + log.read_text(errors="replace")[-4000:])
+        raise
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError("`helpdesk run` did not stop on Ctrl-C") from None
+    assert proc.returncode == 0
+    assert "Helpdesk stopped." in out
+
+
+def test_run_starts_demo_mail_becomes_ticket_ack_delivered_reply_threads(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = helpdesk_env(data, f"sqlite:///{data / 'helpdesk.db'}", HELPDESK_WEB_PORT="0", HELPDESK_POLL_INTERVAL="1")
+    log = tmp_path / "run.log"
+    with _running(env, log) as (url, login):
         run(env, "demo-mail", "--subject", "Printer on floor 3 is jammed")
 
         tickets = _wait(lambda: run_json(env, "tickets", "--json"), what="a ticket")
@@ -102,17 +125,10 @@ def test_run_starts_demo_mail_becomes_ticket_ack_delivered_reply_threads(tmp_pat
         # The ticket is visible in the console, with the demo login `make run` printed.
         queue = _console_page(url, login.group(1), login.group(2), "/tickets")
         assert "Printer on floor 3 is jammed" in queue
-    except AssertionError as exc:
-        exc.add_note("helpdesk run's log:\n" + (tmp_path / "run.log").read_text(errors="replace")[-4000:])
-        raise
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            out, _ = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise AssertionError("`helpdesk run` did not stop on Ctrl-C")
-    assert proc.returncode == 0
-    assert "Helpdesk stopped." in out
-    # A second run reuses the database.
-    assert run_json(env, "tickets", "--json")[0]["number"] == number
+
+    # A second run on the same data dir reuses the database: the ticket and the demo login are still there.
+    with _running(env, log) as (url, again):
+        assert again.groups() == login.groups()
+        assert [t["number"] for t in run_json(env, "tickets", "--json")] == [number]
+        queue = _console_page(url, again.group(1), again.group(2), "/tickets")
+        assert "Printer on floor 3 is jammed" in queue
