@@ -51,7 +51,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             stored = [(name, app.intake.store(session, raw, source="ingest")) for name, raw in sources]
     except CONFIG_ERRORS:
         raise  # main() names the setting and exits EX_TEMPFAIL
-    except Exception as exc:  # whatever it is, the mail is not ours yet: the MTA must keep it
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the mail is not ours yet: the MTA must keep it
         reason = exc.orig if isinstance(exc, DBAPIError) else exc
         text = (str(reason).strip().splitlines() or [type(reason).__name__])[0]
         print(f"helpdesk ingest: cannot store the mail now, try again later: {text}", file=sys.stderr)
