@@ -549,12 +549,17 @@ def _quarantined(session: Session, inbound_id: int) -> Inbound:
     return inbound
 
 
-def requeue(session: Session, inbound_id: int) -> Inbound:
-    """Send a quarantined mail through intake again (after a fix)."""
+def requeue(session: Session, inbound_id: int, actor: str) -> Inbound:
+    """Send a quarantined mail through intake again (after a fix): audited with who, and from what."""
     inbound = _quarantined(session, inbound_id)
+    before = {"status": inbound.status.value, "reason": inbound.reason}
     inbound.status = InboundStatus.NEW
     inbound.reason = None
     inbound.attempts = 0  # after a fix it gets its full runs again
+    audit.record(
+        session, actor=actor, action="inbound.requeue", object_type="inbound", object_id=inbound.id,
+        before=before, after={"status": inbound.status.value},
+    )
     return inbound
 
 

@@ -9,7 +9,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from core import audit, intake, outbox
+from core import intake, outbox
 from core.models import Contact, Inbound, InboundStatus, Outbox, OutboxStatus, Role
 from core.users import WeakPassword, create_user, issue_api_token, revoke_api_token, set_password, set_role
 from web.db import db
@@ -59,23 +59,12 @@ def _quarantine_action(act: Callable[[], object], done: str):  # type: ignore[no
     return redirect(url_for("admin.quarantine"))
 
 
-def _requeue(inbound_id: int, actor: str) -> None:
-    # Audited here as discard is in core: who sent a quarantined mail through intake again, and from what.
-    row = db().get(Inbound, inbound_id)
-    before = {"status": row.status.value, "reason": row.reason} if row is not None else None
-    inbound = intake.requeue(db(), inbound_id)
-    audit.record(
-        db(), actor=actor, action="inbound.requeue", object_type="inbound", object_id=inbound.id,
-        before=before, after={"status": inbound.status.value},
-    )
-
-
 @bp.post("/quarantine/<int:inbound_id>/requeue")
 @roles(Role.ADMIN)
 def requeue(inbound_id: int):  # type: ignore[no-untyped-def]
     actor = _actor()
     return _quarantine_action(
-        lambda: _requeue(inbound_id, actor), f"Mail {inbound_id} requeued: the poller will process it again."
+        lambda: intake.requeue(db(), inbound_id, actor), f"Mail {inbound_id} requeued: the poller will process it again."
     )
 
 

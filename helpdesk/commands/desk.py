@@ -140,7 +140,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         return 0
     try:
         with transaction(app.factory) as session:
-            intake.requeue(session, args.id)
+            intake.requeue(session, args.id, cli_actor())
     except (LookupError, ValueError) as exc:
         print(f"helpdesk quarantine requeue: {exc.args[0]}", file=sys.stderr)
         return 1

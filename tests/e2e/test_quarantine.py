@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sqlalchemy import select
+
+from core import db
+from core.models import AuditEntry
 from tests.e2e.helpers import helpdesk_env, run, run_json
 from tests.e2e.mails import make_mail, token
 from tests.servers.imap import DovecotServer
@@ -46,6 +50,12 @@ def test_failing_mail_is_quarantined_the_rest_go_on_and_requeue_after_the_fix_ti
     detail = run_json(env, "ticket", str(requeued["number"]), "--json")
     names = sorted(a["filename"] for m in detail["messages"] for a in m.get("attachments", []))
     assert names == ["error-2.log", "screenshot.png"]
+
+    with db.make_engine(f"sqlite:///{tmp_path / 'helpdesk.sqlite3'}").connect() as conn:
+        [(actor, before)] = conn.execute(
+            select(AuditEntry.actor, AuditEntry.before).where(AuditEntry.action == "inbound.requeue")
+        ).all()
+    assert actor.startswith("cli:") and before["status"] == "quarantined"  # who sent it through again, from what
 
     again = run(env, "quarantine", "requeue", str(item["id"]), check=False)
     assert again.returncode == 1 and b"not quarantined" in again.stderr
