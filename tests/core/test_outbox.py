@@ -172,9 +172,11 @@ class _SlowSink:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         message_id = email.message_from_bytes(envelope.original_content or b"")["Message-ID"].strip("<>")
-        time.sleep(self.delay)  # blocks this server's loop, as a slow server would
+        # At once, not after the delay: the in-flight mail's renewed claim is then seconds from running out
+        # even on a loaded machine, and a mail whose claim was not renewed is already free to take.
         claimed = outbox.claim_due(self.factory, "other", policy=outbox.RetryPolicy(claim_for=timedelta(minutes=5)))
         self.taken_mid_send.append((message_id, [m.id for m in claimed]))
+        time.sleep(self.delay)  # blocks this server's loop, as a slow server would
         self.received.append(message_id)
         return "250 OK"
 
