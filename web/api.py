@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request
@@ -9,11 +12,12 @@ from flask import Blueprint, abort, current_app, jsonify, request
 from core import events, queue
 from core import tickets as ticket_service
 from core.models import Contact, Role, Ticket, TicketStatus
+from core.notify import OutboundAttachment
 from web import approvals
 from web.db import db
 from web.openapi import document
 from web.security import STAFF, current_user, roles
-from web.tickets import WORKERS, change_ticket, queue_query
+from web.tickets import WORKERS, change_ticket, queue_query, upload_name
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -62,11 +66,38 @@ def ticket(number: int):  # type: ignore[no-untyped-def]
     return jsonify(ticket_service.to_json(_ticket(number)))
 
 
-def _created(message: Any):  # type: ignore[no-untyped-def]
+def _created(message: Any, **more: Any):  # type: ignore[no-untyped-def]
     db().commit()
-    response = jsonify(ticket_service.message_json(message))
+    response = jsonify(ticket_service.message_json(message) | more)
     response.status_code = 201
     return response
+
+
+_MEDIA_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+")
+_ATTACHMENT_SHAPE = '{"filename": "...", "content_base64": "...", "content_type": "image/png"}'
+
+
+def _files() -> list[OutboundAttachment]:
+    """The reply's optional ``attachments``: each a file name, its bytes in base64, and a media type."""
+    body = request.get_json(silent=True)
+    items = body.get("attachments", []) if isinstance(body, dict) else []
+    if not isinstance(items, list):
+        abort(400, f"attachments is a list of {_ATTACHMENT_SHAPE}")
+    files = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("content_base64"), str):
+            abort(400, f"each attachment is {_ATTACHMENT_SHAPE}")
+        try:
+            data = base64.b64decode(item["content_base64"], validate=True)
+        except (binascii.Error, ValueError):
+            abort(400, f"attachment {str(item.get('filename'))[:100]!r}: content_base64 is not base64")
+        media = item.get("content_type")
+        files.append(OutboundAttachment(
+            upload_name(item.get("filename") if isinstance(item.get("filename"), str) else None),
+            media.lower() if isinstance(media, str) and _MEDIA_TYPE.fullmatch(media) else "application/octet-stream",
+            data,
+        ))
+    return files
 
 
 @bp.post("/tickets/<int:number>/reply")
@@ -74,11 +105,13 @@ def _created(message: Any):  # type: ignore[no-untyped-def]
 def reply(number: int):  # type: ignore[no-untyped-def]
     ticket = _ticket(number)
     settings = current_app.extensions["helpdesk"].settings
+    text, files = _text(), _files()
     try:
-        message = ticket_service.reply(db(), settings, ticket, _user(), _text())
+        message, too_big = ticket_service.reply_with_files(db(), settings, ticket, _user(), text, files)
     except ticket_service.TicketError as exc:
         abort(422, str(exc))
-    return _created(message)
+    # Files over the mail size limit are kept on the ticket: the caller learns which the requester will not get.
+    return _created(message, not_mailed=too_big)
 
 
 @bp.post("/tickets/<int:number>/note")

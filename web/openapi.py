@@ -56,8 +56,10 @@ def document(server_url: str) -> dict[str, Any]:
         }},
         "/tickets/{number}/reply": {"post": {
             "summary": "Public reply, mailed to the requester and watchers (agents, admins)",
-            "operationId": "replyToTicket", "parameters": [_number()], "requestBody": _text_body(),
-            "responses": {"201": {"description": "The stored reply", "content": _json("Message")},
+            "operationId": "replyToTicket", "parameters": [_number()],
+            "requestBody": {"required": True, "content": _json("Reply")},
+            "responses": {"201": {"description": "The stored reply; `not_mailed` names files kept on the ticket "
+                                                 "but over the mail size limit", "content": _json("Message")},
                           **_errors(400, 401, 403, 404, 422)},
         }},
         "/tickets/{number}/note": {"post": {
@@ -112,6 +114,12 @@ def document(server_url: str) -> dict[str, Any]:
             "schemas": {
                 "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
                 "Text": {"type": "object", "properties": {"text": {"type": "string", "minLength": 1}}, "required": ["text"]},
+                "Reply": {"type": "object", "required": ["text"], "properties": {
+                    "text": {"type": "string", "minLength": 1},
+                    "attachments": {"type": "array", "items": {"type": "object", "required": ["content_base64"], "properties": {
+                        "filename": {"type": "string"}, "content_type": {"type": "string"},
+                        "content_base64": {"type": "string", "contentEncoding": "base64"}}}},
+                }},
                 "Message": {"type": "object", "properties": {
                     "direction": {"type": "string", "enum": ["in", "out"]}, "internal": {"type": "boolean"},
                     "from": {"type": "string"}, "subject": {"type": "string"}, "text": {"type": "string"},

@@ -185,13 +185,17 @@ def _author() -> Contact:
 def make_room_for_reply_files() -> None:
     """Let a signed-in user's reply carry files up to the mail size limit; every other request keeps the small one.
 
-    Runs before CSRF protection, which reads the form (and so the body) before the view.
+    Runs before CSRF protection, which reads the form (and so the body) before the view. An API reply's
+    token is checked before its body is read; its files come base64-encoded, a third larger.
     """
+    limit = current_app.extensions["helpdesk"].settings.max_message_bytes
     if request.endpoint == "tickets.reply" and session.get("user_id") is not None:
-        request.max_content_length = current_app.extensions["helpdesk"].settings.max_message_bytes + _UPLOAD_SLACK
+        request.max_content_length = limit + _UPLOAD_SLACK
+    elif request.endpoint == "api.reply" and request.headers.get("Authorization", "").startswith("Bearer "):
+        request.max_content_length = limit * 4 // 3 + _UPLOAD_SLACK
 
 
-def _upload_name(raw: str | None) -> str:
+def upload_name(raw: str | None) -> str:
     # Browsers send a bare name, some old ones a whole Windows path; never let a name carry a line break.
     name = _CONTROL.sub(" ", (raw or "").replace("\\", "/").rsplit("/", 1)[-1]).strip()
     return unicodedata.normalize("NFC", name)[:200] or "attachment"
@@ -202,7 +206,7 @@ def _uploads() -> list[OutboundAttachment]:
     for upload in request.files.getlist("files"):
         data = upload.read()
         if upload.filename or data:  # a form with no file chosen still sends an empty part
-            files.append(OutboundAttachment(_upload_name(upload.filename), upload.mimetype or "application/octet-stream", data))
+            files.append(OutboundAttachment(upload_name(upload.filename), upload.mimetype or "application/octet-stream", data))
     return files
 
 

@@ -14,6 +14,7 @@ from core.models import Message, Ticket
 from core.settings import Settings, SmtpSettings
 from mailgateway.smtp import send_once
 from tests.web.conftest import csrf_token, login, make_ticket
+from tests.web.test_api import _auth
 from web import create_app
 from core.models import Role
 
@@ -89,7 +90,7 @@ def test_only_a_signed_in_user_may_send_a_large_body(settings: Settings, factory
 
 
 def test_upload_names_lose_paths_and_control_characters() -> None:
-    from web.tickets import _upload_name
+    from web.tickets import upload_name as _upload_name
 
     assert _upload_name("C:\\Users\\gina\\steps.txt") == "steps.txt"
     assert _upload_name("../../etc/passwd") == "passwd"
@@ -102,5 +103,46 @@ def test_a_signed_in_agent_may_upload_more_than_the_small_default(as_agent: Flas
     number = make_ticket(factory, "Logs please").number
     logs = bytes(range(256)) * (12 * 1024)  # 3 MB: over the 2 MB every other form gets
     assert "Reply sent." in _reply(as_agent, number, "Full logs attached.", [(logs, "logs.bin")])
+    _, kept = _reply_row(factory, number)
+    assert [(name, size) for name, size, _ in kept] == [("logs.bin", len(logs))]
+
+
+def test_api_reply_carries_base64_files_and_says_which_were_too_big(settings: Settings, factory) -> None:
+    import base64
+
+    small = replace(settings, max_message_bytes=200 * 1024)
+    client = create_app(small, factory, testing=True).test_client()
+    number = make_ticket(factory, "Need the driver", requester="carol@example.com").number
+    big = bytes(150 * 1024)
+    body = {"text": "Attached.", "attachments": [
+        {"filename": "driver-notes.pdf", "content_type": "application/pdf", "content_base64": base64.b64encode(PDF).decode()},
+        {"filename": "../../installer.bin", "content_base64": base64.b64encode(big).decode()},
+    ]}
+    response = client.post(f"/api/tickets/{number}/reply", json=body, headers=_auth(factory, Role.AGENT))
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.json["not_mailed"] == ["installer.bin"] and response.json["text"] == "Attached."
+    _, kept = _reply_row(factory, number)
+    assert [(name, size) for name, size, _ in kept] == [("driver-notes.pdf", len(PDF)), ("installer.bin", len(big))]
+
+
+def test_api_reply_with_files_that_are_not_base64_is_a_json_400(app, factory) -> None:
+    client = app.test_client()
+    number = make_ticket(factory, "Anything").number
+    for attachments in ([{"filename": "x.txt", "content_base64": "not base64!"}], "x", [{"filename": "x.txt"}]):
+        response = client.post(f"/api/tickets/{number}/reply", json={"text": "t", "attachments": attachments},
+                               headers=_auth(factory, Role.AGENT))
+        assert response.status_code == 400 and "error" in response.json, response.get_data(as_text=True)
+    _, kept = _reply_row(factory, number)
+    assert kept == []  # nothing stored by a refused reply
+
+
+def test_api_reply_may_carry_more_than_the_small_default_body(app, factory) -> None:
+    import base64
+
+    number = make_ticket(factory, "Logs please").number
+    logs = bytes(range(256)) * (8 * 1024)  # 2 MB, 2.7 MB in base64: over the 2 MB every other request gets
+    body = {"text": "Logs.", "attachments": [{"filename": "logs.bin", "content_base64": base64.b64encode(logs).decode()}]}
+    response = app.test_client().post(f"/api/tickets/{number}/reply", json=body, headers=_auth(factory, Role.AGENT))
+    assert response.status_code == 201, response.status_code
     _, kept = _reply_row(factory, number)
     assert [(name, size) for name, size, _ in kept] == [("logs.bin", len(logs))]
