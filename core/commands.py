@@ -22,6 +22,7 @@ from core.models import (
     AccessRequest, AccessStatus, Attachment, Contact, Direction, Message, Ticket, TicketKind, TicketStatus, utcnow,
 )
 from core.notify import fit_attachments, load_attachments, notify_status
+from core.priority import DESK_PRIORITIES
 from core.settings import Settings
 
 
@@ -202,7 +203,7 @@ def _fields(session: Session, settings: Settings, agent: Contact, command: Comma
         return {"status": TicketStatus.CLOSED}
     if command.verb is Verb.PRIORITY:
         value = arg.upper()
-        if value not in {"P1", "P2", "P3", "P4", "P5"}:
+        if value not in DESK_PRIORITIES:
             raise CommandError(f"priority must be P1..P5, not {arg!r}")
         return {"priority": value}
     if command.verb is Verb.KIND:

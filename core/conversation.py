@@ -20,12 +20,10 @@ from sqlalchemy.orm import Session
 from core.locks import transaction_memo
 from core.mail import ParsedMail
 from core.loopguard import Verdicts
-from core.models import Contact, Message, Outbox, Role, Ticket, TicketStatus, Watcher, aware, utcnow
+from core.models import MAX_ID, Contact, Message, Outbox, Role, Ticket, TicketStatus, Watcher, aware, utcnow
 from core.settings import Settings
 
 _OUR_MID = re.compile(r"^hd\.(\d+)\.([0-9a-z]+)\.([0-9a-f]{12})@(.+)$")
-# ticket.id is INTEGER, 32 bits on PostgreSQL: a larger number names no ticket (and must not reach a query).
-_MAX_TICKET_ID = 2**31 - 1
 
 
 class MatchVia(enum.Enum):
@@ -78,7 +76,7 @@ def _ticket_number(digits: str) -> int | None:
     if len(digits) > 18:  # (also spares int() a string of thousands of digits)
         return None
     number = int(digits)
-    return number if number <= _MAX_TICKET_ID else None
+    return number if number <= MAX_ID else None  # names no ticket, and must not reach a query
 
 
 def find_subject_tag(settings: Settings, subject: str) -> int | None:

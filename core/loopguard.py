@@ -671,11 +671,6 @@ _DELAY_NOTICE = re.compile(
 )
 
 
-def _text_delay_notice(mail: ParsedMail) -> bool:
-    head = _ORIGINAL_MARKERS.split(mail.text[:20000], maxsplit=1)[0]
-    return bool(_DELAY_NOTICE.search(mail.subject or "") or _DELAY_NOTICE.search(head))
-
-
 def failed_recipients(mail: ParsedMail) -> list[str]:
     """Addresses the bounce reports as failed: the DSN when it names any, else the text.
 
@@ -688,10 +683,11 @@ def failed_recipients(mail: ParsedMail) -> list[str]:
     if mail.delivery_status:
         found += [r.recipient for r in _dsn_recipients(mail.delivery_status)
                   if r.recipient and r.action in ("failed", "")]
-    if not found and not _dsn_actions(mail) and not _text_delay_notice(mail):
+    if not found and not _dsn_actions(mail):
         head = _ORIGINAL_MARKERS.split(mail.text[:20000], maxsplit=1)[0]
-        for shape in _FAILED_ADDRESS_SHAPES:
-            found += [a.lower() for a in shape.findall(head) if _ADDRESS.fullmatch(a)]
+        if not (_DELAY_NOTICE.search(mail.subject or "") or _DELAY_NOTICE.search(head)):  # late is not failed
+            for shape in _FAILED_ADDRESS_SHAPES:
+                found += [a.lower() for a in shape.findall(head) if _ADDRESS.fullmatch(a)]
     ignore = {mail.sender, *(a.address for a in mail.to)}
     clean = (a.strip(".;,") for a in found)
     return list(dict.fromkeys(a for a in clean if _ADDRESS.fullmatch(a) and a not in ignore

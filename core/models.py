@@ -35,6 +35,11 @@ def aware(at: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
 
 
+# Ids are INTEGER columns: 32 bits on PostgreSQL (SQLite's driver overflows only past 2**63). No row
+# has a larger id, so a larger number from outside (a subject tag, a URL, the CLI) names nothing.
+MAX_ID = 2**31 - 1
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON, list[Any]: JSON}
 

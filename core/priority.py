@@ -107,7 +107,7 @@ def load_matrix(path: Path | None = None) -> PriorityMatrix:
 # The console offers impact and urgency 1..3, events open tickets at 2/1 and 3/2, and SLA
 # targets, reports and the console know P1..P5: the desk's matrix has to fit them.
 DESK_LEVELS = 3
-DESK_PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
+DESK_PRIORITIES = ("P1", "P2", "P3", "P4", "P5")  # what the desk's tickets, forms and commands take
 
 
 def matrix_for(settings: Settings) -> PriorityMatrix:

@@ -24,6 +24,7 @@ from core.models import (
 )
 from core.attachments import store_for
 from core.notify import AutoSubmitted, OutboundAttachment, enqueue, fit_attachments, public_recipients
+from core.priority import DESK_PRIORITIES
 from core.settings import Settings
 
 KIND_LABELS = {
@@ -181,7 +182,7 @@ def change(
     unknown = set(fields) - allowed
     if unknown:
         raise TicketError(f"cannot change {', '.join(sorted(unknown))}")
-    if "priority" in fields and fields["priority"] not in {"P1", "P2", "P3", "P4", "P5"}:
+    if "priority" in fields and fields["priority"] not in DESK_PRIORITIES:
         raise TicketError(f"priority must be P1..P5, not {fields['priority']!r}")
     before = snapshot(ticket)
     for name, value in fields.items():

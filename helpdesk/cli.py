@@ -9,6 +9,8 @@ from typing import Callable
 
 from sqlalchemy.exc import OperationalError
 
+from core.models import MAX_ID
+
 from helpdesk.commands.common import CONFIG_ERRORS, EX_TEMPFAIL, EX_USAGE
 from helpdesk.commands.desk import cmd_outbox, cmd_quarantine, cmd_ticket, cmd_tickets, cmd_user_add
 from helpdesk.commands.itil import cmd_audit, cmd_events, cmd_report, cmd_sla
@@ -43,7 +45,7 @@ def _whole_number(low: int, high: int, note: str = "") -> Callable[[str], int]:
 
 
 PORT = _whole_number(0, 65535, " (0: any free port)")
-ROW_ID = _whole_number(1, 2**31 - 1)  # ids are 32-bit integer columns: SQLite overflows past 2**63, PostgreSQL past this
+ROW_ID = _whole_number(1, MAX_ID)
 
 
 def build_parser() -> argparse.ArgumentParser:

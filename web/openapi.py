@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.priority import DESK_PRIORITIES
+
 _TICKET_FILTERS = [
     ("kind", ["incident", "service_request", "access_request"]),
     ("status", ["unresolved", "any", "new", "open", "pending", "awaiting_approval", "in_progress", "resolved", "closed"]),
-    ("priority", ["P1", "P2", "P3", "P4", "P5"]),
+    ("priority", list(DESK_PRIORITIES)),
     ("sla", ["breached", "at_risk", "on_track"]),
     ("sort", ["newest", "oldest", "updated", "priority", "due"]),
 ]

@@ -14,13 +14,14 @@ from sqlalchemy import select
 from core import reports
 from core.models import Role, Ticket, TicketKind, utcnow
 from core.models import aware
+from core.priority import DESK_PRIORITIES
 from web.charts import Series, bars, stacked_columns
 from web.db import db
 from web.security import roles
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 WEEKS = 12
-PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
+PRIORITIES = DESK_PRIORITIES
 
 
 def weekly(field: str, keys: list[str]) -> tuple[list[str], list[Series]]:

@@ -17,14 +17,12 @@ from flask import Flask, Response, abort, current_app, g, jsonify, redirect, req
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.routing import IntegerConverter, Map
 
-from core.models import Contact, Role
+from core.models import MAX_ID, Contact, Role
 from core.users import user_for_token
 from web.db import db
 
 F = TypeVar("F", bound=Callable[..., object])
 STAFF = frozenset({Role.ADMIN, Role.AGENT, Role.APPROVER})
-# Ids are 32-bit on PostgreSQL; past 64 bits SQLite's driver overflows. No row has a larger id.
-MAX_ID = 2**31 - 1
 
 CSP = "; ".join(
     (

@@ -17,17 +17,17 @@ from core import audit, fulfilment, processes, queue, sla
 from core import tickets as ticket_service
 from core.attachments import AttachmentStore
 from core.models import (
-    AccessRequest, Attachment, Contact, Fulfilment, Message, Role, Ticket, TicketKind, TicketStatus, utcnow,
+    MAX_ID, AccessRequest, Attachment, Contact, Fulfilment, Message, Role, Ticket, TicketKind, TicketStatus, utcnow,
 )
 from core.notify import OutboundAttachment, notify_status
-from core.priority import matrix_for, priority_for
+from core.priority import DESK_PRIORITIES, matrix_for, priority_for
 from core.queue import QueueQuery, SlaState, Sort
 from web.db import db
-from web.security import MAX_ID, STAFF, current_user, roles
+from web.security import STAFF, current_user, roles
 
 bp = Blueprint("tickets", __name__)
 WORKERS = (Role.AGENT, Role.ADMIN)
-PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
+PRIORITIES = DESK_PRIORITIES
 # Shown in the browser as they are; everything else downloads as opaque bytes.
 _SAFE_TYPES = {"image/png", "image/jpeg", "image/gif", "application/pdf", "text/plain"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")

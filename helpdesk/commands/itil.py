@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from core.models import MAX_ID
 from helpdesk.commands.common import EX_USAGE, build_app, print_items, print_json
 
 
@@ -47,7 +48,7 @@ def cmd_events(args: argparse.Namespace) -> int:
         return EX_USAGE
     app = build_app(args)
     # More than there can be rows is all of them; SQLite cannot even take a number past 2**63.
-    limit = min(args.limit, 2**31 - 1) if args.limit is not None else None
+    limit = min(args.limit, MAX_ID) if args.limit is not None else None
     with app.factory() as session:
         items = events.list_events(session, limit=limit)
     print_items(
