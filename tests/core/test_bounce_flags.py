@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-from email.message import EmailMessage
-
-import pytest
-
 from core.models import Contact, InboundStatus
-from tests.core.desk import Desk, make_desk, mail
-
-
-@pytest.fixture
-def desk(sqlite_session_factory, tmp_path) -> Desk:
-    return make_desk(sqlite_session_factory, tmp_path)
-
-
-def _ack(desk: Desk, number: int) -> EmailMessage:
-    [ack] = [m for rcpt, m in desk.sent("acknowledgement") if m["X-Helpdesk-Ticket"] == str(number)]
-    return ack
+from tests.core.desk import Desk, mail
+from tests.core.test_conversation import _ack, desk  # noqa: F401 (desk is a fixture)
 
 
 def _flagged(desk: Desk) -> set[str]:
