@@ -102,8 +102,23 @@ class Contact(Base):
     role: Mapped[Role] = mapped_column(_enum(Role), default=Role.USER)
     password_hash: Mapped[str | None] = mapped_column(String(200))
     api_token_hash: Mapped[str | None] = mapped_column(String(200))
+    # None: the token may do what the role may; "events": only the Alertmanager webhook.
+    api_token_scope: Mapped[str | None] = mapped_column(String(32))
     undeliverable: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConsoleSession(Base):
+    """A console login: the cookie carries only a random id whose hash is kept here, so a session can be ended."""
+
+    __tablename__ = "console_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("contact.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
 
 
 class Ticket(Base):
