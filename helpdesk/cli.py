@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for chatty in ("alembic", "imapclient"):  # they log routine steps at INFO
         logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    # imaplib's trace logs every protocol line, fetched mails included: logs never carry mail content.
+    logging.getLogger("imapclient.imaplib").setLevel(logging.WARNING)
     try:
         return args.func(args)
     except CONFIG_ERRORS as exc:

@@ -129,7 +129,9 @@ def fetch_new(
             got = {uid for uid, _ in mails}
             fetched += len(mails)
             new = intake.store_many(session, mails, source=mailbox.name, uidvalidity=state.uidvalidity)
-            stored += sum(1 for inbound in new if inbound is not None)
+            fresh = sum(1 for inbound in new if inbound is not None)
+            stored += fresh
+            log.debug("%s: UID %s fetched, %d new", mailbox.name, ",".join(map(str, sorted(got))), fresh)
             del mails, new
             cursor.last_uid = max(cursor.last_uid, chunk[-1])
         missing = [uid for uid in chunk if uid not in got]
