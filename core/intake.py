@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import audit, commands, conversation, events, locks, loopguard, processes, tickets
 from core.attachments import store_for
 from core.db import transaction
+from core.identity import header_message_id, usable_message_id
 from core.catalogue import catalogue_for
 from core.classify import ClassKind, RuleSet, classify
 from core.mail import ParsedMail
@@ -393,26 +393,6 @@ class Intake:
         return result
 
 
-_MID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
-
-
-def header_message_id(raw: bytes) -> str | None:
-    """The Message-ID from the header block, read without parsing the mail (for early de-duplication)."""
-    head = raw[: raw.find(b"\n\n") if b"\n\n" in raw[:65536] else 65536]
-    m = _MID.search(head.replace(b"\r\n", b"\n"))
-    if not m:
-        return None
-    value = m.group(1).decode("ascii", "replace").strip()
-    inner = re.search(r"<([^<>\s]+)>", value)
-    return usable_message_id(inner.group(1) if inner else value.split()[0] if value.split() else None)
-
-
-# The Message-ID columns' width (RFC 5322's line limit): a longer one, or one with control
-# characters (PostgreSQL refuses NUL), could never be stored and would stall the mailbox.
-_MID_MAX = 998
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
 def _usable_ids(mail: ParsedMail) -> ParsedMail:
     """The mail without the Message-IDs (its own, or those it answers) that cannot be stored or matched."""
     references = [r for r in mail.references if usable_message_id(r)]
@@ -421,13 +401,6 @@ def _usable_ids(mail: ParsedMail) -> ParsedMail:
         return mail  # the common case: nothing to copy
     return replace(mail, message_id=usable_message_id(mail.message_id), in_reply_to=usable_message_id(mail.in_reply_to),
                    references=references)
-
-
-def usable_message_id(value: str | None) -> str | None:
-    """``value`` if it can be stored and matched; None (de-duplicated by content instead) if not."""
-    if not value or len(value) > _MID_MAX or _CONTROL.search(value):
-        return None
-    return value
 
 
 # Stored mails processed per transaction on SQLite, each in its own savepoint: a commit per mail
