@@ -243,6 +243,11 @@ class Inbound(Base):
     processed_at: Mapped[datetime | None]
     # Processing runs begun (committed before each run): a mail whose runs keep dying is quarantined.
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Runs that ended in a transient failure (database, full or read-only disk), and when to try again.
+    retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    retry_at: Mapped[datetime | None]
+    # Sender, date, subject and body hashed (core.identity): a reused Message-ID is no proof of a copy.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
 
     raw: Mapped[RawMail] = relationship()
 
