@@ -27,8 +27,8 @@ _OUR_MID = re.compile(r"^hd\.(\d+)\.([0-9a-z]+)\.([0-9a-f]{12})@(.+)$")
 
 
 class MatchVia(enum.Enum):
-    REFERENCES = "references"
-    SIGNED_MESSAGE_ID = "signed message-id"
+    REFERENCES = "references"  # to a stored mail that is not ours (e.g. the requester's own)
+    SIGNED_MESSAGE_ID = "signed message-id"  # to one of our own mails about this ticket
     SUBJECT_TAG = "subject tag"
     REPLY_TOKEN = "reply token"
 
@@ -39,6 +39,11 @@ class ThreadMatch:
     via: MatchVia
     token_valid: bool  # the recipient address carried a token valid for this sender
     participant: bool  # the sender already takes part in the ticket
+
+    @property
+    def vouched(self) -> bool:
+        """The sender may join the ticket as a watcher: takes part, holds a token, or answers our signed mail."""
+        return self.participant or self.token_valid or self.via in _STRONG
 
 
 def _sign(settings: Settings, text: str, length: int) -> str:
@@ -138,7 +143,10 @@ def find_ticket(session: Session, settings: Settings, mail: ParsedMail) -> Threa
                 select(Outbox.ticket_id).where(Outbox.message_id.in_(refs), Outbox.ticket_id.is_not(None)).limit(1)
             ).first()
         if found is not None:
-            return match(session.get(Ticket, found), MatchVia.REFERENCES)
+            # Everyone on Bcc or on a list knows the requester's Message-ID; only ours for this
+            # ticket show that the sender got our mail about it.
+            ours = any(ticket_from_message_id(settings, ref) == found for ref in refs)
+            return match(session.get(Ticket, found), MatchVia.SIGNED_MESSAGE_ID if ours else MatchVia.REFERENCES)
         for ref in refs:
             number = ticket_from_message_id(settings, ref)
             if number is not None:
@@ -169,7 +177,8 @@ def _token_ticket(settings: Settings, mail: ParsedMail) -> int | None:
 
 # -- routing: append, open (linked), or only record ------------------------------------------------
 
-_STRONG = (MatchVia.REFERENCES, MatchVia.SIGNED_MESSAGE_ID)
+_STRONG = (MatchVia.SIGNED_MESSAGE_ID,)  # lets a non-participant join (visibly, as a watcher)
+_ANSWERS = (MatchVia.REFERENCES, MatchVia.SIGNED_MESSAGE_ID)  # answers a mail of the thread
 _FORWARD_SUBJECT = re.compile(r"^\s*(fwd?|fw|wg|tr|rv|doorst|vs|vb|i)\s*:", re.IGNORECASE)
 # Forward in one language, reply in another: "VS:" forwards in Norwegian and Danish, answers in Finnish.
 _AMBIGUOUS_PREFIXES = {"vs"}
@@ -204,8 +213,9 @@ def route(settings: Settings, mail: ParsedMail, match: ThreadMatch | None, verdi
           now: datetime | None = None) -> Routing:
     """Where a mail goes. A match only joins its ticket when the sender may join it (no hijacking)."""
     ticket = match.ticket if match is not None else None
-    may_join = match is not None and (match.participant or match.token_valid or match.via in _STRONG)
-    if is_forward(mail, answers_ours=match is not None and match.via in _STRONG):
+    # List mail answering a stored mail of the thread still threads, but never makes its sender a watcher.
+    may_join = match is not None and (match.vouched or (match.via is MatchVia.REFERENCES and verdicts.mailing_list))
+    if is_forward(mail, answers_ours=match is not None and match.via in _ANSWERS):
         routing = Routing(Action.OPEN, ticket, "forwarded mail starts a new ticket")
     elif match is None:
         routing = Routing(Action.OPEN, None, "no ticket matched")

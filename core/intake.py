@@ -231,8 +231,8 @@ class Intake:
         outsider_commands = text is not None and text.has_commands and not match.participant
         if not automatic and not outsider_commands:
             # (Command lines from outside the ticket are refused below: they make nobody a watcher.)
-            if not match.participant:
-                # Knew the exact Message-ID of our mail, so saw the thread: joins, visibly.
+            if not match.participant and match.vouched:
+                # Knew the exact Message-ID of our mail (or a token), so saw the thread: joins, visibly.
                 tickets.add_watchers(session, ticket, [mail.sender])
             if not verdicts.mailing_list:
                 tickets.add_watchers(session, ticket, self._other_recipients(mail))

@@ -294,3 +294,25 @@ def test_reply_to_a_forged_signed_message_id_does_not_thread(desk: Desk) -> None
     reply = desk.deliver(mail("bob@example.com", "Re: printer", "Let me in.", in_reply_to=forged))
     assert reply.created and desk.ticket(reply.ticket_id)["linked_ticket"] is None
     assert desk.ticket(first.ticket_id)["watchers"] == []
+
+
+def test_reply_to_the_requesters_own_message_id_from_a_stranger_opens_a_linked_ticket(desk: Desk) -> None:
+    # Everyone on Bcc or on a list the requester wrote to knows that Message-ID: it proves nothing.
+    first = desk.deliver(mail(message_id="<printer-1@client.example>"))
+    hijack = desk.deliver(mail("mallory@evil.example", "Re: Printer on floor 3 is jammed", "Add me",
+                               in_reply_to="<printer-1@client.example>"))
+    assert hijack.created and desk.ticket(hijack.ticket_id)["linked_ticket"] == first.ticket_id
+    assert desk.ticket(first.ticket_id)["watchers"] == []
+    # A participant answering the same mail still joins.
+    desk.add_user("agent@example.org")
+    again = desk.deliver(mail("agent@example.org", "Re: Printer on floor 3 is jammed", "On my way",
+                              in_reply_to="<printer-1@client.example>"))
+    assert again.ticket_id == first.ticket_id and not again.created
+
+
+def test_list_mail_answering_the_requesters_mail_threads_without_making_its_sender_a_watcher(desk: Desk) -> None:
+    first = desk.deliver(mail(message_id="<printer-2@client.example>"))
+    listed = desk.deliver(mail("bob@example.com", "Re: Printer on floor 3 is jammed", "Same on floor 4.",
+                               in_reply_to="<printer-2@client.example>", headers={"List-Id": "<it.lists.example>"}))
+    assert listed.ticket_id == first.ticket_id and not listed.created
+    assert desk.ticket(first.ticket_id)["watchers"] == []

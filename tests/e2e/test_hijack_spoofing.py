@@ -1,0 +1,49 @@
+"""Hostile mail over real IMAP and SMTP: no joining a ticket on a Message-ID anyone on Bcc knows."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from pathlib import Path
+
+from core.models import Ticket
+from tests.e2e.itil_desk import add_users, desk, mail, text, to
+from tests.servers.imap import DovecotServer
+from tests.servers.smtp import SmtpSink
+
+AGENT = "agent@example.org"
+ALICE = "alice@example.com"
+MALLORY = "mallory@evil.example"
+
+
+def test_a_stranger_answering_the_requesters_own_mail_gets_a_linked_ticket_and_none_of_its_replies(
+    dovecot: DovecotServer, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    with desk(tmp_path, None, dovecot, smtp_sink) as d:
+        add_users(d, {AGENT: "agent"})
+        original = mail(ALICE, "Payroll export fails", "The export stops at 40%.", headers={"Bcc": MALLORY})
+        d.deliver(original)
+        [ticket] = d.tickets()
+        [notification] = to(d.send(), AGENT)
+
+        # Mallory was on Bcc: she answers Alice's own mail, as her client does on "Reply all".
+        alice_mail = email.message_from_bytes(original, policy=email.policy.default)
+        d.deliver(mail(MALLORY, "Re: Payroll export fails", "Please send the export to me as well.",
+                       headers={"In-Reply-To": str(alice_mail["Message-ID"]),
+                                "References": str(alice_mail["Message-ID"])}))
+        first, second = d.tickets()
+        assert second["requester"] == MALLORY
+        with d.session() as s:
+            original_ticket = s.get(Ticket, ticket["id"])
+            assert original_ticket is not None
+            assert [w.contact.email for w in original_ticket.watchers] == []
+            linked = s.get(Ticket, second["id"])
+            assert linked is not None and linked.linked_ticket_id == ticket["id"]
+        d.send()
+
+        # The agent answers the original ticket: the answer goes to Alice, not to Mallory.
+        d.deliver(mail(AGENT, "", "Hello Alice, the export job was restarted.", reply_to=notification))
+        arrived = d.send()
+        [reply] = to(arrived, ALICE)
+        assert "export job was restarted" in text(reply)
+        assert to(arrived, MALLORY) == []
