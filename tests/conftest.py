@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import db
 from tests.servers import require, running_as_root
 from tests.servers.imap import DovecotInstance, DovecotServer, ImapServer, PymapServer, dovecot_binary, pymap_binary
+from tests.servers.oauth import OAuthServer
 from tests.servers.postgres import OS_USER as PG_OS_USER
 from tests.servers.postgres import PostgresCluster, postgres_bindir
 from tests.servers.smtp import SmtpSink
@@ -30,10 +31,14 @@ CHROMIUM_CANDIDATES = ("chromium", "chromium-browser")
 @pytest.fixture(scope="session")
 def dovecot_instance() -> Iterator[DovecotInstance]:
     """One Dovecot for the whole session (stopping it takes ~1 s); tests get fresh accounts."""
+    yield from _started_dovecot()
+
+
+def _started_dovecot(introspection_url: str | None = None) -> Iterator[DovecotInstance]:
     binary = dovecot_binary()
     require("Dovecot", binary is not None, "no `dovecot` binary (apt-get install dovecot-imapd)")
     assert binary is not None
-    instance = DovecotInstance(binary)
+    instance = DovecotInstance(binary, introspection_url=introspection_url)
     instance.start()
     yield instance
     instance.close()
@@ -72,6 +77,46 @@ def imap_server(request: pytest.FixtureRequest) -> ImapServer:
 @pytest.fixture
 def smtp_sink() -> Iterator[SmtpSink]:
     sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+# -- OAuth2 (XOAUTH2 logins) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def oauth_session_server() -> Iterator[OAuthServer]:
+    server = OAuthServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def oauth_server(oauth_session_server: OAuthServer) -> OAuthServer:
+    """The local authorization server, with the default token lifetime again; tests add their own clients."""
+    oauth_session_server.expires_in = 3600
+    oauth_session_server.login_user = "helpdesk"
+    return oauth_session_server
+
+
+@pytest.fixture(scope="session")
+def oauth_dovecot_instance(oauth_session_server: OAuthServer) -> Iterator[DovecotInstance]:
+    """A Dovecot that also takes XOAUTH2/OAUTHBEARER, checking tokens at the local server."""
+    yield from _started_dovecot(oauth_session_server.introspection_url(with_credentials=True))
+
+
+@pytest.fixture
+def oauth_dovecot(oauth_dovecot_instance: DovecotInstance) -> DovecotServer:
+    oauth_dovecot_instance.start()
+    return oauth_dovecot_instance.new_account()
+
+
+@pytest.fixture
+def oauth_smtp_sink(oauth_server: OAuthServer) -> Iterator[SmtpSink]:
+    """An SMTP sink that takes mail only after AUTH XOAUTH2 with a token the local server vouches for."""
+    sink = SmtpSink(introspection_url=oauth_server.introspection_url())
     sink.start()
     yield sink
     sink.stop()

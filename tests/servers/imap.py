@@ -173,7 +173,7 @@ protocols = imap
 listen = 127.0.0.1
 {ssl}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth2_mechanisms}
 auth_failure_delay = 0
 mail_location = maildir:{d}/mail/%u:LAYOUT=fs
 # throwaway mail: no fsync per APPEND (several times faster)
@@ -191,9 +191,10 @@ namespace inbox {{
 }}
 passdb {{
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN username_format=%u {d}/users
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = passwd-file
   args = username_format=%u {d}/users
   default_fields = home={d}/mail/%u uid={uid} gid={gid}
@@ -220,6 +221,31 @@ protocol imap {{
 """
 
 
+# Dovecot 2.3's oauth2 passdb (checked against doveconf and its PasswordDatabase.oauth2 doc, and
+# logged in to here). Without a tokeninfo_url it asks the introspection endpoint about every token:
+# `introspection_mode = post` sends `token=...` as a form, with HTTP Basic auth taken from the
+# user:password in the URL (RFC 7662 wants the resource server to authenticate). The login is
+# refused unless `active` is true and `username` equals the user named in the XOAUTH2 string
+# (normalised by username_format, %Lu by default: lower case). The password passdb keeps serving
+# PLAIN/LOGIN through `mechanisms = plain login`. Auth caching is off by default (auth_cache_size
+# = 0), so a revoked token is refused at the very next login.
+OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {d}/oauth2.conf.ext
+}}
+"""
+OAUTH2_CONFIG = """\
+introspection_mode = post
+introspection_url = {url}
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
+"""
+
+
 def dovecot_binary() -> str | None:
     return shutil.which("dovecot") or next(
         (p for p in ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot") if os.path.exists(p)), None
@@ -229,11 +255,16 @@ def dovecot_binary() -> str | None:
 class DovecotInstance:
     """One Dovecot master process with a throwaway config; accounts are added on the fly."""
 
-    def __init__(self, binary: str, extra_config: str = "", tls: bool = False) -> None:
+    def __init__(
+        self, binary: str, extra_config: str = "", tls: bool = False, introspection_url: str | None = None
+    ) -> None:
         """`extra_config` is appended to the config, e.g. to hide capabilities.
 
         With `tls`, the plain port offers STARTTLS and `tls_port` speaks implicit TLS,
         both with a fresh self-signed certificate for 127.0.0.1 in `cert_file`.
+
+        With `introspection_url` (tests.servers.oauth, credentials in the URL), Dovecot also takes
+        XOAUTH2 and OAUTHBEARER logins and checks each bearer token there itself (OAUTH2_PASSDB).
         """
         self.binary = binary
         self.port = free_port()
@@ -262,9 +293,13 @@ class DovecotInstance:
                 group=self.os_group,
                 uid=entry.pw_uid,
                 gid=entry.pw_gid,
+                oauth2_mechanisms=" xoauth2 oauthbearer" if introspection_url else "",
+                oauth2_passdb=OAUTH2_PASSDB.format(d=self.dir) if introspection_url else "",
             )
             + extra_config
         )
+        if introspection_url:
+            (self.dir / "oauth2.conf.ext").write_text(OAUTH2_CONFIG.format(url=introspection_url))
         self.users_file = self.dir / "users"
         # Dovecot caches the passwd-file by mtime, so accounts added within the same
         # second go unseen: write every account a test session may need up front.

@@ -1,16 +1,25 @@
-"""An aiosmtpd server on loopback that keeps every mail it accepts."""
+"""An aiosmtpd server on loopback that keeps every mail it accepts.
+
+With `introspection_url` (tests.servers.oauth) it requires AUTH XOAUTH2 and checks each bearer
+token against that RFC 7662 endpoint over HTTP, as Dovecot does: mail from a session that has not
+logged in is refused with 530, a token that is not active (expired, revoked) or names another
+user with 535 after the XOAUTH2 error challenge (the JSON status that Google and Microsoft send).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import email
 import email.policy
+import json
 import threading
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from tests.servers import free_port
 
@@ -37,13 +46,22 @@ class SmtpSink:
     "451 try later" (temporary) and every RCPT TO gets that reply; None accepts again.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, introspection_url: str | None = None) -> None:
         self.host = HOST
         self.port = free_port()
         self.messages: list[ReceivedMail] = []
         self.reject_rcpt: str | None = None
+        self.logins: list[str] = []  # users whose XOAUTH2 login was accepted, in order
         self._arrived = threading.Condition()
-        self._controller = Controller(_Handler(self), hostname=self.host, port=self.port)
+        if introspection_url is None:
+            self._controller = Controller(_Handler(self), hostname=self.host, port=self.port)
+        else:
+            self._controller = Controller(
+                _OAuthHandler(self, introspection_url),
+                hostname=self.host,
+                port=self.port,
+                auth_require_tls=False,  # loopback; the real servers insist on TLS
+            )
 
     def start(self) -> None:
         self._controller.start()
@@ -96,3 +114,41 @@ class _Handler:
             )
         )
         return "250 Message accepted for delivery"
+
+
+class _OAuthHandler(_Handler):
+    def __init__(self, sink: SmtpSink, introspection_url: str) -> None:
+        super().__init__(sink)
+        self.introspection_url = introspection_url
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        # Checked here, not with aiosmtpd's auth_required, which warns without TLS.
+        if not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        try:
+            fields = dict(
+                part.split("=", 1) for part in base64.b64decode(args[1]).decode().split("\x01") if "=" in part
+            )
+            user, token = fields["user"], fields["auth"].removeprefix("Bearer ")
+        except (IndexError, KeyError, ValueError):
+            return AuthResult(success=False, handled=False, message="501 5.5.2 malformed XOAUTH2 string")
+        answer = await asyncio.to_thread(self._introspect, token)
+        if answer.get("active") is True and str(answer.get("username", "")).lower() == user.lower():
+            self.sink.logins.append(user)
+            return AuthResult(success=True, auth_data=user)
+        status = json.dumps({"status": "401", "schemes": "bearer", "scope": "smtp"}).encode()
+        await server.challenge_auth(status)  # the client answers with an empty line
+        return AuthResult(success=False, handled=False, message="535 5.7.8 Username and Password not accepted")
+
+    def _introspect(self, token: str) -> dict[str, object]:
+        import requests  # an msal dependency; only these tests need it here
+
+        from tests.servers.oauth import RESOURCE_CLIENT
+
+        reply = requests.post(self.introspection_url, data={"token": token}, auth=RESOURCE_CLIENT, timeout=10)
+        return dict(reply.json()) if reply.ok else {"active": False}
