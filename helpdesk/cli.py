@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 from core.models import MAX_ID
 
 from helpdesk.commands.common import CONFIG_ERRORS, EX_TEMPFAIL, EX_USAGE
-from helpdesk.commands.desk import cmd_outbox, cmd_quarantine, cmd_ticket, cmd_tickets, cmd_user_add
+from helpdesk.commands.desk import cmd_outbox, cmd_quarantine, cmd_ticket, cmd_tickets, cmd_user_add, cmd_user_token
 from helpdesk.commands.itil import cmd_audit, cmd_events, cmd_report, cmd_sla
 from helpdesk.commands.mail import (
     cmd_demo_mail,
@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("email")
     p.add_argument("--role", required=True, help="admin | agent | approver | user")
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p = user.add_parser("token", help="issue or rotate a user's API token (printed once); the old one stops working")
+    p.set_defaults(func=cmd_user_token)
+    p.add_argument("email")
+    p.add_argument("--scope", choices=["all", "events"],
+                   help="events: the token may only post monitoring alerts (default: as the token it replaces, else all)")
+    p.add_argument("--revoke", action="store_true", help="revoke the token instead")
     p = add("web", cmd_web, "serve the web console")
     p.add_argument("--host")
     p.add_argument("--port", type=PORT)

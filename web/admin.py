@@ -11,7 +11,9 @@ from sqlalchemy.orm import joinedload
 
 from core import intake, outbox
 from core.models import Contact, Inbound, InboundStatus, Outbox, OutboxStatus, Role
-from core.users import WeakPassword, create_user, issue_api_token, revoke_api_token, set_password, set_role
+from core.users import (
+    TokenScope, WeakPassword, create_user, issue_api_token, revoke_api_token, set_password, set_role, token_scope,
+)
 from web.db import db
 from web.security import current_user, roles
 
@@ -190,7 +192,9 @@ def token(user_id: int):  # type: ignore[no-untyped-def]
         db().commit()
         flash(f"API token of {user.email} revoked.", "info")
         return redirect(url_for("admin.users"))
-    new_token = issue_api_token(db(), user, actor=_actor())
+    # Rotating keeps what the token may do; "issue-events" makes one for a monitoring tool.
+    scope = TokenScope.EVENTS if request.form.get("action") == "issue-events" else token_scope(user)
+    new_token = issue_api_token(db(), user, actor=_actor(), scope=scope)
     db().commit()
     # Shown once, in this response only: it is stored hashed.
     return _users_page(token=(user.email, new_token))

@@ -7,7 +7,6 @@ use it, and one `before_request` hook enforces that for the whole app. Input no 
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections import defaultdict, deque
@@ -18,11 +17,12 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.routing import IntegerConverter, Map
 
 from core.models import MAX_ID, Contact, Role
-from core.users import user_for_token
+from core.users import TokenScope, end_session, open_session, session_user, token_scope, user_for_token
 from web.db import db
 
 F = TypeVar("F", bound=Callable[..., object])
 STAFF = frozenset({Role.ADMIN, Role.AGENT, Role.APPROVER})
+EVENT_ENDPOINTS = frozenset({"api.alertmanager"})  # all an `events` token may reach
 
 CSP = "; ".join(
     (
@@ -67,31 +67,28 @@ def current_user() -> Contact | None:
     return g.get("user")
 
 
-def _credential_mark(user: Contact) -> str:
-    # Changes with the password: sessions opened with an old password stop working.
-    return hashlib.sha256((user.password_hash or "").encode()).hexdigest()[:16]
-
-
 def login(user: Contact) -> None:
     session.clear()  # a fresh session on login: no fixation
     session.permanent = True
-    session["user_id"] = user.id
-    session["mark"] = _credential_mark(user)
+    session["sid"] = open_session(db(), user)
+    db().commit()
 
 
 def logout() -> None:
+    sid = session.get("sid")
+    if isinstance(sid, str):
+        end_session(db(), sid)
+        db().commit()
     session.clear()
 
 
 def _session_user() -> Contact | None:
-    user_id = session.get("user_id")
-    if not isinstance(user_id, int):
+    # The signed cookie only names a session; whether it is still open is the database's to say.
+    sid = session.get("sid")
+    if not isinstance(sid, str):
         return None
-    user = db().get(Contact, user_id)
-    if user is None or user.role is Role.USER or not user.password_hash:
-        return None
-    if session.get("mark") != _credential_mark(user):
-        return None
+    user = session_user(db(), sid, lifetime=current_app.permanent_session_lifetime)
+    db().commit()  # its last use, written now and then
     return user
 
 
@@ -120,6 +117,13 @@ def _guard() -> Response | None:
             return response
         return redirect(url_for("auth.login", next=request.full_path if request.query_string else request.path))
     g.user = user
+    if is_api and token_scope(user) is TokenScope.EVENTS:
+        # A monitoring tool's token: the webhook it posts to, and nothing else, whatever its holder's role.
+        if endpoint not in EVENT_ENDPOINTS:
+            response = jsonify(error="this token may only post monitoring events")
+            response.status_code = 403
+            return response
+        return None
     if user.role not in allowed:
         if is_api:
             response = jsonify(error="forbidden for your role")

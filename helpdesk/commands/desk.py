@@ -96,6 +96,30 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_token(args: argparse.Namespace) -> int:
+    """Issue (or rotate) a user's API token and print it once; --revoke ends it."""
+    from core import users
+    from core.db import transaction
+    from core.models import Role
+
+    app = build_app(args)
+    with transaction(app.factory) as session:
+        user = users.find_user(session, args.email)
+        if user is None or user.role is Role.USER:
+            print(f"helpdesk user token: no console user {users.normalise_email(args.email)}", file=sys.stderr)
+            return 1
+        if args.revoke:
+            users.revoke_api_token(session, user, actor=cli_actor())
+            print(f"{user.email}: API token revoked")
+            return 0
+        if args.scope is None:
+            scope = users.token_scope(user)  # a rotated token keeps what it may do
+        else:
+            scope = None if args.scope == "all" else users.TokenScope(args.scope)
+        print(users.issue_api_token(session, user, actor=cli_actor(), scope=scope))
+    return 0
+
+
 def cmd_quarantine(args: argparse.Namespace) -> int:
     from core import intake
     from core.db import transaction
