@@ -14,6 +14,41 @@ class TlsMode(enum.Enum):
     SSL = "ssl"
 
 
+class AuthKind(enum.Enum):
+    PASSWORD = "password"
+    OAUTH2 = "oauth2"  # XOAUTH2 with a bearer token
+
+
+class OAuthProvider(enum.Enum):
+    MICROSOFT = "microsoft"  # tokens from msal (Entra ID)
+    GOOGLE = "google"
+    GENERIC = "generic"  # any OAuth2 server with a token URL
+
+
+class OAuthFlow(enum.Enum):
+    APP = "app"  # client credentials: the app's own token (Microsoft app-only, shared mailboxes)
+    DELEGATED = "delegated"  # an admin signed in once ("Connect mailbox"); a stored refresh token
+
+
+MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
+GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
+
+
+@dataclass(frozen=True)
+class OAuthSettings:
+    """Where an XOAUTH2 login's access token comes from."""
+
+    provider: OAuthProvider
+    client_id: str
+    client_secret: str = field(default="", repr=False)  # kept out of logs and tracebacks
+    flow: OAuthFlow = OAuthFlow.APP
+    tenant: str | None = None  # Microsoft
+    authority: str | None = None  # Microsoft: default MICROSOFT_AUTHORITY/tenant
+    token_url: str | None = None  # generic (required), Google (default GOOGLE_TOKEN_URL)
+    authorize_url: str | None = None  # delegated flow: where the admin signs in
+    scopes: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class MailboxSettings:
     """One watched IMAP mailbox."""
@@ -27,6 +62,8 @@ class MailboxSettings:
     folder: str = "INBOX"
     processed_folder: str | None = "Processed"  # None: only flag processed mail
     address: str | None = None  # the help address mail to this mailbox is sent to
+    auth: AuthKind = AuthKind.PASSWORD
+    oauth: OAuthSettings | None = None  # set when auth is OAUTH2
 
 
 @dataclass(frozen=True)
@@ -36,6 +73,8 @@ class SmtpSettings:
     user: str | None = None
     password: str | None = None
     tls: TlsMode = TlsMode.NONE
+    auth: AuthKind = AuthKind.PASSWORD
+    oauth: OAuthSettings | None = None  # set when auth is OAUTH2
 
 
 @dataclass(frozen=True)

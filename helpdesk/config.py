@@ -5,6 +5,7 @@ Every error names the setting and says what is wrong, in one line.
 
 from __future__ import annotations
 
+import enum
 import math
 import os
 import re
@@ -12,16 +13,23 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import date, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from core.settings import (
     DEFAULT_SLA_TARGETS,
     AccessSettings,
     BusinessHours,
     ConversationSettings,
+    MICROSOFT_AUTHORITY,
+    GOOGLE_TOKEN_URL,
+    AuthKind,
     MailboxSettings,
+    OAuthFlow,
+    OAuthProvider,
+    OAuthSettings,
     Settings,
     SlaSettings,
     SlaTarget,
@@ -33,6 +41,8 @@ from core.settings import (
 class ConfigError(Exception):
     """A setting is missing or wrong; the message names it."""
 
+
+OAUTH_KEYS = ("PROVIDER", "FLOW", "CLIENT_ID", "CLIENT_SECRET", "TENANT", "AUTHORITY", "TOKEN_URL", "AUTHORIZE_URL", "SCOPES")
 
 # name -> (TOML key, help). The TOML file uses the same names in lower case without the prefix.
 VARIABLES: dict[str, str] = {
@@ -48,11 +58,23 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_IMAP_TLS": "none | starttls | ssl (default starttls)",
     "HELPDESK_IMAP_FOLDER": "folder to watch (default INBOX)",
     "HELPDESK_IMAP_PROCESSED_FOLDER": "folder processed mail is moved to (default Processed; empty: only flag it)",
+    "HELPDESK_IMAP_AUTH": "password | oauth2 (XOAUTH2 with a token from HELPDESK_IMAP_OAUTH_*; default password)",
+    "HELPDESK_IMAP_OAUTH_PROVIDER": "microsoft | google | generic",
+    "HELPDESK_IMAP_OAUTH_FLOW": "app (client credentials, default) | delegated (an admin connects the mailbox in the console)",
+    "HELPDESK_IMAP_OAUTH_CLIENT_ID": "the app's client id",
+    "HELPDESK_IMAP_OAUTH_CLIENT_SECRET": "the app's client secret",
+    "HELPDESK_IMAP_OAUTH_TENANT": "Microsoft: the tenant id or domain",
+    "HELPDESK_IMAP_OAUTH_AUTHORITY": "Microsoft: authority URL (default https://login.microsoftonline.com/TENANT)",
+    "HELPDESK_IMAP_OAUTH_TOKEN_URL": "generic (required) and Google: the token endpoint",
+    "HELPDESK_IMAP_OAUTH_AUTHORIZE_URL": "delegated flow with generic: the authorization endpoint",
+    "HELPDESK_IMAP_OAUTH_SCOPES": "space-separated scopes (defaults: Microsoft .default, Google https://mail.google.com/)",
     "HELPDESK_SMTP_HOST": "SMTP server for outbound mail",
     "HELPDESK_SMTP_PORT": "SMTP port (default 25, 465 with ssl, 587 with starttls)",
     "HELPDESK_SMTP_USER": "SMTP login (optional)",
     "HELPDESK_SMTP_PASSWORD": "SMTP password (optional)",
     "HELPDESK_SMTP_TLS": "none | starttls | ssl (default none)",
+    "HELPDESK_SMTP_AUTH": "password | oauth2, with HELPDESK_SMTP_OAUTH_* named like the IMAP ones (default password)",
+    **{f"HELPDESK_SMTP_OAUTH_{k}": "as HELPDESK_IMAP_OAUTH_" + k for k in OAUTH_KEYS},
     "HELPDESK_POLL_INTERVAL": "seconds between polls when the server has no IDLE (default 30)",
     "HELPDESK_LEASE_SECONDS": "a dead poller's mailboxes are taken over by another after this (default 60)",
     "HELPDESK_SUBJECT_TAG_PREFIX": "what stands before the ticket number in the subject tag [#N] (default #)",
@@ -162,7 +184,76 @@ def _read_toml(path: str) -> tuple[dict[str, str], _Tables]:
     return {f"HELPDESK_{k.upper()}": str(v) for k, v in data.items()}, _Tables(tables, access, sla)
 
 
-MAILBOX_KEYS = ("name", "host", "port", "user", "password", "tls", "folder", "processed_folder", "address")
+MAILBOX_KEYS = (
+    "name", "host", "port", "user", "password", "tls", "folder", "processed_folder", "address", "auth",
+    *(f"oauth_{k.lower()}" for k in OAUTH_KEYS),
+)  # fmt: skip
+
+
+def _one_of(name: str, value: str, kind: type[enum.Enum]) -> Any:
+    try:
+        return kind(value.strip().lower())
+    except ValueError:
+        choices = " | ".join(str(m.value) for m in kind)
+        raise ConfigError(f"{name}: must be one of {choices} (got {value!r})") from None
+
+
+def _url(name: str, value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name}: must be an https:// (or http://) URL (got {value!r})")
+    return value.strip()
+
+
+def _auth(name: Callable[[str], str], value: Callable[[str], Any], protocol: str) -> tuple[AuthKind, OAuthSettings | None]:
+    """``auth`` and the ``oauth_*`` settings of one mailbox or of SMTP; `name(key)` is what errors call a key."""
+    auth = _one_of(name("auth"), str(value("auth") or "password"), AuthKind)
+    if auth is AuthKind.PASSWORD:
+        return auth, None
+    text = {k: str(value(f"oauth_{k.lower()}") or "").strip() for k in OAUTH_KEYS}
+
+    def required(key: str) -> str:
+        if not text[key]:
+            raise ConfigError(f"{name('oauth_' + key.lower())}: required with auth = oauth2")
+        return text[key]
+
+    provider = _one_of(name("oauth_provider"), required("PROVIDER"), OAuthProvider)
+    required("CLIENT_ID")
+    flow = _one_of(name("oauth_flow"), text["FLOW"] or "app", OAuthFlow)
+    if flow is OAuthFlow.APP and not text["CLIENT_SECRET"]:
+        raise ConfigError(f"{name('oauth_client_secret')}: required for the app (client credentials) flow")
+    token_url, authority, tenant = text["TOKEN_URL"] or None, text["AUTHORITY"] or None, text["TENANT"] or None
+    if provider is OAuthProvider.MICROSOFT:
+        if not tenant and not authority:
+            raise ConfigError(f"{name('oauth_tenant')}: required with the microsoft provider")
+        authority = _url(name("oauth_authority"), authority or f"{MICROSOFT_AUTHORITY}/{tenant}")
+    elif provider is OAuthProvider.GOOGLE:
+        token_url = token_url or GOOGLE_TOKEN_URL
+    elif not token_url:
+        raise ConfigError(f"{name('oauth_token_url')}: required with the generic provider")
+    scopes = tuple(text["SCOPES"].replace(",", " ").split()) or _default_scopes(provider, flow, protocol)
+    return auth, OAuthSettings(
+        provider=provider,
+        client_id=text["CLIENT_ID"],
+        client_secret=text["CLIENT_SECRET"],
+        flow=flow,
+        tenant=tenant,
+        authority=authority,
+        token_url=_url(name("oauth_token_url"), token_url) if token_url else None,
+        authorize_url=_url(name("oauth_authorize_url"), text["AUTHORIZE_URL"]) if text["AUTHORIZE_URL"] else None,
+        scopes=scopes,
+    )
+
+
+def _default_scopes(provider: OAuthProvider, flow: OAuthFlow, protocol: str) -> tuple[str, ...]:
+    if provider is OAuthProvider.GOOGLE:
+        return ("https://mail.google.com/",)
+    if provider is OAuthProvider.MICROSOFT:
+        if flow is OAuthFlow.APP:  # app-only tokens carry the permissions granted to the app
+            return ("https://outlook.office365.com/.default",)
+        return ("https://outlook.office365.com/IMAP.AccessAsUser.All" if protocol == "imap"
+                else "https://outlook.office365.com/SMTP.Send",)  # fmt: skip
+    return ()
 
 
 def _mailbox_table(n: int, table: dict[str, Any], default_address: str) -> MailboxSettings:
@@ -179,6 +270,7 @@ def _mailbox_table(n: int, table: dict[str, Any], default_address: str) -> Mailb
     folder = str(table.get("folder") or "INBOX")
     processed = table.get("processed_folder", "Processed")
     address = table.get("address")
+    auth, oauth = _auth(lambda key: f"{where}.{key}", table.get, "imap")
     return MailboxSettings(
         name=str(table.get("name") or f"{table['user']}@{table['host']}/{folder}"),
         host=str(table["host"]),
@@ -189,6 +281,8 @@ def _mailbox_table(n: int, table: dict[str, Any], default_address: str) -> Mailb
         folder=folder,
         processed_folder=str(processed) if processed else None,  # "" or false: only flag
         address=_address(f"{where}.address", str(address)) if address else default_address,
+        auth=auth,
+        oauth=oauth,
     )
 
 
@@ -216,6 +310,7 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         if not user:
             raise ConfigError("HELPDESK_IMAP_USER: required when HELPDESK_IMAP_HOST is set")
         processed = get("HELPDESK_IMAP_PROCESSED_FOLDER")
+        imap_auth, imap_oauth = _auth(lambda key: f"HELPDESK_IMAP_{key.upper()}", lambda key: get(f"HELPDESK_IMAP_{key.upper()}"), "imap")
         mailboxes = (
             MailboxSettings(
                 name=f"{user}@{get('HELPDESK_IMAP_HOST')}/{get('HELPDESK_IMAP_FOLDER') or 'INBOX'}",
@@ -227,6 +322,8 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
                 folder=get("HELPDESK_IMAP_FOLDER") or "INBOX",
                 processed_folder="Processed" if processed is None else (processed or None),
                 address=address,
+                auth=imap_auth,
+                oauth=imap_oauth,
             ),
         )
 
@@ -239,12 +336,17 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
     if get("HELPDESK_SMTP_HOST"):
         tls = _tls("HELPDESK_SMTP_TLS", get("HELPDESK_SMTP_TLS") or "none")
         default_port = {TlsMode.SSL: "465", TlsMode.STARTTLS: "587", TlsMode.NONE: "25"}[tls]
+        smtp_auth, smtp_oauth = _auth(lambda key: f"HELPDESK_SMTP_{key.upper()}", lambda key: get(f"HELPDESK_SMTP_{key.upper()}"), "smtp")
+        if smtp_auth is AuthKind.OAUTH2 and not get("HELPDESK_SMTP_USER"):
+            raise ConfigError("HELPDESK_SMTP_USER: required with HELPDESK_SMTP_AUTH = oauth2 (the mailbox the token sends as)")
         smtp = SmtpSettings(
             host=get("HELPDESK_SMTP_HOST") or "",
             port=_int("HELPDESK_SMTP_PORT", get("HELPDESK_SMTP_PORT") or default_port, low=1, high=65535),
             user=get("HELPDESK_SMTP_USER") or None,
             password=get("HELPDESK_SMTP_PASSWORD") or None,
             tls=tls,
+            auth=smtp_auth,
+            oauth=smtp_oauth,
         )
 
     return Settings(
