@@ -12,14 +12,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, commands, conversation, events, locks, loopguard, processes, tickets
 from core.attachments import store_for
 from core.db import transaction
-from core.identity import header_message_id, usable_message_id
+from core.identity import fingerprint, header_message_id, usable_message_id
 from core.catalogue import catalogue_for
 from core.classify import ClassKind, RuleSet, classify
 from core.mail import ParsedMail
@@ -47,6 +47,12 @@ _KINDS = {
     ClassKind.SERVICE_REQUEST: TicketKind.SERVICE_REQUEST,
     ClassKind.ACCESS_REQUEST: TicketKind.ACCESS_REQUEST,
 }
+
+
+@dataclass(frozen=True)
+class _Earlier:
+    copy: Inbound | None = None  # the same mail, processed before
+    reused_by: int | None = None  # an earlier, different mail under the same Message-ID
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,7 @@ class Intake:
                 uid=uid,
                 sha256=digest,
                 message_id=header_message_id(raw),
+                fingerprint=fingerprint(raw),
                 status=InboundStatus.NEW,
             )
             session.add(inbound)
@@ -138,12 +145,18 @@ class Intake:
     def _process_parsed(self, session: Session, inbound: Inbound, mail: ParsedMail) -> IntakeResult:
         if mail.message_id and mail.message_id != inbound.message_id:
             inbound.message_id = mail.message_id  # (an unchanged assignment would still cost a flush)
-        duplicate = self._earlier_copy(session, inbound)
-        if duplicate is not None:
+        earlier = self._earlier_copy(session, inbound)
+        if earlier.copy is not None:
             return self._finish(
-                inbound, InboundStatus.DUPLICATE, duplicate.ticket_id, reason=f"same mail as inbound {duplicate.id}",
-                duplicate_of=duplicate.id,
+                inbound, InboundStatus.DUPLICATE, earlier.copy.ticket_id, reason=f"same mail as inbound {earlier.copy.id}",
+                duplicate_of=earlier.copy.id,
             )
+        result = self._route(session, inbound, mail)
+        if earlier.reused_by is not None:
+            result = self._note_reuse(session, inbound, result, earlier.reused_by)
+        return result
+
+    def _route(self, session: Session, inbound: Inbound, mail: ParsedMail) -> IntakeResult:
         verdicts = loopguard.judge(
             mail,
             own_addresses=self.own_addresses(),
@@ -336,18 +349,45 @@ class Intake:
             )
         return found
 
-    def _earlier_copy(self, session: Session, inbound: Inbound) -> Inbound | None:
-        """The same mail arrived before (CC to two help addresses, a re-fetch): by Message-ID, else by bytes."""
+    def _earlier_copy(self, session: Session, inbound: Inbound) -> _Earlier:
+        """The same mail arrived before (CC to two help addresses, a re-fetch), or another one under its Message-ID.
+
+        Same Message-ID and the same bytes or fingerprint is a copy; same Message-ID alone is a reuse
+        (a device or tool that gives every mail one ID, or someone copying an ID): processed, noted.
+        """
         done = (InboundStatus.PROCESSED, InboundStatus.IGNORED)
         # Two workers holding two copies must not both find "no earlier copy": the second waits here
         # until the first commits, then sees its copy.
         locks.serialise(session, f"inbound:{inbound.message_id or inbound.sha256}")
-        query = select(Inbound).where(Inbound.id != inbound.id, Inbound.status.in_(done))
-        if inbound.message_id:
-            query = query.where(Inbound.message_id == inbound.message_id)
-        else:
-            query = query.where(Inbound.sha256 == inbound.sha256)
-        return session.scalars(query.order_by(Inbound.id).limit(1)).first()
+        query = select(Inbound).where(Inbound.id != inbound.id, Inbound.status.in_(done)).order_by(Inbound.id)
+        if not inbound.message_id:
+            return _Earlier(copy=session.scalars(query.where(Inbound.sha256 == inbound.sha256).limit(1)).first())
+        query = query.where(Inbound.message_id == inbound.message_id)
+        mine = inbound.fingerprint = inbound.fingerprint or self._fingerprint(session, inbound)
+        evidence = or_(Inbound.sha256 == inbound.sha256, Inbound.fingerprint == mine, Inbound.fingerprint.is_(None))
+        for row in session.scalars(query.where(evidence)):
+            if row.fingerprint is None:  # stored before fingerprints were kept
+                row.fingerprint = self._fingerprint(session, row)
+            if row.sha256 == inbound.sha256 or row.fingerprint == mine:
+                return _Earlier(copy=row)
+        return _Earlier(reused_by=session.scalars(query.with_only_columns(Inbound.id).limit(1)).first())
+
+    @staticmethod
+    def _fingerprint(session: Session, inbound: Inbound) -> str:
+        return fingerprint(session.scalar(select(RawMail.data).where(RawMail.sha256 == inbound.sha256)) or b"")
+
+    def _note_reuse(self, session: Session, inbound: Inbound, result: IntakeResult, earlier_id: int) -> IntakeResult:
+        """A different mail under an earlier mail's Message-ID: visible on the inbound row and the ticket's trail."""
+        note = f"Message-ID reused (also inbound {earlier_id}): a different mail, processed on its own"
+        log.warning("inbound %s: %s <%s>", inbound.id, note, inbound.message_id)
+        inbound.reason = f"{note}; {inbound.reason}" if inbound.reason else note
+        if result.ticket_id is not None:
+            audit.record(
+                session, actor="intake", action="inbound.message_id_reused", object_type="ticket",
+                object_id=result.ticket_id, after={"inbound": inbound.id, "message_id": inbound.message_id,
+                                                   "also_inbound": earlier_id}, reason=note,
+            )
+        return replace(result, reason=inbound.reason)
 
     def own_addresses(self) -> set[str]:
         own = {self.settings.address.lower(), self.settings.comment_address}
