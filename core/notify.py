@@ -23,6 +23,7 @@ from core.attachments import store_for
 from core.conversation import STAFF_ROLES, agent_addresses, make_message_id, reply_address, subject_tag
 from core.models import Attachment, Contact, Direction, Message, Outbox, Ticket, TicketStatus, utcnow
 from core.settings import Settings
+from core.text import SUBJECT_LIMIT, one_line
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ def render(template: str, context: dict[str, Any]) -> tuple[str, str, str | None
         html: str | None = _env.get_template(f"{template}.html").render(**context)
     except jinja2.TemplateNotFound:
         html = None
-    return first.removeprefix("Subject:").strip(), body.lstrip("\n"), html
+    # (A CR left in the line would make the header refuse it; the context's text is cleaned on intake.)
+    return one_line(first.removeprefix("Subject:"), SUBJECT_LIMIT), body.lstrip("\n"), html
 
 
 def thread_references(session: Session, ticket: Ticket, limit: int = 20) -> list[str]:

@@ -26,6 +26,7 @@ from core.attachments import store_for
 from core.notify import AutoSubmitted, OutboundAttachment, enqueue, fit_attachments, public_recipients
 from core.priority import DESK_PRIORITIES
 from core.settings import Settings
+from core.text import SUBJECT_LIMIT, display_name, one_line
 
 KIND_LABELS = {
     TicketKind.INCIDENT: "incident",
@@ -46,15 +47,19 @@ class TicketError(Exception):
 
 
 def contact_for(session: Session, address: Address | str) -> Contact:
-    """The contact with this address, created on first sight."""
-    email, name = (address, "") if isinstance(address, str) else (address.address, address.name)
+    """The contact with this address, created on first sight.
+
+    The display name of a mail (unauthenticated) names a user the first time; never staff, whose
+    name is in every reply they sign.
+    """
+    email, name = (address, None) if isinstance(address, str) else (address.address, display_name(address.name))
     email = email.lower()
     contact = session.scalars(select(Contact).where(Contact.email == email)).first()
     if contact is None:
-        contact = Contact(email=email, name=name or None, role=Role.USER)
+        contact = Contact(email=email, name=name, role=Role.USER)
         session.add(contact)
         session.flush()
-    elif name and not contact.name:
+    elif name and not contact.name and contact.role is Role.USER:
         contact.name = name
     return contact
 
@@ -64,7 +69,7 @@ def message_from_mail(mail: ParsedMail, *, inbound_id: int | None, internal: boo
         direction=Direction.IN,
         internal=internal,
         from_address=mail.sender,
-        from_name=mail.from_.name if mail.from_ else None,
+        from_name=display_name(mail.from_.name) if mail.from_ else None,
         to=[a.address for a in mail.to],
         cc=[a.address for a in mail.cc],
         subject=mail.subject,
@@ -106,7 +111,7 @@ def open_ticket(
         catalogue_item=catalogue_item,
         group=group,
         status=TicketStatus.NEW,
-        subject=subject.strip()[:2000] or "(no subject)",
+        subject=one_line(subject, SUBJECT_LIMIT) or "(no subject)",  # it heads every mail about the ticket
         requester=requester,
         classification=classification or [],
         linked_ticket_id=linked_ticket_id,
