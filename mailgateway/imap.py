@@ -161,6 +161,23 @@ class MailboxClient:
         # "n:*" with n past the highest UID still matches that highest UID.
         return sorted(uid for uid in (int(u) for u in found) if uid > last_uid)
 
+    def uids_left(self, last_uid: int, processed_folder: str | None) -> list[int]:
+        """UIDs up to `last_uid` not yet marked processed, ascending.
+
+        With a processed folder that is every one still in the folder; when processed mail is only
+        flagged, those without the flag `mark_processed` sets (our keyword, else \\Seen).
+        """
+        if last_uid <= 0:
+            return []
+        conn = self._selected_client()
+        criteria: list[str | bytes] = ["UID", f"1:{min(last_uid, MAX_UID)}"]
+        if processed_folder is None:
+            flags = self._processed_flags()
+            criteria += ["UNKEYWORD", PROCESSED_KEYWORD] if len(flags) > 1 else ["UNSEEN"]
+        with self._errors("searching for mail left behind"):
+            found = conn.search(criteria)
+        return sorted(uid for uid in (int(u) for u in found) if uid <= last_uid)
+
     def fetch(self, uids: Sequence[int], batch: int = 100) -> Iterator[tuple[int, bytes]]:
         """(uid, raw message) in the order given, `batch` messages per round trip.
 

@@ -94,8 +94,9 @@ def fetch_new(
 ) -> PollResult:
     """Store every mail past the cursor, batch by batch, moving each batch on the server after its commit.
 
-    The caller holds the lease for ``holder``. ``sweep``: first move mail that was stored but not yet
-    moved (the watcher died between the commit and the move); do it once per connection.
+    The caller holds the lease for ``holder``. ``sweep``: first move (or flag) mail below the cursor that
+    was stored but not yet moved (the watcher died between the commit and the move), and read again what
+    was never stored (the server sent no content); do it once per connection.
     """
     state = client.select(mailbox.folder)
     with transaction(factory) as session:
@@ -110,11 +111,13 @@ def fetch_new(
             cursor.last_uid = 0
         last_uid = cursor.last_uid
     unread: list[int] = []
-    if sweep and mailbox.processed_folder is not None and last_uid:
-        left = [uid for uid in client.uids_after(0) if uid <= last_uid]
+    if sweep and last_uid:
+        # Moved or flagged mail is done; what is left below the cursor was stored but not moved or
+        # flagged (the watcher died in between), or never stored (the server sent no content).
+        left = client.uids_left(last_uid, mailbox.processed_folder)
         done = _stored_uids(factory, mailbox, state.uidvalidity, left)
         if done:
-            log.info("%s: moving %d mail stored before an interruption", mailbox.name, len(done))
+            log.info("%s: marking %d mail stored before an interruption processed", mailbox.name, len(done))
             client.mark_processed(done, mailbox.processed_folder)
         unread = sorted(set(left) - set(done))
         if unread:
