@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+
 import pytest
 from sqlalchemy import select
 
@@ -27,9 +30,6 @@ def _name(desk: Desk, address: str) -> str | None:
 
 def _injected(raw: bytes) -> list[str]:
     """Lines of an outbound mail (headers and every part, decoded) that start with an injected field."""
-    import email
-    import email.policy
-
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     lines = [f"{k}: {v}" for k, v in msg.items()]
     for part in msg.walk():
