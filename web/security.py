@@ -82,6 +82,11 @@ def logout() -> None:
     session.clear()
 
 
+def has_session() -> bool:
+    """The request names a console session (not yet checked: for what may run before the guard)."""
+    return isinstance(session.get("sid"), str)
+
+
 def _session_user() -> Contact | None:
     # The signed cookie only names a session; whether it is still open is the database's to say.
     sid = session.get("sid")

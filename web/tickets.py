@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 import nh3
-from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from core import audit, fulfilment, processes, queue, sla
@@ -23,7 +23,7 @@ from core.notify import OutboundAttachment, notify_status
 from core.priority import DESK_PRIORITIES, matrix_for, priority_for
 from core.queue import QueueQuery, SlaState, Sort
 from web.db import db
-from web.security import STAFF, current_user, roles
+from web.security import STAFF, current_user, has_session, roles
 
 bp = Blueprint("tickets", __name__)
 WORKERS = (Role.AGENT, Role.ADMIN)
@@ -189,7 +189,7 @@ def make_room_for_reply_files() -> None:
     token is checked before its body is read; its files come base64-encoded, a third larger.
     """
     limit = current_app.extensions["helpdesk"].settings.max_message_bytes
-    if request.endpoint == "tickets.reply" and session.get("user_id") is not None:
+    if request.endpoint == "tickets.reply" and has_session():
         request.max_content_length = limit + _UPLOAD_SLACK
     elif request.endpoint == "api.reply" and request.headers.get("Authorization", "").startswith("Bearer "):
         request.max_content_length = limit * 4 // 3 + _UPLOAD_SLACK
