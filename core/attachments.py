@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from core.files import private_dir, write_private
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -22,9 +25,9 @@ class AttachmentStore:
         digest = hashlib.sha256(data).hexdigest()
         target = self.path(digest)
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(data)
+            private_dir(target.parent)
+            tmp = target.with_suffix(f".{os.getpid()}-{secrets.token_hex(4)}.tmp")
+            write_private(tmp, data)
             os.replace(tmp, target)  # atomic: a reader never sees half a file
         return digest
 

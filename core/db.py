@@ -11,11 +11,14 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.files import create_private_database
+
 
 def make_engine(url: str) -> Engine:
     # hide_parameters: a database error's text (logged, quarantined) must not quote the mail's values.
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+        create_private_database(engine.url.database)  # before SQLite would make it world-readable
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]

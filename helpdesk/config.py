@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from core.files import private_dir, write_private_once
 from core.settings import (
     DEFAULT_SLA_TARGETS,
     AccessSettings,
@@ -409,7 +410,7 @@ def _hide_password(value: str) -> str:
 def ensure_data_dir(data_dir: Path) -> None:
     """Create the data dir if needed; a path that cannot be one is an error naming the setting."""
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
     except OSError as exc:
         raise data_dir_error(data_dir, exc) from None
 
@@ -578,10 +579,8 @@ def _local_secret(data_dir: Path) -> str:
             return path.read_text().strip()
         except FileNotFoundError:
             pass
-        data_dir.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_hex(32)
-        path.write_text(key)
-        path.chmod(0o600)
-        return key
+        private_dir(data_dir)
+        # Two commands starting at once agree on one key.
+        return write_private_once(path, secrets.token_hex(32).encode()).decode().strip()
     except OSError as exc:  # a file, read-only, under /proc, ...
         raise data_dir_error(data_dir, exc) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.files import private_dir, write_private
 from core.settings import MailboxSettings, Settings, SmtpSettings, TlsMode
 from helpdesk.config import data_dir_error, ensure_data_dir
 
@@ -78,9 +80,9 @@ class _Handler:
             log.info("demo SMTP: delivered mail from %s to the help inbox", envelope.mail_from)
         others = [r for r in envelope.rcpt_tos if not self._is_help(r)]
         if others:
-            self.outbox_dir.mkdir(parents=True, exist_ok=True)
-            name = f"{time.strftime('%Y%m%d-%H%M%S')}-{abs(hash(raw)) % 10**8:08d}.eml"
-            (self.outbox_dir / name).write_bytes(raw)
+            private_dir(self.outbox_dir)
+            name = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}.eml"
+            write_private(self.outbox_dir / name, raw)
             log.info("demo SMTP: mail for %s kept in %s", ", ".join(others), self.outbox_dir / name)
         return "250 OK"
 
@@ -156,7 +158,8 @@ def start(settings: Settings) -> DemoServers:
     controller.start()
     servers = DemoServers(demo_settings, proc, controller, settings.data_dir / "demo.json")
     try:
-        servers.state_file.write_text(json.dumps({"smtp_port": smtp_port, "imap_port": imap_port}))
+        servers.state_file.unlink(missing_ok=True)  # a new one, owner-only like all in the data dir
+        write_private(servers.state_file, json.dumps({"smtp_port": smtp_port, "imap_port": imap_port}).encode())
     except OSError as exc:  # a read-only data dir: don't leave pymap running behind us
         servers.stop()
         raise data_dir_error(settings.data_dir, exc) from None
@@ -165,8 +168,6 @@ def start(settings: Settings) -> DemoServers:
 
 def ensure_demo_login(factory: "sessionmaker[Session]", settings: Settings) -> str:
     """A console login for the demo: an admin with a random password, made once, kept in DATA_DIR/demo-login.txt."""
-    import secrets
-
     from sqlalchemy import select
 
     from core import users
@@ -179,8 +180,7 @@ def ensure_demo_login(factory: "sessionmaker[Session]", settings: Settings) -> s
         if not has_admin:
             email, password = f"admin@{settings.help_domain}", secrets.token_urlsafe(12)
             users.create_user(session, email, Role.ADMIN, password)
-            login_file.write_text(f"{email} {password}\n")
-            login_file.chmod(0o600)
+            write_private(login_file, f"{email} {password}\n".encode())
     if login_file.exists():
         email, password = login_file.read_text().split()
         return f"  console login: {email} / {password}   (kept in {login_file})"
