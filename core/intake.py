@@ -73,6 +73,7 @@ class Intake:
         self.parse = parse
         self.attachments = store_for(settings)
         self.catalogue = catalogue_for(settings)
+        self._max_watchers = settings.conversation.max_watchers
 
     # -- step 1: store -------------------------------------------------------------------------
     def store(
@@ -212,7 +213,7 @@ class Intake:
         )
         processes.settle_kind(session, self.catalogue, ticket, mail)  # the acknowledgement names the kind
         if not list_mail:  # a list's address must never get our public replies
-            tickets.add_watchers(session, ticket, self._other_recipients(mail))
+            tickets.add_watchers(session, ticket, self._other_recipients(mail), limit=self._max_watchers)
         notify_agents(session, self.settings, ticket, message, new=True)
         if may_answer:
             enqueue(
@@ -225,6 +226,9 @@ class Intake:
                     "requester_name": requester.name,
                     "kind_label": tickets.KIND_LABELS[ticket.kind],
                     "classification": found.explain(),
+                    # Files over the size limit: the user learns which ones did not reach us.
+                    "not_kept": [p.filename for p in mail.attachments if p.omitted_size is not None],
+                    "size_limit": _megabytes(self.settings.max_message_bytes),
                 },
                 auto_submitted=AutoSubmitted.AUTO_REPLIED,
                 in_reply_to=mail.message_id,
@@ -246,9 +250,9 @@ class Intake:
             # (Command lines from outside the ticket are refused below: they make nobody a watcher.)
             if not match.participant and match.vouched:
                 # Knew the exact Message-ID of our mail (or a token), so saw the thread: joins, visibly.
-                tickets.add_watchers(session, ticket, [mail.sender])
+                tickets.add_watchers(session, ticket, [mail.sender], limit=self._max_watchers)
             if not verdicts.mailing_list:
-                tickets.add_watchers(session, ticket, self._other_recipients(mail))
+                tickets.add_watchers(session, ticket, self._other_recipients(mail), limit=self._max_watchers)
         agent = None if automatic else conversation.staff_contact(session, self.settings, mail.sender)
         if agent is not None and agent.id == ticket.requester_id:
             agent = None  # an agent asking for help writes as a user
@@ -300,7 +304,7 @@ class Intake:
             # Flags nobody: a bounce of no mail of ours may be forged, and silencing someone is for good.
             kind = "bounce" if undeliverable else "feedback report"
             return self._finish(inbound, InboundStatus.IGNORED, reason=f"{kind} of no known mail")
-        mailed = sent_to or {a.lower() for a in public_recipients(ticket)}
+        mailed = sent_to or {a.lower() for a in public_recipients(self.settings, ticket)}
         for address in loopguard.failed_recipients(mail) if undeliverable else []:
             if address not in mailed:
                 continue  # only someone the bounced mail went to
@@ -335,8 +339,14 @@ class Intake:
 
     def _attachments(self, mail: ParsedMail) -> list[Attachment]:
         found = []
+        limit = _megabytes(self.settings.max_message_bytes)
         for part in mail.attachments:
             stored = bool(part.data)
+            note = None
+            if part.omitted_size is not None:
+                note = f"not kept: about {_megabytes(part.omitted_size)}, over the size limit of {limit} per mail"
+            elif not stored:
+                note = "not stored: empty"
             found.append(
                 Attachment(
                     filename=part.filename,
@@ -344,7 +354,7 @@ class Intake:
                     size=len(part.data),
                     sha256=self.attachments.put(part.data) if stored else None,
                     content_id=part.content_id,
-                    note=None if stored else "not stored: over the size limit or empty",
+                    note=note,
                 )
             )
         return found
@@ -545,6 +555,10 @@ def _process_claimed(
                     inbound.reason = f"run {inbound.attempts} failed: {_why(exc)}"
         return []
     return results
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.0f} MB" if size >= 1024 * 1024 else f"{size} bytes"
 
 
 def _why(exc: BaseException) -> str:

@@ -24,6 +24,7 @@ class Part:
     data: bytes
     content_id: str | None = None
     inline: bool = False
+    omitted_size: int | None = None  # not kept (over the size limit per mail): about this many bytes
 
 
 @dataclass

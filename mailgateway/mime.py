@@ -163,8 +163,9 @@ def _read_leaf(
             content.html.append(text)
         return
     size = _encoded_size(part)
+    omitted = None
     if limit and content.attachment_bytes + size > limit:
-        data = b""
+        data, omitted = b"", size
         content.defects.append(
             f"attachment {filename or ctype!r} (about {size} bytes) not kept: over the {limit} byte limit per mail"
         )
@@ -172,7 +173,7 @@ def _read_leaf(
         data = _leaf_bytes(part)
         if not data and not filename and ctype.startswith("text/"):
             return
-    _add_attachment(content, limit, filename or _default_name(ctype), ctype, data, part)
+    _add_attachment(content, limit, filename or _default_name(ctype), ctype, data, part, omitted)
 
 
 def _report_text(ctype: str, content: MimeContent) -> list[str]:
@@ -242,13 +243,14 @@ def _record_attached_headers(inner: Message, content: MimeContent) -> None:
 
 
 def _add_attachment(
-    content: MimeContent, limit: int, filename: str, ctype: str, data: bytes, part: Message | None
+    content: MimeContent, limit: int, filename: str, ctype: str, data: bytes, part: Message | None,
+    omitted: int | None = None,
 ) -> None:
     if limit and content.attachment_bytes + len(data) > limit:
         content.defects.append(
             f"attachment {filename!r} ({len(data)} bytes) not kept: over the {limit} byte limit per mail"
         )
-        data = b""
+        data, omitted = b"", len(data)
     content.attachment_bytes += len(data)
     cid = None
     disposition = None
@@ -258,7 +260,9 @@ def _add_attachment(
         if raw_cid:
             cid = header_text(raw_cid).strip().strip("<>").strip() or None
     inline = disposition == "inline" or (cid is not None and disposition is None)
-    content.attachments.append(Part(filename=filename, content_type=ctype, data=data, content_id=cid, inline=inline))
+    content.attachments.append(
+        Part(filename=filename, content_type=ctype, data=data, content_id=cid, inline=inline, omitted_size=omitted)
+    )
 
 
 def _filename(part: Message) -> str:
@@ -291,6 +295,8 @@ def _encoded_size(part: Message) -> int:
     payload = _raw_payload(part)
     size = len(payload) if isinstance(payload, (str, bytes)) else 0
     cte = header_text(part.get("content-transfer-encoding", "")).strip().lower()
+    if cte == "base64" and isinstance(payload, str):
+        return (size - payload.count("\n") - payload.count("\r")) * 3 // 4  # line ends carry no data
     return size * 3 // 4 if cte == "base64" else size
 
 
