@@ -25,7 +25,8 @@ from typing import Iterator, Sequence
 from imapclient import DELETED, SEEN, IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from core.settings import MailboxSettings, TlsMode
+from core.settings import AuthKind, MailboxSettings, TlsMode
+from mailgateway import oauth
 
 PROCESSED_KEYWORD = "$HelpdeskProcessed"
 MAX_UID = 2**32 - 1
@@ -93,12 +94,15 @@ class MailboxClient:
                     conn.starttls(context)
                 except (IMAPClientError, ssl.SSLError) as exc:
                     raise ImapError(f"STARTTLS with IMAP server {self._where} failed: {_reason(exc)}") from None
-            try:
-                conn.login(s.user, s.password)
-            except LoginError as exc:
-                raise LoginFailed(
-                    f"IMAP login as {s.user!r} on {self._where} was refused: {_reason(exc)}"
-                ) from None
+            if s.auth is AuthKind.OAUTH2:
+                self._oauth2_login(conn)
+            else:
+                try:
+                    conn.login(s.user, s.password)
+                except LoginError as exc:
+                    raise LoginFailed(
+                        f"IMAP login as {s.user!r} on {self._where} was refused: {_reason(exc)}"
+                    ) from None
         except ImapError:
             _shutdown(conn)
             raise
@@ -107,6 +111,28 @@ class MailboxClient:
             raise ServerUnreachable(f"connection to IMAP server {self._where} lost: {_reason(exc)}") from None
         self._conn = conn
         self._selected = None
+
+    def _oauth2_login(self, conn: IMAPClient) -> None:
+        """AUTHENTICATE XOAUTH2; a refused token is replaced once by a freshly fetched one."""
+        s = self.settings
+        assert s.oauth is not None  # the settings make sure
+        source = oauth.source_for(s.name, s.oauth)
+        for attempt in (1, 2):
+            try:
+                token = source.access_token()
+            except oauth.TokenError as exc:
+                raise LoginFailed(f"no OAuth2 token for IMAP login as {s.user!r}: {exc}") from None
+            try:
+                conn.oauth2_login(s.user, token)
+            except LoginError as exc:
+                source.login_failed(_reason(exc))
+                if attempt == 2:
+                    raise LoginFailed(
+                        f"IMAP XOAUTH2 login as {s.user!r} on {self._where} was refused: {_reason(exc)}"
+                    ) from None
+            else:
+                source.logged_in()
+                return
 
     def close(self) -> None:
         conn, self._conn, self._selected = self._conn, None, None

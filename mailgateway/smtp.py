@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
 from core.outbox import Claimed, RetryPolicy, claim_due, mark_failed, mark_sent, renew_claim
-from core.settings import SmtpSettings, TlsMode
+from core.settings import AuthKind, SmtpSettings, TlsMode
+from mailgateway import oauth
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,22 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
+SMTP_TOKEN_NAME = "smtp"  # the SMTP login's name in token statuses (`helpdesk mailboxes`)
+
+
 def _client(settings: SmtpSettings) -> aiosmtplib.SMTP:
+    login: dict[str, object] = {"username": settings.user or None, "password": settings.password}
+    if settings.auth is AuthKind.OAUTH2:
+        assert settings.oauth is not None  # the settings make sure
+        source = oauth.source_for(SMTP_TOKEN_NAME, settings.oauth)
+
+        async def token() -> str:  # fetched (or taken from the cache) at each login, off the event loop
+            try:
+                return await asyncio.to_thread(source.access_token)
+            except oauth.TokenError as exc:
+                raise aiosmtplib.SMTPException(f"no OAuth2 token for SMTP login as {settings.user!r}: {exc}") from None
+
+        login = {"username": settings.user, "oauth_token_generator": token}
     return aiosmtplib.SMTP(
         hostname=settings.host,
         port=settings.port,
@@ -45,9 +61,24 @@ def _client(settings: SmtpSettings) -> aiosmtplib.SMTP:
         start_tls=True if settings.tls is TlsMode.STARTTLS else False,
         timeout=30,
         # aiosmtplib logs in on every connect(), so a reconnect mid-batch logs in again too.
-        username=settings.user or None,
-        password=settings.password,
+        **login,  # type: ignore[arg-type]
     )
+
+
+async def _connect(client: aiosmtplib.SMTP, settings: SmtpSettings) -> None:
+    """Connect and log in; with XOAUTH2 a refused token is replaced by a fresh one once."""
+    if settings.auth is not AuthKind.OAUTH2:
+        await client.connect()
+        return
+    assert settings.oauth is not None
+    source = oauth.source_for(SMTP_TOKEN_NAME, settings.oauth)
+    try:
+        await client.connect()
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        client.close()
+        source.login_failed(f"{exc.code} {exc.message}")
+        await client.connect()
+    source.logged_in()
 
 
 def _permanent(code: int) -> bool:
@@ -101,7 +132,7 @@ async def _deliver_batch(settings: SmtpSettings, batch: list[Claimed], lease: _L
     """Send a claimed batch over one connection. A mail whose claim was lost is not sent and not recorded."""
     client = _client(settings)
     try:
-        await client.connect()  # and logs in, if settings.user is set
+        await _connect(client, settings)  # and logs in, if settings.user is set
     except Exception as exc:
         # Can't reach or log in to the server: the whole batch waits for the next round.
         failure = SendFailed(f"SMTP {settings.host}:{settings.port}: {type(exc).__name__}: {exc}", permanent=False)
@@ -120,7 +151,7 @@ async def _deliver_batch(settings: SmtpSettings, batch: list[Claimed], lease: _L
                     # Connection lost, or in an unknown state after a timeout: a new one, logged in again.
                     client.close()
                     try:
-                        await client.connect()
+                        await _connect(client, settings)
                     except Exception as again:  # the rest of the batch waits for the next round
                         failure = SendFailed(f"reconnecting: {type(again).__name__}: {again}", permanent=False)
                         for later in batch[n + 1 :]:

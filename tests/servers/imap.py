@@ -256,7 +256,12 @@ class DovecotInstance:
     """One Dovecot master process with a throwaway config; accounts are added on the fly."""
 
     def __init__(
-        self, binary: str, extra_config: str = "", tls: bool = False, introspection_url: str | None = None
+        self,
+        binary: str,
+        extra_config: str = "",
+        tls: bool = False,
+        introspection_url: str | None = None,
+        introspection_ca: Path | None = None,
     ) -> None:
         """`extra_config` is appended to the config, e.g. to hide capabilities.
 
@@ -264,7 +269,8 @@ class DovecotInstance:
         both with a fresh self-signed certificate for 127.0.0.1 in `cert_file`.
 
         With `introspection_url` (tests.servers.oauth, credentials in the URL), Dovecot also takes
-        XOAUTH2 and OAUTHBEARER logins and checks each bearer token there itself (OAUTH2_PASSDB).
+        XOAUTH2 and OAUTHBEARER logins and checks each bearer token there itself (OAUTH2_PASSDB);
+        `introspection_ca` is the certificate to trust when that URL is https.
         """
         self.binary = binary
         self.port = free_port()
@@ -299,7 +305,8 @@ class DovecotInstance:
             + extra_config
         )
         if introspection_url:
-            (self.dir / "oauth2.conf.ext").write_text(OAUTH2_CONFIG.format(url=introspection_url))
+            trust = f"tls_ca_cert_file = {introspection_ca}\n" if introspection_ca else ""
+            (self.dir / "oauth2.conf.ext").write_text(OAUTH2_CONFIG.format(url=introspection_url) + trust)
         self.users_file = self.dir / "users"
         # Dovecot caches the passwd-file by mtime, so accounts added within the same
         # second go unseen: write every account a test session may need up front.

@@ -20,6 +20,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -29,7 +30,7 @@ from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
-from flask import Flask, request
+from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 HOST = "127.0.0.1"
@@ -149,19 +150,26 @@ class _Store:
 class OAuthServer:
     """The authorization server on a free loopback port, in a thread."""
 
-    def __init__(self, expires_in: int = 3600) -> None:
+    def __init__(self, expires_in: int = 3600, cert: tuple[Path, Path] | None = None) -> None:
+        """`cert` (certificate and key files) serves HTTPS instead, as msal only talks to https authorities."""
         self.expires_in = expires_in
         self.login_user = "helpdesk"  # who "signs in" at /authorize
         self.store = _Store()
         self.add_client(*RESOURCE_CLIENT, username="")
+        self.scheme = "https" if cert else "http"
         self.app = self._make_app()
-        self._server = make_server(HOST, 0, self.app, threaded=True, request_handler=_QuietHandler)
+        context = (str(cert[0]), str(cert[1])) if cert else None
+        self._server = make_server(HOST, 0, self.app, threaded=True, request_handler=_QuietHandler, ssl_context=context)
         self.port = int(self._server.server_port)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{self.scheme}://{HOST}:{self.port}"
+
+    def authority(self, tenant: str) -> str:
+        """A Microsoft-style authority URL (msal reads TENANT/v2.0/.well-known/openid-configuration under it)."""
+        return f"{self.url}/{tenant}"
 
     @property
     def token_url(self) -> str:
@@ -169,7 +177,7 @@ class OAuthServer:
 
     def introspection_url(self, *, with_credentials: bool = False) -> str:
         userinfo = "{}:{}@".format(*RESOURCE_CLIENT) if with_credentials else ""
-        return f"http://{userinfo}{HOST}:{self.port}/introspect"
+        return f"{self.scheme}://{userinfo}{HOST}:{self.port}/introspect"
 
     def start(self) -> None:
         self._thread.start()
@@ -262,9 +270,13 @@ class OAuthServer:
         def introspect() -> Any:
             return server.create_endpoint_response(IntrospectionEndpoint.ENDPOINT_NAME)
 
-        @app.get("/health")
-        def health() -> str:
-            return request.host
+        @app.get("/<tenant>/v2.0/.well-known/openid-configuration")
+        def discovery(tenant: str) -> dict[str, str]:
+            return {
+                "issuer": f"{self.url}/{tenant}/v2.0",
+                "authorization_endpoint": f"{self.url}/authorize",
+                "token_endpoint": self.token_url,
+            }
 
         return app
 

@@ -1,0 +1,106 @@
+"""XOAUTH2 logins to a real Dovecot that checks every token at the local authorization server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from core.settings import AuthKind, OAuthProvider, OAuthSettings
+from mailgateway import oauth
+from mailgateway.imap import LoginFailed, MailboxClient
+from tests.servers import remove_dir, require, running_as_root, service_dir
+from tests.servers.imap import DovecotInstance, DovecotServer, dovecot_binary, make_self_signed_cert
+from tests.servers.oauth import OAuthServer
+
+
+@pytest.fixture(autouse=True)
+def fresh_token_sources() -> Iterator[None]:
+    oauth.use_store(None)
+    yield
+    oauth.use_store(None)
+
+
+def _generic(server: OAuthServer, client_id: str) -> OAuthSettings:
+    return OAuthSettings(OAuthProvider.GENERIC, client_id, "s3cret", token_url=server.token_url, scopes=("imap",))
+
+
+def _login(mailbox: DovecotServer, settings: OAuthSettings) -> int:
+    """Log in with XOAUTH2 and select INBOX; how many messages it holds."""
+    with MailboxClient(mailbox.mailbox_settings(auth=AuthKind.OAUTH2, oauth=settings, password="")) as client:
+        return client.select("INBOX").exists
+
+
+def test_app_token_logs_in_and_is_reused_until_it_nears_expiry(
+    oauth_server: OAuthServer, oauth_dovecot: DovecotServer
+) -> None:
+    oauth_server.add_client("imap-app", "s3cret", username=oauth_dovecot.user)
+    oauth_dovecot.append(b"Subject: waiting\r\n\r\nhello\r\n")
+    oauth_server.expires_in = 2
+    settings = _generic(oauth_server, "imap-app")
+    assert _login(oauth_dovecot, settings) == 1
+    assert _login(oauth_dovecot, settings) == 1
+    assert len(oauth_server.issued("imap-app")) == 1  # the second login reused the token
+    time.sleep(1.1)  # past half its life: replaced before the server would refuse it
+    assert _login(oauth_dovecot, settings) == 1
+    assert len(oauth_server.issued("imap-app")) == 2
+
+
+def test_a_refused_token_is_replaced_once(oauth_server: OAuthServer, oauth_dovecot: DovecotServer) -> None:
+    oauth_server.add_client("revoked-app", "s3cret", username=oauth_dovecot.user)
+    settings = _generic(oauth_server, "revoked-app")
+    assert _login(oauth_dovecot, settings) == 0
+    oauth_server.revoke_client("revoked-app")  # still within its lifetime, but the server says no
+    assert _login(oauth_dovecot, settings) == 0
+    assert [t.revoked for t in oauth_server.issued("revoked-app")] == [True, False]
+
+
+def test_a_client_whose_secret_stopped_working_fails_in_one_line(
+    oauth_server: OAuthServer, oauth_dovecot: DovecotServer
+) -> None:
+    oauth_server.add_client("expired-app", "s3cret", username=oauth_dovecot.user).disabled = True
+    with pytest.raises(LoginFailed) as failure:
+        _login(oauth_dovecot, _generic(oauth_server, "expired-app"))
+    assert "invalid_client" in str(failure.value) and "\n" not in str(failure.value)
+    assert "s3cret" not in str(failure.value)
+
+
+def test_a_token_for_another_mailbox_is_refused(oauth_server: OAuthServer, oauth_dovecot: DovecotServer) -> None:
+    oauth_server.add_client("other-app", "s3cret", username="helpdesk4999")
+    with pytest.raises(LoginFailed, match="XOAUTH2 login as .* was refused"):
+        _login(oauth_dovecot, _generic(oauth_server, "other-app"))
+    assert len(oauth_server.issued("other-app")) == 2  # refused, fetched anew once, refused again
+
+
+def test_microsoft_app_only_through_msal_against_a_local_authority(monkeypatch: pytest.MonkeyPatch) -> None:
+    """msal only talks to https authorities: this server speaks TLS, and a Dovecot of its own asks it."""
+    binary = dovecot_binary()
+    require("Dovecot", binary is not None, "no `dovecot` binary (apt-get install dovecot-imapd)")
+    assert binary is not None
+    where = service_dir("helpdesk-oauth-tls-", "nobody" if running_as_root() else None)  # Dovecot's auth reads it
+    cert, key = where / "cert.pem", where / "key.pem"
+    make_self_signed_cert(cert, key)
+    cert.chmod(0o644)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # msal's requests session trusts the test certificate
+    server = OAuthServer(cert=(cert, key))
+    server.start()
+    instance = DovecotInstance(binary, introspection_url=server.introspection_url(with_credentials=True), introspection_ca=cert)
+    try:
+        instance.start()
+        mailbox = instance.new_account()
+        server.add_client("ms-app", "s3cret", username=mailbox.user)  # a shared mailbox: the app's token
+        settings = OAuthSettings(
+            OAuthProvider.MICROSOFT, "ms-app", "s3cret", tenant="contoso", authority=server.authority("contoso"),
+            scopes=("https://outlook.office365.com/.default",),
+        )  # fmt: skip
+        assert _login(mailbox, settings) == 0
+        [token] = server.issued("ms-app")
+        assert token.scope == "https://outlook.office365.com/.default"
+        server.revoke_client("ms-app")  # msal still holds it in its cache: the refusal must clear that too
+        assert _login(mailbox, settings) == 0
+        assert len(server.issued("ms-app")) == 2
+    finally:
+        instance.close()
+        server.stop()
+        remove_dir(where)
