@@ -449,3 +449,19 @@ class Fulfilment(Base):
     decided_at: Mapped[datetime | None]
     # [{"step": "...", "done_by": email | None, "done_at": iso | None}]
     checklist: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class MailLogin(Base):
+    """How a mailbox's (or SMTP's) login fared: what `helpdesk mailboxes` and the console banner show."""
+
+    __tablename__ = "mail_login"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # the mailbox name, or "smtp"
+    auth_kind: Mapped[str] = mapped_column(String(32))  # password | oauth2
+    last_success_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
+    token_expires_at: Mapped[datetime | None]
+    # Delegated OAuth2: the refresh token, encrypted with a key derived from the secret key.
+    refresh_token: Mapped[str | None] = mapped_column(Text)
+    alerted_at: Mapped[datetime | None]  # the last failure mail to admins (at most one a day)
