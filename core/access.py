@@ -15,7 +15,10 @@ from sqlalchemy.orm import Session
 
 from core import audit, fulfilment, tickets
 from core.locks import serialise
-from core.approval import PolicyViolation, approvers_for, ensure_may_decide, lock_for_decision, named_beneficiary
+from core.approval import (
+    PolicyViolation, approvers_for, ensure_may_decide, lock_for_decision, may_be_asked, named_beneficiaries,
+    named_beneficiary, opening_texts,
+)
 from core.catalogue import catalogue_for
 from core.mail import ParsedMail
 from core.models import (
@@ -113,8 +116,9 @@ def open_request(
     if ticket.status is not TicketStatus.AWAITING_APPROVAL:
         tickets.change(session, ticket, actor, status=TicketStatus.AWAITING_APPROVAL, reason="access needs approval")
     # Nobody is asked to decide a request they could not decide.
-    excluded = {request.requester_id, request.beneficiary_id}
-    to = [a.email for a in approvers_for(session, settings, resource_group) if a.id not in excluded]
+    named = named_beneficiaries(*opening_texts(session, ticket.id))
+    to = [a.email for a in approvers_for(session, settings, resource_group)
+          if may_be_asked(a, request.requester, request.beneficiary, named)]
     enqueue(
         session, settings, template="approval_request", ticket=ticket, to=to,
         context={"what": f"access to {resource}", "requester": request.requester,
@@ -150,7 +154,7 @@ def decide(
     try:
         ensure_may_decide(
             session, settings, approver, requester=request.requester, beneficiary=request.beneficiary,
-            group=request.resource_group,
+            named=named_beneficiaries(*opening_texts(session, request.ticket_id)), group=request.resource_group,
         )
     except PolicyViolation as exc:
         # Refusals are evidence too; recorded and the caller's transaction decides whether it stays.

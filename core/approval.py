@@ -6,12 +6,13 @@ Enforced here, in the domain, so the console, email commands and the CLI all obe
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.locks import serialise
-from core.models import Contact, Role
+from core.models import Contact, Message, Role
 from core.settings import Settings
 
 APPROVER_ROLE = "approver"  # catalogue `approver` value meaning "anyone with the approver role"
@@ -30,6 +31,40 @@ def named_beneficiary(sender: str, *texts: str) -> str | None:
         if found and found.group(1).lower() != sender.lower():
             return found.group(1).lower()
     return None
+
+
+def named_beneficiaries(*texts: str) -> set[str]:
+    """Every address a request's text names as one it is for."""
+    return {m.group(1).lower() for text in texts for m in _BENEFICIARY.finditer(text)}
+
+
+def mailbox(address: str) -> str:
+    """The mailbox an address delivers to: case and a ``+tag`` dropped (sec+x@ reaches sec@)."""
+    local, at, domain = address.strip().lower().rpartition("@")
+    return f"{local.partition('+')[0]}@{domain}" if at else address.strip().lower()
+
+
+def may_be_asked(decider: Contact, requester: Contact, beneficiary: Contact | None, named: Iterable[str] = ()) -> bool:
+    """Whether ``decider`` is none of the people a request is made by or for (ensure_may_decide's own rules)."""
+    return _conflict(decider, requester, beneficiary, named) is None
+
+
+def _conflict(decider: Contact, requester: Contact, beneficiary: Contact | None, named: Iterable[str]) -> str | None:
+    mine = mailbox(decider.email)
+    if decider.id == requester.id or mailbox(requester.email) == mine:
+        return f"{decider.email} made this request and cannot decide it"
+    others = [beneficiary.email] if beneficiary is not None else []
+    if (beneficiary is not None and decider.id == beneficiary.id) or any(mailbox(a) == mine for a in [*others, *named]):
+        return f"this request would give {decider.email} access: they cannot decide it"
+    return None
+
+
+def opening_texts(session: Session, ticket_id: int) -> tuple[str, ...]:
+    """Subject and text of the mail that opened a ticket: whom the request names is read there."""
+    first = session.scalars(
+        select(Message).where(Message.ticket_id == ticket_id, Message.internal.is_(False)).order_by(Message.id)
+    ).first()
+    return (first.subject or "", first.reply_text or first.text or "") if first is not None else ()
 
 
 def lock_for_decision(session: Session, *rows: object) -> None:
@@ -62,15 +97,18 @@ def ensure_may_decide(
     *,
     requester: Contact,
     beneficiary: Contact | None = None,
+    named: Iterable[str] = (),
     group: str | None = None,
 ) -> None:
-    """Raise PolicyViolation unless ``decider`` may approve or reject this request."""
+    """Raise PolicyViolation unless ``decider`` may approve or reject this request.
+
+    Addresses are compared as mailboxes (sec+x@ is sec@), and ``named`` (every beneficiary the
+    request's text names) counts as much as the recorded beneficiary.
+    """
     if decider.role is not Role.APPROVER:
         raise PolicyViolation(f"{decider.email} is not an approver: only approvers decide")
-    if decider.id == requester.id:
-        raise PolicyViolation(f"{decider.email} made this request and cannot decide it")
-    if beneficiary is not None and decider.id == beneficiary.id:
-        raise PolicyViolation(f"this request would give {decider.email} access: they cannot decide it")
+    if (conflict := _conflict(decider, requester, beneficiary, named)) is not None:
+        raise PolicyViolation(conflict)
     if group and group in settings.access.approvers_by_group:
         if decider not in approvers_for(session, settings, group):
             raise PolicyViolation(f"{decider.email} is not an approver for {group!r}")

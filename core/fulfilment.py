@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session
 
 from core import audit, tickets
 from core.approval import (
-    APPROVER_ROLE, PolicyViolation, approvers_for, ensure_may_decide, lock_for_decision, named_beneficiary,
+    APPROVER_ROLE, PolicyViolation, approvers_for, ensure_may_decide, lock_for_decision, may_be_asked,
+    named_beneficiaries, named_beneficiary, opening_texts,
 )
 from core.catalogue import CatalogueItem, catalogue_for
-from core.models import Contact, Fulfilment, Message, Ticket, TicketStatus, utcnow
+from core.models import Contact, Fulfilment, Ticket, TicketStatus, utcnow
 from core.notify import enqueue
 from core.settings import BusinessHours, Settings
 from core.sla import add_business_time, aware
@@ -117,12 +118,7 @@ def _approver_group(settings: Settings, record: Fulfilment) -> str | None:
 
 def _beneficiary(session: Session, ticket: Ticket) -> Contact | None:
     """Whom the opening mail asks for, when not the requester ("a laptop for bob@..."); None if nobody we know."""
-    first = session.scalars(
-        select(Message).where(Message.ticket_id == ticket.id, Message.internal.is_(False)).order_by(Message.id)
-    ).first()
-    if first is None:
-        return None
-    address = named_beneficiary(ticket.requester.email, first.subject, first.reply_text or first.text)
+    address = named_beneficiary(ticket.requester.email, *opening_texts(session, ticket.id))
     return session.scalars(select(Contact).where(Contact.email == address)).first() if address else None
 
 
@@ -130,8 +126,8 @@ def _ask_approvers(session: Session, settings: Settings, ticket: Ticket, item: C
     group = _group(item)
     beneficiary = _beneficiary(session, ticket) or ticket.requester
     # Nobody is asked to decide a request they could not decide (core.approval.ensure_may_decide).
-    excluded = {ticket.requester_id, beneficiary.id}
-    to = [a.email for a in approvers_for(session, settings, group) if a.id not in excluded]
+    named = named_beneficiaries(*opening_texts(session, ticket.id))
+    to = [a.email for a in approvers_for(session, settings, group) if may_be_asked(a, ticket.requester, beneficiary, named)]
     enqueue(
         session, settings, template="approval_request", ticket=ticket, to=to,
         context={"what": item.name, "requester": ticket.requester, "beneficiary": beneficiary, "reason": None},
@@ -197,7 +193,7 @@ def decide(
         group = _approver_group(settings, record)
         ensure_may_decide(
             session, settings, approver, requester=ticket.requester, beneficiary=_beneficiary(session, ticket),
-            group=group,
+            named=named_beneficiaries(*opening_texts(session, ticket.id)), group=group,
         )
     except PolicyViolation as exc:
         # A refusal is evidence too (as for access requests); the caller's transaction keeps it or not.

@@ -14,7 +14,7 @@ from core.approval import PolicyViolation
 from core.catalogue import CatalogueError, catalogue_for, load_catalogue
 from core.db import transaction
 from core.fulfilment import FulfilmentError, Step
-from core.models import Outbox, Role, TicketKind, TicketStatus
+from core.models import Direction, Message, Outbox, Role, TicketKind, TicketStatus
 from core.settings import AccessSettings, Settings
 from core.models import aware
 
@@ -193,3 +193,18 @@ def test_incident_status_is_free_to_change_by_hand_but_never_to_awaiting_approva
             processes.check_staff_change(session, ticket, {"status": status})
         with pytest.raises(tickets.TicketError):
             processes.check_staff_change(session, ticket, {"status": TicketStatus.AWAITING_APPROVAL})
+
+
+def test_an_approver_cannot_approve_a_request_for_a_plus_address_of_their_own(sqlite_session_factory):
+    with transaction(sqlite_session_factory) as session:
+        ivy = tickets.contact_for(session, "ivy@example.org")
+        ivy.role = Role.APPROVER
+        ticket, item = _request(session, "hardware", "A 4K monitor")
+        tickets.append_message(session, ticket, Message(
+            direction=Direction.IN, from_address="erin@example.org", subject=ticket.subject,
+            text="Please order a 4K monitor for Ivy+Home@example.org, she works from home now."))
+        fulfilment.start(session, SETTINGS, ticket, item)
+        assert session.scalars(select(Outbox).where(Outbox.purpose == "approval_request")).all() == []
+        with pytest.raises(PolicyViolation, match="would give ivy@example.org"):
+            fulfilment.decide(session, SETTINGS, ticket, ivy, True)
+        assert ticket.status is TicketStatus.AWAITING_APPROVAL

@@ -6,7 +6,10 @@ import email
 import email.policy
 from pathlib import Path
 
-from core.models import Ticket
+from sqlalchemy import select
+
+from core import conversation
+from core.models import AccessRequest, AccessStatus, Ticket
 from tests.e2e.itil_desk import add_users, desk, mail, text, to
 from tests.servers.imap import DovecotServer
 from tests.servers.smtp import SmtpSink
@@ -47,3 +50,27 @@ def test_a_stranger_answering_the_requesters_own_mail_gets_a_linked_ticket_and_n
         [reply] = to(arrived, ALICE)
         assert "export job was restarted" in text(reply)
         assert to(arrived, MALLORY) == []
+
+
+APPROVER = "sec@example.org"
+DKIM_PASS = {"Authentication-Results": "mx.example.org; dkim=pass header.d=example.org"}
+
+
+def test_an_approver_cannot_approve_access_for_a_plus_address_of_their_own_by_mail(
+    dovecot: DovecotServer, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    with desk(tmp_path, None, dovecot, smtp_sink, HELPDESK_TRUSTED_DOMAINS="example.org") as d:
+        add_users(d, {APPROVER: "approver", "ivy@example.org": "approver"})
+        d.deliver(mail(ALICE, "Access to the payroll share for Sec+Audit@example.org", "For the yearly audit."))
+        [ticket] = d.tickets()
+        sent = d.send()
+        assert to(sent, APPROVER) == []  # not even asked
+        assert to(sent, "ivy@example.org")
+        # Sec answers with a token of his own for the ticket (as from any mail he got about it), authenticated.
+        token_address = conversation.reply_address(d.app.settings, ticket["id"], APPROVER)
+        d.deliver(mail(APPROVER, f"Re: [#{ticket['id']}] access", "#approve", to=token_address, headers=DKIM_PASS))
+        with d.session() as s:
+            [request] = s.scalars(select(AccessRequest)).all()
+            assert request.status is AccessStatus.PENDING and request.ticket_id == ticket["id"]
+        [refused] = d.audit("access.refused")
+        assert refused.actor == APPROVER and "would give sec@example.org access" in (refused.reason or "")

@@ -96,3 +96,23 @@ def test_the_api_refuses_self_approval_and_other_roles(app: Flask, factory, sett
         assert session.scalars(select(AccessGrant)).all() == []
         [entry] = session.scalars(select(AuditEntry).where(AuditEntry.action == "access.refused")).all()
         assert (entry.actor, entry.object_id) == (STAFF[Role.APPROVER], own)
+
+
+def test_the_api_refuses_approval_for_the_approvers_own_mailbox_under_a_plus_tag(
+    app: Flask, factory, settings: Settings
+) -> None:
+    # Asked from a plus-address of the approver's, and asked by Dave for one (named in the text only).
+    asked_by = _access_request(factory, settings, "Approver+Laptop@example.org", "payroll")
+    made = make_ticket(factory, "Access to payroll", "Please give access to payroll for approver+x@example.org.",
+                       kind=TicketKind.ACCESS_REQUEST, requester="dave@example.com")
+    with transaction(factory) as session:
+        named = access.open_request(session, settings, made.number, resource="payroll").id
+    api, approver = app.test_client(), _auth(factory, Role.APPROVER)
+    for request_id, why in ((asked_by, "made this request"), (named, "would give approver@example.org access")):
+        refused = api.post(f"/api/access/{request_id}/approve", json={"reason": "me"}, headers=approver)
+        assert refused.status_code == 422 and why in refused.json["error"]
+    with factory() as session:
+        assert {session.get(AccessRequest, i).status for i in (asked_by, named)} == {AccessStatus.PENDING}  # type: ignore[union-attr]
+        assert session.scalars(select(AccessGrant)).all() == []
+        refusals = session.scalars(select(AuditEntry).where(AuditEntry.action == "access.refused")).all()
+        assert [e.object_id for e in refusals] == [asked_by, named]
