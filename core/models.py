@@ -193,6 +193,9 @@ class Message(Base):
     references: Mapped[list[Any]] = mapped_column(default=list)
     inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A mail from a staff address: did it prove its sender (reply token, DKIM/SPF for trusted domains)?
+    # None for everyone else's mail, which claims no staff rights.
+    authenticated: Mapped[bool | None] = mapped_column(Boolean)
 
     ticket: Mapped[Ticket] = relationship(back_populates="messages")
     attachments: Mapped[list[Attachment]] = relationship(cascade="all, delete-orphan")
