@@ -14,6 +14,7 @@ from core.models import MAX_ID
 from helpdesk.commands.common import CONFIG_ERRORS, EX_TEMPFAIL, EX_USAGE
 from helpdesk.commands.desk import cmd_outbox, cmd_quarantine, cmd_ticket, cmd_tickets, cmd_user_add, cmd_user_token
 from helpdesk.commands.itil import cmd_audit, cmd_events, cmd_report, cmd_sla
+from helpdesk.commands.logins import cmd_mailboxes
 from helpdesk.commands.mail import (
     cmd_demo_mail,
     cmd_ingest,
@@ -76,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("parse", cmd_parse, "print what the helpdesk reads out of messages, one JSON object per file")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--json", action="store_true", help="JSON Lines output (the only format)")
+    p = add("mailboxes", cmd_mailboxes, "each mailbox's login: auth kind, last success, last error, token expiry (exit 1 if one fails)")
+    p.add_argument("--json", action="store_true")
     p = add("tickets", cmd_tickets, "list tickets")
     p.add_argument("--json", action="store_true")
     p = add("ticket", cmd_ticket, "show one ticket with its messages")

@@ -10,9 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import audit, db
 from core.classify import load_rules
 from core.intake import Intake
+from core.mailauth import DbTokenStore
 from core.priority import matrix_for
 from core.settings import Settings
 from helpdesk.config import ensure_data_dir
+from mailgateway import oauth
 from mailgateway.parse import parse_message
 
 
@@ -38,4 +40,5 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
     intake = Intake(settings, rules, parse)
     factory = db.make_sessionmaker(engine)
     audit.use_secret(factory, settings.secret_key)  # the audit chain is keyed by a secret not in the database
+    oauth.use_store(DbTokenStore(factory, settings))  # XOAUTH2 logins keep refresh tokens and statuses there
     return App(settings, engine, factory, intake)

@@ -9,8 +9,10 @@ from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from core.mailauth import LoginStatus, failing
 from core.models import Role
 from core.models import aware
+from web.db import db
 from web.security import current_user, allowed_roles
 
 NAV = (
@@ -51,6 +53,14 @@ def can(endpoint: str) -> bool:
     return user is not None and (allowed is None or user.role in allowed)
 
 
+def failing_logins() -> list[LoginStatus]:
+    """Mailbox logins whose last attempt failed: a banner on every page, for admins only."""
+    user = current_user()
+    if user is None or user.role is not Role.ADMIN:
+        return []
+    return failing(db())
+
+
 def csrf() -> Markup:
     return Markup('<input type="hidden" name="csrf_token" value="{}">').format(escape(generate_csrf()))
 
@@ -66,6 +76,8 @@ def _error(exc: HTTPException):  # type: ignore[no-untyped-def]
 def install(app: Flask) -> None:
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["label"] = label
-    app.jinja_env.globals.update(current_user=current_user, nav_for=nav_for, can=can, csrf=csrf)
+    app.jinja_env.globals.update(
+        current_user=current_user, nav_for=nav_for, can=can, csrf=csrf, failing_logins=failing_logins
+    )
     for code in (400, 403, 404, 405, 413, 422, 429, 500):
         app.register_error_handler(code, _error)

@@ -14,6 +14,8 @@ from helpdesk.commands.common import (
     cli_actor,
     print_items,
     print_json,
+    say,
+    shown,
 )
 from helpdesk.config import is_address
 
@@ -37,7 +39,7 @@ def cmd_tickets(args: argparse.Namespace) -> int:
             print_json([tickets.to_json(t) for t in rows])
         else:
             for t in rows:
-                print(f"#{t.id:<6} {t.kind.value:<15} {t.priority} {t.status.value:<17} {t.requester.email:<30} {t.subject}")
+                say(f"#{t.id:<6} {t.kind.value:<15} {t.priority} {t.status.value:<17} {t.requester.email:<30} {t.subject}")
     return 0
 
 
@@ -54,11 +56,12 @@ def cmd_ticket(args: argparse.Namespace) -> int:
         if args.json:
             print_json(data)
         else:
-            print(f"#{t.id} [{t.kind.value} / {t.category} / {t.priority} / {t.status.value}] {t.subject}")
-            print(f"requester: {data['requester']}")
+            say(f"#{t.id} [{t.kind.value} / {t.category} / {t.priority} / {t.status.value}] {t.subject}")
+            say(f"requester: {data['requester']}")
             for m in data["messages"]:
                 tag = "note" if m["internal"] else m["direction"]
-                print(f"\n--- {tag} from {m['from']}: {m['subject']}\n{m['text']}")
+                say(f"\n--- {tag} from {shown(m['from'])}: {shown(m['subject'])}")
+                say(m["text"], lines=True)
     return 0
 
 
@@ -146,9 +149,14 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
             if r is None:
                 print(f"helpdesk: no inbound mail {args.id}", file=sys.stderr)
                 return 1
-            print(f"id: {r.id}\nstatus: {r.status.value}\nsource: {r.source}\nreason: {r.reason}\nsha256: {r.sha256}\n")
-            sys.stdout.flush()
-            sys.stdout.buffer.write(r.raw.data)
+            for field in (f"id: {r.id}", f"status: {r.status.value}", f"source: {r.source}", f"reason: {r.reason}",
+                          f"sha256: {r.sha256}", ""):
+                say(field)
+            if sys.stdout.isatty():  # on a screen, escaped like all else; piped, the stored bytes for a file
+                say(r.raw.data.decode("utf-8", "backslashreplace"), lines=True)
+            else:
+                sys.stdout.flush()
+                sys.stdout.buffer.write(r.raw.data)
         return 0
     if args.action == "discard":
         if not (args.reason or "").strip():
@@ -170,7 +178,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         return 1
     results = intake.process_pending(app.factory, app.intake)
     for r in results:
-        print(f"inbound {r.inbound_id}: {r.status.value}" + (f" ticket #{r.ticket_id}" if r.ticket_id else "") + (f" ({r.reason})" if r.reason else ""))
+        say(f"inbound {r.inbound_id}: {r.status.value}" + (f" ticket #{r.ticket_id}" if r.ticket_id else "") + (f" ({r.reason})" if r.reason else ""))
     return 0
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from core.models import MAX_ID
-from helpdesk.commands.common import EX_USAGE, build_app, print_items, print_json
+from helpdesk.commands.common import EX_USAGE, build_app, json_text, print_items, print_json
 
 
 def cmd_sla(args: argparse.Namespace) -> int:
@@ -82,5 +81,5 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         print_json(data)
     else:
-        print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+        print(json_text(data, indent=2))
     return 0

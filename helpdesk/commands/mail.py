@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import SmtpSettings, TlsMode
 
-from helpdesk.commands.common import CONFIG_ERRORS, EX_NOINPUT, EX_TEMPFAIL, build_app, print_json, safe_url
+from helpdesk.commands.common import CONFIG_ERRORS, EX_NOINPUT, EX_TEMPFAIL, build_app, print_json, safe_url, say
 from helpdesk.config import ConfigError, ensure_data_dir, load
 
 
@@ -66,7 +66,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         status = r.status.value if r else "stored"
         ticket = f" ticket #{r.ticket_id}" if r and r.ticket_id else ""
         reason = f" ({r.reason})" if r and r.reason else ""
-        print(f"{name}: {status}{ticket}{reason}")
+        say(f"{name}: {status}{ticket}{reason}")
     return 0
 
 

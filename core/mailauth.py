@@ -1,0 +1,186 @@
+"""How each mailbox's login fares, and the OAuth2 refresh tokens that keep it logged in.
+
+A failing login (revoked consent, an expired client secret) must never go unnoticed while mail
+piles up on the server: it is recorded here, shown by `helpdesk mailboxes` and as a banner to admins
+in the console, and mailed to the admins at most once a day. Refresh tokens are kept encrypted with
+a key derived from the secret key, so a copy of the database alone does not open the mailbox.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import audit
+from core.conversation import make_message_id
+from core.db import transaction
+from core.models import Contact, MailLogin, Outbox, Role, aware, utcnow
+from core.notify import SEND_DEADLINE
+from core.settings import AuthKind, Settings
+
+log = logging.getLogger(__name__)
+
+ALERT_EVERY = timedelta(days=1)
+ALERT_PURPOSE = "mail_login_failed"
+
+
+@dataclass(frozen=True)
+class LoginStatus:
+    name: str
+    auth_kind: str
+    last_success_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    token_expires_at: datetime | None
+    connected: bool  # a refresh token is stored (delegated flow)
+
+    @property
+    def failing(self) -> bool:
+        """The last attempt failed (nothing has worked since the error)."""
+        if self.last_error_at is None:
+            return False
+        return self.last_success_at is None or self.last_error_at >= self.last_success_at
+
+
+def _status(row: MailLogin) -> LoginStatus:
+    def at(value: datetime | None) -> datetime | None:
+        return aware(value) if value is not None else None
+
+    return LoginStatus(
+        name=row.name,
+        auth_kind=row.auth_kind,
+        last_success_at=at(row.last_success_at),
+        last_error=row.last_error,
+        last_error_at=at(row.last_error_at),
+        token_expires_at=at(row.token_expires_at),
+        connected=row.refresh_token is not None,
+    )
+
+
+def statuses(session: Session) -> dict[str, LoginStatus]:
+    return {row.name: _status(row) for row in session.scalars(select(MailLogin).order_by(MailLogin.name))}
+
+
+def failing(session: Session) -> list[LoginStatus]:
+    """Logins whose last attempt failed: what the console's banner shows admins."""
+    return [status for status in statuses(session).values() if status.failing]
+
+
+# -- refresh tokens, encrypted -------------------------------------------------------------------
+
+
+def _fernet(secret_key: str) -> Fernet:
+    # A key of its own for this purpose, derived from the secret key (never the secret key itself).
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"helpdesk oauth2 refresh tokens").derive(
+        secret_key.encode()
+    )
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def seal(secret_key: str, token: str) -> str:
+    return _fernet(secret_key).encrypt(token.encode()).decode()
+
+
+def unseal(secret_key: str, sealed: str) -> str | None:
+    """The refresh token, or None when it was sealed with another secret key (the mailbox must be reconnected)."""
+    try:
+        return _fernet(secret_key).decrypt(sealed.encode()).decode()
+    except InvalidToken:
+        return None
+
+
+def _row(session: Session, name: str, kind: AuthKind) -> MailLogin:
+    row = session.get(MailLogin, name, with_for_update=True)
+    if row is None:
+        row = MailLogin(name=name, auth_kind=kind.value)
+        session.add(row)
+    row.auth_kind = kind.value
+    return row
+
+
+def connect_mailbox(session: Session, settings: Settings, name: str, refresh_token: str, *, actor: str) -> None:
+    """An admin signed in for the mailbox (delegated flow): keep the refresh token, sealed; audited."""
+    row = _row(session, name, AuthKind.OAUTH2)
+    row.refresh_token = seal(settings.secret_key, refresh_token)
+    row.alerted_at = None  # a new failure is worth a new mail at once
+    audit.record(session, actor=actor, action="mailbox.connect", object_type="mailbox", object_id=None,
+                 after={"name": name})  # fmt: skip
+
+
+# -- the store mailgateway.oauth.TokenSource writes to -------------------------------------------
+
+
+class DbTokenStore:
+    """Refresh tokens and login outcomes in the database (mailgateway.oauth.TokenStore)."""
+
+    def __init__(self, factory: sessionmaker[Session], settings: Settings) -> None:
+        self.factory = factory
+        self.settings = settings
+
+    def refresh_token(self, mailbox: str) -> str | None:
+        with self.factory() as session:
+            sealed = session.scalar(select(MailLogin.refresh_token).where(MailLogin.name == mailbox))
+        return unseal(self.settings.secret_key, sealed) if sealed else None
+
+    def save_refresh_token(self, mailbox: str, token: str) -> None:
+        with transaction(self.factory) as session:
+            _row(session, mailbox, AuthKind.OAUTH2).refresh_token = seal(self.settings.secret_key, token)
+
+    def succeeded(self, mailbox: str, expires_at: float | None) -> None:
+        with transaction(self.factory) as session:
+            row = _row(session, mailbox, AuthKind.OAUTH2)
+            row.last_success_at = utcnow()
+            row.token_expires_at = datetime.fromtimestamp(expires_at, timezone.utc) if expires_at else None
+            row.alerted_at = None
+
+    def failed(self, mailbox: str, error: str) -> None:
+        with transaction(self.factory) as session:
+            row = _row(session, mailbox, AuthKind.OAUTH2)
+            now = utcnow()
+            row.last_error, row.last_error_at = error[:2000], now
+            if row.alerted_at is None or aware(row.alerted_at) <= now - ALERT_EVERY:
+                if _alert_admins(session, self.settings, mailbox, error):
+                    row.alerted_at = now
+
+
+def _alert_admins(session: Session, settings: Settings, mailbox: str, error: str) -> bool:
+    """One mail per admin, through the outbox (sent when SMTP works: it may be the login that fails)."""
+    admins = list(session.scalars(select(Contact.email).where(Contact.role == Role.ADMIN).order_by(Contact.email)))
+    for admin in admins:
+        msg = EmailMessage()
+        mid = make_message_id(settings, None)
+        msg["From"] = formataddr(("IT Service Desk", settings.address))
+        msg["To"] = admin
+        msg["Subject"] = f"Mailbox {mailbox}: login failing, mail is waiting on the server"
+        msg["Date"] = format_datetime(utcnow())
+        msg["Message-ID"] = f"<{mid}>"
+        msg["Auto-Submitted"] = "auto-generated"
+        msg.set_content(
+            f"The helpdesk cannot log in to {mailbox}:\n\n  {error}\n\n"
+            "Nothing is lost: mail stays on the server and is read once the login works again.\n"
+            "If consent was revoked or the client secret expired, fix it and reconnect the mailbox\n"
+            "in the console. `helpdesk mailboxes` shows every mailbox's status (at most one such mail a day).\n"
+        )
+        session.add(
+            Outbox(
+                message_id=mid,
+                purpose=ALERT_PURPOSE,
+                mail_from=settings.address,
+                recipients=[admin],
+                raw=msg.as_bytes(),
+                deadline_at=utcnow() + SEND_DEADLINE,
+                automatic=True,
+                rcpt=admin,
+            )
+        )
+    return bool(admins)
