@@ -119,6 +119,8 @@ class AccessSettings:
     expiry_warning_days: int = 14
     # Resource group -> addresses of the approvers for it; other groups go to every approver.
     approvers_by_group: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # False: approvers see in the console and API only the tickets they are asked to decide, without internal notes.
+    approvers_see_all: bool = False
 
 
 @dataclass(frozen=True)

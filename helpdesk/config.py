@@ -98,6 +98,7 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_BUSINESS_HOURS": "SLA calendar, e.g. 'mon-fri 08:00-18:00 Europe/Berlin' (default: around the clock)",
     "HELPDESK_ACCESS_GRANT_DAYS": "days an approved access grant lasts (default 90)",
     "HELPDESK_ACCESS_EXPIRY_WARNING_DAYS": "days before expiry the holder of a grant is warned (default 14)",
+    "HELPDESK_APPROVERS_SEE_ALL": "approvers see every ticket and internal note: yes | no (default no: only what they decide)",
 }
 
 
@@ -367,6 +368,7 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         sla=_sla(get, tables.sla),
         access=AccessSettings(
             approvers_by_group=_approvers(tables.access.get("approvers", {})),
+            approvers_see_all=_yes_no("HELPDESK_APPROVERS_SEE_ALL", get("HELPDESK_APPROVERS_SEE_ALL"), default=False),
             grant_days=_int("HELPDESK_ACCESS_GRANT_DAYS", get("HELPDESK_ACCESS_GRANT_DAYS") or "90", low=1, high=MAX_DAYS),
             expiry_warning_days=_int(
                 "HELPDESK_ACCESS_EXPIRY_WARNING_DAYS", get("HELPDESK_ACCESS_EXPIRY_WARNING_DAYS") or "14", low=0,
@@ -405,6 +407,15 @@ def _database_url(value: str) -> str:
 def _hide_password(value: str) -> str:
     """An unparsable URL may still hold a password: show it as *** like SQLAlchemy does."""
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", value)
+
+
+def _yes_no(name: str, value: str | None, *, default: bool) -> bool:
+    word = (value or "").strip().lower()
+    if not word:
+        return default
+    if word not in ("yes", "no", "true", "false", "1", "0"):
+        raise ConfigError(f"{name}: must be yes or no (got {word!r})")
+    return word in ("yes", "true", "1")
 
 
 def ensure_data_dir(data_dir: Path) -> None:
