@@ -1,0 +1,134 @@
+"""A mailbox read with XOAUTH2 for real: `helpdesk poll` against a Dovecot that checks every token at the
+local authorization server. A token that expires mid-run is replaced and mail keeps flowing; revoked
+credentials show in `helpdesk mailboxes`, in the admins' mail and as a console banner; once the
+credentials work again the mail that waited on the server comes in, none lost."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from core.mailauth import ALERT_PURPOSE
+from core.models import Outbox
+from helpdesk.config import load
+from helpdesk.wiring import build
+from tests.e2e.helpers import HELPDESK, helpdesk_env, run, run_json
+from tests.servers.imap import DovecotServer
+from tests.servers.oauth import OAuthServer
+import tests.web.conftest  # noqa: F401 - first: it and tests.web.browser import each other
+from tests.web.browser import CHROMIUM_ARGS, LiveServer
+from web import create_app
+
+ADMIN, ADMIN_PASSWORD = "root@example.org", "admin-password-long-enough"
+SECRET = "client-secret-never-logged"
+
+
+def _mail(n: int) -> bytes:
+    return (
+        f"From: user{n}@example.com\r\nTo: help@example.org\r\nSubject: Printer {n} is jammed\r\n"
+        f"Message-ID: <oauth-e2e-{n}@example.com>\r\n\r\nPlease help.\r\n"
+    ).encode()
+
+
+def _wait(what: str, check: Callable[[], Any], timeout: float = 40) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _banner(env: dict[str, str], chromium: str) -> str:
+    """The banner an admin sees on the queue page, in a real browser."""
+    from playwright.sync_api import sync_playwright
+
+    app = build(load(env))
+    server = LiveServer(create_app(app.settings, app.factory))
+    server.start()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.goto(f"{server.url}/login")
+            page.fill("input[name=email]", ADMIN)
+            page.fill("input[name=password]", ADMIN_PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_selector("header.top nav")
+            banner = page.locator(".login-failing").all_inner_texts()
+            browser.close()
+    finally:
+        server.stop()
+        app.engine.dispose()
+    return "\n".join(banner)
+
+
+def test_poll_with_oauth2_refreshes_reports_revocation_and_resumes(
+    oauth_server: OAuthServer, oauth_dovecot: DovecotServer, tmp_path: Path, chromium_executable: str
+) -> None:
+    client = oauth_server.add_client("e2e-app", SECRET, username=oauth_dovecot.user)
+    oauth_server.expires_in = 4
+    env = helpdesk_env(
+        tmp_path / "data", f"sqlite:///{tmp_path / 'helpdesk.db'}", oauth_dovecot,
+        HELPDESK_IMAP_PASSWORD="", HELPDESK_IMAP_AUTH="oauth2", HELPDESK_IMAP_OAUTH_PROVIDER="generic",
+        HELPDESK_IMAP_OAUTH_TOKEN_URL=oauth_server.token_url, HELPDESK_IMAP_OAUTH_CLIENT_ID="e2e-app",
+        HELPDESK_IMAP_OAUTH_CLIENT_SECRET=SECRET,
+    )  # fmt: skip
+    run(env, "init")
+    run(env, "user", "add", ADMIN, "--role", "admin", "--password-stdin", input=f"{ADMIN_PASSWORD}\n".encode())
+
+    def tickets() -> int:
+        return len(run_json(env, "tickets", "--json"))
+
+    def status() -> dict[str, Any]:
+        [row] = run_json(env, "mailboxes", "--json")
+        return dict(row)
+
+    log = tmp_path / "poll.log"
+    with log.open("wb") as out:
+        poll = subprocess.Popen([HELPDESK, "poll"], env=env, stdout=out, stderr=out)
+    try:
+        oauth_dovecot.append(_mail(1))
+        _wait("the first mail's ticket", lambda: tickets() == 1)
+        assert status()["auth"] == "oauth2" and status()["last_success"] and not status()["failing"]
+
+        # The token runs out while the poller is connected; a dropped connection needs a new login.
+        time.sleep(4.5)
+        oauth_dovecot.restart()
+        oauth_dovecot.append(_mail(2))
+        _wait("the second mail's ticket after the token expired", lambda: tickets() == 2)
+        assert len(oauth_server.issued("e2e-app")) >= 2
+
+        # Consent withdrawn and the secret no longer accepted: the login fails and says so.
+        client.disabled = True
+        oauth_server.revoke_client("e2e-app")
+        oauth_dovecot.restart()
+        oauth_dovecot.append(_mail(3))
+        failed = _wait("the failure in `helpdesk mailboxes`", lambda: (s := status())["failing"] and s)
+        assert "invalid_client" in failed["last_error"]
+        assert run(env, "mailboxes", check=False).returncode == 1
+        assert "invalid_client" in _banner(env, chromium_executable)
+        with build(load(env)).factory() as session:
+            alerts = list(session.scalars(select(Outbox).where(Outbox.purpose == ALERT_PURPOSE)))
+        assert [a.recipients for a in alerts] == [[ADMIN]]
+        assert tickets() == 2  # mail 3 waits on the server
+
+        # The credentials work again: the poller's next try logs in and the waiting mail comes in.
+        client.disabled = False
+        _wait("the mail that waited on the server", lambda: tickets() == 3, timeout=60)
+        assert not status()["failing"]
+        assert _banner(env, chromium_executable) == ""
+    finally:
+        poll.send_signal(signal.SIGTERM)
+        poll.wait(20)
+    text = log.read_text()
+    assert text.count("OAuth2 token refresh failed") == 1, text
+    assert SECRET not in text and not any(t.access_token in text for t in oauth_server.issued("e2e-app"))
+    assert sorted(oauth_dovecot.uids("INBOX") + oauth_dovecot.uids("Processed")) and oauth_dovecot.uids("INBOX") == []
