@@ -36,6 +36,7 @@ from core.models import (
     utcnow,
 )
 from core.notify import AutoSubmitted, enqueue, notify_agents, public_recipients
+from core.retry import RetryPolicy, is_transient
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class Intake:
         self.parse = parse
         self.attachments = store_for(settings)
         self.catalogue = catalogue_for(settings)
+        self.retry = RetryPolicy()
         self._max_watchers = settings.conversation.max_watchers
 
     # -- step 1: store -------------------------------------------------------------------------
@@ -133,15 +135,35 @@ class Intake:
             # The bytes only, no RawMail object: a batch must not keep every raw mail in memory.
             mail = self.parse(session.scalar(select(RawMail.data).where(RawMail.sha256 == inbound.sha256)))
         except Exception as exc:  # any parser failure: keep the mail, say why
+            if is_transient(exc):
+                return self.retry_later(session, inbound, exc)
             return self._quarantine(session, inbound, f"unreadable: {_why(exc)}")
         mail = _usable_ids(mail)
         try:
             with session.begin_nested():
                 result = self._process_parsed(session, inbound, mail)
         except Exception as exc:
+            if is_transient(exc):
+                return self.retry_later(session, inbound, exc)
             log.exception("processing inbound %s failed", inbound.id)
             return self._quarantine(session, inbound, f"processing failed: {_why(exc)}")
         return result
+
+    def retry_later(self, session: Session, inbound: Inbound, exc: BaseException) -> IntakeResult:
+        """A failure of the database or the disk, not of the mail: try again after a delay, or give up.
+
+        (If the database itself is gone, recording this fails too; the run then counts as unfinished.)
+        """
+        inbound.retries += 1
+        why = _why(exc)
+        if inbound.retries >= self.retry.max_retries:
+            return self._quarantine(session, inbound, f"failed {inbound.retries} times for a transient cause: {why}")
+        delay = self.retry.delay(inbound.retries)
+        inbound.retry_at = utcnow() + delay
+        inbound.reason = f"transient failure, try {inbound.retries} of {self.retry.max_retries}: {why}"[:4000]
+        log.warning("inbound %s: %s; trying again in %.0f s", inbound.id, inbound.reason, delay.total_seconds())
+        session.flush()
+        return IntakeResult(inbound.id, InboundStatus.NEW, reason=inbound.reason)
 
     def _process_parsed(self, session: Session, inbound: Inbound, mail: ParsedMail) -> IntakeResult:
         if mail.message_id and mail.message_id != inbound.message_id:
@@ -505,27 +527,42 @@ def _claim(
             locks.serialise(session)
         rows = session.scalars(
             select(Inbound)
-            .where(Inbound.status == InboundStatus.NEW)
+            .where(Inbound.status == InboundStatus.NEW, or_(Inbound.retry_at.is_(None), Inbound.retry_at <= utcnow()))
             .order_by(Inbound.id)
             .limit(size)
             .with_for_update(skip_locked=True)
         ).all()
         if not rows:
             return None
-        if rows[0].attempts:
+        if _unfinished(rows[0]):
             rows = rows[:1]  # a run of it did not finish: alone, so that it can only hold up itself
         else:
-            rows = [row for row in rows if not row.attempts]  # fresh mail: a batch
+            rows = [row for row in rows if not _unfinished(row)]  # fresh mail: a batch
         ids: list[int] = []
         gave_up: list[IntakeResult] = []
         for row in rows:
-            if row.attempts >= MAX_ATTEMPTS:
-                why = f"gave up after {row.attempts} runs that did not finish (the process died or its transaction failed)"
+            if _unfinished(row) >= MAX_ATTEMPTS:
+                why = f"gave up after {_unfinished(row)} runs that did not finish (the process died or its transaction failed)"
                 gave_up.append(intake._quarantine(session, row, why + (f"; {row.reason}" if row.reason else "")))
             else:
                 row.attempts += 1
                 ids.append(row.id)
     return ids, gave_up
+
+
+def _record_transient(factory: sessionmaker[Session], intake: Intake, inbound_id: int, exc: BaseException) -> None:
+    try:
+        with transaction(factory) as session:
+            inbound = session.get(Inbound, inbound_id)
+            if inbound is not None and inbound.status is InboundStatus.NEW:
+                intake.retry_later(session, inbound, exc)
+    except (OperationalError, InterfaceError):
+        pass  # still gone: the run stays counted as one that did not finish
+
+
+def _unfinished(row: Inbound) -> int:
+    """Runs begun that neither finished nor ended in a recorded transient failure (they died)."""
+    return row.attempts - row.retries
 
 
 def _process_claimed(
@@ -542,8 +579,12 @@ def _process_claimed(
                 .with_for_update(skip_locked=True)
             ).all()
             results = [intake.process(session, inbound) for inbound in rows]
-    except (OperationalError, InterfaceError):
-        raise  # the database itself (gone, locked, a deadlock): the caller retries later
+    except (OperationalError, InterfaceError) as exc:
+        # The database itself (gone, locked, a deadlock): the caller retries later. A mail alone
+        # has it recorded as a transient failure, if the database answers again already.
+        if len(ids) == 1:
+            _record_transient(factory, intake, ids[0], exc)
+        raise
     except Exception as exc:
         # Escaped the per-mail quarantine (a failed flush or commit). A batch's mails go on alone;
         # a mail alone gets the failure noted, and quarantined once it is out of runs.
@@ -582,7 +623,8 @@ def requeue(session: Session, inbound_id: int, actor: str) -> Inbound:
     before = {"status": inbound.status.value, "reason": inbound.reason}
     inbound.status = InboundStatus.NEW
     inbound.reason = None
-    inbound.attempts = 0  # after a fix it gets its full runs again
+    inbound.attempts = inbound.retries = 0  # after a fix it gets its full runs again
+    inbound.retry_at = None
     audit.record(
         session, actor=actor, action="inbound.requeue", object_type="inbound", object_id=inbound.id,
         before=before, after={"status": inbound.status.value},

@@ -19,17 +19,23 @@ from tests.servers.smtp import SmtpSink
 THIRTY_MB = 30 * 1024 * 1024
 
 
-def _mail_with_big_file() -> bytes:
+def mail_with_files(subject: str, text: str, files: dict[str, bytes]) -> bytes:
+    """A user's CRLF mail with these files attached (as application/octet-stream)."""
     msg = EmailMessage()
     msg["From"] = "Alice Example <alice@example.com>"
     msg["To"] = "help@example.org"
-    msg["Subject"] = "Laptop crash dump"
-    msg["Message-ID"] = "<dump-1@client.example>"
+    msg["Subject"] = subject
+    msg["Message-ID"] = "<files-1@client.example>"
     msg["Date"] = "Wed, 25 Nov 2026 09:00:00 +0000"
-    msg.set_content("The laptop crashed again; the dump and the log are attached.")
-    msg.add_attachment(b"boot ok\nthen crash\n", maintype="text", subtype="plain", filename="crash.log")
-    msg.add_attachment(os.urandom(THIRTY_MB), maintype="application", subtype="octet-stream", filename="memory.dmp")
+    msg.set_content(text)
+    for name, data in files.items():
+        msg.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
     return msg.as_bytes(policy=SMTP)
+
+
+def _mail_with_big_file() -> bytes:
+    return mail_with_files("Laptop crash dump", "The laptop crashed again; the dump and the log are attached.",
+                           {"crash.log": b"boot ok\nthen crash\n", "memory.dmp": os.urandom(THIRTY_MB)})
 
 
 def test_file_over_the_size_limit_is_named_in_the_acknowledgement_and_on_the_ticket(
