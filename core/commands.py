@@ -181,6 +181,16 @@ def authenticate(settings: Settings, mail: ParsedMail, *, token_valid: bool) -> 
     return Authentication(True, "reply token")
 
 
+def authenticate_note(settings: Settings, mail: ParsedMail, *, token_valid: bool) -> Authentication:
+    """A note sent to the comment address carries no token: for a trusted domain, DKIM/SPF vouches alone."""
+    auth = authenticate(settings, mail, token_valid=token_valid)
+    sender_domain = _domain_of(mail.sender)
+    if auth.ok or not any(_aligned(d.lower(), sender_domain) for d in settings.conversation.trusted_domains):
+        return auth
+    passed = authentication_results_pass(settings, mail)
+    return Authentication(True, f"{passed}=pass") if passed else auth
+
+
 # -- applying commands ----------------------------------------------------------------------------
 
 _KINDS = {
@@ -299,7 +309,9 @@ def handle_agent_mail(
         kind = AgentMailKind.COMMANDS_ONLY
     elif internal or not auth.ok:
         kind = AgentMailKind.NOTE if internal else AgentMailKind.WITHHELD
-        _internal_copy(session, ticket, mail, text, inbound_id=inbound_id, attachments=attachments)
+        # Anyone can send mail from an agent's address: a note that proves nothing says so.
+        proven = authenticate_note(settings, mail, token_valid=token_valid).ok if internal else auth.ok
+        _internal_copy(session, ticket, mail, text, inbound_id=inbound_id, attachments=attachments, authenticated=proven)
         if kind is AgentMailKind.WITHHELD:
             notes.append(f"The mail from {agent.email} above was not sent to the requester: {auth.reason}.")
     else:
@@ -307,6 +319,7 @@ def handle_agent_mail(
         files, too_big = fit_attachments(settings, load_attachments(settings, attachments))
         reply = tickets.reply(session, settings, ticket, agent, text.body, attachments=files)
         reply.inbound_id = inbound_id
+        reply.authenticated = True
         reply.attachments.extend(attachments)
         if too_big:
             notes.append("Not mailed to the requester, over the size limit (kept on the ticket): " + ", ".join(too_big))
@@ -334,11 +347,12 @@ def _run_commands(
 
 def _internal_copy(
     session: Session, ticket: Ticket, mail: ParsedMail, text: AgentText, *, inbound_id: int | None,
-    attachments: list[Attachment],
+    attachments: list[Attachment], authenticated: bool | None = None,
 ) -> Message:
     """Keep a mail on the ticket for agents only, without its command lines (the notes list them)."""
     message = tickets.message_from_mail(mail, inbound_id=inbound_id, internal=True)
     message.text = message.reply_text = text.body
+    message.authenticated = authenticated
     message.attachments.extend(attachments)
     return tickets.append_message(session, ticket, message)
 
@@ -406,8 +420,8 @@ def handle_approval_mail(
     agent on this ticket) is authenticated.
     """
     text = text or split_commands(mail.reply_text or mail.text)
-    _internal_copy(session, ticket, mail, text, inbound_id=inbound_id, attachments=attachments)
     auth = authenticate(settings, mail, token_valid=token_valid)
+    _internal_copy(session, ticket, mail, text, inbound_id=inbound_id, attachments=attachments, authenticated=auth.ok)
     if not auth.ok:
         result = ApprovalResult(False, f"ignored: {auth.reason}")
         audit.record(

@@ -344,6 +344,7 @@ def message_json(m: Message) -> dict[str, Any]:
         "message_id": m.message_id,
         "in_reply_to": m.in_reply_to,
         "created_at": m.created_at.isoformat() if m.created_at else None,
+        "authenticated": m.authenticated,  # null: mail that claims no staff rights
         "attachments": [attachment_json(a) for a in m.attachments],
     }
 

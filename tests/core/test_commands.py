@@ -111,9 +111,16 @@ def test_someone_elses_token_does_not_authenticate_an_agent(desk: Desk) -> None:
     assert desk.ticket(first.ticket_id)["priority"] != "P1"
 
 
-def test_trusted_domain_needs_dkim_or_spf_pass(sqlite_session_factory, tmp_path) -> None:
+@pytest.fixture
+def trusted(sqlite_session_factory, tmp_path) -> Desk:
+    """A desk whose own domain is trusted: its mail also needs a DKIM or SPF pass from our receiving server."""
     desk = make_desk(sqlite_session_factory, tmp_path, trusted_domains=("example.org",), authserv_id="mx.example.org")
     desk.add_user(AGENT)
+    return desk
+
+
+def test_trusted_domain_needs_dkim_or_spf_pass(trusted: Desk) -> None:
+    desk = trusted
     first = desk.deliver(mail())
     note = _notification(desk, first.ticket_id)
     forged = {"Authentication-Results": "mx.evil.example; dkim=pass header.d=example.org"}
@@ -173,3 +180,22 @@ def test_staff_are_exempt_from_the_rate_limit(sqlite_session_factory, tmp_path) 
     for n in range(4):
         desk.deliver(mail(f"user{n}@example.com", f"problem {n}", "x"))
     assert len([r for r, _ in desk.sent("agent notification") if r == AGENT]) == 4
+
+
+def test_a_note_without_the_agents_token_is_kept_flagged_unauthenticated(trusted: Desk) -> None:
+    desk = trusted
+    first = desk.deliver(mail())
+    notification = _notification(desk, first.ticket_id)
+    dkim = {"Authentication-Results": "mx.example.org; dkim=pass header.d=example.org"}
+    desk.deliver(_answer(notification, "#note\nCalled the vendor, part ordered.", **dkim))  # token and DKIM
+    desk.deliver(mail(AGENT, f"[#{first.ticket_id}] vendor", "Part arrives Friday.", to="help+comment@example.org",
+                      headers=dkim))  # no token can be on the comment address: DKIM for our domain vouches
+    desk.deliver(mail(AGENT, f"[#{first.ticket_id}] vendor", "Refund the customer in full.",
+                      to="help+comment@example.org"))  # anyone can write this
+    desk.deliver(_answer(notification, "#note\nAnd close the account.", sender=f"Agent <{AGENT}>"))  # token, no DKIM
+    notes = {m["text"]: m["authenticated"] for m in desk.ticket(first.ticket_id)["messages"]
+             if m["internal"] and m["from"] == AGENT}
+    assert notes == {"Called the vendor, part ordered.": True, "Part arrives Friday.": True,
+                     "Refund the customer in full.": False, "And close the account.": False}
+    # A user's mail claims to be nobody in particular.
+    assert desk.ticket(first.ticket_id)["messages"][0]["authenticated"] is None

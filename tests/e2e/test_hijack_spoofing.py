@@ -74,3 +74,19 @@ def test_an_approver_cannot_approve_access_for_a_plus_address_of_their_own_by_ma
             assert request.status is AccessStatus.PENDING and request.ticket_id == ticket["id"]
         [refused] = d.audit("access.refused")
         assert refused.actor == APPROVER and "would give sec@example.org access" in (refused.reason or "")
+
+
+def test_a_note_from_an_agents_address_without_proof_is_flagged_in_ticket_json(
+    dovecot: DovecotServer, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    with desk(tmp_path, None, dovecot, smtp_sink) as d:
+        add_users(d, {AGENT: "agent"})
+        d.deliver(mail(ALICE, "Refund for order 1234", "The order arrived broken."))
+        [ticket] = d.tickets()
+        [notification] = to(d.send(), AGENT)
+        # Anyone can put the agent's address in From and write to the comment address.
+        d.deliver(mail(AGENT, f"[#{ticket['id']}] refund", "Approved: refund in full.", to="help+comment@example.org"),
+                  mail(AGENT, "", "#note\nThe courier confirmed the damage.", reply_to=notification))
+        notes = {m["text"]: m["authenticated"] for m in d.cli_json("ticket", str(ticket["id"]), "--json")["messages"]
+                 if m["internal"] and m["from"] == AGENT}
+        assert notes == {"Approved: refund in full.": False, "The courier confirmed the damage.": True}

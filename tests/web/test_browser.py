@@ -14,10 +14,13 @@ from core.db import transaction
 from core.models import (
     AccessStatus,
     AuditEntry,
+    Direction,
     Inbound,
     InboundStatus,
+    Message,
     RawMail,
     Role,
+    Ticket,
     TicketKind,
 )
 from core.settings import Settings, SmtpSettings
@@ -158,3 +161,22 @@ def test_admin_requeues_a_quarantined_mail_and_it_becomes_a_ticket(
     with factory() as session:
         assert session.get(Inbound, inbound_id).status is InboundStatus.PROCESSED  # type: ignore[union-attr]
 
+
+
+def test_a_note_from_an_agents_address_that_proved_nothing_is_marked_unverified(
+    page, live: LiveServer, factory: sessionmaker[Session]
+) -> None:
+    made = make_ticket(factory, "Refund request", "Please refund order 1234")
+    with transaction(factory) as session:
+        ticket = session.get(Ticket, made.number)
+        for text, proven in (("Refund approved in full.", False), ("Vendor called back.", True)):
+            ticket.messages.append(Message(direction=Direction.IN, internal=True, from_address="agent@example.org",
+                                           subject="note", text=text, authenticated=proven))
+    log_in(page, live, Role.AGENT)
+    page.goto(f"{live.url}/tickets/{made.number}")
+    forged = page.locator("article.message", has_text="Refund approved in full.")
+    assert forged.locator(".badge.unverified").inner_text() == "unverified sender"
+    assert forged.locator(".badge.unverified").is_visible()
+    assert page.locator("article.message", has_text="Vendor called back.").locator(".badge.unverified").count() == 0
+    assert page.locator("article.message", has_text="Please refund order").locator(".badge.unverified").count() == 0
+    screenshot(page, "ticket-unverified-note")
