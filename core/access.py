@@ -175,7 +175,7 @@ def decide(
     ticket = request.ticket
     enqueue(
         session, settings, template="access_decision", ticket=ticket,
-        to=tickets.public_recipients(ticket) + [request.beneficiary.email],
+        to=tickets.public_recipients(settings, ticket) + [request.beneficiary.email],
         context={"request": request, "approved": approve, "reason": reason, "grant": grant},
         purpose="access_decision",
     )

@@ -174,7 +174,7 @@ def _tell_user(session: Session, settings: Settings, ticket: Ticket, step: Step,
         "checklist": record.checklist if record else [],
     }
     enqueue(
-        session, settings, template="request_step", ticket=ticket, to=tickets.public_recipients(ticket),
+        session, settings, template="request_step", ticket=ticket, to=tickets.public_recipients(settings, ticket),
         context=context, purpose=f"request_{step.name.lower()}",
     )
 

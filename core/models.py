@@ -168,7 +168,7 @@ class Watcher(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"))
-    contact: Mapped[Contact] = relationship()
+    contact: Mapped[Contact] = relationship(lazy="joined")  # a ticket's watchers are read with their addresses
 
     __table_args__ = (UniqueConstraint("ticket_id", "contact_id"),)
 

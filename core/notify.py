@@ -246,9 +246,16 @@ def _within_rate_limit(
     return kept
 
 
-def public_recipients(ticket: Ticket) -> list[str]:
-    """Requester and watchers: who gets public replies and status changes."""
-    return [ticket.requester.email, *(w.contact.email for w in ticket.watchers)]
+def public_recipients(settings: Settings, ticket: Ticket) -> list[str]:
+    """Requester and watchers: who gets public replies and status changes.
+
+    At most ``max_watchers`` of the watchers, the earliest: a ticket may hold more from before the cap.
+    """
+    limit = settings.conversation.max_watchers
+    watchers = sorted(ticket.watchers, key=lambda w: (w.id is None, w.id or 0))
+    if len(watchers) > limit:
+        log.warning("ticket %s: %d watchers over the cap of %d not mailed", ticket.id, len(watchers) - limit, limit)
+    return [ticket.requester.email, *(w.contact.email for w in watchers[:limit])]
 
 
 def notify_agents(
@@ -293,7 +300,7 @@ def notify_status(session: Session, settings: Settings, ticket: Ticket, *, actor
         settings,
         template=template,
         ticket=ticket,
-        to=[a for a in public_recipients(ticket) if a != actor.lower()],
+        to=[a for a in public_recipients(settings, ticket) if a != actor.lower()],
         context={"status": ticket.status.value.replace("_", " "), "note": note},
         auto_submitted=AutoSubmitted.AUTO_GENERATED,
         purpose=template.replace("_", " "),

@@ -139,6 +139,9 @@ class ConversationSettings:
     auto_mail_per_hour: int = 10
     auto_mail_per_day: int = 40
     notify_agents: bool = True
+    # Watchers a ticket takes from To/Cc (the rest stay recorded on the message), and so the most
+    # that public mail goes to besides the requester: a mail Cc'ing thousands must not mail them all.
+    max_watchers: int = 50
 
 
 @dataclass(frozen=True)

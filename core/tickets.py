@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
 
 from core import audit
@@ -25,7 +25,7 @@ from core.models import (
 from core.attachments import store_for
 from core.notify import AutoSubmitted, OutboundAttachment, enqueue, fit_attachments, public_recipients
 from core.priority import DESK_PRIORITIES
-from core.settings import Settings
+from core.settings import ConversationSettings, Settings
 from core.text import SUBJECT_LIMIT, display_name, one_line
 
 KIND_LABELS = {
@@ -133,12 +133,48 @@ def open_ticket(
     return ticket
 
 
-def add_watchers(session: Session, ticket: Ticket, addresses: list[str]) -> None:
-    existing = {w.contact.email for w in ticket.watchers} | {ticket.requester.email}
-    for address in addresses:
-        if address and address.lower() not in existing:
-            ticket.watchers.append(Watcher(contact=contact_for(session, address)))
-            existing.add(address.lower())
+def contacts_for(session: Session, emails: Sequence[str]) -> dict[str, int]:
+    """Contact ids for these (lower-case) addresses, created on first sight: a few statements for any number."""
+    def known(chunk: Sequence[str]) -> dict[str, int]:
+        rows = session.execute(select(Contact.email, Contact.id).where(Contact.email.in_(chunk)))
+        return {email: id_ for email, id_ in rows}
+
+    chunks = [emails[start : start + 500] for start in range(0, len(emails), 500)]
+    found = {email: id_ for chunk in chunks for email, id_ in known(chunk).items()}
+    new = [{"email": email, "role": Role.USER} for email in emails if email not in found]
+    if new:
+        session.execute(insert(Contact), new)  # one executemany, no row at a time
+        found.update(item for chunk in chunks for item in known(chunk).items())
+    return found
+
+
+def add_watchers(
+    session: Session, ticket: Ticket, addresses: Sequence[str], *, limit: int = ConversationSettings.max_watchers
+) -> list[str]:
+    """Make ``addresses`` watchers until the ticket has ``limit``; returns those left out (audited, not mailed).
+
+    Linear in the addresses, with a fixed number of statements: a mail may Cc tens of thousands.
+    """
+    session.flush()  # watchers added before are in the table
+    watching = session.scalars(
+        select(Contact.email).join(Watcher, Watcher.contact_id == Contact.id).where(Watcher.ticket_id == ticket.id)
+    ).all()
+    known = {*watching, ticket.requester.email}
+    wanted = [a for a in dict.fromkeys(a.lower() for a in addresses if a) if a not in known]
+    room = max(0, limit - len(watching))
+    taken, left = wanted[:room], wanted[room:]
+    if taken:
+        ids = contacts_for(session, taken)
+        session.execute(insert(Watcher), [{"ticket_id": ticket.id, "contact_id": ids[email]} for email in taken])
+        session.expire(ticket, ["watchers"])  # read again, with the new rows, when next needed
+    if left:
+        audit.record(
+            session, actor="system", action="ticket.watchers_capped", object_type="ticket", object_id=ticket.id,
+            after={"left_out": len(left), "first": left[:10]},
+            reason=f"a ticket takes at most {limit} watchers (HELPDESK_MAX_WATCHERS); the rest are not mailed",
+            flush=False,
+        )
+    return left
 
 
 def append_message(session: Session, ticket: Ticket, message: Message) -> Message:
@@ -232,7 +268,7 @@ def reply(
         settings,
         template="reply",
         ticket=ticket,
-        to=public_recipients(ticket),
+        to=public_recipients(settings, ticket),
         context={"text": text, "author": author},
         auto_submitted=AutoSubmitted.NO,
         purpose="reply",

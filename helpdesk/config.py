@@ -86,6 +86,7 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_AUTO_MAIL_PER_HOUR": "automatic mails to one address per hour (default 10)",
     "HELPDESK_AUTO_MAIL_PER_DAY": "automatic mails to one address per day (default 40)",
     "HELPDESK_NOTIFY_AGENTS": "mail agents about new and updated tickets: yes | no (default yes)",
+    "HELPDESK_MAX_WATCHERS": "To/Cc addresses a ticket takes as watchers, who get its public mail (default 50)",
     "HELPDESK_MAX_MESSAGE_BYTES": "attachment bytes kept per mail (default 26214400 = 25 MB)",
     "HELPDESK_WEB_HOST": "console address (default 127.0.0.1)",
     "HELPDESK_WEB_PORT": "console port (default 8080)",
@@ -462,6 +463,7 @@ def _conversation(get: Any) -> ConversationSettings:
         auto_mail_per_hour=_int("HELPDESK_AUTO_MAIL_PER_HOUR", get("HELPDESK_AUTO_MAIL_PER_HOUR") or "10"),
         auto_mail_per_day=_int("HELPDESK_AUTO_MAIL_PER_DAY", get("HELPDESK_AUTO_MAIL_PER_DAY") or "40"),
         notify_agents=notify in ("yes", "true", "1"),
+        max_watchers=_int("HELPDESK_MAX_WATCHERS", get("HELPDESK_MAX_WATCHERS") or "50", high=10000),
     )
 
 

@@ -208,10 +208,20 @@ _SIMPLE_ADDRESS = re.compile(rf'\s*(?:([^"<>,;:()\\@\[\]=]*?)\s*<({_ATOM}@{_ATOM
 
 
 def _simple_address(value: str) -> list[tuple[str, str]] | None:
-    """The reading of an address header too simple to need the full parser (the same answer, faster)."""
-    if not value.isascii() or not (m := _SIMPLE_ADDRESS.fullmatch(value)):
+    """The reading of an address header too simple to need the full parser (the same answer, faster).
+
+    A list of such addresses too: a Cc of thousands is read in linear time, at regex speed.
+    """
+    if not value.isascii() or '"' in value:  # a quoted name may hold a comma
         return None
-    return [("", m.group(3))] if m.group(3) else [(m.group(1).strip(), m.group(2))]
+    found = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        if not (m := _SIMPLE_ADDRESS.fullmatch(item)):
+            return None
+        found.append(("", m.group(3)) if m.group(3) else (" ".join(m.group(1).split()), m.group(2)))
+    return found or None
 
 
 def _addresses(values: list[str]) -> list[Address]:
