@@ -6,8 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from tests.servers.imap import ImapServer
 from tests.servers.smtp import SmtpSink
@@ -51,3 +52,17 @@ def run(env: dict[str, str], *args: str, input: bytes | None = None, check: bool
 
 def run_json(env: dict[str, str], *args: str) -> Any:
     return json.loads(run(env, *args).stdout)
+
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
+    """The predicate's first truthy value, checked every 0.3 s until `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -12,17 +12,7 @@ from contextlib import contextmanager
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from tests.e2e.helpers import HELPDESK, helpdesk_env, run, run_json
-
-
-def _wait(predicate, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.e2e.helpers import HELPDESK, helpdesk_env, run, run_json, wait_for
 
 
 def _read_until(proc: subprocess.Popen[str], pattern: str, timeout: float = 60.0) -> re.Match[str]:
@@ -92,12 +82,12 @@ def test_run_starts_demo_mail_becomes_ticket_ack_delivered_reply_threads(tmp_pat
     with _running(env, log) as (url, login):
         run(env, "demo-mail", "--subject", "Printer on floor 3 is jammed")
 
-        tickets = _wait(lambda: run_json(env, "tickets", "--json"), what="a ticket")
+        tickets = wait_for(lambda: run_json(env, "tickets", "--json"), what="a ticket")
         assert [t["subject"] for t in tickets] == ["Printer on floor 3 is jammed"]
         number = tickets[0]["number"]
 
         outbox = data / "demo-mail"
-        acks = _wait(lambda: sorted(outbox.glob("*.eml")) if outbox.exists() else [], what="the acknowledgement")
+        acks = wait_for(lambda: sorted(outbox.glob("*.eml")) if outbox.exists() else [], what="the acknowledgement")
         ack = message_from_bytes(acks[0].read_bytes(), policy=policy.default)
         assert f"[#{number}]" in ack["Subject"]
 
@@ -114,7 +104,7 @@ def test_run_starts_demo_mail_becomes_ticket_ack_delivered_reply_threads(tmp_pat
                     f"Message-ID: <reply-1@example.com>\r\nIn-Reply-To: {ack['Message-ID']}\r\n\r\nStill jammed.\r\n"
                 ).encode(),
             )
-        detail = _wait(
+        detail = wait_for(
             lambda: (d := run_json(env, "ticket", str(number), "--json"))
             and len([m for m in d["messages"] if m["direction"] == "in"]) == 2 and d,
             what="the reply in the ticket",

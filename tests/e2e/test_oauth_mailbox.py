@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from core.mailauth import ALERT_PURPOSE
 from core.models import Outbox
 from helpdesk.config import load
 from helpdesk.wiring import build
-from tests.e2e.helpers import HELPDESK, helpdesk_env, run, run_json
+from tests.e2e.helpers import HELPDESK, helpdesk_env, run, run_json, wait_for
 from tests.servers.imap import DovecotServer
 from tests.servers.oauth import OAuthServer
 import tests.web.conftest  # noqa: F401 - first: it and tests.web.browser import each other
@@ -34,16 +33,6 @@ def _mail(n: int) -> bytes:
         f"From: user{n}@example.com\r\nTo: help@example.org\r\nSubject: Printer {n} is jammed\r\n"
         f"Message-ID: <oauth-e2e-{n}@example.com>\r\n\r\nPlease help.\r\n"
     ).encode()
-
-
-def _wait(what: str, check: Callable[[], Any], timeout: float = 40) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _banner(env: dict[str, str], chromium: str) -> str:
@@ -96,14 +85,14 @@ def test_poll_with_oauth2_refreshes_reports_revocation_and_resumes(
         poll = subprocess.Popen([HELPDESK, "poll"], env=env, stdout=out, stderr=out)
     try:
         oauth_dovecot.append(_mail(1))
-        _wait("the first mail's ticket", lambda: tickets() == 1)
+        wait_for(lambda: tickets() == 1, 40, "the first mail's ticket")
         assert status()["auth"] == "oauth2" and status()["last_success"] and not status()["failing"]
 
         # The token runs out while the poller is connected; a dropped connection needs a new login.
         time.sleep(4.5)
         oauth_dovecot.restart()
         oauth_dovecot.append(_mail(2))
-        _wait("the second mail's ticket after the token expired", lambda: tickets() == 2)
+        wait_for(lambda: tickets() == 2, 40, "the second mail's ticket after the token expired")
         assert len(oauth_server.issued("e2e-app")) >= 2
 
         # Consent withdrawn and the secret no longer accepted: the login fails and says so.
@@ -111,7 +100,7 @@ def test_poll_with_oauth2_refreshes_reports_revocation_and_resumes(
         oauth_server.revoke_client("e2e-app")
         oauth_dovecot.restart()
         oauth_dovecot.append(_mail(3))
-        failed = _wait("the failure in `helpdesk mailboxes`", lambda: (s := status())["failing"] and s)
+        failed = wait_for(lambda: (s := status())["failing"] and s, 40, "the failure in `helpdesk mailboxes`")
         assert "invalid_client" in failed["last_error"]
         assert run(env, "mailboxes", check=False).returncode == 1
         assert "invalid_client" in _banner(env, chromium_executable)
@@ -122,7 +111,7 @@ def test_poll_with_oauth2_refreshes_reports_revocation_and_resumes(
 
         # The credentials work again: the poller's next try logs in and the waiting mail comes in.
         client.disabled = False
-        _wait("the mail that waited on the server", lambda: tickets() == 3, timeout=60)
+        wait_for(lambda: tickets() == 3, 60, "the mail that waited on the server")
         assert not status()["failing"]
         assert _banner(env, chromium_executable) == ""
     finally:
