@@ -131,9 +131,12 @@ def conditions(session: Session, query: QueueQuery) -> list[ColumnElement[bool]]
     return where
 
 
-def list_tickets(session: Session, query: QueueQuery, *, with_watchers: bool = False) -> QueuePage:
-    """One page of tickets with requester and assignee; ``with_watchers``: theirs too (the API lists them)."""
-    where = conditions(session, query)
+def list_tickets(
+    session: Session, query: QueueQuery, *, with_watchers: bool = False, only: ColumnElement[bool] | None = None
+) -> QueuePage:
+    """One page of tickets with requester and assignee; ``with_watchers``: theirs too (the API lists them);
+    ``only``: no ticket outside this condition (what the viewer may read, core.visibility)."""
+    where = conditions(session, query) + ([only] if only is not None else [])
     total = session.scalar(select(func.count()).select_from(Ticket).where(*where)) or 0
     page = max(1, query.page)
     options = [joinedload(Ticket.requester), joinedload(Ticket.assignee)]

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request
 
-from core import events, queue
+from core import events, queue, visibility
 from core import tickets as ticket_service
 from core.models import Contact, Role, Ticket, TicketStatus
 from core.notify import OutboundAttachment
@@ -17,7 +17,7 @@ from web import approvals
 from web.db import db
 from web.openapi import document
 from web.security import STAFF, current_user, roles
-from web.tickets import WORKERS, change_ticket, queue_query, upload_name
+from web.tickets import WORKERS, change_ticket, queue_query, readable_ticket, upload_name
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -29,7 +29,7 @@ def _user() -> Contact:
 
 
 def _ticket(number: int) -> Ticket:
-    ticket = ticket_service.get(db(), number)
+    ticket = readable_ticket(number)
     if ticket is None:
         abort(404, f"no ticket #{number}")
     return ticket
@@ -51,7 +51,9 @@ def openapi():  # type: ignore[no-untyped-def]
 @bp.get("/tickets")
 @roles(*STAFF)
 def tickets():  # type: ignore[no-untyped-def]
-    page = queue.list_tickets(db(), queue_query(request.args), with_watchers=True)
+    settings = current_app.extensions["helpdesk"].settings
+    only = visibility.ticket_filter(db(), settings, _user())
+    page = queue.list_tickets(db(), queue_query(request.args), with_watchers=True, only=only)
     return jsonify(
         tickets=[ticket_service.to_json(t, with_messages=False) for t in page.tickets],
         total=page.total,
@@ -63,7 +65,10 @@ def tickets():  # type: ignore[no-untyped-def]
 @bp.get("/tickets/<int:number>")
 @roles(*STAFF)
 def ticket(number: int):  # type: ignore[no-untyped-def]
-    return jsonify(ticket_service.to_json(_ticket(number)))
+    data = ticket_service.to_json(_ticket(number))
+    if not visibility.sees_notes(current_app.extensions["helpdesk"].settings, _user()):
+        data["messages"] = [m for m in data["messages"] if not m["internal"]]
+    return jsonify(data)
 
 
 def _created(message: Any, **more: Any):  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ import nh3
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from core import audit, fulfilment, processes, queue, sla
+from core import audit, fulfilment, processes, queue, sla, visibility
 from core import tickets as ticket_service
 from core.attachments import AttachmentStore
 from core.models import (
@@ -22,6 +22,7 @@ from core.models import (
 from core.notify import OutboundAttachment, notify_status
 from core.priority import DESK_PRIORITIES, matrix_for, priority_for
 from core.queue import QueueQuery, SlaState, Sort
+from core.settings import Settings
 from web.db import db
 from web.security import STAFF, current_user, has_session, roles
 
@@ -91,7 +92,7 @@ def home():  # type: ignore[no-untyped-def]
 @roles(*STAFF)
 def queue_page():  # type: ignore[no-untyped-def]
     query = queue_query(request.args)
-    page = queue.list_tickets(db(), query)
+    page = queue.list_tickets(db(), query, only=visibility.ticket_filter(db(), _settings(), _author()))
     # Only the filters go into the pager's links: url_for would read "endpoint" or "_external" as its own.
     args = {k: v for k, v in request.args.items() if k in FILTERS and v}
     return render_template(
@@ -109,8 +110,20 @@ def queue_page():  # type: ignore[no-untyped-def]
     )
 
 
-def _ticket_or_404(number: int):  # type: ignore[no-untyped-def]
+def _settings() -> Settings:
+    return current_app.extensions["helpdesk"].settings
+
+
+def readable_ticket(number: int) -> Ticket | None:
+    """The ticket, if there is one and the signed-in user may read it (core.visibility): else None, as if missing."""
     ticket = ticket_service.get(db(), number)
+    if ticket is None or not visibility.may_read(db(), _settings(), _author(), ticket):
+        return None
+    return ticket
+
+
+def _ticket_or_404(number: int):  # type: ignore[no-untyped-def]
+    ticket = readable_ticket(number)
     if ticket is None:
         abort(404, f"There is no ticket #{number}.")
     return ticket
@@ -130,7 +143,7 @@ def show(number: int):  # type: ignore[no-untyped-def]
     return render_template(
         "web/tickets/ticket.html",
         ticket=ticket,
-        messages=ticket.messages,
+        messages=[m for m in ticket.messages if not m.internal or visibility.sees_notes(_settings(), _author())],
         clean_html=clean_html,
         history=audit.history(db(), "ticket", ticket.id),
         sla=queue.sla_state(db(), ticket),
@@ -149,9 +162,12 @@ def show(number: int):  # type: ignore[no-untyped-def]
 @bp.get("/tickets/<int:number>/attachments/<int:attachment_id>")
 @roles(*STAFF)
 def attachment(number: int, attachment_id: int):  # type: ignore[no-untyped-def]
+    _ticket_or_404(number)
     item = db().get(Attachment, attachment_id)
     message = db().get(Message, item.message_id) if item is not None else None
     if item is None or message is None or message.ticket_id != number or item.sha256 is None:
+        abort(404, "No such attachment.")
+    if message.internal and not visibility.sees_notes(_settings(), _author()):
         abort(404, "No such attachment.")
     store = AttachmentStore(current_app.extensions["helpdesk"].settings.data_dir / "attachments")
     try:

@@ -100,12 +100,16 @@ def test_agent_note_and_change_go_through_the_ticket_service(as_agent: FlaskClie
     assert "checked the tray" in page and "internal note" in page
 
 
-def test_approver_may_read_tickets_but_not_act_on_them(app: Flask, sample_tickets) -> None:
+def test_approver_may_read_the_tickets_to_decide_but_not_act_on_them(
+    app: Flask, sample_tickets, factory, settings
+) -> None:
     from tests.web.conftest import login
 
+    number, _ = _access_request(factory, settings)
     client = login(app.test_client(), Role.APPROVER)
-    page = client.get(f"/tickets/{sample_tickets[0].number}").get_data(as_text=True)
-    assert "Send reply" not in page and "VPN is down" in page
+    page = client.get(f"/tickets/{number}").get_data(as_text=True)
+    assert "Send reply" not in page and "Access to payroll" in page
+    assert client.get(f"/tickets/{sample_tickets[0].number}").status_code == 404  # nothing to decide there
 
 
 def test_admin_adds_a_user_who_can_then_log_in(as_admin: FlaskClient, factory, app: Flask) -> None:

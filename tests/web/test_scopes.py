@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from flask import Flask
 from sqlalchemy import select
 
+from core import access, tickets
 from core.db import transaction
-from core.models import Contact, Role
+from core.models import Contact, Role, Ticket, TicketKind
+from core.settings import Settings
 from core.users import TokenScope, issue_api_token
-from tests.web.conftest import STAFF, csrf_token, login
+from tests.web.conftest import STAFF, csrf_token, login, make_ticket
 from tests.web.test_security import _routes
+from web import create_app
 
 ALERT = {"status": "firing", "labels": {"alertname": "DiskFull", "instance": "db1:9100", "severity": "critical"},
          "annotations": {"summary": "disk / is 97% full"}, "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "abc1"}
@@ -56,3 +61,64 @@ def test_an_admin_issues_an_events_token_on_the_users_page_and_rotating_keeps_it
         headers = {"Authorization": f"Bearer {token}"}
         assert client.get("/api/tickets", headers=headers).status_code == 403
         assert client.post("/api/events/alertmanager", json=PAYLOAD, headers=headers).status_code == 200
+
+
+def _access_ticket(factory, settings: Settings) -> int:
+    made = make_ticket(factory, "Access to payroll", "need access to payroll", kind=TicketKind.ACCESS_REQUEST,
+                       requester="dave@example.com")
+    with transaction(factory) as session:
+        access.open_request(session, settings, made.number, resource="payroll")
+        ticket = session.get(Ticket, made.number)
+        agent = session.scalars(select(Contact).where(Contact.email == STAFF[Role.AGENT])).one()
+        tickets.add_note(session, ticket, agent, "INTERNAL: dave is leaving in May")
+    return made.number
+
+
+def _seen(app: Flask, role: Role, factory, numbers: list[int]) -> dict[str, object]:
+    """What one role sees: queue page, ticket pages, API list and API tickets."""
+    client, headers = login(app.test_client(), role), _token(factory, role)
+    queue = client.get("/tickets").get_data(as_text=True)
+    api_list = client.get("/api/tickets", headers=headers).json["tickets"]
+    pages = {n: client.get(f"/tickets/{n}") for n in numbers}
+    api = {n: client.get(f"/api/tickets/{n}", headers=headers) for n in numbers}
+    return {
+        "queue": {n for n in numbers if f'href="/tickets/{n}"' in queue},
+        "api_list": {t["number"] for t in api_list},
+        "pages": {n for n, r in pages.items() if r.status_code == 200},
+        "api": {n for n, r in api.items() if r.status_code == 200},
+        "notes": {n for n, r in pages.items() if "INTERNAL: dave" in r.get_data(as_text=True)}
+        | {n for n, r in api.items() if "INTERNAL: dave" in r.get_data(as_text=True)},
+    }
+
+
+def test_an_approver_sees_only_the_tickets_to_decide_and_no_internal_notes(
+    app: Flask, factory, settings: Settings, sample_tickets
+) -> None:
+    decide = _access_ticket(factory, settings)
+    numbers = [t.number for t in sample_tickets] + [decide]
+    seen = _seen(app, Role.APPROVER, factory, numbers)
+    assert seen == {"queue": {decide}, "api_list": {decide}, "pages": {decide}, "api": {decide}, "notes": set()}
+    for role in (Role.AGENT, Role.ADMIN):
+        everything = set(numbers)
+        assert _seen(app, role, factory, numbers) == {
+            "queue": everything, "api_list": everything, "pages": everything, "api": everything, "notes": {decide}
+        }
+
+
+def test_approvers_see_everything_when_the_admin_says_so(settings: Settings, factory, sample_tickets) -> None:
+    app = create_app(replace(settings, access=replace(settings.access, approvers_see_all=True)), factory, testing=True)
+    decide = _access_ticket(factory, settings)
+    numbers = [t.number for t in sample_tickets] + [decide]
+    everything = set(numbers)
+    assert _seen(app, Role.APPROVER, factory, numbers) == {
+        "queue": everything, "api_list": everything, "pages": everything, "api": everything, "notes": {decide}
+    }
+
+
+def test_an_approver_for_another_group_does_not_see_the_request(settings: Settings, factory) -> None:
+    others = replace(settings.access, approvers_by_group={"hr": ("someone.else@example.org",)})
+    app = create_app(replace(settings, access=others), factory, testing=True)
+    made = make_ticket(factory, "Access to hr files", "need access", kind=TicketKind.ACCESS_REQUEST)
+    with transaction(factory) as session:
+        access.open_request(session, settings, made.number, resource="hr files", resource_group="hr")
+    assert _seen(app, Role.APPROVER, factory, [made.number])["pages"] == set()
