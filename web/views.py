@@ -24,6 +24,7 @@ NAV = (
     ("admin.quarantine", "Quarantine"),
     ("admin.outbox", "Outbox"),
     ("admin.users", "Users"),
+    ("connect.mailboxes", "Mailboxes"),
 )
 
 

@@ -1,0 +1,125 @@
+"""Mailboxes page and "Connect mailbox": an admin signs in once (authorization code with PKCE) and the
+refresh token is kept, sealed, for the delegated flow. It is never shown, logged or put in the session."""
+
+from __future__ import annotations
+
+import secrets
+
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, session, url_for,
+)  # fmt: skip
+
+from core.db import transaction
+from core.mailauth import connect_mailbox, statuses
+from core.models import Role
+from core.settings import MailboxSettings, OAuthFlow, OAuthProvider, OAuthSettings, Settings
+from web.db import db
+from web.security import CSP, current_user, roles
+
+bp = Blueprint("connect", __name__, url_prefix="/admin/mailboxes")
+_PENDING = "connect_mailbox"  # the session key for the sign-in under way: mailbox, state, PKCE verifier
+
+
+def _settings() -> Settings:
+    return current_app.extensions["helpdesk"].settings  # type: ignore[no-any-return]
+
+
+def _delegated(name: str) -> MailboxSettings:
+    for mailbox in _settings().mailboxes:
+        if mailbox.name == name and mailbox.oauth is not None and mailbox.oauth.flow is OAuthFlow.DELEGATED:
+            return mailbox
+    abort(404)
+
+
+def _endpoints(oauth: OAuthSettings) -> tuple[str, str]:
+    """(authorize URL, token URL); Microsoft's follow from the authority (v2.0 endpoints)."""
+    if oauth.provider is OAuthProvider.MICROSOFT:
+        base = (oauth.authority or "").rstrip("/")
+        return f"{base}/oauth2/v2.0/authorize", f"{base}/oauth2/v2.0/token"
+    authorize = oauth.authorize_url or (
+        "https://accounts.google.com/o/oauth2/v2/auth" if oauth.provider is OAuthProvider.GOOGLE else ""
+    )
+    if not authorize or not oauth.token_url:
+        abort(409, "set the mailbox's oauth_authorize_url to connect it")
+    return authorize, oauth.token_url
+
+
+def _client(oauth: OAuthSettings):  # type: ignore[no-untyped-def]
+    from authlib.integrations.requests_client import OAuth2Session
+
+    scopes = list(oauth.scopes)
+    if oauth.provider is OAuthProvider.MICROSOFT and "offline_access" not in scopes:
+        scopes.append("offline_access")  # or no refresh token comes back
+    return OAuth2Session(
+        oauth.client_id,
+        oauth.client_secret or None,
+        scope=" ".join(scopes) or None,
+        redirect_uri=url_for("connect.callback", _external=True),
+        code_challenge_method="S256",
+    )
+
+
+@bp.get("")
+@roles(Role.ADMIN)
+def mailboxes():  # type: ignore[no-untyped-def]
+    known = statuses(db())
+    rows = [(m, known.get(m.name)) for m in _settings().mailboxes]
+    response = make_response(render_template("web/admin/mailboxes.html", rows=rows, delegated=OAuthFlow.DELEGATED))
+    # "Connect mailbox" posts here and is redirected to the sign-in page: the browser checks that redirect
+    # against this page's form-action, so the configured sign-in origins (and only they) are allowed.
+    origins = sorted({_origin(_endpoints(m.oauth)[0]) for m, _s in rows if m.oauth and m.oauth.flow is OAuthFlow.DELEGATED})
+    response.headers["Content-Security-Policy"] = CSP.replace("form-action 'self'", " ".join(["form-action 'self'", *origins]))
+    return response
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+@bp.post("/connect")
+@roles(Role.ADMIN)
+def connect():  # type: ignore[no-untyped-def]
+    mailbox = _delegated(request.form.get("mailbox", ""))
+    assert mailbox.oauth is not None
+    authorize, _token = _endpoints(mailbox.oauth)
+    verifier = secrets.token_urlsafe(64)
+    with _client(mailbox.oauth) as client:
+        url, state = client.create_authorization_url(authorize, code_verifier=verifier, login_hint=mailbox.user)
+    session[_PENDING] = {"mailbox": mailbox.name, "state": state, "verifier": verifier}
+    return redirect(url)
+
+
+@bp.get("/callback")
+@roles(Role.ADMIN)
+def callback():  # type: ignore[no-untyped-def]
+    pending = session.pop(_PENDING, None)
+    if not pending or not secrets.compare_digest(str(pending["state"]), request.args.get("state", "")):
+        abort(400, "this sign-in was not started here, or is already used: start again from Mailboxes")
+    mailbox = _delegated(pending["mailbox"])
+    assert mailbox.oauth is not None
+    if "error" in request.args:
+        flash(f"{mailbox.name}: sign-in refused: {request.args.get('error')}", "error")
+        return redirect(url_for("connect.mailboxes"))
+    _authorize, token_url = _endpoints(mailbox.oauth)
+    from authlib.common.errors import AuthlibBaseError
+
+    try:
+        with _client(mailbox.oauth) as client:
+            token = client.fetch_token(
+                token_url, authorization_response=request.url, code_verifier=pending["verifier"], timeout=30
+            )
+    except (AuthlibBaseError, OSError) as exc:
+        flash(f"{mailbox.name}: the token endpoint refused the sign-in: {getattr(exc, 'error', None) or exc}", "error")
+        return redirect(url_for("connect.mailboxes"))
+    if not token.get("refresh_token"):
+        flash(f"{mailbox.name}: no refresh token came back (is offline access granted?)", "error")
+        return redirect(url_for("connect.mailboxes"))
+    user = current_user()
+    assert user is not None
+    with transaction(current_app.extensions["helpdesk"].session_factory) as tx:
+        connect_mailbox(tx, _settings(), mailbox.name, str(token["refresh_token"]), actor=user.email)
+    flash(f"{mailbox.name}: connected; the helpdesk logs in with it from now on", "info")
+    return redirect(url_for("connect.mailboxes"))
