@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
@@ -165,8 +165,12 @@ def user_for_token(session: Session, token: str) -> Contact | None:
     return user
 
 
-def open_session(session: Session, user: Contact) -> str:
-    """A new console session for the user; the returned id goes into the cookie, only its hash is stored."""
+def open_session(session: Session, user: Contact, *, lifetime: timedelta) -> str:
+    """A new console session for the user; the returned id goes into the cookie, only its hash is stored.
+
+    Sessions past their lifetime are deleted on the way: the table holds only what could still be used.
+    """
+    session.execute(delete(ConsoleSession).where(ConsoleSession.created_at < utcnow() - lifetime))
     token = secrets.token_urlsafe(32)
     session.add(ConsoleSession(token_hash=_token_digest(token), user_id=user.id))
     session.flush()

@@ -70,7 +70,7 @@ def current_user() -> Contact | None:
 def login(user: Contact) -> None:
     session.clear()  # a fresh session on login: no fixation
     session.permanent = True
-    session["sid"] = open_session(db(), user)
+    session["sid"] = open_session(db(), user, lifetime=current_app.permanent_session_lifetime)
     db().commit()
 
 

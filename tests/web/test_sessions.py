@@ -7,12 +7,12 @@ from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
 from core.db import transaction
-from core.models import Contact, Role
+from core.models import ConsoleSession, Contact, Role
 from core.settings import Settings
 from core.users import issue_api_token, user_for_token
 from tests.e2e.helpers import helpdesk_env, run
@@ -135,3 +135,50 @@ def test_rotating_a_token_from_the_command_line(tmp_path: Path) -> None:
     missing = run(env, "user", "token", "nobody@example.org", check=False)
     assert missing.returncode == 1
     assert missing.stderr.decode().splitlines() == ["helpdesk user token: no console user nobody@example.org"]
+
+
+def test_in_chromium_a_cookie_copied_before_logout_opens_only_the_login_page(browser, page, live) -> None:  # type: ignore[no-untyped-def]
+    from tests.web.browser import log_in
+
+    log_in(page, live, Role.AGENT)
+    copied = page.context.cookies()
+    assert any(c["name"] == COOKIE for c in copied)
+    page.click("text=Log out")
+    page.wait_for_selector("form input[name=password]")
+    thief = browser.new_context()
+    try:
+        thief.add_cookies(copied)
+        stolen = thief.new_page()
+        stolen.goto(f"{live.url}/tickets")
+        assert "/login" in stolen.url
+        assert stolen.locator("form input[name=password]").count() == 1
+    finally:
+        thief.close()
+
+
+def test_user_add_with_a_new_password_ends_the_sessions_of_an_existing_user(app: Flask, factory) -> None:
+    from core.users import create_user
+
+    copied = _copy_of(login(app.test_client(), Role.AGENT))
+    with transaction(factory) as session:
+        create_user(session, STAFF[Role.AGENT], Role.AGENT, "a fresh password", actor="cli:root")
+    assert _sent_to_login(_with_cookie(app, copied))
+
+
+def test_a_session_ends_after_its_lifetime_whatever_the_cookie_says(factory) -> None:
+    from datetime import timedelta
+
+    from core.models import utcnow
+    from core.users import open_session, session_user
+
+    lifetime = timedelta(hours=12)
+    with transaction(factory) as session:
+        user = session.get(Contact, _user_id(factory, Role.AGENT))
+        sid = open_session(session, user, lifetime=lifetime)
+    with transaction(factory) as session:
+        assert session_user(session, sid, lifetime=lifetime, now=utcnow() + timedelta(hours=11)) is not None
+        assert session_user(session, sid, lifetime=lifetime, now=utcnow() + timedelta(hours=13)) is None
+        # the next login clears it out of the table
+        session.execute(update(ConsoleSession).values(created_at=utcnow() - timedelta(hours=13)))
+        open_session(session, user, lifetime=lifetime)
+        assert session.scalar(select(func.count()).select_from(ConsoleSession)) == 1
