@@ -20,9 +20,13 @@ def _limited(settings: Settings, user: Contact) -> bool:
     return user.role is Role.APPROVER and not settings.access.approvers_see_all
 
 
+def decides_group(session: Session, settings: Settings, user: Contact, group: str | None) -> bool:
+    """Whether the user is among a resource group's approvers (all approvers, for a group without named ones)."""
+    return not group or group not in settings.access.approvers_by_group or user in approvers_for(session, settings, group)
+
+
 def _groups_not_theirs(session: Session, settings: Settings, user: Contact) -> list[str]:
-    """Resource groups with named approvers that do not include the user."""
-    return [g for g in settings.access.approvers_by_group if user not in approvers_for(session, settings, g)]
+    return [g for g in settings.access.approvers_by_group if not decides_group(session, settings, user, g)]
 
 
 def ticket_filter(session: Session, settings: Settings, user: Contact) -> ColumnElement[bool] | None:

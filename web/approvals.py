@@ -9,7 +9,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from core import access
+from core import access, visibility
 from core.models import AccessGrant, AccessRequest, Role
 from web.db import db
 from web.security import current_user, roles
@@ -21,7 +21,11 @@ GRANT_LIMIT = 500
 @bp.get("")
 @roles(Role.APPROVER)
 def pending():  # type: ignore[no-untyped-def]
-    return render_template("web/approvals/pending.html", requests=access.pending(db()))
+    # Only what this approver decides: another group's requests are not theirs to see.
+    settings, user = current_app.extensions["helpdesk"].settings, current_user()
+    assert user is not None
+    mine = [r for r in access.pending(db()) if visibility.decides_group(db(), settings, user, r.resource_group)]
+    return render_template("web/approvals/pending.html", requests=mine)
 
 
 def decision(request_id: int, approve: bool, reason: str | None) -> tuple[bool, str]:

@@ -122,3 +122,4 @@ def test_an_approver_for_another_group_does_not_see_the_request(settings: Settin
     with transaction(factory) as session:
         access.open_request(session, settings, made.number, resource="hr files", resource_group="hr")
     assert _seen(app, Role.APPROVER, factory, [made.number])["pages"] == set()
+    assert "hr files" not in login(app.test_client(), Role.APPROVER).get("/approvals").get_data(as_text=True)
