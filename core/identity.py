@@ -15,8 +15,6 @@ from email.policy import compat32
 
 # The header block is read from this much of the mail at most (a longer one is hostile).
 _HEAD_MAX = 65536
-# The first empty line ends the header block, in CRLF mail (IMAP, SMTP) as in LF mail (files).
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FINGERPRINTED = ("from", "date", "subject")
 
 # The Message-ID columns' width (RFC 5322's line limit): a longer one, or one with control
@@ -56,8 +54,10 @@ def fingerprint(raw: bytes) -> str:
     copies of one mail delivered to two mailboxes. Line ends and trailing blanks are normalised.
     """
     headers = _headers(raw)
-    end = _HEADER_END.search(raw)
-    body = raw[end.end():] if end else b""
+    # CRLF (IMAP, SMTP), LF (files) or CR (old Macs): one mail whatever its line ends.
+    text = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    end = text.find(b"\n\n")
+    body = text[end + 2 :] if end >= 0 else b""
     digest = hashlib.sha256()
     for name in _FINGERPRINTED:
         digest.update(headers.get(name, "").encode() + b"\x00")

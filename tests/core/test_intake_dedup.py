@@ -97,8 +97,10 @@ def test_copies_of_one_mail_still_make_one_ticket(session_factory: sessionmaker[
     # Delivered to a second mailbox: the same mail with other trace headers in front.
     other_box = b"Delivered-To: it@example.org\r\nReceived: from mx2.example.org by imap2\r\n" + raw
     copy = desk.deliver(other_box)
+    # Kept as a file with LF line ends, or by an old Mac with CR: still the same mail.
+    unix, mac = desk.deliver(raw.replace(b"\r\n", b"\n")), desk.deliver(raw.replace(b"\r\n", b"\r"))
     assert first.status is InboundStatus.PROCESSED
-    assert again.status is copy.status is InboundStatus.DUPLICATE
-    assert again.ticket_id == copy.ticket_id == first.ticket_id
+    assert [r.status for r in (again, copy, unix, mac)] == [InboundStatus.DUPLICATE] * 4
+    assert {r.ticket_id for r in (again, copy, unix, mac)} == {first.ticket_id}
     with session_factory() as session:
         assert len(list(session.scalars(select(Ticket.id)))) == 1
