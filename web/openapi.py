@@ -96,7 +96,8 @@ def document(server_url: str) -> dict[str, Any]:
             **_errors(401, 403, 404, 422)},
     }}
     paths["/events/alertmanager"] = {"post": {
-        "summary": "Prometheus Alertmanager webhook: each alert becomes an event (agents, admins)",
+        "summary": "Prometheus Alertmanager webhook: each alert becomes an event (agents, admins, and any "
+                   "'events only' token, which may call nothing else)",
         "operationId": "alertmanagerWebhook",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
         "responses": {"200": {"description": "What happened to each alert", "content": {"application/json": {"schema": {
