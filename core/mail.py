@@ -40,7 +40,8 @@ class ParsedMail:
     references: list[str] = field(default_factory=list)
     text: str = ""  # full text (HTML-only mail rendered to text)
     reply_text: str = ""  # text without quoted history and signature
-    html: str | None = None  # sanitised HTML, safe to display
+    html: str | None = None  # sanitised HTML, safe to display (core.safehtml)
+    html_note: str | None = None  # why an HTML part is not shown (over the sanitising budget)
     attachments: list[Part] = field(default_factory=list)
     # Header names lower-cased; values decoded. Used by loop guard and classification.
     headers: dict[str, list[str]] = field(default_factory=dict)

@@ -187,7 +187,10 @@ class Message(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     text: Mapped[str] = mapped_column(Text, default="")
     reply_text: Mapped[str | None] = mapped_column(Text)  # text without quotes and signature
-    html: Mapped[str | None] = mapped_column(Text)  # sanitised
+    html: Mapped[str | None] = mapped_column(Text)  # sanitised (core.safehtml), shown as it is
+    # The sanitising policy html was cleaned under; None (stored before): cleaned once when first shown.
+    html_policy: Mapped[int | None] = mapped_column(Integer)
+    html_note: Mapped[str | None] = mapped_column(Text)  # why an HTML part is not shown: over the budget
     message_id: Mapped[str | None] = mapped_column(String(998), index=True)
     in_reply_to: Mapped[str | None] = mapped_column(Text)
     references: Mapped[list[Any]] = mapped_column(default=list)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
 
-from core import audit
+from core import audit, safehtml
 from core.mail import Address, ParsedMail
 from core.models import (
     Attachment,
@@ -76,6 +76,8 @@ def message_from_mail(mail: ParsedMail, *, inbound_id: int | None, internal: boo
         text=mail.text,
         reply_text=mail.reply_text or None,
         html=mail.html,
+        html_note=mail.html_note,
+        html_policy=safehtml.POLICY,
         message_id=mail.message_id,
         in_reply_to=mail.in_reply_to,
         references=list(mail.references),

@@ -1,21 +1,10 @@
-"""HTML from mail: sanitised for display (nh3), rendered to plain text for reading.
-
-Sanitising is nh3's job (ammonia underneath): no scripts, no event handlers, no style
-elements or attributes, only safe URL schemes. ``cid:`` stays so the console can point
-inline images at stored attachments.
-"""
+"""HTML from mail rendered to plain text for reading (sanitising for display is core.safehtml's)."""
 
 from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
 
-import nh3
-
-_URL_SCHEMES = {"http", "https", "mailto", "tel", "cid"}
-# nh3's defaults plus text direction and language, which mail clients set and readers need.
-_ATTRIBUTES = {tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()}
-_ATTRIBUTES.setdefault("*", set()).update({"dir", "lang"})
 # Content that is never display text.
 _DROP_CONTENT = {"script", "style", "head", "title", "template", "noscript", "iframe", "object"}
 _BLOCKS = {
@@ -23,17 +12,6 @@ _BLOCKS = {
     "blockquote", "pre", "section", "article", "header", "footer", "hr", "dl", "dt", "dd",
     "address", "center", "form", "fieldset", "body", "html",
 }
-
-
-def sanitize_html(html: str) -> str:
-    """HTML that is safe to show in the console."""
-    return nh3.clean(
-        html,
-        url_schemes=_URL_SCHEMES,
-        attributes=_ATTRIBUTES,
-        clean_content_tags={"script", "style"},
-        strip_comments=True,
-    )
 
 
 class _TextRenderer(HTMLParser):

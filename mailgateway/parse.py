@@ -23,8 +23,9 @@ from mailparser.dates import parse_mail_date
 from mailparser.utils import get_addresses
 
 from core.mail import Address, ParsedMail
+from core.safehtml import SafeHtml, sanitise
 from mailgateway.charset import decode_words, header_text
-from mailgateway.html import html_to_text, sanitize_html
+from mailgateway.html import html_to_text
 from mailgateway.mime import READ_POLICY, MimeContent, message_ids, read_headers, walk_tree
 from mailgateway.quotes import strip_quotes
 
@@ -138,6 +139,7 @@ def _read(message: Message, max_attachment_bytes: int) -> ParsedMail:
     headers = read_headers(message, fallback_charset)
     content = walk_tree(message, max_attachment_bytes)
     text, html_source = _body(content)
+    safe = sanitise(html_source) if html_source else SafeHtml(None)
 
     raw_addresses = _raw_address_headers(message, fallback_charset)
     addresses = {attr: _addresses(raw_addresses.get(name, [])) for name, attr in _ADDRESS_HEADERS.items()}
@@ -155,7 +157,8 @@ def _read(message: Message, max_attachment_bytes: int) -> ParsedMail:
         references=message_ids(" ".join(headers.get("references", []))),
         text=text,
         reply_text=strip_quotes(text),
-        html=sanitize_html(html_source) if html_source else None,
+        html=safe.html,
+        html_note=safe.note,
         attachments=content.attachments,
         headers=headers,
         content_type=content_type,
