@@ -33,6 +33,15 @@ _ATTRIBUTES = {tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()}
 _ATTRIBUTES.setdefault("*", set()).update({"dir", "lang"})
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)[^>]*?(/?)>")
+# A start tag closes an open element of these kinds left unclosed before it (HTML's implied end tags).
+_BLOCK_CLOSES_P = ("p",)
+_CLOSED_BY: dict[str, tuple[str, ...]] = {
+    "td": ("td", "th"), "th": ("td", "th"), "tr": ("td", "th", "tr"), "li": ("li",), "dt": ("dt", "dd"),
+    "dd": ("dt", "dd"), "option": ("option",),
+    **{block: _BLOCK_CLOSES_P for block in ("p", "div", "table", "ul", "ol", "dl", "blockquote", "pre", "h1", "h2",
+                                             "h3", "h4", "h5", "h6")},
+}
+_END_TAG_REACH = 64
 
 
 @dataclass(frozen=True)
@@ -42,15 +51,27 @@ class SafeHtml:
 
 
 def nesting_work(html: str) -> int:
-    """An estimate of the parser's work from nesting, in one linear scan (unclosed tags count as open)."""
-    depth = work = 0
+    """An estimate of the parser's work from nesting, in one linear scan.
+
+    Elements the parser closes by themselves (``<p>``, ``<li>``, ``<td>``, ``<tr>`` without end tags,
+    as old-style mail writes them) are closed here too; any other unclosed element counts as open.
+    """
+    stack: list[str] = []
+    work = 0
     for match in _TAG.finditer(html):
         closing, name, self_closing = match.groups()
+        name = name.lower()
         if closing:
-            depth = max(0, depth - 1)
-        elif not self_closing and name.lower() not in _VOID:
-            work += depth
-            depth += 1
+            # Up to the matching element, if it is near the top (a far one would cost a long search).
+            for at in range(len(stack) - 1, max(-1, len(stack) - 1 - _END_TAG_REACH), -1):
+                if stack[at] == name:
+                    del stack[at:]
+                    break
+        elif not self_closing and name not in _VOID:
+            while stack and stack[-1] in _CLOSED_BY.get(name, ()):
+                stack.pop()
+            work += len(stack)
+            stack.append(name)
     return work
 
 
