@@ -9,9 +9,20 @@ from typing import Iterator
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.files import create_private_database
+
+# The database cannot be reached now (down, restarting, refusing connections, locked): worth waiting for.
+UNAVAILABLE: tuple[type[DBAPIError], ...] = (OperationalError, InterfaceError)
+
+
+def unavailable_reason(exc: BaseException) -> str:
+    """The driver's first line on why: no statement, no parameters, no password."""
+    reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = str(reason).strip().splitlines()
+    return lines[0] if lines else type(reason).__name__
 
 
 def make_engine(url: str) -> Engine:

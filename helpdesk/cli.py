@@ -7,8 +7,7 @@ import logging
 import sys
 from typing import Callable
 
-from sqlalchemy.exc import OperationalError
-
+from core.db import UNAVAILABLE, unavailable_reason
 from core.models import MAX_ID
 
 from helpdesk.commands.common import CONFIG_ERRORS, EX_TEMPFAIL, EX_USAGE
@@ -152,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         return EX_USAGE
     except KeyboardInterrupt:
         return 130
-    except OperationalError as exc:
-        print(f"helpdesk: HELPDESK_DATABASE_URL: database unavailable: {str(exc.orig).strip().splitlines()[0]}", file=sys.stderr)
-        return 1
+    except UNAVAILABLE as exc:
+        # Down or restarting: a temporary failure (sysexits), so a scheduler or MTA tries again later.
+        print(f"helpdesk: HELPDESK_DATABASE_URL: database unavailable: {unavailable_reason(exc)}", file=sys.stderr)
+        return EX_TEMPFAIL
     except _imap_errors() as exc:
         from mailgateway.imap import FolderMissing, LoginFailed, ServerUnreachable
 

@@ -8,12 +8,42 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
+from core.db import UNAVAILABLE, unavailable_reason
+from core.outbox import RetryPolicy
 from core.settings import MailboxSettings, Settings
 from helpdesk.config import ConfigError
 from helpdesk.wiring import App, build
+from mailgateway.watcher import Backoff
 
 log = logging.getLogger("helpdesk.run")
+
+# A database that is down is waited for, not given up on: a supervisor need not restart us.
+DATABASE_BACKOFF = (1.0, 60.0)  # seconds: the first wait, doubling up to the last
+DATABASE = "HELPDESK_DATABASE_URL: database"  # how log lines name it: after its setting, never its URL
+
+
+def database_backoff() -> Backoff:
+    return Backoff(*DATABASE_BACKOFF)
+
+
+def wait_for_database(exc: BaseException, backoff: Backoff, stop: threading.Event, what: str = "") -> None:
+    """One line for this attempt (the setting and the driver's reason, no password), then the next backoff."""
+    delay = backoff.next()
+    log.warning("%s%s unavailable: %s; retrying in %.0f s", what, DATABASE, unavailable_reason(exc), delay)
+    stop.wait(delay)
+
+
+def build_when_ready(settings: Settings, stop: threading.Event) -> App | None:
+    """The services, once the database answers; None if stopped while waiting for it."""
+    backoff = database_backoff()
+    while not stop.is_set():
+        try:
+            return build(settings)
+        except UNAVAILABLE as exc:
+            wait_for_database(exc, backoff, stop)
+    return None
 
 
 def watch_mailbox(app: App, mailbox: MailboxSettings, stop: threading.Event) -> None:
@@ -21,19 +51,32 @@ def watch_mailbox(app: App, mailbox: MailboxSettings, stop: threading.Event) -> 
     from mailgateway.watcher import WatchOptions
     from mailgateway.watcher import watch_mailbox as watch
 
-    options = WatchOptions(lease_seconds=app.settings.lease_seconds, poll_interval=app.settings.poll_interval)
+    options = WatchOptions(
+        lease_seconds=app.settings.lease_seconds, poll_interval=app.settings.poll_interval,
+        max_database_backoff=DATABASE_BACKOFF[1], database_label=DATABASE,
+    )
     watch(app.factory, app.intake, mailbox, stop, options)
+
+
+def send_policy(settings: Settings) -> RetryPolicy:
+    """A killed sender's mail is taken over after the lease time, as a dead poller's mailbox is."""
+    return RetryPolicy(claim_for=timedelta(seconds=settings.lease_seconds))
 
 
 def send_loop(app: App, stop: threading.Event, interval: float = 2.0) -> None:
     from mailgateway.smtp import send_once
 
     assert app.settings.smtp is not None
+    backoff = database_backoff()
     while not stop.is_set():
         try:
-            sent, failed = send_once(app.factory, app.settings.smtp)
+            sent, failed = send_once(app.factory, app.settings.smtp, policy=send_policy(app.settings))
+            backoff.reset()
             if sent or failed:
                 log.info("outbox: sent %d, failed %d", sent, failed)
+        except UNAVAILABLE as exc:
+            wait_for_database(exc, backoff, stop, "sender: ")
+            continue
         except Exception:
             log.exception("sender failed; trying again")
         stop.wait(interval)
@@ -54,17 +97,23 @@ def sla_loop(app: App, stop: threading.Event, interval: float = 60.0) -> None:
                 log.info("SLA: ticket #%s %s %s", f.ticket_id, f.metric.value, f.level.value)
             if grants.warned or grants.expired:
                 log.info("access grants: %d expiring soon, %d expired", len(grants.warned), len(grants.expired))
+        except UNAVAILABLE as exc:  # the next check comes in a minute anyway: one line, no traceback
+            log.warning("SLA check: %s unavailable: %s; trying again in %.0f s", DATABASE, unavailable_reason(exc), interval)
         except Exception:
             log.exception("SLA check failed; trying again in %.0f s", interval)
 
 
-def _until_signal(stop: threading.Event) -> None:
+def _stop_on_signal(stop: threading.Event) -> None:
     def handler(signum, frame):  # type: ignore[no-untyped-def]
         log.info("stopping (signal %s)", signum)
         stop.set()
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+def _until_signal(stop: threading.Event) -> None:
+    _stop_on_signal(stop)
     while not stop.is_set():
         stop.wait(0.5)
 
@@ -75,16 +124,24 @@ def _start(target, *args) -> threading.Thread:  # type: ignore[no-untyped-def]
     return thread
 
 
-def watch_forever(app: App) -> None:
+def watch_forever(settings: Settings) -> None:
     stop = threading.Event()
+    _stop_on_signal(stop)  # also while waiting for the database
+    app = build_when_ready(settings, stop)
+    if app is None:
+        return
     threads = [_start(watch_mailbox, app, m, stop) for m in app.settings.mailboxes]
     _until_signal(stop)
     for t in threads:
         t.join(timeout=10)
 
 
-def send_forever(app: App) -> None:
+def send_forever(settings: Settings) -> None:
     stop = threading.Event()
+    _stop_on_signal(stop)
+    app = build_when_ready(settings, stop)
+    if app is None:
+        return
     thread = _start(send_loop, app, stop)
     _until_signal(stop)
     thread.join(timeout=10)
@@ -124,7 +181,10 @@ def run(settings: Settings) -> int:
     web_server = None
     app = None
     try:
-        app = build(settings)
+        _stop_on_signal(stop)  # also while waiting for the database
+        app = build_when_ready(settings, stop)
+        if app is None:
+            return 0
         from web import WebServer, create_app
 
         # Bound before anything else starts, so that a busy port stops `run` with one line, not amid their logs.

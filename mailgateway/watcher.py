@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import lease
-from core.db import transaction
+from core.db import UNAVAILABLE, transaction, unavailable_reason
 from core.intake import Intake, IntakeResult, process_pending
 from core.models import Inbound, MailboxCursor
 from core.settings import MailboxSettings
@@ -48,6 +48,8 @@ class WatchOptions:
     batch: int = 100  # mails per fetch round trip and per commit
     first_backoff: float = 1.0
     max_backoff: float = 300.0
+    max_database_backoff: float = 60.0
+    database_label: str = "database"  # how log lines name it, e.g. after the setting that configures it
 
 
 class Backoff:
@@ -219,12 +221,15 @@ def watch_mailbox(
     """
     holder = holder or lease.holder_name()
     backoff = Backoff(options.first_backoff, options.max_backoff)
+    database_backoff = Backoff(options.first_backoff, options.max_database_backoff)
     renew_every = options.lease_seconds / 3
     waiting_logged = False
     try:
         while not stop.is_set():
             try:
-                if not lease.acquire(factory, mailbox.name, holder, options.lease_seconds):
+                acquired = lease.acquire(factory, mailbox.name, holder, options.lease_seconds)
+                database_backoff.reset()
+                if not acquired:
                     if not waiting_logged:
                         log.info("%s: held by %s; standing by", mailbox.name, lease.current_holder(factory, mailbox.name))
                         waiting_logged = True
@@ -244,7 +249,12 @@ def watch_mailbox(
                 delay = backoff.next()
                 log.warning("%s: %s; reconnecting in %.0f s", mailbox.name, exc, delay)
                 stop.wait(delay)
-            except Exception:  # the database, or a bug: log it, never let the thread die
+            except UNAVAILABLE as exc:  # down or restarting: one line per try, no traceback; the lease stays ours
+                delay = database_backoff.next()
+                log.warning("%s: %s unavailable: %s; retrying in %.0f s",
+                            mailbox.name, options.database_label, unavailable_reason(exc), delay)
+                stop.wait(delay)
+            except Exception:  # a bug: log it, never let the thread die
                 delay = backoff.next()
                 log.exception("%s: watcher failed; retrying in %.0f s", mailbox.name, delay)
                 stop.wait(delay)

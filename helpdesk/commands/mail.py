@@ -98,44 +98,48 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 def cmd_poll(args: argparse.Namespace) -> int:
     from helpdesk.runner import watch_forever
+    from helpdesk.wiring import build
     from mailgateway.watcher import poll_once
 
-    app = build_app(args)
-    if not app.settings.mailboxes:
+    settings = load(config_file=args.config)
+    if not settings.mailboxes:
         raise ConfigError("HELPDESK_IMAP_HOST: no mailbox configured to poll")
-    if args.once:
-        from mailgateway.watcher import LeaseLost
-
-        for mailbox in app.settings.mailboxes:
-            try:
-                result = poll_once(app.factory, app.intake, mailbox, lease_seconds=app.settings.lease_seconds)
-            except LeaseLost as exc:
-                print(f"helpdesk poll: {exc}", file=sys.stderr)
-                return 1
-            print(f"{mailbox.name}: fetched {result.fetched}, stored {result.stored}")
+    if not args.once:
+        watch_forever(settings)  # waits for the database when it is down
         return 0
-    watch_forever(app)
+    from mailgateway.watcher import LeaseLost
+
+    app = build(settings)  # a database that is down: main() exits EX_TEMPFAIL
+    for mailbox in app.settings.mailboxes:
+        try:
+            result = poll_once(app.factory, app.intake, mailbox, lease_seconds=app.settings.lease_seconds)
+        except LeaseLost as exc:
+            print(f"helpdesk poll: {exc}", file=sys.stderr)
+            return 1
+        print(f"{mailbox.name}: fetched {result.fetched}, stored {result.stored}")
     return 0
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from helpdesk.runner import send_forever
+    from helpdesk.runner import send_forever, send_policy
+    from helpdesk.wiring import build
     from mailgateway.smtp import send_once
 
-    app = build_app(args)
-    if app.settings.smtp is None:
+    settings = load(config_file=args.config)
+    if settings.smtp is None:
         raise ConfigError("HELPDESK_SMTP_HOST: no SMTP server configured to send through")
-    if args.once:
-        before = _unsent_attempts(app.factory)
-        sent, failed = send_once(app.factory, app.settings.smtp)
-        print(f"sent {sent}, failed {failed}")
-        if failed and not sent:
-            problem = _smtp_problem(app.settings.smtp, _errors_since(app.factory, before))
-            if problem:
-                print(f"helpdesk send: {problem}", file=sys.stderr)
-        return 0 if not failed else 1
-    send_forever(app)
-    return 0
+    if not args.once:
+        send_forever(settings)  # waits for the database when it is down
+        return 0
+    app = build(settings)  # a database that is down: main() exits EX_TEMPFAIL
+    before = _unsent_attempts(app.factory)
+    sent, failed = send_once(app.factory, settings.smtp, policy=send_policy(settings))
+    print(f"sent {sent}, failed {failed}")
+    if failed and not sent:
+        problem = _smtp_problem(settings.smtp, _errors_since(app.factory, before))
+        if problem:
+            print(f"helpdesk send: {problem}", file=sys.stderr)
+    return 0 if not failed else 1
 
 
 def _unsent_attempts(factory: sessionmaker[Session]) -> dict[int, tuple[int, str | None]]:

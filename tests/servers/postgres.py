@@ -54,6 +54,13 @@ class PostgresCluster:
 
     def start(self) -> None:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self.resume()
+
+    def pause(self) -> None:
+        """Stop the server and keep its data: a database outage. ``resume()`` ends it, on the same port."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
         options = (
             f"-p {self.port} -c listen_addresses={HOST} -k {self.dir} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
