@@ -2,9 +2,14 @@
 
 Several senders may share one PostgreSQL database: rows are claimed with
 ``FOR UPDATE SKIP LOCKED`` and a claim lease, so no row is sent by two of them.
-A sender renews its claim on each mail just before sending it (``renew_claim``) and
-records a result only while it still holds the claim: a late result from a claim that
-expired and was taken over must not undo the other sender's work.
+A sender renews its claim on each mail just before sending it (``renew_claim``), and again
+while the mail is on the wire, and records a result only while it still holds the claim: a
+late result from a claim that expired and was taken over must not undo the other sender's work.
+
+Delivery is at least once: SMTP has no two-phase commit, so a sender killed between the
+server's 250 and its commit of "sent" leaves a mail that is sent again once the claim runs
+out. That window is one statement (``mark_sent``), and the copy is the same bytes with the
+same Message-ID, which mail clients de-duplicate.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Update, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
@@ -29,9 +34,9 @@ class RetryPolicy:
     first_delay: timedelta = timedelta(seconds=30)
     factor: float = 2.0
     max_delay: timedelta = timedelta(hours=1)
-    # A crashed sender's claim expires after this. Renewed before each mail, so it must only
-    # outlast sending one mail, which mailgateway.smtp bounds (SEND_TIMEOUT), not a whole batch.
-    claim_for: timedelta = timedelta(minutes=5)
+    # A killed sender's mail is taken over after this. Renewed before each mail and every third of
+    # it while the mail is on the wire (mailgateway.smtp), so a live sender never loses it.
+    claim_for: timedelta = timedelta(seconds=60)
 
     def delay(self, attempts: int) -> timedelta:
         seconds = self.first_delay.total_seconds() * self.factor ** max(attempts - 1, 0)
@@ -79,21 +84,27 @@ def _held_by(outbox_id: int, worker: str) -> ColumnElement[bool]:
     return (Outbox.id == outbox_id) & (Outbox.status == OutboxStatus.SENDING) & (Outbox.claimed_by == worker)
 
 
+def _write(bind: sessionmaker[Session] | Connection | Session, statement: Update) -> int:
+    """Rows changed by one statement: in a transaction of its own, or on the caller's connection or session.
+
+    On a connection, the caller commits.
+    """
+    statement = statement.execution_options(synchronize_session=False)
+    if isinstance(bind, (Connection, Session)):
+        return bind.execute(statement).rowcount
+    with transaction(bind) as session:
+        return session.execute(statement).rowcount
+
+
 def renew_claim(
-    factory: sessionmaker[Session], outbox_id: int, worker: str, *, policy: RetryPolicy = RetryPolicy()
+    bind: sessionmaker[Session] | Connection, outbox_id: int, worker: str, *, policy: RetryPolicy = RetryPolicy()
 ) -> bool:
-    """Extend ``worker``'s claim on one mail just before sending it; False if the claim was lost.
+    """Extend ``worker``'s claim on one mail before and while sending it; False if the claim was lost.
 
     An expired claim nobody took over is still ours. One conditional UPDATE, so it cannot
     race a claim by another sender on either database.
     """
-    with transaction(factory) as session:
-        renewed = session.execute(
-            update(Outbox)
-            .where(_held_by(outbox_id, worker))
-            .values(claimed_until=utcnow() + policy.claim_for)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+    renewed = _write(bind, update(Outbox).where(_held_by(outbox_id, worker)).values(claimed_until=utcnow() + policy.claim_for))
     if not renewed:
         log.warning("outbox %s: %s lost its claim before sending; another sender has it", outbox_id, worker)
     return bool(renewed)
@@ -115,15 +126,16 @@ def _take_back(session: Session, outbox_id: int, worker: str, result: str) -> Ou
     return session.get(Outbox, outbox_id, populate_existing=True)
 
 
-def mark_sent(session: Session, outbox_id: int, worker: str) -> bool:
-    """Record that ``worker`` sent the mail; False (and nothing changed) if its claim was lost."""
-    row = _take_back(session, outbox_id, worker, "sent")
-    if row is None:
-        return False
-    row.status = OutboxStatus.SENT
-    row.sent_at = utcnow()
-    row.last_error = None
-    return True
+def mark_sent(bind: Session | Connection, outbox_id: int, worker: str) -> bool:
+    """Record that ``worker`` sent the mail; False (and nothing changed) if its claim was lost.
+
+    One conditional UPDATE. Until it commits, a killed sender's mail counts as unsent and goes
+    again: a sender issues it right before the mail goes and commits it on the server's 250.
+    """
+    done = _write(bind, update(Outbox).where(_held_by(outbox_id, worker)).values(
+        status=OutboxStatus.SENT, sent_at=utcnow(), last_error=None, claimed_until=None,
+    ))  # fmt: skip
+    return bool(done)
 
 
 def mark_failed(

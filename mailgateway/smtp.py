@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass
 
 import aiosmtplib
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
@@ -20,10 +21,10 @@ from mailgateway import oauth
 log = logging.getLogger(__name__)
 
 # The longest one mail may take, MAIL FROM to the reply after DATA. Each mail's outbox claim is
-# renewed just before it is sent, lasts longer than this (RetryPolicy.claim_for) and its result is
-# recorded right after, so the claim cannot expire while the mail is on the wire or unrecorded and
-# no second sender takes it over. Renewing per mail rather than leasing a whole batch (50 mails
-# with 30 s timeouts per command) keeps a crashed sender's mail waiting minutes, not an hour.
+# renewed just before it is sent and every third of RetryPolicy.claim_for while it is on the wire,
+# and its result is recorded right after, so the claim cannot expire while the mail is on the wire
+# or unrecorded and no second sender takes it over. Renewing per mail rather than leasing a whole
+# batch keeps a killed sender's mail waiting one claim (a minute), not the batch's worst case.
 SEND_TIMEOUT = 120.0
 AUTH_REQUIRED = 530  # the session is not (or no longer) logged in: nothing wrong with the mail
 
@@ -103,23 +104,63 @@ class _Lease:
 
     Recording each result at once (not after the batch) matters as much as the renewal: a
     mail sent but not yet recorded is still SENDING, and its claim must not expire meanwhile.
+    A sender killed between the server's 250 and that record sends the mail again (the same
+    bytes, the same Message-ID), so the record is made as short as the database allows:
+
+    - PostgreSQL: "sent" is written before the mail goes, in a transaction that holds the row
+      (other senders skip it, FOR UPDATE SKIP LOCKED) and that the 250 only has to commit;
+      anything else rolls it back.
+    - SQLite cannot hold its one write lock over a network call: the claim is renewed before
+      the mail goes and while it is on the wire, and "sent" is one UPDATE after the 250.
     """
 
     factory: sessionmaker[Session]
     worker: str
     policy: RetryPolicy
+    # Held for the whole run: no pool check-out (and its ping) between the server's 250 and the commit.
+    conn: Connection
     sent: int = 0
     failed: int = 0
 
-    def renew(self, mail: Claimed) -> bool:
-        return renew_claim(self.factory, mail.id, self.worker, policy=self.policy)
+    @property
+    def holds_rows(self) -> bool:
+        return self.conn.dialect.name == "postgresql"
+
+    def begin(self, mail: Claimed) -> bool:
+        """Before sending: False if another sender has taken the mail over (then it is not sent)."""
+        if self.holds_rows:
+            if mark_sent(self.conn, mail.id, self.worker):
+                return True  # uncommitted until the server's 250
+            self.conn.rollback()
+            log.warning("outbox %s: %s lost its claim before sending; another sender has it", mail.id, self.worker)
+            return False
+        renewed = renew_claim(self.conn, mail.id, self.worker, policy=self.policy)
+        self.conn.commit()
+        return renewed
+
+    async def keep(self, mail: Claimed) -> None:
+        """Renew the claim while the mail is on the wire (a slow server, a big mail); PostgreSQL holds the row instead."""
+        if self.holds_rows:
+            return
+        every = max(self.policy.claim_for.total_seconds() / 3, 1.0)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await asyncio.to_thread(renew_claim, self.factory, mail.id, self.worker, policy=self.policy)
+            except Exception as exc:  # noqa: BLE001 - the send goes on; its result is recorded all the same
+                log.warning("outbox %s: could not renew the claim: %s", mail.id, type(exc).__name__)
 
     def record(self, mail: Claimed, failure: SendFailed | None) -> None:
-        with transaction(self.factory) as session:
-            if failure is None:
-                mark_sent(session, mail.id, self.worker)
+        if failure is None:
+            if self.holds_rows or mark_sent(self.conn, mail.id, self.worker):
+                self.conn.commit()
                 self.sent += 1
-                return
+            else:
+                log.warning("outbox %s: sent, but %s's claim was taken over meanwhile", mail.id, self.worker)
+            return
+        if self.holds_rows and self.conn.in_transaction():
+            self.conn.rollback()  # not sent after all: the row is free again
+        with transaction(self.factory) as session:
             status = mark_failed(
                 session, mail.id, self.worker, str(failure), permanent=failure.permanent, policy=self.policy
             )
@@ -141,11 +182,13 @@ async def _deliver_batch(settings: SmtpSettings, batch: list[Claimed], lease: _L
         return
     try:
         for n, mail in enumerate(batch):
-            if not lease.renew(mail):
+            if not lease.begin(mail):
                 continue  # another sender took it over
+            keeper = asyncio.create_task(lease.keep(mail))
             try:
                 await asyncio.wait_for(client.sendmail(mail.mail_from, mail.recipients, mail.raw), SEND_TIMEOUT)
             except Exception as exc:
+                keeper.cancel()
                 lease.record(mail, _classify(exc))
                 if isinstance(exc, (aiosmtplib.SMTPServerDisconnected, TimeoutError)):
                     # Connection lost, or in an unknown state after a timeout: a new one, logged in again.
@@ -158,6 +201,7 @@ async def _deliver_batch(settings: SmtpSettings, batch: list[Claimed], lease: _L
                             lease.record(later, failure)
                         break
             else:
+                keeper.cancel()
                 lease.record(mail, None)
     finally:
         try:
@@ -175,12 +219,13 @@ def send_once(
     batch_size: int = 50,
 ) -> tuple[int, int]:
     """Send everything that is due. Returns (sent, failed attempts)."""
-    lease = _Lease(factory, worker or worker_name(), policy)
-    while True:
-        batch = claim_due(factory, lease.worker, limit=batch_size, policy=policy)
-        if not batch:
-            return lease.sent, lease.failed
-        failed_before = lease.failed
-        asyncio.run(_deliver_batch(settings, batch, lease))
-        if lease.failed > failed_before:
-            return lease.sent, lease.failed  # don't hammer a failing server within one round
+    with factory.kw["bind"].connect() as conn:
+        lease = _Lease(factory, worker or worker_name(), policy, conn)
+        while True:
+            batch = claim_due(factory, lease.worker, limit=batch_size, policy=policy)
+            if not batch:
+                return lease.sent, lease.failed
+            failed_before = lease.failed
+            asyncio.run(_deliver_batch(settings, batch, lease))
+            if lease.failed > failed_before:
+                return lease.sent, lease.failed  # don't hammer a failing server within one round
