@@ -17,12 +17,14 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import db  # noqa: E402
-from tests.core.desk import make_desk  # noqa: E402
+from tests.core.desk import Desk, make_desk  # noqa: E402
 
 PER_HEADER = 1000
 RUNS = 3
@@ -41,19 +43,25 @@ def cc_mail(count: int) -> bytes:
     ).encode()
 
 
-def ingest_seconds(count: int, workdir: Path, database_url: str | None) -> float:
-    """Seconds to store and process the mail on a fresh database (a PostgreSQL URL is reused as it is)."""
+@contextmanager
+def fresh_desk(workdir: Path, database_url: str | None) -> Iterator[Desk]:
+    """Intake on a fresh database in ``workdir`` (SQLite by default; a PostgreSQL URL is reused as it is)."""
     workdir.mkdir()
     engine = db.make_engine(database_url or f"sqlite:///{workdir / 'helpdesk.sqlite3'}")
     try:
         db.upgrade(engine)
-        desk = make_desk(db.make_sessionmaker(engine), workdir)
-        raw = cc_mail(count)
+        yield make_desk(db.make_sessionmaker(engine), workdir)
+    finally:
+        engine.dispose()
+
+
+def ingest_seconds(count: int, workdir: Path, database_url: str | None) -> float:
+    """Seconds to store and process the mail on a fresh database."""
+    raw = cc_mail(count)
+    with fresh_desk(workdir, database_url) as desk:
         started = time.perf_counter()
         result = desk.deliver(raw)
         took = time.perf_counter() - started
-    finally:
-        engine.dispose()
     if result.ticket_id is None:
         raise SystemExit(f"{count} Cc: no ticket ({result.status.value}: {result.reason})")
     return took
