@@ -11,16 +11,17 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.identity import list_id, list_marks
 from core.locks import transaction_memo
 from core.mail import ParsedMail
 from core.loopguard import Verdicts
-from core.models import MAX_ID, Contact, Message, Outbox, Role, Ticket, TicketStatus, Watcher, aware, utcnow
+from core.models import MAX_ID, Contact, Inbound, Message, Outbox, Role, Ticket, TicketStatus, Watcher, aware, utcnow
 from core.settings import Settings
 
 _OUR_MID = re.compile(r"^hd\.(\d+)\.([0-9a-z]+)\.([0-9a-f]{12})@(.+)$")
@@ -39,6 +40,9 @@ class ThreadMatch:
     via: MatchVia
     token_valid: bool  # the recipient address carried a token valid for this sender
     participant: bool  # the sender already takes part in the ticket
+    # List mail answering a mail that reached us through the same list (same List-Id); anyone can
+    # write a List-Id, so only that lets a list member's answer continue the thread.
+    same_list: bool = False
 
     @property
     def vouched(self) -> bool:
@@ -135,9 +139,11 @@ def find_ticket(session: Session, settings: Settings, mail: ParsedMail) -> Threa
 
     refs = [r for r in [mail.in_reply_to, *reversed(mail.references)] if r]
     if refs:
-        found = session.scalars(
-            select(Message.ticket_id).where(Message.message_id.in_(refs)).order_by(Message.id.desc()).limit(1)
+        row = session.execute(
+            select(Message.ticket_id, Message.inbound_id)
+            .where(Message.message_id.in_(refs)).order_by(Message.id.desc()).limit(1)
         ).first()
+        found = row.ticket_id if row is not None else None
         if found is None:  # our mail that is not in a thread, e.g. an agent notification
             found = session.scalars(
                 select(Outbox.ticket_id).where(Outbox.message_id.in_(refs), Outbox.ticket_id.is_not(None)).limit(1)
@@ -146,7 +152,10 @@ def find_ticket(session: Session, settings: Settings, mail: ParsedMail) -> Threa
             # Everyone on Bcc or on a list knows the requester's Message-ID; only ours for this
             # ticket show that the sender got our mail about it.
             ours = any(ticket_from_message_id(settings, ref) == found for ref in refs)
-            return match(session.get(Ticket, found), MatchVia.SIGNED_MESSAGE_ID if ours else MatchVia.REFERENCES)
+            threaded = match(session.get(Ticket, found), MatchVia.SIGNED_MESSAGE_ID if ours else MatchVia.REFERENCES)
+            if threaded is not None and row is not None and row.inbound_id is not None:
+                threaded = replace(threaded, same_list=_same_list(session, settings, mail, row.inbound_id))
+            return threaded
         for ref in refs:
             number = ticket_from_message_id(settings, ref)
             if number is not None:
@@ -162,6 +171,25 @@ def find_ticket(session: Session, settings: Settings, mail: ParsedMail) -> Threa
         if parsed is not None:
             return match(session.get(Ticket, parsed[0]) if parsed[0] is not None else None, MatchVia.REPLY_TOKEN)
     return None
+
+
+def _same_list(session: Session, settings: Settings, mail: ParsedMail, inbound_id: int) -> bool:
+    """Whether ``mail`` came through the list that brought us the stored mail it answers.
+
+    Both carry the same List-Id; or, where a list strips its headers, the stored mail was addressed
+    to none of our addresses (so a list brought it) and both went to the same list address.
+    """
+    inbound = session.get(Inbound, inbound_id)
+    if inbound is None:
+        return False
+    stored_id, stored_rcpts = list_marks(inbound.raw.data)
+    this_id = list_id(mail.header("list-id"))
+    if this_id is not None and stored_id is not None:
+        return this_id == stored_id
+    own = own_addresses(settings)
+    if any(_is_own(settings, a, own) for a in stored_rcpts):
+        return False
+    return bool(stored_rcpts & {a.address.lower() for a in [*mail.to, *mail.cc]})
 
 
 def _token_ticket(settings: Settings, mail: ParsedMail) -> int | None:
@@ -213,8 +241,10 @@ def route(settings: Settings, mail: ParsedMail, match: ThreadMatch | None, verdi
           now: datetime | None = None) -> Routing:
     """Where a mail goes. A match only joins its ticket when the sender may join it (no hijacking)."""
     ticket = match.ticket if match is not None else None
-    # List mail answering a stored mail of the thread still threads, but never makes its sender a watcher.
-    may_join = match is not None and (match.vouched or (match.via is MatchVia.REFERENCES and verdicts.mailing_list))
+    # List mail answering a mail that came through the same list still threads, but never makes its
+    # sender a watcher.
+    may_join = match is not None and (
+        match.vouched or (match.via is MatchVia.REFERENCES and verdicts.mailing_list and match.same_list))
     if is_forward(mail, answers_ours=match is not None and match.via in _ANSWERS):
         routing = Routing(Action.OPEN, ticket, "forwarded mail starts a new ticket")
     elif match is None:
@@ -247,6 +277,13 @@ def list_copy(settings: Settings, mail: ParsedMail, own_addresses: set[str]) -> 
         return None
     ours = [a for a in [*mail.to, *mail.cc] if _is_own(settings, a.address, own_addresses)]
     return None if ours else f"list tag [{m.group(3)}] and not addressed to us"
+
+
+def own_addresses(settings: Settings) -> set[str]:
+    """The help address, the comment address and every mailbox's address, lower-cased."""
+    own = {settings.address.lower(), settings.comment_address}
+    own.update(m.address.lower() for m in settings.mailboxes if m.address)
+    return own
 
 
 def _is_own(settings: Settings, address: str, own_addresses: set[str]) -> bool:

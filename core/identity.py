@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from email.parser import BytesHeaderParser
+from email.utils import getaddresses
 from email.policy import compat32
 
 # The header block is read from this much of the mail at most (a longer one is hostile).
@@ -45,6 +46,22 @@ def header_message_id(raw: bytes) -> str | None:
     value = _headers(raw).get("message-id", "")
     inner = re.search(r"<([^<>\s]+)>", value)
     return usable_message_id(inner.group(1) if inner else value.split()[0] if value.split() else None)
+
+
+def list_id(value: str | None) -> str | None:
+    """The list identifier of a ``List-Id`` value (RFC 2919: the part in angle brackets), lower-cased."""
+    if not value:
+        return None
+    inner = re.search(r"<([^<>\s]+)>", value)
+    found = inner.group(1) if inner else value.strip()
+    return found.lower() or None
+
+
+def list_marks(raw: bytes) -> tuple[str | None, set[str]]:
+    """The ``List-Id`` and the To/Cc addresses (lower-cased) of a stored mail, from its header block only."""
+    headers = _headers(raw)
+    recipients = getaddresses([headers.get("to", ""), headers.get("cc", "")])
+    return list_id(headers.get("list-id")), {address.lower() for _, address in recipients if "@" in address}
 
 
 def fingerprint(raw: bytes) -> str:

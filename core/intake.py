@@ -422,9 +422,7 @@ class Intake:
         return replace(result, reason=inbound.reason)
 
     def own_addresses(self) -> set[str]:
-        own = {self.settings.address.lower(), self.settings.comment_address}
-        own.update(m.address.lower() for m in self.settings.mailboxes if m.address)
-        return own
+        return conversation.own_addresses(self.settings)
 
     def _is_ours(self, address: str) -> bool:
         return address in self.own_addresses() or conversation.parse_reply_address(self.settings, address) is not None

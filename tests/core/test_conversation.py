@@ -310,9 +310,23 @@ def test_reply_to_the_requesters_own_message_id_from_a_stranger_opens_a_linked_t
     assert again.ticket_id == first.ticket_id and not again.created
 
 
-def test_list_mail_answering_the_requesters_mail_threads_without_making_its_sender_a_watcher(desk: Desk) -> None:
-    first = desk.deliver(mail(message_id="<printer-2@client.example>"))
+def test_list_mail_answering_a_mail_of_the_same_list_threads_without_making_its_sender_a_watcher(desk: Desk) -> None:
+    first = desk.deliver(mail(message_id="<printer-2@client.example>", headers={"List-Id": "IT list <it.lists.example>"}))
     listed = desk.deliver(mail("bob@example.com", "Re: Printer on floor 3 is jammed", "Same on floor 4.",
-                               in_reply_to="<printer-2@client.example>", headers={"List-Id": "<it.lists.example>"}))
+                               in_reply_to="<printer-2@client.example>", headers={"List-Id": "<IT.lists.example>"}))
     assert listed.ticket_id == first.ticket_id and not listed.created
     assert desk.ticket(first.ticket_id)["watchers"] == []
+
+
+def test_a_stranger_adding_a_list_id_to_answer_the_requesters_own_mail_gets_a_linked_ticket(desk: Desk) -> None:
+    # The requester's mail came straight to us; a List-Id is only a header anyone can write.
+    first = desk.deliver(mail(message_id="<printer-3@client.example>"))
+    listed = desk.deliver(mail("mallory@example.net", "Re: Printer on floor 3 is jammed", "Text planted in the thread",
+                               in_reply_to="<printer-3@client.example>", headers={"List-Id": "<it.lists.example>"}))
+    assert listed.created and listed.ticket_id != first.ticket_id
+    assert all("planted" not in m["text"] for m in desk.ticket(first.ticket_id)["messages"])
+    # Nor a different list's id on a list thread.
+    other = desk.deliver(mail(message_id="<printer-4@client.example>", headers={"List-Id": "<it.lists.example>"}))
+    crossed = desk.deliver(mail("mallory@example.net", "Re: Printer on floor 3 is jammed", "From elsewhere",
+                                in_reply_to="<printer-4@client.example>", headers={"List-Id": "<evil.example>"}))
+    assert crossed.created and crossed.ticket_id != other.ticket_id
