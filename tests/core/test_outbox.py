@@ -220,3 +220,34 @@ def test_outbound_headers(sqlite_session_factory, tmp_path) -> None:
     assert {p.get_content_type() for p in ack.walk()} >= {"text/plain", "text/html"}
     with desk.factory() as session:
         assert session.scalars(select(Outbox.automatic)).all() == [True]
+
+
+class _StallingSink:
+    """Takes longer over a mail than the sender's claim lasts, then lets another sender try to claim it."""
+
+    def __init__(self, factory: sessionmaker, delay: float) -> None:
+        self.factory = factory
+        self.delay = delay
+        self.taken: list[int] = []  # outbox ids "other" claimed while a mail was on the wire
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        time.sleep(self.delay)  # blocks this server's loop, as a stalled server would
+        claimed = outbox.claim_due(self.factory, "other", policy=outbox.RetryPolicy(claim_for=timedelta(minutes=5)))
+        self.taken.extend(m.id for m in claimed)
+        return "250 OK"
+
+
+def test_a_mail_on_the_wire_longer_than_the_claim_is_not_taken_over(session_factory, tmp_path) -> None:
+    desk = make_desk(session_factory, tmp_path)
+    ack = _one_mail(desk)
+    sink = _StallingSink(desk.factory, delay=3.5)
+    controller = Controller(sink, hostname=HOST, port=free_port())
+    controller.start()
+    try:
+        policy = outbox.RetryPolicy(claim_for=timedelta(seconds=1.5))
+        assert send_once(desk.factory, SmtpSettings(host=HOST, port=controller.port), worker="slow", policy=policy) == (1, 0)
+    finally:
+        controller.stop()
+    assert sink.taken == []  # the claim was kept (renewed, or the row held) the whole time
+    row = _row(desk, ack)
+    assert row.status is OutboxStatus.SENT and row.claimed_by == "slow"
