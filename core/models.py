@@ -121,6 +121,23 @@ class ConsoleSession(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class LoginAttempt(Base):
+    """A console login attempt counted against the throttle: kept until it succeeds or leaves the window.
+
+    In the database so that every console process counts the same attempts. Client and account are
+    digests: people type passwords into the email field, and nothing typed needs keeping.
+    """
+
+    __tablename__ = "login_attempt"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client: Mapped[str] = mapped_column(String(64))
+    account: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    __table_args__ = (Index("ix_login_attempt_client_account", "client", "account"),)
+
+
 class Ticket(Base):
     __tablename__ = "ticket"
 
