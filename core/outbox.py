@@ -110,6 +110,18 @@ def renew_claim(
     return bool(renewed)
 
 
+def release(factory: sessionmaker[Session], outbox_ids: list[int], worker: str) -> int:
+    """Give back claimed mail ``worker`` will not send after all (it is stopping): due again at once.
+
+    Only mail still held by ``worker`` and not sent; the attempt is not counted.
+    """
+    if not outbox_ids:
+        return 0
+    return _write(factory, update(Outbox).where(
+        Outbox.id.in_(outbox_ids), Outbox.status == OutboxStatus.SENDING, Outbox.claimed_by == worker,
+    ).values(status=OutboxStatus.PENDING, claimed_by=None, claimed_until=None, attempts=Outbox.attempts - 1))  # fmt: skip
+
+
 def _take_back(session: Session, outbox_id: int, worker: str, result: str) -> Outbox | None:
     """The row, locked for this transaction, if ``worker`` still holds its claim; else None, and the row is left alone."""
     # A conditional UPDATE first: it checks the claim and takes the row lock (the database

@@ -70,7 +70,7 @@ def send_loop(app: App, stop: threading.Event, interval: float = 2.0) -> None:
     backoff = database_backoff()
     while not stop.is_set():
         try:
-            sent, failed = send_once(app.factory, app.settings.smtp, policy=send_policy(app.settings))
+            sent, failed = send_once(app.factory, app.settings.smtp, policy=send_policy(app.settings), stop=stop)
             backoff.reset()
             if sent or failed:
                 log.info("outbox: sent %d, failed %d", sent, failed)

@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
-from core.outbox import Claimed, RetryPolicy, claim_due, mark_failed, mark_sent, renew_claim
+from core.outbox import Claimed, RetryPolicy, claim_due, mark_failed, mark_sent, release, renew_claim
 from core.settings import AuthKind, SmtpSettings, TlsMode
 from mailgateway import oauth
 
@@ -119,8 +119,13 @@ class _Lease:
     policy: RetryPolicy
     # Held for the whole run: no pool check-out (and its ping) between the server's 250 and the commit.
     conn: Connection
+    stop: threading.Event | None = None  # set: finish the mail on the wire, give the rest back
     sent: int = 0
     failed: int = 0
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
 
     @property
     def holds_rows(self) -> bool:
@@ -182,6 +187,10 @@ async def _deliver_batch(settings: SmtpSettings, batch: list[Claimed], lease: _L
         return
     try:
         for n, mail in enumerate(batch):
+            if lease.stopping:
+                # Asked to stop (a restart): the rest is due again at once, not after the claim runs out.
+                release(lease.factory, [m.id for m in batch[n:]], lease.worker)
+                break
             if not lease.begin(mail):
                 continue  # another sender took it over
             keeper = asyncio.create_task(lease.keep(mail))
@@ -217,15 +226,17 @@ def send_once(
     worker: str | None = None,
     policy: RetryPolicy = RetryPolicy(),
     batch_size: int = 50,
+    stop: threading.Event | None = None,
 ) -> tuple[int, int]:
-    """Send everything that is due. Returns (sent, failed attempts)."""
+    """Send everything that is due, or until ``stop`` is set. Returns (sent, failed attempts)."""
     with factory.kw["bind"].connect() as conn:
-        lease = _Lease(factory, worker or worker_name(), policy, conn)
-        while True:
+        lease = _Lease(factory, worker or worker_name(), policy, conn, stop)
+        while not lease.stopping:
             batch = claim_due(factory, lease.worker, limit=batch_size, policy=policy)
             if not batch:
                 return lease.sent, lease.failed
             failed_before = lease.failed
             asyncio.run(_deliver_batch(settings, batch, lease))
             if lease.failed > failed_before:
-                return lease.sent, lease.failed  # don't hammer a failing server within one round
+                break  # don't hammer a failing server within one round
+        return lease.sent, lease.failed

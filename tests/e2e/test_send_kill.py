@@ -10,6 +10,8 @@ kills more often.
 
 from __future__ import annotations
 
+import asyncio
+import email
 import os
 import random
 import signal
@@ -18,14 +20,17 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import func, select
 
 from core import db
 from core.db import transaction
 from core.models import Outbox, OutboxStatus
 from tests.e2e.helpers import HELPDESK, helpdesk_env, run
+from tests.servers import free_port
 from tests.servers.postgres import PostgresCluster
-from tests.servers.smtp import SmtpSink
+from tests.servers.smtp import HOST, SmtpSink
 
 MAILS = 1500
 CLAIM_SECONDS = 2  # HELPDESK_LEASE_SECONDS: a killed sender's mail is taken over after this
@@ -110,3 +115,47 @@ def test_sender_killed_at_random_moments_sends_every_mail_with_one_message_id(
     )
     # Only the mail between the server's 250 and the commit of "sent" can go twice: one per kill at most.
     assert duplicates <= kills
+
+
+class _SlowSink:
+    """Takes 20 ms over each mail (without blocking other sessions); keeps the Message-IDs it got."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(0.02)
+        self.received.append(email.message_from_bytes(envelope.original_content or b"")["Message-ID"].strip("<>"))
+        return "250 OK"
+
+
+def test_a_stopped_sender_finishes_its_mail_and_gives_the_rest_back_at_once(
+    postgres_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    sink = _SlowSink()
+    controller = Controller(sink, hostname=HOST, port=free_port())
+    controller.start()
+    url = postgres_cluster.url(postgres_cluster.create_database())
+    env = helpdesk_env(tmp_path / "data", url, HELPDESK_SMTP_HOST=HOST, HELPDESK_SMTP_PORT=str(controller.port),
+                       HELPDESK_SMTP_TLS="none")
+    run(env, "init")
+    engine = db.make_engine(url)
+    try:
+        queued = _queue(db.make_sessionmaker(engine), 600)  # 12 s of sending
+        with (tmp_path / "send.log").open("ab") as out:
+            proc = subprocess.Popen([HELPDESK, "send"], env=env, stdout=out, stderr=out)
+            assert _until(lambda: len(sink.received) >= 20, 30)
+            proc.terminate()  # a supervisor's restart
+            started = time.monotonic()
+            assert proc.wait(30) == 0
+        took = time.monotonic() - started
+        assert took < 5, f"took {took:.1f} s to stop"
+        assert len(sink.received) < len(queued)
+        # The claims it gave back are due at once: the next sender needs no claim to run out.
+        run(env, "send", "--once", timeout=120)
+        assert _unsent(engine) == 0
+    finally:
+        engine.dispose()
+        controller.stop()
+    copies = Counter(sink.received)
+    assert set(copies) == set(queued) and set(copies.values()) == {1}
