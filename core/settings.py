@@ -47,6 +47,13 @@ class OAuthSettings:
     token_url: str | None = None  # generic (required), Google (default GOOGLE_TOKEN_URL)
     authorize_url: str | None = None  # delegated flow: where the admin signs in
     scopes: tuple[str, ...] = ()
+    # Google app flow: a service account's JSON key, acting for `subject` (the mailbox user) by
+    # domain-wide delegation; Google has no client-credentials grant.
+    service_account_file: Path | None = None
+    subject: str | None = None
+    # Microsoft: a certificate credential (PEM certificate and its private key) instead of a secret.
+    certificate_file: Path | None = None
+    private_key_file: Path | None = None
 
 
 @dataclass(frozen=True)

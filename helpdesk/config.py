@@ -37,13 +37,18 @@ from core.settings import (
     SmtpSettings,
     TlsMode,
 )
+# The same readers the logins use, so a key file that passes here works there.
+from mailgateway.oauth import TokenError, read_certificate, read_service_account
 
 
 class ConfigError(Exception):
     """A setting is missing or wrong; the message names it."""
 
 
-OAUTH_KEYS = ("PROVIDER", "FLOW", "CLIENT_ID", "CLIENT_SECRET", "TENANT", "AUTHORITY", "TOKEN_URL", "AUTHORIZE_URL", "SCOPES")
+OAUTH_KEYS = (
+    "PROVIDER", "FLOW", "CLIENT_ID", "CLIENT_SECRET", "TENANT", "AUTHORITY", "TOKEN_URL", "AUTHORIZE_URL", "SCOPES",
+    "SERVICE_ACCOUNT_FILE", "CERTIFICATE_FILE", "PRIVATE_KEY_FILE",
+)  # fmt: skip
 
 # name -> (TOML key, help). The TOML file uses the same names in lower case without the prefix.
 VARIABLES: dict[str, str] = {
@@ -69,6 +74,9 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_IMAP_OAUTH_TOKEN_URL": "generic (required) and Google: the token endpoint",
     "HELPDESK_IMAP_OAUTH_AUTHORIZE_URL": "delegated flow with generic: the authorization endpoint",
     "HELPDESK_IMAP_OAUTH_SCOPES": "space-separated scopes (defaults: Microsoft .default, Google https://mail.google.com/)",
+    "HELPDESK_IMAP_OAUTH_SERVICE_ACCOUNT_FILE": "Google app flow: the service account's JSON key; it acts for the mailbox user (domain-wide delegation)",
+    "HELPDESK_IMAP_OAUTH_CERTIFICATE_FILE": "Microsoft: the app's certificate (PEM), a credential instead of the client secret",
+    "HELPDESK_IMAP_OAUTH_PRIVATE_KEY_FILE": "Microsoft: the certificate's private key (PEM, unencrypted)",
     "HELPDESK_SMTP_HOST": "SMTP server for outbound mail",
     "HELPDESK_SMTP_PORT": "SMTP port (default 25, 465 with ssl, 587 with starttls)",
     "HELPDESK_SMTP_USER": "SMTP login (optional)",
@@ -208,8 +216,12 @@ def _url(name: str, value: str) -> str:
     return value.strip()
 
 
-def _auth(name: Callable[[str], str], value: Callable[[str], Any], protocol: str) -> tuple[AuthKind, OAuthSettings | None]:
-    """``auth`` and the ``oauth_*`` settings of one mailbox or of SMTP; `name(key)` is what errors call a key."""
+def _auth(
+    name: Callable[[str], str], value: Callable[[str], Any], protocol: str, user: str | None
+) -> tuple[AuthKind, OAuthSettings | None]:
+    """``auth`` and the ``oauth_*`` settings of one mailbox or of SMTP (logging in as `user`).
+
+    `name(key)` is what errors call a key."""
     auth = _one_of(name("auth"), str(value("auth") or "password"), AuthKind)
     if auth is AuthKind.PASSWORD:
         return auth, None
@@ -221,9 +233,11 @@ def _auth(name: Callable[[str], str], value: Callable[[str], Any], protocol: str
         return text[key]
 
     provider = _one_of(name("oauth_provider"), required("PROVIDER"), OAuthProvider)
-    required("CLIENT_ID")
     flow = _one_of(name("oauth_flow"), text["FLOW"] or "app", OAuthFlow)
-    if flow is OAuthFlow.APP and not text["CLIENT_SECRET"]:
+    files = _oauth_files(name, text, provider)
+    if not files.get("service_account_file"):
+        required("CLIENT_ID")  # a service account's key file names its account
+    if flow is OAuthFlow.APP and not text["CLIENT_SECRET"] and not files:
         raise ConfigError(f"{name('oauth_client_secret')}: required for the app (client credentials) flow")
     token_url, authority, tenant = text["TOKEN_URL"] or None, text["AUTHORITY"] or None, text["TENANT"] or None
     if provider is OAuthProvider.MICROSOFT:
@@ -245,7 +259,32 @@ def _auth(name: Callable[[str], str], value: Callable[[str], Any], protocol: str
         token_url=_url(name("oauth_token_url"), token_url) if token_url else None,
         authorize_url=_url(name("oauth_authorize_url"), text["AUTHORIZE_URL"]) if text["AUTHORIZE_URL"] else None,
         scopes=scopes,
+        subject=user if files.get("service_account_file") else None,
+        **files,
     )
+
+
+def _oauth_files(name: Callable[[str], str], text: dict[str, str], provider: OAuthProvider) -> dict[str, Path]:
+    """The key files of a Google service account or a Microsoft certificate credential, each checked to load."""
+    paths = {k: Path(text[k]).expanduser() for k in ("SERVICE_ACCOUNT_FILE", "CERTIFICATE_FILE", "PRIVATE_KEY_FILE") if text[k]}
+    if "SERVICE_ACCOUNT_FILE" in paths:
+        if provider is not OAuthProvider.GOOGLE:
+            raise ConfigError(f"{name('oauth_service_account_file')}: only with the google provider")
+        try:
+            read_service_account(paths["SERVICE_ACCOUNT_FILE"])
+        except TokenError as exc:
+            raise ConfigError(f"{name('oauth_service_account_file')}: {exc}") from None
+    if "CERTIFICATE_FILE" in paths or "PRIVATE_KEY_FILE" in paths:
+        if provider is not OAuthProvider.MICROSOFT:
+            raise ConfigError(f"{name('oauth_certificate_file')}: only with the microsoft provider")
+        for key in ("CERTIFICATE_FILE", "PRIVATE_KEY_FILE"):
+            if key not in paths:
+                raise ConfigError(f"{name('oauth_' + key.lower())}: required with a certificate credential")
+        try:
+            read_certificate(paths["CERTIFICATE_FILE"], paths["PRIVATE_KEY_FILE"])
+        except TokenError as exc:
+            raise ConfigError(f"{name('oauth_certificate_file')}: {exc}") from None
+    return {k.lower(): v for k, v in paths.items()}
 
 
 def _default_scopes(provider: OAuthProvider, flow: OAuthFlow, protocol: str) -> tuple[str, ...]:
@@ -273,7 +312,7 @@ def _mailbox_table(n: int, table: dict[str, Any], default_address: str) -> Mailb
     folder = str(table.get("folder") or "INBOX")
     processed = table.get("processed_folder", "Processed")
     address = table.get("address")
-    auth, oauth = _auth(lambda key: f"{where}.{key}", table.get, "imap")
+    auth, oauth = _auth(lambda key: f"{where}.{key}", table.get, "imap", str(table["user"]))
     return MailboxSettings(
         name=str(table.get("name") or f"{table['user']}@{table['host']}/{folder}"),
         host=str(table["host"]),
@@ -313,7 +352,7 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         if not user:
             raise ConfigError("HELPDESK_IMAP_USER: required when HELPDESK_IMAP_HOST is set")
         processed = get("HELPDESK_IMAP_PROCESSED_FOLDER")
-        imap_auth, imap_oauth = _auth(lambda key: f"HELPDESK_IMAP_{key.upper()}", lambda key: get(f"HELPDESK_IMAP_{key.upper()}"), "imap")
+        imap_auth, imap_oauth = _auth(lambda key: f"HELPDESK_IMAP_{key.upper()}", lambda key: get(f"HELPDESK_IMAP_{key.upper()}"), "imap", user)
         mailboxes = (
             MailboxSettings(
                 name=f"{user}@{get('HELPDESK_IMAP_HOST')}/{get('HELPDESK_IMAP_FOLDER') or 'INBOX'}",
@@ -339,7 +378,7 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
     if get("HELPDESK_SMTP_HOST"):
         tls = _tls("HELPDESK_SMTP_TLS", get("HELPDESK_SMTP_TLS") or "none")
         default_port = {TlsMode.SSL: "465", TlsMode.STARTTLS: "587", TlsMode.NONE: "25"}[tls]
-        smtp_auth, smtp_oauth = _auth(lambda key: f"HELPDESK_SMTP_{key.upper()}", lambda key: get(f"HELPDESK_SMTP_{key.upper()}"), "smtp")
+        smtp_auth, smtp_oauth = _auth(lambda key: f"HELPDESK_SMTP_{key.upper()}", lambda key: get(f"HELPDESK_SMTP_{key.upper()}"), "smtp", get("HELPDESK_SMTP_USER"))
         if smtp_auth is AuthKind.OAUTH2 and not get("HELPDESK_SMTP_USER"):
             raise ConfigError("HELPDESK_SMTP_USER: required with HELPDESK_SMTP_AUTH = oauth2 (the mailbox the token sends as)")
         smtp = SmtpSettings(

@@ -1,5 +1,9 @@
 """OAuth2 access tokens for XOAUTH2 logins: msal for Microsoft, authlib for Google and any other server.
 
+Google's app flow is a service account acting for the mailbox user (domain-wide delegation): its key
+signs an RFC 7523 jwt-bearer assertion (authlib's AssertionSession). Microsoft's app flow may prove
+the app with a certificate instead of a secret (msal signs the client assertion).
+
 One TokenSource per mailbox (and one for SMTP) lives for the whole process, so a reconnect reuses a
 token that is still good. A token is fetched again a few minutes before it expires, and at once after
 the server refused it (`login_failed`): a revoked or shortened token is retried exactly once with a
@@ -9,10 +13,12 @@ from and go back to the store, which keeps them encrypted; tokens are never logg
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -115,6 +121,8 @@ class TokenSource:
                 raise TokenError("the mailbox is not connected yet: an admin must sign in once (Connect mailbox)")
         if s.provider is OAuthProvider.MICROSOFT:
             return self._from_msal(refresh)
+        if s.service_account_file is not None and refresh is None:
+            return _from_service_account(s)
         return _from_authlib(s, refresh)
 
     def _from_msal(self, refresh: str | None) -> dict[str, Any]:
@@ -124,10 +132,14 @@ class TokenSource:
         if self._msal is None:
             authority = s.authority or f"{MICROSOFT_AUTHORITY}/{s.tenant}"
             official = urlsplit(authority).hostname == urlsplit(MICROSOFT_AUTHORITY).hostname
+            credential: str | dict[str, str] | None = s.client_secret or None
+            if s.certificate_file is not None and s.private_key_file is not None:
+                # msal signs a client assertion (RFC 7523) with the key; the certificate gives its thumbprint.
+                credential = read_certificate(s.certificate_file, s.private_key_file)
             try:
                 self._msal = msal.ConfidentialClientApplication(
                     s.client_id,
-                    client_credential=s.client_secret or None,
+                    client_credential=credential,
                     authority=authority,
                     # Another host (a national cloud, a test server) cannot be checked against Microsoft's list.
                     validate_authority=official,
@@ -165,6 +177,71 @@ def _from_authlib(s: OAuthSettings, refresh: str | None) -> dict[str, Any]:
         except (ValueError, OSError) as exc:
             raise TokenError(f"token endpoint {s.token_url}: {_one_line(exc)}") from None
     return dict(token)
+
+
+def _from_service_account(s: OAuthSettings) -> dict[str, Any]:
+    """A jwt-bearer assertion signed with the service account's key, `sub` the delegated mailbox user."""
+    from authlib.common.errors import AuthlibBaseError
+    from authlib.integrations.requests_client import AssertionSession
+
+    assert s.service_account_file is not None and s.token_url is not None  # the settings make sure
+    account = read_service_account(s.service_account_file)
+    session = AssertionSession(
+        s.token_url, issuer=account.email, subject=s.subject, audience=s.token_url,
+        claims={"scope": " ".join(s.scopes)},  # Google reads the scopes from the assertion
+        key=account.key, alg="RS256", header={"kid": account.key_id} if account.key_id else None,
+        default_timeout=HTTP_TIMEOUT,
+    )  # fmt: skip
+    with session:
+        try:
+            token = session.refresh_token()
+        except AuthlibBaseError as exc:
+            raise TokenError(
+                f"{_error_text(exc.error, exc.description)} (service account {account.email} acting for {s.subject}: "
+                "is its key still registered, and the user covered by its domain-wide delegation?)"
+            ) from None
+        except (ValueError, OSError) as exc:
+            raise TokenError(f"token endpoint {s.token_url}: {_one_line(exc)}") from None
+    return dict(token)
+
+
+@dataclass(frozen=True)
+class ServiceAccount:
+    email: str
+    key_id: str | None
+    key: Any = field(repr=False)  # joserfc RSAKey: never in logs
+
+
+def read_service_account(path: Path) -> ServiceAccount:
+    """A Google service-account key file (JSON); TokenError in one line naming the file if unusable."""
+    from joserfc.errors import JoseError
+    from joserfc.jwk import RSAKey
+
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not data.get("client_email") or not data.get("private_key"):
+            raise ValueError("no client_email and private_key in it: not a service-account key file")
+        key = RSAKey.import_key(str(data["private_key"]))
+    except (OSError, ValueError, JoseError) as exc:  # JSONDecodeError is a ValueError
+        raise TokenError(f"service-account key file {path}: {_one_line(exc)}") from None
+    return ServiceAccount(str(data["client_email"]), data.get("private_key_id") or None, key)
+
+
+def read_certificate(certificate: Path, private_key: Path) -> dict[str, str]:
+    """msal's certificate credential from PEM files; TokenError in one line naming the file if unusable."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    pem: dict[str, str] = {}
+    for path, label, load in ((certificate, "public_certificate", x509.load_pem_x509_certificate),
+                              (private_key, "private_key", lambda data: load_pem_private_key(data, None))):  # fmt: skip
+        try:
+            data = path.read_bytes()
+            load(data)
+        except (OSError, ValueError, TypeError) as exc:  # TypeError: the key is encrypted
+            raise TokenError(f"{path}: {_one_line(exc)}") from None
+        pem[label] = data.decode()
+    return pem
 
 
 def _error_text(error: object, description: object) -> str:

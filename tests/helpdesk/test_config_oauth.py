@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,56 @@ def test_bad_mailbox_table_value_names_its_key(tmp_path: Path) -> None:
     config.write_text('[[mailboxes]]\nhost = "h"\nuser = "u"\nauth = "oauth2"\noauth_provider = "msft"\n')
     with pytest.raises(ConfigError, match=r"^HELPDESK_CONFIG: mailboxes\[0\]\.oauth_provider: must be one of"):
         load(_env(tmp_path, HELPDESK_CONFIG=str(config)))
+
+
+def _rsa_pem() -> tuple[str, object]:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode(), key
+
+
+def test_google_service_account_acts_for_the_mailbox_user(tmp_path: Path) -> None:
+    key_file = tmp_path / "sa.json"
+    key_file.write_text(json.dumps({"client_email": "reader@p.iam.gserviceaccount.com", "private_key": _rsa_pem()[0]}))
+    config = tmp_path / "helpdesk.toml"
+    config.write_text(
+        '[[mailboxes]]\nname = "hr"\nhost = "imap.gmail.com"\nuser = "hr@corp.example"\nauth = "oauth2"\n'
+        f'oauth_provider = "google"\noauth_service_account_file = "{key_file}"\n'
+    )  # no client id or secret: the key file names the account
+    [mailbox] = load(_env(tmp_path, HELPDESK_CONFIG=str(config))).mailboxes
+    assert mailbox.oauth is not None and mailbox.oauth.service_account_file == key_file
+    assert mailbox.oauth.subject == "hr@corp.example" and mailbox.oauth.flow is OAuthFlow.APP
+    assert "PRIVATE KEY" not in repr(mailbox)
+
+
+def test_microsoft_certificate_credential_replaces_the_secret(tmp_path: Path) -> None:
+    from tests.servers.imap import make_self_signed_cert
+
+    cert, key = tmp_path / "app.crt", tmp_path / "app.key"
+    make_self_signed_cert(cert, key)
+    values = {**MICROSOFT, "HELPDESK_IMAP_OAUTH_CLIENT_SECRET": "", "HELPDESK_IMAP_OAUTH_CERTIFICATE_FILE": str(cert),
+              "HELPDESK_IMAP_OAUTH_PRIVATE_KEY_FILE": str(key)}  # fmt: skip
+    [mailbox] = load(_env(tmp_path, **values)).mailboxes
+    assert mailbox.oauth is not None and mailbox.oauth.certificate_file == cert and mailbox.oauth.private_key_file == key
+
+
+@pytest.mark.parametrize(
+    ("key", "content", "message"),
+    [
+        ("SERVICE_ACCOUNT_FILE", '{"type": "service_account"}', "not a service-account key file"),
+        ("SERVICE_ACCOUNT_FILE", "not json", "service-account key file"),
+        ("CERTIFICATE_FILE", "not a certificate", "HELPDESK_IMAP_OAUTH_CERTIFICATE_FILE: "),
+    ],
+)
+def test_unusable_key_files_are_one_line_naming_the_setting(tmp_path: Path, key: str, content: str, message: str) -> None:
+    path = tmp_path / "key-file"
+    path.write_text(content)
+    provider = "google" if key == "SERVICE_ACCOUNT_FILE" else "microsoft"
+    values = {**MICROSOFT, "HELPDESK_IMAP_OAUTH_PROVIDER": provider, f"HELPDESK_IMAP_OAUTH_{key}": str(path),
+              "HELPDESK_IMAP_OAUTH_PRIVATE_KEY_FILE": str(path) if provider == "microsoft" else ""}  # fmt: skip
+    with pytest.raises(ConfigError) as error:
+        load(_env(tmp_path, **values))
+    text = str(error.value)
+    assert text.startswith(f"HELPDESK_IMAP_OAUTH_{key}: ") and message in text and "\n" not in text

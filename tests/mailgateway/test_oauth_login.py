@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from core.settings import AuthKind, OAuthProvider, OAuthSettings
 from mailgateway import oauth
@@ -104,3 +108,67 @@ def test_microsoft_app_only_through_msal_against_a_local_authority(monkeypatch: 
         instance.close()
         server.stop()
         remove_dir(where)
+
+
+# -- Google: a service account acting for the mailbox user (domain-wide delegation) ----------------
+# Its JSON key signs an RFC 7523 jwt-bearer assertion (`sub` = the mailbox user) that the local server
+# checks against the public key registered for the account.
+
+ACCOUNT = "reader-{}@corp-project.iam.gserviceaccount.com"  # one per test: the server lives for the session
+
+
+def _key_file(path: Path, email: str) -> bytes:
+    """A service-account key file as Google's console hands it out; returns the public key (PEM)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": "corp-project", "private_key_id": "k1",
+        "private_key": pem, "client_email": email, "client_id": "1234567890",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }))  # fmt: skip
+    return key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+
+
+def _service_account(server: OAuthServer, key_file: Path, user: str) -> OAuthSettings:
+    return OAuthSettings(
+        OAuthProvider.GOOGLE, "", token_url=server.token_url, scopes=("https://mail.google.com/",),
+        service_account_file=key_file, subject=user,
+    )  # fmt: skip
+
+
+def _registered_account(server: OAuthServer, key_file: Path, name: str, *, acts_for: str) -> str:
+    """A service account with a key file at `key_file`, registered with the server; its name."""
+    account = ACCOUNT.format(name)
+    server.add_service_account(account, _key_file(key_file, account), delegated_users=(acts_for,))
+    return account
+
+
+def test_service_account_logs_in_as_the_delegated_user(
+    oauth_server: OAuthServer, oauth_dovecot: DovecotServer, tmp_path: Path
+) -> None:
+    account = _registered_account(oauth_server, tmp_path / "sa.json", "ok", acts_for=oauth_dovecot.user)
+    oauth_dovecot.append(b"Subject: waiting\r\n\r\nhello\r\n")
+    assert _login(oauth_dovecot, _service_account(oauth_server, tmp_path / "sa.json", oauth_dovecot.user)) == 1
+    [token] = oauth_server.issued(account)
+    assert token.username == oauth_dovecot.user  # the token is the delegated user's, not the account's
+
+
+def test_a_key_not_registered_is_refused_in_one_line(
+    oauth_server: OAuthServer, oauth_dovecot: DovecotServer, tmp_path: Path
+) -> None:
+    account = _registered_account(oauth_server, tmp_path / "registered.json", "rotated", acts_for=oauth_dovecot.user)
+    _key_file(tmp_path / "stranger.json", account)  # the same account, a key not (or no longer) registered
+    with pytest.raises(LoginFailed) as failure:
+        _login(oauth_dovecot, _service_account(oauth_server, tmp_path / "stranger.json", oauth_dovecot.user))
+    text = str(failure.value)
+    assert "invalid_grant" in text and f"service account {account}" in text
+    assert "\n" not in text and "PRIVATE KEY" not in text
+    assert oauth_server.issued(account) == []
+
+
+def test_a_user_outside_the_delegation_is_refused(
+    oauth_server: OAuthServer, oauth_dovecot: DovecotServer, tmp_path: Path
+) -> None:
+    _registered_account(oauth_server, tmp_path / "sa.json", "narrow", acts_for="someone-else")
+    with pytest.raises(LoginFailed, match="no OAuth2 token .*invalid_client"):
+        _login(oauth_dovecot, _service_account(oauth_server, tmp_path / "sa.json", oauth_dovecot.user))

@@ -1,7 +1,10 @@
 """A local OAuth2 authorization server for the XOAUTH2 tests, built from authlib's server parts.
 
 It issues real bearer tokens with an expiry and refresh tokens, and answers:
-- ``POST /token``: client_credentials, authorization_code (PKCE S256 required) and refresh_token;
+- ``POST /token``: client_credentials, authorization_code (PKCE S256 required), refresh_token and
+  the RFC 7523 jwt-bearer grant (a service account's signed assertion, `sub` = the delegated user);
+  clients authenticate with a secret or, RFC 7523 private_key_jwt, an assertion signed with the key
+  of their registered certificate (as msal does with a certificate credential);
 - ``GET /authorize``: signs `login_user` in at once (no consent page) and redirects with a code;
 - ``POST /revoke`` (RFC 7009) and ``POST /introspect`` (RFC 7662, HTTP Basic auth of a client).
 
@@ -9,7 +12,8 @@ Dovecot and the test SMTP server check the bearer tokens the helpdesk presents a
 ``/introspect`` (as the resource-server client `RESOURCE_CLIENT`), so a revoked or expired token
 is refused by a real IMAP server, not by a test double.
 
-Test controls: `expires_in` (seconds each new access token lives), `revoke_client(id)` (every
+Test controls: `expires_in` (seconds each new access token lives), `add_service_account` and
+`add_certificate_client` (public keys the server trusts), `revoke_client(id)` (every
 token of a client, as when an admin withdraws consent) and `client.disabled` (its secret stops
 working, as an expired client secret does).
 """
@@ -25,12 +29,18 @@ from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import ClientMixin, InvalidRequestError, TokenMixin, grants
+from authlib.oauth2.rfc6749 import ClientMixin, InvalidClientError, InvalidRequestError, TokenMixin, grants
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion, JWTBearerGrant
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from flask import Flask
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import RSAKey
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 HOST = "127.0.0.1"
@@ -52,6 +62,8 @@ class Client(ClientMixin):
     username: str  # whose mailbox an app-only (client_credentials) token opens
     redirect_uris: tuple[str, ...] = ()
     disabled: bool = False  # an expired or deleted secret: the token endpoint refuses it
+    public_key: bytes | None = None  # PEM (a key or a certificate) its signed assertions are checked with
+    delegated_users: tuple[str, ...] = ()  # a service account: whom it may act for (domain-wide delegation)
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -69,12 +81,16 @@ class Client(ClientMixin):
         return not self.disabled and secrets.compare_digest(client_secret, self.client_secret)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if self.public_key is not None:
+            return method == JWTBearerClientAssertion.CLIENT_AUTH_METHOD
         return method in ("client_secret_basic", "client_secret_post")
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
+        if self.delegated_users:
+            return grant_type == JWTBearerGrant.GRANT_TYPE
         return grant_type in ("client_credentials", "authorization_code", "refresh_token")
 
 
@@ -193,6 +209,18 @@ class OAuthServer:
         self.store.clients[client_id] = client
         return client
 
+    def add_service_account(self, email: str, public_key_pem: bytes, *, delegated_users: tuple[str, ...]) -> Client:
+        """A service account (Google's kind) allowed to act for `delegated_users` (domain-wide delegation)."""
+        client = self.add_client(email, secrets.token_urlsafe(), username="")
+        client.public_key, client.delegated_users = public_key_pem, delegated_users
+        return client
+
+    def add_certificate_client(self, client_id: str, certificate_pem: bytes, *, username: str) -> Client:
+        """An app that proves itself with an assertion signed by its certificate's key (no secret)."""
+        client = self.add_client(client_id, secrets.token_urlsafe(), username=username)
+        client.public_key = certificate_pem
+        return client
+
     def revoke_client(self, client_id: str) -> int:
         """Revoke every access and refresh token of a client; how many there were."""
         with self.store.lock:
@@ -244,6 +272,8 @@ class OAuthServer:
             ),
         )
         server.register_grant(_ClientCredentials)
+        server.register_grant(_make_jwt_bearer_grant(store, self))
+        server.register_client_auth_method(JWTBearerClientAssertion.CLIENT_AUTH_METHOD, _ClientAssertion(self))
         server.register_grant(_make_code_grant(store), [_PkceRequired()])
         server.register_grant(_make_refresh_grant(store))
         server.register_endpoint(_Revocation(store))
@@ -307,7 +337,73 @@ class _PkceRequired(CodeChallenge):
 
 
 class _ClientCredentials(grants.ClientCredentialsGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", JWTBearerClientAssertion.CLIENT_AUTH_METHOD]
+
+
+def _public_key(client: Client) -> RSAKey:
+    """The key a client's assertions must be signed with: a bare public key or its certificate's."""
+    assert client.public_key is not None
+    pem = client.public_key
+    if b"CERTIFICATE" in pem:
+        key = x509.load_pem_x509_certificate(pem).public_key()
+        pem = key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    return RSAKey.import_key(pem)
+
+
+def _make_jwt_bearer_grant(store: _Store, server: OAuthServer) -> type[JWTBearerGrant]:
+    class JwtBearer(JWTBearerGrant):
+        """RFC 7523 section 2.1: a service account's signed assertion; `sub` is the user it acts for."""
+
+        def resolve_issuer_client(self, issuer: str) -> Client | None:
+            client = store.clients.get(issuer)
+            return client if client is not None and client.delegated_users else None
+
+        def resolve_client_public_key(self, client: Client) -> Any:
+            return _public_key(client)
+
+        def get_audiences(self) -> list[str]:
+            return [server.token_url]
+
+        def authenticate_user(self, subject: str) -> User:
+            return User(subject)
+
+        def has_granted_permission(self, client: Client, user: User) -> bool:
+            return user.username in client.delegated_users
+
+    return JwtBearer
+
+
+class _ClientAssertion(JWTBearerClientAssertion):
+    """RFC 7523 section 2.2 (private_key_jwt): checked against the client's registered certificate."""
+
+    def __init__(self, server: OAuthServer) -> None:
+        super().__init__()
+        self.server = server
+        self.seen: set[str] = set()
+
+    def get_audiences(self) -> list[str]:
+        return [self.server.token_url]
+
+    def validate_jti(self, claims: Any, jti: str) -> bool:
+        if jti in self.seen:
+            return False  # a replayed assertion
+        self.seen.add(jti)
+        return True
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
+        # msal signs with PS256 once it knows the certificate (as Entra ID accepts); joserfc's default
+        # list has only RS256 of the RSA ones.
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=["RS256", "PS256"])
+        except JoseError as exc:
+            raise InvalidClientError(description=exc.description) from None
+        self.verify_claims(token.claims)
+        return token.claims
+
+    def resolve_client_public_key(self, client: Client) -> Any:
+        if client.public_key is None:
+            raise InvalidClientError(description="the client has no registered certificate")
+        return _public_key(client)
 
 
 def _make_code_grant(store: _Store) -> type[grants.AuthorizationCodeGrant]:
