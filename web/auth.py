@@ -31,11 +31,10 @@ def login():  # type: ignore[no-untyped-def]
     password = request.form.get("password", "")
     client = request.remote_addr or "?"
     throttle = security.throttle()
-    if throttle.blocked(client, email):
+    if not throttle.begin(client, email):  # counted now; it stays counted unless the password is right
         abort(429, "Too many failed logins. Wait a few minutes and try again.")
     user = verify_password(db(), email, password)
     if user is None:
-        throttle.failed(client, email)
         flash("Wrong email or password.", "error")
         return render_template("web/auth/login.html", next=request.form.get("next", ""), email=email), 401
     db().commit()  # a rehashed password

@@ -7,15 +7,14 @@ use it, and one `before_request` hook enforces that for the whole app. Input no 
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import defaultdict, deque
 from typing import Callable, TypeVar
 
 from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
+from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.routing import IntegerConverter, Map
 
+from core.login_throttle import ThrottlePolicy, begin_attempt, login_succeeded
 from core.models import MAX_ID, Contact, Role
 from core.users import TokenScope, end_session, open_session, session_user, token_scope, user_for_token
 from web.db import db
@@ -185,46 +184,26 @@ class TlsAwareSessionInterface(SecureCookieSessionInterface):
 
 
 class LoginThrottle:
-    """Failed logins per client address, and per account from that address, within a sliding window.
+    """Failed logins per client address, and per account from that address (core.login_throttle).
 
-    The account count is kept per address so that someone else's failures cannot lock an account out.
+    Counted in the database, not in this process: guesses spread over console processes add up.
     """
 
-    def __init__(self, per_account: int = 5, per_client: int = 20, window: float = 900.0) -> None:
-        self.per_account = per_account
-        self.per_client = per_client
-        self.window = window
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
+    def __init__(self, factory: sessionmaker[Session], policy: ThrottlePolicy | None = None) -> None:
+        self._factory = factory
+        self.policy = policy or ThrottlePolicy()
 
-    def _recent(self, key: str, now: float) -> int:
-        times = self._failures[key]
-        while times and times[0] < now - self.window:
-            times.popleft()
-        return len(times)
-
-    def blocked(self, client: str, account: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            return (
-                self._recent("c:" + client, now) >= self.per_client
-                or self._recent(f"a:{client}:{account}", now) >= self.per_account
-            )
-
-    def failed(self, client: str, account: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._failures["c:" + client].append(now)
-            self._failures[f"a:{client}:{account}"].append(now)
+    def begin(self, client: str, account: str) -> bool:
+        """Count this attempt before the password is checked; False: refuse it (too many)."""
+        return begin_attempt(self._factory, self.policy, client, account)
 
     def succeeded(self, client: str, account: str) -> None:
-        with self._lock:
-            self._failures.pop(f"a:{client}:{account}", None)
+        login_succeeded(self._factory, client, account)
 
 
 def install(app: Flask) -> None:
     app.session_interface = TlsAwareSessionInterface()
-    app.extensions["login_throttle"] = LoginThrottle()
+    app.extensions["login_throttle"] = LoginThrottle(app.extensions["helpdesk"].session_factory)
     app.before_request(_guard)
     app.before_request(_refuse_nul)
     app.after_request(_headers)

@@ -45,7 +45,11 @@ _CATEGORY_TTL = 60.0
 
 
 def categories() -> list[str]:
-    """The categories in use, for the filter. Finding them scans every ticket: cached for a minute."""
+    """The categories in use, for the filter. Finding them scans every ticket: cached for a minute.
+
+    Per process, deliberately: it is only the filter's list of choices, never a permission or a count,
+    and each console process catches up within the minute.
+    """
     cache = current_app.extensions.setdefault("category_cache", {})
     now = time.monotonic()
     if cache.get("until", 0.0) < now:

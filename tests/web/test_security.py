@@ -112,6 +112,19 @@ def test_login_is_refused_after_repeated_failures_even_with_the_right_password(c
     assert other.status_code == 302  # only that account is held back, not the whole address
 
 
+def test_failed_logins_in_two_console_processes_add_up(app: Flask, settings: Settings, factory) -> None:
+    """The count is in the database: spreading guesses over console processes gains nothing."""
+    consoles = [app.test_client(), create_app(settings, factory, testing=True).test_client()]
+    email = STAFF[Role.ADMIN]
+    for n in range(5):
+        client = consoles[n % 2]
+        response = client.post("/login", data={"email": email, "password": "wrong", "csrf_token": csrf_token(client)})
+        assert response.status_code == 401
+    for client in consoles:
+        response = client.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": csrf_token(client)})
+        assert response.status_code == 429
+
+
 def test_passwords_are_stored_as_argon2_hashes(factory) -> None:
     with factory() as session:
         hashes = session.scalars(select(Contact.password_hash).where(Contact.password_hash.is_not(None))).all()
