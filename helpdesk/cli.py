@@ -11,6 +11,7 @@ from core.db import UNAVAILABLE, unavailable_reason
 from core.models import MAX_ID
 
 from helpdesk.commands.common import CONFIG_ERRORS, EX_TEMPFAIL, EX_USAGE
+from helpdesk.commands.data import cmd_backup, cmd_restore
 from helpdesk.commands.desk import cmd_outbox, cmd_quarantine, cmd_ticket, cmd_tickets, cmd_user_add, cmd_user_token
 from helpdesk.commands.itil import cmd_audit, cmd_events, cmd_report, cmd_sla
 from helpdesk.commands.logins import cmd_mailboxes
@@ -124,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit)
     p = add("report", cmd_report, "figures: volumes, SLA compliance, response and resolution times, backlog")
     p.add_argument("--json", action="store_true")
+    p = add("backup", cmd_backup, "write database rows, attachments and the local secret key to one zip (portable across databases)")
+    p.add_argument("file", metavar="FILE")
+    p = add("restore", cmd_restore, "load a backup into an empty database (and the data dir)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--force", action="store_true", help="replace the contents of a database that is not empty")
     return parser
 
 
