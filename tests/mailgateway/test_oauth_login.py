@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -77,8 +79,24 @@ def test_a_token_for_another_mailbox_is_refused(oauth_server: OAuthServer, oauth
     assert len(oauth_server.issued("other-app")) == 2  # refused, fetched anew once, refused again
 
 
-def test_microsoft_app_only_through_msal_against_a_local_authority(monkeypatch: pytest.MonkeyPatch) -> None:
-    """msal only talks to https authorities: this server speaks TLS, and a Dovecot of its own asks it."""
+@dataclass
+class LocalAuthority:
+    """An HTTPS authorization server (msal only talks to https authorities) and a Dovecot that asks it."""
+
+    server: OAuthServer
+    dovecot: DovecotInstance
+    cert: Path
+    dir: Path
+
+    def microsoft(self, client_id: str, secret: str = "", **extra: Any) -> OAuthSettings:
+        return OAuthSettings(
+            OAuthProvider.MICROSOFT, client_id, secret, tenant="contoso", authority=self.server.authority("contoso"),
+            scopes=("https://outlook.office365.com/.default",), **extra,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tls_authority() -> Iterator[LocalAuthority]:
     binary = dovecot_binary()
     require("Dovecot", binary is not None, "no `dovecot` binary (apt-get install dovecot-imapd)")
     assert binary is not None
@@ -86,28 +104,34 @@ def test_microsoft_app_only_through_msal_against_a_local_authority(monkeypatch: 
     cert, key = where / "cert.pem", where / "key.pem"
     make_self_signed_cert(cert, key)
     cert.chmod(0o644)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # msal's requests session trusts the test certificate
     server = OAuthServer(cert=(cert, key))
     server.start()
     instance = DovecotInstance(binary, introspection_url=server.introspection_url(with_credentials=True), introspection_ca=cert)
     try:
         instance.start()
-        mailbox = instance.new_account()
-        server.add_client("ms-app", "s3cret", username=mailbox.user)  # a shared mailbox: the app's token
-        settings = OAuthSettings(
-            OAuthProvider.MICROSOFT, "ms-app", "s3cret", tenant="contoso", authority=server.authority("contoso"),
-            scopes=("https://outlook.office365.com/.default",),
-        )  # fmt: skip
-        assert _login(mailbox, settings) == 0
-        [token] = server.issued("ms-app")
-        assert token.scope == "https://outlook.office365.com/.default"
-        server.revoke_client("ms-app")  # msal still holds it in its cache: the refusal must clear that too
-        assert _login(mailbox, settings) == 0
-        assert len(server.issued("ms-app")) == 2
+        yield LocalAuthority(server, instance, cert, where)
     finally:
         instance.close()
         server.stop()
         remove_dir(where)
+
+
+@pytest.fixture
+def authority(tls_authority: LocalAuthority, monkeypatch: pytest.MonkeyPatch) -> LocalAuthority:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_authority.cert))  # msal's requests session trusts it
+    return tls_authority
+
+
+def test_microsoft_app_only_through_msal_against_a_local_authority(authority: LocalAuthority) -> None:
+    server, mailbox = authority.server, authority.dovecot.new_account()
+    server.add_client("ms-app", "s3cret", username=mailbox.user)  # a shared mailbox: the app's token
+    settings = authority.microsoft("ms-app", "s3cret")
+    assert _login(mailbox, settings) == 0
+    [token] = server.issued("ms-app")
+    assert token.scope == "https://outlook.office365.com/.default"
+    server.revoke_client("ms-app")  # msal still holds it in its cache: the refusal must clear that too
+    assert _login(mailbox, settings) == 0
+    assert len(server.issued("ms-app")) == 2
 
 
 # -- Google: a service account acting for the mailbox user (domain-wide delegation) ----------------
@@ -172,3 +196,34 @@ def test_a_user_outside_the_delegation_is_refused(
     _registered_account(oauth_server, tmp_path / "sa.json", "narrow", acts_for="someone-else")
     with pytest.raises(LoginFailed, match="no OAuth2 token .*invalid_client"):
         _login(oauth_dovecot, _service_account(oauth_server, tmp_path / "sa.json", oauth_dovecot.user))
+
+
+# -- Microsoft: a certificate credential (RFC 7523 private_key_jwt, signed by msal) ---------------
+
+
+def _app_certificate(where: Path, name: str) -> tuple[Path, Path]:
+    cert, key = where / f"{name}.crt", where / f"{name}.key"
+    make_self_signed_cert(cert, key)
+    return cert, key
+
+
+def test_microsoft_certificate_credential_logs_in(authority: LocalAuthority, tmp_path: Path) -> None:
+    server, mailbox = authority.server, authority.dovecot.new_account()
+    cert, key = _app_certificate(tmp_path, "app")
+    server.add_certificate_client("ms-cert-app", cert.read_bytes(), username=mailbox.user)
+    mailbox.append(b"Subject: waiting\r\n\r\nhello\r\n")
+    settings = authority.microsoft("ms-cert-app", certificate_file=cert, private_key_file=key)
+    assert _login(mailbox, settings) == 1
+    assert len(server.issued("ms-cert-app")) == 1
+
+
+def test_a_certificate_not_registered_is_refused_in_one_line(authority: LocalAuthority, tmp_path: Path) -> None:
+    server, mailbox = authority.server, authority.dovecot.new_account()
+    registered, _ = _app_certificate(tmp_path, "registered")
+    server.add_certificate_client("ms-cert-rotated", registered.read_bytes(), username=mailbox.user)
+    cert, key = _app_certificate(tmp_path, "other")  # a certificate the app registration does not know
+    with pytest.raises(LoginFailed) as failure:
+        _login(mailbox, authority.microsoft("ms-cert-rotated", certificate_file=cert, private_key_file=key))
+    text = str(failure.value)
+    assert "invalid_client: the client assertion's signature" in text and "\n" not in text
+    assert "PRIVATE KEY" not in text and server.issued("ms-cert-rotated") == []

@@ -20,6 +20,7 @@ working, as an expired client secret does).
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -38,7 +39,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from flask import Flask
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -373,6 +374,12 @@ def _make_jwt_bearer_grant(store: _Store, server: OAuthServer) -> type[JWTBearer
     return JwtBearer
 
 
+# msal signs with PS256 once it has the certificate (joserfc's default list has only RS256 of the RSA
+# ones) and puts the certificate itself in the header (x5c), past joserfc's default 512-byte limit.
+_ASSERTIONS = jws.JWSRegistry(algorithms=["RS256", "PS256"])
+_ASSERTIONS.max_header_length = 8192
+
+
 class _ClientAssertion(JWTBearerClientAssertion):
     """RFC 7523 section 2.2 (private_key_jwt): checked against the client's registered certificate."""
 
@@ -390,13 +397,19 @@ class _ClientAssertion(JWTBearerClientAssertion):
         self.seen.add(jti)
         return True
 
-    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
-        # msal signs with PS256 once it knows the certificate (as Entra ID accepts); joserfc's default
-        # list has only RS256 of the RSA ones.
+    def extract_assertion(self, assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
         try:
-            token = jwt.decode(assertion, resolve_key, algorithms=["RS256", "PS256"])
-        except JoseError as exc:
-            raise InvalidClientError(description=exc.description) from None
+            found = jws.extract_compact(assertion.encode(), registry=_ASSERTIONS)
+            return found.headers(), json.loads(found.payload)
+        except (JoseError, ValueError):
+            raise InvalidClientError(description="Invalid JWT assertion.") from None
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
+        try:
+            token = jwt.decode(assertion, resolve_key, registry=_ASSERTIONS)
+        except JoseError as exc:  # as Entra ID says it (AADSTS700027)
+            raise InvalidClientError(description=exc.description or "the client assertion's signature does "
+                                     "not match a certificate registered for the app") from None
         self.verify_claims(token.claims)
         return token.claims
 
