@@ -18,6 +18,7 @@ from core import db
 from core.models import Ticket
 from tests.e2e.helpers import HELPDESK, helpdesk_env, run
 from tests.e2e.mails import make_mail, token
+from tests.servers import free_port
 from tests.servers.imap import DovecotServer
 from tests.servers.postgres import PostgresCluster
 from tests.servers.smtp import SmtpSink
@@ -136,3 +137,17 @@ def test_send_started_while_the_database_is_down_waits_and_survives_a_restart(
         mails = smtp_sink.wait_for(2, timeout=60)
     ids = [m.message["Message-ID"] for m in mails]
     assert len(set(ids)) == len(ids) >= 2  # each acknowledgement once
+
+
+def test_run_started_while_the_database_is_down_starts_once_it_is_back(
+    postgres_cluster: PostgresCluster, dovecot: DovecotServer, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    url = _url(postgres_cluster)
+    env = helpdesk_env(tmp_path / "data", url, dovecot, smtp_sink, HELPDESK_WEB_PORT=str(free_port()))
+    run(env, "init")
+    dovecot.append(make_mail(1))
+    log = tmp_path / "run.log"
+    with _started_while_down(postgres_cluster, env, "run", log):
+        _wait(lambda: "Helpdesk is running" in log.read_text(), 60, "the console is up")
+        _wait(lambda: any(token(1) in s for s in _tickets(url)), 60, "the mail becomes a ticket")
+        smtp_sink.wait_for(1, timeout=60)  # its acknowledgement

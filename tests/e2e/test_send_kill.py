@@ -115,6 +115,9 @@ def test_sender_killed_at_random_moments_sends_every_mail_with_one_message_id(
     )
     # Only the mail between the server's 250 and the commit of "sent" can go twice: one per kill at most.
     assert duplicates <= kills
+    # Measured here: 0.07-0.10 per kill (0.40-0.42 when "sent" was written only after the 250). The
+    # bound leaves room for a loaded machine; the rate of before passes it about one run in three.
+    assert duplicates <= kills // 3, f"{duplicates} duplicates in {kills} kills"
 
 
 class _SlowSink:
