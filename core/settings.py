@@ -120,6 +120,13 @@ class SlaSettings:
     group_addresses: dict[str, str] = field(default_factory=dict)
 
 
+class RetentionAction(enum.Enum):
+    """What happens to a closed ticket past the retention period."""
+
+    ANONYMISE = "anonymise"  # the record stays for reports, its contents and addresses go
+    DELETE = "delete"
+
+
 @dataclass(frozen=True)
 class AccessSettings:
     grant_days: int = 90
@@ -173,6 +180,8 @@ class Settings:
     rules_path: Path | None = None  # None: data_dir/rules.toml if present, else shipped
     priority_path: Path | None = None  # None: data_dir/priority.toml if present, else shipped
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
+    retention_days: int | None = None  # closed tickets older than this are anonymised or deleted; None: kept
+    retention_action: RetentionAction = RetentionAction.ANONYMISE
 
     @property
     def help_domain(self) -> str:

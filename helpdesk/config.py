@@ -31,6 +31,7 @@ from core.settings import (
     OAuthFlow,
     OAuthProvider,
     OAuthSettings,
+    RetentionAction,
     Settings,
     SlaSettings,
     SlaTarget,
@@ -108,6 +109,8 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_ACCESS_GRANT_DAYS": "days an approved access grant lasts (default 90)",
     "HELPDESK_ACCESS_EXPIRY_WARNING_DAYS": "days before expiry the holder of a grant is warned (default 14)",
     "HELPDESK_APPROVERS_SEE_ALL": "approvers see every ticket and internal note: yes | no (default no: only what they decide)",
+    "HELPDESK_RETENTION_DAYS": "closed tickets older than this many days are anonymised or deleted (default: kept)",
+    "HELPDESK_RETENTION_ACTION": "what retention does to them: anonymise | delete (default anonymise)",
 }
 
 
@@ -419,7 +422,17 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         rules_path=_file("HELPDESK_RULES_FILE", get("HELPDESK_RULES_FILE")),
         priority_path=_file("HELPDESK_PRIORITY_FILE", get("HELPDESK_PRIORITY_FILE")),
         conversation=_conversation(get),
+        retention_days=_int("HELPDESK_RETENTION_DAYS", get("HELPDESK_RETENTION_DAYS"), low=1, high=MAX_DAYS)
+        if get("HELPDESK_RETENTION_DAYS") else None,
+        retention_action=_retention_action(get("HELPDESK_RETENTION_ACTION")),
     )
+
+
+def _retention_action(value: str | None) -> RetentionAction:
+    try:
+        return RetentionAction((value or "anonymise").strip().lower())
+    except ValueError:
+        raise ConfigError(f"HELPDESK_RETENTION_ACTION: must be anonymise or delete (got {value!r})") from None
 
 
 # The drivers that are installed and tested (SQLAlchemy 2.1 reads a bare postgresql:// as psycopg).
