@@ -227,3 +227,67 @@ def test_a_certificate_not_registered_is_refused_in_one_line(authority: LocalAut
     text = str(failure.value)
     assert "invalid_client: the client assertion's signature" in text and "\n" not in text
     assert "PRIVATE KEY" not in text and server.issued("ms-cert-rotated") == []
+
+
+# -- Microsoft delegated: msal turns the refresh token Connect mailbox stored into access tokens -----
+
+
+def _sign_in(server: OAuthServer, client_id: str, secret: str, scopes: tuple[str, ...]) -> str:
+    """The admin's sign-in as Connect mailbox does it (authorization code with PKCE); the refresh token."""
+    from authlib.common.security import generate_token
+    from authlib.integrations.requests_client import OAuth2Session
+
+    verifier = generate_token(48)
+    with OAuth2Session(client_id, secret, scope=" ".join((*scopes, "offline_access")),
+                       redirect_uri=REDIRECT, code_challenge_method="S256") as session:  # fmt: skip
+        url, _state = session.create_authorization_url(f"{server.url}/authorize", code_verifier=verifier)
+        back = session.get(url, allow_redirects=False, withhold_token=True).headers["Location"]
+        token = session.fetch_token(server.token_url, authorization_response=back, code_verifier=verifier)
+    return str(token["refresh_token"])
+
+
+REDIRECT = "https://helpdesk.example.org/mailboxes/callback"
+
+
+def test_microsoft_delegated_refresh_through_msal_and_revocation_shows_in_mailboxes(
+    authority: LocalAuthority, tmp_path: Path
+) -> None:
+    from core.db import transaction
+    from core.mailauth import connect_mailbox
+    from helpdesk.config import load
+    from helpdesk.wiring import build
+    from tests.e2e.helpers import helpdesk_env, run, run_json
+
+    server, mailbox = authority.server, authority.dovecot.new_account()
+    server.add_client("ms-delegated", "s3cret", username="", redirect_uris=(REDIRECT,))
+    server.login_user = mailbox.user  # who signs in at the authority
+    env = helpdesk_env(
+        tmp_path / "data", f"sqlite:///{tmp_path / 'helpdesk.db'}", mailbox, REQUESTS_CA_BUNDLE=str(authority.cert),
+        HELPDESK_IMAP_PASSWORD="", HELPDESK_IMAP_AUTH="oauth2", HELPDESK_IMAP_OAUTH_PROVIDER="microsoft",
+        HELPDESK_IMAP_OAUTH_FLOW="delegated", HELPDESK_IMAP_OAUTH_AUTHORITY=authority.server.authority("contoso"),
+        HELPDESK_IMAP_OAUTH_CLIENT_ID="ms-delegated", HELPDESK_IMAP_OAUTH_CLIENT_SECRET="s3cret",
+    )  # fmt: skip
+    run(env, "init")
+    app = build(load(env))  # the store XOAUTH2 logins keep refresh tokens and statuses in
+    try:
+        [settings] = app.settings.mailboxes
+        assert settings.oauth is not None
+        refresh = _sign_in(server, "ms-delegated", "s3cret", settings.oauth.scopes)
+        with transaction(app.factory) as session:
+            connect_mailbox(session, app.settings, settings.name, refresh, actor="root@example.org")
+        mailbox.append(b"Subject: waiting\r\n\r\nhello\r\n")
+        with MailboxClient(settings) as client:
+            assert client.select("INBOX").exists == 1
+        [row] = run_json(env, "mailboxes", "--json")
+        assert row["last_success"] and not row["failing"]
+        first, rotated = server.issued("ms-delegated")[-2:]
+        assert first.refresh_token == refresh and first.revoked  # msal used it, and it was rotated
+        assert rotated.username == mailbox.user
+
+        server.revoke_client("ms-delegated")  # consent withdrawn: the stored refresh token is dead
+        with pytest.raises(LoginFailed, match="invalid_grant"):
+            MailboxClient(settings).connect()
+        shown = run(env, "mailboxes", check=False)
+        assert shown.returncode == 1 and b"FAILING" in shown.stdout and b"invalid_grant" in shown.stdout
+    finally:
+        app.engine.dispose()

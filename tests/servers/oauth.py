@@ -30,7 +30,9 @@ from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import ClientMixin, InvalidClientError, InvalidRequestError, TokenMixin, grants
+from authlib.oauth2.rfc6749 import (
+    ClientMixin, InvalidClientError, InvalidRequestError, InvalidScopeError, TokenMixin, grants, scope_to_list,
+)  # fmt: skip
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion, JWTBearerGrant
@@ -459,6 +461,12 @@ def _make_refresh_grant(store: _Store) -> type[grants.RefreshTokenGrant]:
 
         def authenticate_user(self, refresh_token: Token) -> User:
             return User(refresh_token.username)
+
+        def _validate_token_scope(self, token: Token) -> None:
+            # msal adds openid, profile and offline_access to every request; Entra ID grants them to any sign-in.
+            asked = set(scope_to_list(self.request.payload.scope or "")) - {"openid", "profile", "offline_access"}
+            if not asked <= set(scope_to_list(token.get_scope())):
+                raise InvalidScopeError()
 
         def revoke_old_credential(self, refresh_token: Token) -> None:
             refresh_token.revoked = True
