@@ -55,6 +55,11 @@ class ParsedMail:
     # Headers of a mail attached whole (message/rfc822, text/rfc822-headers), lower-cased names.
     attached_headers: list[dict[str, list[str]]] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    # Which header gave the sender: "from", or a fallback when From had no usable address
+    # ("sender", "reply-to", "return-path", "mbox" for the mbox From_ line); "" when none did.
+    from_source: str = "from"
+    # What the parser had to repair or guess to read the mail (e.g. "header-charset-guessed:gb18030").
+    repairs: list[str] = field(default_factory=list)
 
     def header(self, name: str) -> str | None:
         values = self.headers.get(name.lower())

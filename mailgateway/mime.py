@@ -18,7 +18,7 @@ from email.policy import Compat32
 from io import BytesIO
 
 from core.mail import Part
-from mailgateway.charset import decode_bytes, decode_header_value, header_text
+from mailgateway.charset import MailCharsets, decode_bytes, decode_header_value, header_text
 from mailgateway.transfer import decode_transfer
 from mailgateway.uuencode import extract_uuencoded
 
@@ -74,20 +74,40 @@ class MimeContent:
     forwarded_plain: list[str] = field(default_factory=list)
     forwarded_html: list[str] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    charsets: MailCharsets = field(default_factory=MailCharsets)  # hints for undeclared text; repairs made
 
 
-def read_headers(message: Message, fallback_charset: str | None = None) -> dict[str, list[str]]:
+def read_headers(message: Message, charsets: MailCharsets | str | None = None) -> dict[str, list[str]]:
     """Lower-cased header names -> decoded values, in order."""
     headers: dict[str, list[str]] = {}
     for name, value in message.raw_items():
         key = header_text(name).strip().lower()
-        headers.setdefault(key, []).append(decode_header_value(value, fallback_charset))
+        headers.setdefault(key, []).append(decode_header_value(value, charsets))
     return headers
 
 
-def walk_tree(root: Message, max_attachment_bytes: int) -> MimeContent:
+def declared_charsets(root: Message, limit: int = 200) -> list[str]:
+    """The charset parameters of the first ``limit`` parts, in order (a bounded walk)."""
+    found: list[str] = []
+    stack = [root]
+    while stack and limit > 0:
+        part = stack.pop()
+        limit -= 1
+        try:
+            charset = part.get_param("charset")
+        except Exception:  # noqa: BLE001 - an odd parameter names nothing
+            charset = None
+        if isinstance(charset, str):
+            found.append(charset)
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            stack.extend(p for p in reversed(payload) if isinstance(p, Message))
+    return found
+
+
+def walk_tree(root: Message, max_attachment_bytes: int, charsets: MailCharsets | None = None) -> MimeContent:
     """Iterative, bounded pre-order walk of the MIME tree under ``root``."""
-    content = MimeContent()
+    content = MimeContent(charsets=charsets or MailCharsets())
     stack: list[tuple[Message, int, Context]] = [(root, 0, Context.BODY)]
     seen = 0
     while stack:
@@ -272,7 +292,7 @@ def _filename(part: Message) -> str:
         return ""
     if not name:
         return ""
-    return safe_filename(decode_header_value(header_text(name)))
+    return safe_filename(decode_header_value(name))
 
 
 def safe_filename(name: str) -> str:
@@ -339,10 +359,11 @@ def _leaf_text(part: Message, content: MimeContent) -> str:
         charset = part.get_content_charset()
     except Exception:  # noqa: BLE001 - odd charset parameter: guess
         pass
-    text, defect = decode_bytes(data, charset)
-    if defect:
-        content.defects.append(defect)
-    return text.replace("\r\n", "\n").replace("\r", "\n")[:MAX_TEXT_CHARS]
+    decoded = decode_bytes(data, charset, content.charsets.declared)
+    if decoded.defect:
+        content.defects.append(decoded.defect)
+    content.charsets.note(decoded.repair and "body-" + decoded.repair)
+    return decoded.text.replace("\r\n", "\n").replace("\r", "\n")[:MAX_TEXT_CHARS]
 
 
 def _blocks_text(blocks: list[object]) -> str:

@@ -24,14 +24,18 @@ from mailparser.utils import get_addresses
 
 from core.mail import Address, ParsedMail
 from core.safehtml import SafeHtml, sanitise
-from mailgateway.charset import decode_words, header_text
+from mailgateway.charset import MailCharsets, decode_words, header_text, utf7_text, word_charsets
+from mailgateway.folding import repair_folding
+from mailgateway.guess import SAMPLE_BYTES, guess_text
 from mailgateway.html import html_to_text
-from mailgateway.mime import READ_POLICY, MimeContent, message_ids, read_headers, walk_tree
+from mailgateway.mime import READ_POLICY, MimeContent, declared_charsets, message_ids, read_headers, walk_tree
 from mailgateway.quotes import strip_quotes
 
 MAX_ADDRESS_HEADER = 64 * 1024  # characters of one address header given to the address parser
 _FEED_CHUNK = 64 * 1024
 _ADDRESS_HEADERS = {"from": "from_", "to": "to", "cc": "cc", "reply-to": "reply_to"}
+# Where a sender is looked for when From has no usable address, in this order.
+_SENDER_FALLBACKS = ("sender", "reply-to", "return-path")
 
 
 class UnreadableMail(Exception):
@@ -57,6 +61,7 @@ def parse_message(raw: bytes, *, max_attachment_bytes: int = 25 * 1024 * 1024) -
     raw = normalise_line_endings(bytes(raw))
     if not raw.strip():
         raise UnreadableMail("empty message")
+    raw, refolded = repair_folding(raw)
     try:
         try:
             message = _parse_bytes(raw)
@@ -77,6 +82,8 @@ def parse_message(raw: bytes, *, max_attachment_bytes: int = 25 * 1024 * 1024) -
         raise UnreadableMail(f"parser failed: {type(exc).__name__}: {exc}"[:200]) from exc
     if structure_defect:
         parsed.defects.insert(0, structure_defect)
+    if refolded:
+        parsed.repairs.insert(0, "folding-repaired")
     return _without_nul(parsed)
 
 
@@ -132,25 +139,24 @@ def _read(message: Message, max_attachment_bytes: int) -> ParsedMail:
     if not message.keys() and _binary(bytes(message.get_payload(decode=False) or "", "utf-8", "surrogateescape")):
         # A headerless text is read as a body (some tools pipe just that); binary noise is no mail.
         raise UnreadableMail("not a mail: no header, and the content is binary")
-    try:
-        fallback_charset = message.get_content_charset()
-    except Exception:  # noqa: BLE001 - odd charset parameter
-        fallback_charset = None
-    headers = read_headers(message, fallback_charset)
-    content = walk_tree(message, max_attachment_bytes)
+    charsets = _charsets(message)
+    headers = read_headers(message, charsets)
+    content = walk_tree(message, max_attachment_bytes, charsets)
     text, html_source = _body(content)
     safe = sanitise(html_source) if html_source else SafeHtml(None)
 
-    raw_addresses = _raw_address_headers(message, fallback_charset)
+    raw_addresses = _raw_address_headers(message, charsets)
     addresses = {attr: _addresses(raw_addresses.get(name, [])) for name, attr in _ADDRESS_HEADERS.items()}
+    sender, from_source = _sender(message, raw_addresses, addresses["from_"], charsets)
     content_type = message.get_content_type()
     report_type = message.get_param("report-type") if content_type == "multipart/report" else None
     return ParsedMail(
-        from_=addresses["from_"][0] if addresses["from_"] else None,
+        from_=sender,
+        from_source=from_source,
         to=addresses["to"],
         cc=addresses["cc"],
         reply_to=addresses["reply_to"],
-        subject=_first(headers, "subject"),
+        subject=utf7_text(_first(headers, "subject"), charsets),
         date=_date(_first(headers, "date")),
         message_id=_first_id(_first(headers, "message-id")),
         in_reply_to=_first_id(_first(headers, "in-reply-to")),
@@ -168,7 +174,30 @@ def _read(message: Message, max_attachment_bytes: int) -> ParsedMail:
         feedback_report="\n\n".join(content.feedback_report) or None,
         attached_headers=content.attached_headers,
         defects=list(dict.fromkeys(_message_defects(message) + content.defects)),
+        repairs=charsets.repairs,
     )
+
+
+def _charsets(message: Message) -> MailCharsets:
+    """Every charset the mail declares: its parts' and its headers' encoded words."""
+    words = [label for _, value in message.raw_items() for label in word_charsets(str(value)[:4096])]
+    charsets = MailCharsets.of([*declared_charsets(message), *words])
+    # All the raw 8-bit header text read together: one name or a short subject alone is too
+    # little to tell GBK from Shift_JIS, all of them together usually is not.
+    raw = b"\n".join(
+        str(value).encode("utf-8", "surrogateescape") for _, value in message.raw_items() if not str(value).isascii()
+    )
+    if raw and not _is_utf8(raw) and (guessed := guess_text(raw[:SAMPLE_BYTES], charsets.declared)):
+        charsets.declared.insert(0, guessed[1])
+    return charsets
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _body(content: MimeContent) -> tuple[str, str]:
@@ -195,14 +224,71 @@ def _first_id(value: str) -> str | None:
     return ids[0] if ids else None
 
 
-def _raw_address_headers(message: Message, fallback_charset: str | None) -> dict[str, list[str]]:
+def _raw_address_headers(message: Message, charsets: MailCharsets) -> dict[str, list[str]]:
     """Address headers with 8-bit text decoded but encoded words kept: a word may hold a comma."""
     found: dict[str, list[str]] = {}
     for name, value in message.raw_items():
         key = header_text(name).strip().lower()
-        if key in _ADDRESS_HEADERS:
-            found.setdefault(key, []).append(header_text(value, fallback_charset))
+        if key in _ADDRESS_HEADERS or key in _SENDER_FALLBACKS:
+            found.setdefault(key, []).append(header_text(value, charsets))
     return found
+
+
+def _usable(address: Address) -> bool:
+    local, at, domain = address.address.rpartition("@")
+    if local.startswith('"') and local.endswith('"') and len(local) > 2:
+        local = "quoted"  # a quoted local part may hold spaces
+    return bool(at and local and domain) and not any(ch.isspace() for ch in local + domain)
+
+
+def _sender(
+    message: Message, raw: dict[str, list[str]], from_: list[Address], charsets: MailCharsets
+) -> tuple[Address | None, str]:
+    """The requester: From's first usable address, else a repaired From, else Sender, Reply-To,
+    Return-Path, the mbox From_ line. Each step past a plain From is noted as a repair."""
+    usable = [a for a in from_ if _usable(a)]
+    if usable:
+        return _tidy(usable[0], charsets), "from"
+    named = from_[0].name if from_ else ""
+    salvaged = _salvage(raw.get("from", []))
+    if salvaged is not None:
+        charsets.note("from-repaired")
+        return _tidy(salvaged, charsets), "from"
+    unixfrom = (message.get_unixfrom() or "").split()
+    candidates = [(name, raw.get(name, [])) for name in _SENDER_FALLBACKS]
+    candidates.append(("mbox", [unixfrom[1]] if len(unixfrom) > 1 else []))
+    for name, values in candidates:
+        found = next((a for a in _addresses(values) if _usable(a)), None) or _salvage(values)
+        if found is not None:
+            charsets.note(f"from-fallback:{name}")
+            return _tidy(Address(found.address, found.name or named), charsets), name
+    charsets.note("no-sender")
+    return (Address("", named) if named else None), ""
+
+
+_ANGLE_ADDRESS = re.compile(r"<\s*([^<>\s\"]+@[^<>\s\"]+?)\s*>")
+_BARE_ADDRESS = re.compile(r"[^\s<>\"(),;:\[\]]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+
+
+def _salvage(values: list[str]) -> Address | None:
+    """An address found in a header the address parser made nothing usable of."""
+    for value in values:
+        value = value[:MAX_ADDRESS_HEADER]
+        if found := _ANGLE_ADDRESS.findall(value):
+            name = value[: value.rfind("<")]
+            return Address(found[-1].lower(), " ".join(decode_words(name).strip().strip('"').split()))
+        if match := _BARE_ADDRESS.search(value):
+            name = value[: match.start()] if match.start() else ""
+            return Address(match.group().lower(), " ".join(decode_words(name).strip().strip('"').split()))
+    return None
+
+
+def _tidy(address: Address, charsets: MailCharsets) -> Address:
+    """A trailing dot off the domain (it is written as the end of a sentence)."""
+    if address.address.endswith("."):
+        charsets.note("from-repaired")
+        return Address(address.address.rstrip("."), address.name)
+    return address
 
 
 # One plain address, or "Plain Name <address>": no quotes, comments, groups or encoded words.
@@ -238,7 +324,8 @@ def _addresses(values: list[str]) -> list[Address]:
         for name, addr in pairs:
             if not addr and not name:
                 continue
-            result.append(Address(address=addr.strip().lower(), name=decode_words(name).strip()))
+            # Control characters (an encoded CR/LF in a name) would break every line the name is shown in.
+            result.append(Address(address=addr.strip().lower(), name=" ".join(decode_words(name).split())))
     return result
 
 
@@ -289,4 +376,6 @@ def parsed_to_json(parsed: ParsedMail, verdicts: dict[str, bool]) -> dict[str, A
             for part in parsed.attachments
         ],
         "verdicts": dict(verdicts),
+        "from_source": parsed.from_source,
+        "repairs": list(parsed.repairs),
     }

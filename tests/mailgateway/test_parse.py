@@ -86,8 +86,9 @@ def test_json_shape_is_the_documented_contract() -> None:
     out = parsed_to_json(parsed, verdicts)
     assert list(out) == [
         "from", "to", "cc", "reply_to", "subject", "date", "message_id", "in_reply_to",
-        "references", "text", "reply_text", "attachments", "verdicts",
+        "references", "text", "reply_text", "attachments", "verdicts", "from_source", "repairs",
     ]
+    assert (out["from_source"], out["repairs"]) == ("from", [])  # a well-formed mail needs no repair
     assert out["from"] == {"address": "anna@example.org", "name": "Anna"}
     assert out["to"] == [{"address": "help@example.org", "name": ""}]
     assert out["date"] is None and out["verdicts"] == verdicts
@@ -108,8 +109,9 @@ def test_lying_and_unknown_charsets_fall_back() -> None:
     )
     parsed = parse_message(raw)
     assert parsed.from_ is not None and parsed.from_.name == "Jörg"
-    assert parsed.subject == "caf\xc3\xa9 \xe9t\xe9".encode("latin-1").decode("cp1252")  # mixed: read as 1252
-    assert parsed.text == "GrÃ¼ÃŸe, café"  # not UTF-8 as a whole: windows-1252, never an error
+    # UTF-8 with windows-1252 pasted in: each read as what it is, never an error
+    assert parsed.subject == "café été"
+    assert parsed.text == "Grüße, café"
     assert any("charset" in d for d in parsed.defects)
     raw_utf8 = b"Subject: caf\xc3\xa9\nContent-Type: text/plain; charset=bogus\n\nGr\xc3\xbc\xc3\x9fe\n"
     parsed = parse_message(raw_utf8)
