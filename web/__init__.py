@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
 
-from flask import Flask, jsonify
+from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core.search import ensure_index
 from core.settings import Settings
-from web import admin, api, approvals, auth, connect, db, events, reports, security, tickets, views
+from web import admin, api, approvals, auth, connect, db, events, ops, reports, security, tickets, views
 from web.server import WebServer, serve
 
 __all__ = ["create_app", "serve", "WebServer"]
@@ -63,14 +63,8 @@ def create_app(settings: Settings, session_factory: sessionmaker[Session], *, te
     db.install(app)
     security.install(app)
 
-    for blueprint in (auth.bp, tickets.bp, approvals.bp, events.bp, admin.bp, connect.bp, reports.bp, api.bp):
+    for blueprint in (auth.bp, tickets.bp, approvals.bp, events.bp, admin.bp, connect.bp, reports.bp, api.bp, ops.bp):
         app.register_blueprint(blueprint)
     csrf.exempt(api.bp)  # token-authenticated, never cookie-authenticated
     views.install(app)
-
-    @app.get("/health")
-    @security.public
-    def health():  # type: ignore[no-untyped-def]
-        return jsonify(status="ok")
-
     return app

@@ -21,7 +21,7 @@ from tests.web.conftest import PASSWORD, STAFF, csrf_token, login, make_ticket
 from web import create_app
 from web.security import allowed_roles
 
-PUBLIC = {"static", "auth.login", "health"}
+PUBLIC = {"static", "auth.login", "ops.healthz", "ops.readyz", "ops.metrics"}
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
@@ -240,7 +240,7 @@ def test_every_post_form_on_every_page_carries_a_csrf_token(app: Flask, factory,
     client = login(app.test_client(), role)
     forms = 0
     for rule in app.url_map.iter_rules():
-        if "GET" not in rule.methods or rule.arguments or rule.endpoint in ("static", "health") or rule.rule.startswith("/api"):
+        if "GET" not in rule.methods or rule.arguments or rule.endpoint in ("static", "ops.healthz") or rule.rule.startswith("/api"):
             continue
         page = client.get(rule.rule).get_data(as_text=True)
         for form in re.findall(r"<form[^>]*method=\"post\".*?</form>", page, flags=re.S | re.I):
