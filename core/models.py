@@ -154,6 +154,8 @@ class Ticket(Base):
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"))
     group: Mapped[str | None] = mapped_column(String(80))
     linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    # Merged as a duplicate: mail that finds this ticket goes to that one (core.merge).
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id", name="fk_ticket_merged_into"))
     # Which rules fired and why: [{"rule": ..., "reason": ..., "sets": {...}}]
     classification: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -488,3 +490,37 @@ class MailLogin(Base):
     # Delegated OAuth2: the refresh token, encrypted with a key derived from the secret key.
     refresh_token: Mapped[str | None] = mapped_column(Text)
     alerted_at: Mapped[datetime | None]  # the last failure mail to admins (at most one a day)
+
+
+class TicketMerge(Base):
+    """A duplicate merged into another ticket, with what moved, so that the merge can be undone."""
+
+    __tablename__ = "ticket_merge"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    # {"messages": [ids], "watchers": [ids moved], "added_watchers": [ids], "events": [ids], "status": "open"}
+    moved: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    undone_at: Mapped[datetime | None]
+    undone_by: Mapped[str | None] = mapped_column(String(320))
+
+
+class Macro(Base):
+    """A canned reply kept by admins: a sandboxed template, and optionally fields it sets (core.macros)."""
+
+    __tablename__ = "macro"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)  # what agents write after #macro
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[TicketStatus | None] = mapped_column(_enum(TicketStatus))
+    priority: Mapped[str | None] = mapped_column(String(2))
+    category: Mapped[str | None] = mapped_column(String(80))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    assignee: Mapped[Contact | None] = relationship()
