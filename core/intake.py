@@ -216,7 +216,11 @@ class Intake:
         if found.kind is ClassKind.EVENT:
             # Monitoring mail that no alert parser read: still a ticket, but an answer would go to a tool.
             may_answer = False
-        requester = tickets.contact_for(session, mail.from_ or mail.sender or "unknown@invalid")
+        if not mail.sender:
+            # No From, Sender, Reply-To, Return-Path or mbox line with an address: no one to answer.
+            return self._quarantine(session, inbound, "no sender: no usable address in From, Sender, "
+                                    "Reply-To, Return-Path or the mbox From line")
+        requester = tickets.contact_for(session, mail.from_ or mail.sender)
         message = self._new_message(inbound, mail)
         ticket = tickets.open_ticket(
             session,
