@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("web", cmd_web, "serve the web console")
     p.add_argument("--host")
     p.add_argument("--port", type=PORT)
+    p.add_argument("--workers", type=_whole_number(1, 64), default=1,
+                   help="console processes sharing the address (default 1); they share state through the database")
     p = add("demo-mail", cmd_demo_mail, "send a test mail to the help address through the configured or demo SMTP server")
     p.add_argument("--from", dest="sender", default="alice@example.com")
     p.add_argument("--subject", default="VPN is down, cannot work")

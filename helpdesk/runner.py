@@ -161,12 +161,23 @@ def _listening(host: str, port: int, host_setting: str, port_setting: str) -> It
 
 
 def serve_web(app: App, host: str, port: int, *, host_setting: str = "HELPDESK_WEB_HOST",
-              port_setting: str = "HELPDESK_WEB_PORT") -> None:
+              port_setting: str = "HELPDESK_WEB_PORT", workers: int = 1) -> None:
     from web import create_app, serve
 
     flask_app = create_app(app.settings, app.factory)
+    if workers == 1:
+        with _listening(host, port, host_setting, port_setting):
+            serve(flask_app, host, port)
+        return
+    from web.server import listen_socket
+    from web.workers import serve_workers
+
     with _listening(host, port, host_setting, port_setting):
-        serve(flask_app, host, port)
+        sock = listen_socket(host, port)
+    app.engine.dispose()  # the workers open their own connections: none may be shared across fork
+    name, bound = sock.getsockname()[:2]
+    print(f"web console on http://{f'[{name}]' if ':' in name else name}:{bound}/ ({workers} workers)", flush=True)
+    serve_workers(flask_app, sock, workers)
 
 
 def run(settings: Settings) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 
 from flask import Flask
@@ -11,6 +12,7 @@ from waitress.server import BaseWSGIServer
 from waitress.wasyncore import close_all
 
 THREADS = 8
+BACKLOG = 1024  # waitress's default
 
 
 def serve(app: Flask, host: str, port: int) -> None:
@@ -25,14 +27,24 @@ def serve(app: Flask, host: str, port: int) -> None:
         pass
 
 
-class WebServer:
-    """A waitress server bound at construction (port 0 picks a free port)."""
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (a name is resolved; port 0 picks a free one)."""
+    family, kind, proto, _name, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    return socket.create_server(address, family=family, backlog=BACKLOG, dualstack_ipv6=False)
 
-    def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0) -> None:
-        server = create_server(app, host=host, port=port, threads=THREADS, ident="helpdesk")
+
+class WebServer:
+    """A waitress server bound at construction (port 0 picks a free port), or on a socket already listening."""
+
+    def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0, *, sock: socket.socket | None = None) -> None:
+        where = {"sockets": [sock]} if sock is not None else {"host": host, "port": port}
+        server = create_server(app, threads=THREADS, ident="helpdesk", backlog=BACKLOG, **where)
         assert isinstance(server, BaseWSGIServer)  # one address: never a MultiSocketServer
         self._server = server
         self._thread: threading.Thread | None = None
+        self._stop_requested = False
 
     @property
     def host(self) -> str:
@@ -59,7 +71,14 @@ class WebServer:
         return self
 
     def request_stop(self) -> None:
-        """Close the listener and every connection from inside the loop (safe from a signal handler)."""
+        """Close the listener and every connection from inside the loop (safe from a signal handler).
+
+        Only once: a second SIGTERM (a supervisor signalling the whole process group, then the parent
+        passing it on) would find the loop's trigger already closed.
+        """
+        if self._stop_requested:
+            return
+        self._stop_requested = True
         server_map = self._server._map
         self._server.trigger.pull_trigger(lambda: close_all(server_map))
 

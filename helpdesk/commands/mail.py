@@ -190,7 +190,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     app = build_app(args)
     host, port = args.host or app.settings.web_host, args.port if args.port is not None else app.settings.web_port
     serve_web(app, host, port, host_setting="--host" if args.host else "HELPDESK_WEB_HOST",
-              port_setting="--port" if args.port is not None else "HELPDESK_WEB_PORT")
+              port_setting="--port" if args.port is not None else "HELPDESK_WEB_PORT", workers=args.workers)
     return 0
 
 
