@@ -26,6 +26,7 @@ MAIL_CHARSETS = [
 ]
 SAMPLE_BYTES = 16 * 1024  # of a body, enough to rank candidates; the chosen codec reads all of it
 _MIXABLE = {"CJK", "HIRAGANA", "KATAKANA"}  # Japanese writes these side by side
+_LATIN = {"cp1250", "cp1252", "cp1254", "cp1257", "iso8859_2", "iso8859_15"}
 _JAPANESE = {"cp932", "euc_jp", "shift_jis", "euc_jis_2004", "shift_jis_2004", "euc_jisx0213"}
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
@@ -38,9 +39,13 @@ def guess_text(data: bytes, preferred: Iterable[str] = ()) -> tuple[str, str] | 
     declared = len(candidates)
     try:
         # charset-normalizer's order: for longer texts its language coherence ranks well
-        candidates += [m.encoding for m in from_bytes(data[:SAMPLE_BYTES], cp_isolation=MAIL_CHARSETS)]
+        detected = [m.encoding for m in from_bytes(data[:SAMPLE_BYTES], cp_isolation=MAIL_CHARSETS)]
     except Exception:  # noqa: BLE001 - detection is a hint; without it the declared charsets still count
-        pass
+        detected = []
+    if detected and detected[0] in _LATIN and "cp1252" in detected:
+        # Latin-script text that reads the same in several: windows-1252 is by far the most sent.
+        detected.insert(0, "cp1252")
+    candidates += detected
     best: tuple[int, int, str, str] | None = None
     for index, codec in enumerate(dict.fromkeys(candidates)):
         try:
