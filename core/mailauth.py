@@ -31,6 +31,12 @@ from core.settings import AuthKind, Settings
 log = logging.getLogger(__name__)
 
 ALERT_EVERY = timedelta(days=1)
+# What an admin should look at when a login of each kind fails (the alert mail, the watcher's log line).
+WHAT_TO_CHECK = {
+    AuthKind.PASSWORD: "Check the mailbox's user and password in the configuration",
+    AuthKind.OAUTH2: "Check the OAuth2 app's consent and its client secret, certificate or key (revoked or expired?); "
+    "a delegated mailbox is then reconnected in the console",
+}
 ALERT_PURPOSE = "mail_login_failed"
 
 
@@ -136,24 +142,24 @@ class DbTokenStore:
         with transaction(self.factory) as session:
             _row(session, mailbox, AuthKind.OAUTH2).refresh_token = seal(self.settings.secret_key, token)
 
-    def succeeded(self, mailbox: str, expires_at: float | None) -> None:
+    def succeeded(self, mailbox: str, expires_at: float | None, kind: AuthKind = AuthKind.OAUTH2) -> None:
         with transaction(self.factory) as session:
-            row = _row(session, mailbox, AuthKind.OAUTH2)
+            row = _row(session, mailbox, kind)
             row.last_success_at = utcnow()
             row.token_expires_at = datetime.fromtimestamp(expires_at, timezone.utc) if expires_at else None
             row.alerted_at = None
 
-    def failed(self, mailbox: str, error: str) -> None:
+    def failed(self, mailbox: str, error: str, kind: AuthKind = AuthKind.OAUTH2) -> None:
         with transaction(self.factory) as session:
-            row = _row(session, mailbox, AuthKind.OAUTH2)
+            row = _row(session, mailbox, kind)
             now = utcnow()
             row.last_error, row.last_error_at = error[:2000], now
             if row.alerted_at is None or aware(row.alerted_at) <= now - ALERT_EVERY:
-                if _alert_admins(session, self.settings, mailbox, error):
+                if _alert_admins(session, self.settings, mailbox, error, kind):
                     row.alerted_at = now
 
 
-def _alert_admins(session: Session, settings: Settings, mailbox: str, error: str) -> bool:
+def _alert_admins(session: Session, settings: Settings, mailbox: str, error: str, kind: AuthKind) -> bool:
     """One mail per admin, through the outbox (sent when SMTP works: it may be the login that fails)."""
     admins = list(session.scalars(select(Contact.email).where(Contact.role == Role.ADMIN).order_by(Contact.email)))
     for admin in admins:
@@ -168,8 +174,8 @@ def _alert_admins(session: Session, settings: Settings, mailbox: str, error: str
         msg.set_content(
             f"The helpdesk cannot log in to {mailbox}:\n\n  {error}\n\n"
             "Nothing is lost: mail stays on the server and is read once the login works again.\n"
-            "If consent was revoked or the client secret expired, fix it and reconnect the mailbox\n"
-            "in the console. `helpdesk mailboxes` shows every mailbox's status (at most one such mail a day).\n"
+            f"{WHAT_TO_CHECK[kind]}.\n"
+            "`helpdesk mailboxes` shows every mailbox's status (at most one such mail a day).\n"
         )
         session.add(
             Outbox(

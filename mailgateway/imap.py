@@ -100,9 +100,9 @@ class MailboxClient:
                 try:
                     conn.login(s.user, s.password)
                 except LoginError as exc:
-                    raise LoginFailed(
-                        f"IMAP login as {s.user!r} on {self._where} was refused: {_reason(exc)}"
-                    ) from None
+                    refused = f"IMAP login as {s.user!r} on {self._where} was refused: {_reason(exc)}"
+                    oauth.login_refused(s.name, s.auth, refused)
+                    raise LoginFailed(refused) from None
         except ImapError:
             _shutdown(conn)
             raise
@@ -111,6 +111,8 @@ class MailboxClient:
             raise ServerUnreachable(f"connection to IMAP server {self._where} lost: {_reason(exc)}") from None
         self._conn = conn
         self._selected = None
+        if s.auth is AuthKind.PASSWORD:  # XOAUTH2 logins report through their token source
+            oauth.login_succeeded(s.name, s.auth)
 
     def _oauth2_login(self, conn: IMAPClient) -> None:
         """AUTHENTICATE XOAUTH2; a refused token is replaced once by a freshly fetched one."""
@@ -127,9 +129,9 @@ class MailboxClient:
             except LoginError as exc:
                 source.login_failed(_reason(exc))
                 if attempt == 2:
-                    raise LoginFailed(
-                        f"IMAP XOAUTH2 login as {s.user!r} on {self._where} was refused: {_reason(exc)}"
-                    ) from None
+                    refused = f"IMAP XOAUTH2 login as {s.user!r} on {self._where} was refused: {_reason(exc)}"
+                    oauth.login_refused(s.name, s.auth, refused)
+                    raise LoginFailed(refused) from None
             else:
                 source.logged_in()
                 return

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from core.settings import MICROSOFT_AUTHORITY, OAuthFlow, OAuthProvider, OAuthSettings
+from core.settings import MICROSOFT_AUTHORITY, AuthKind, OAuthFlow, OAuthProvider, OAuthSettings
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,9 @@ class TokenStore(Protocol):
 
     def save_refresh_token(self, mailbox: str, token: str) -> None: ...
 
-    def succeeded(self, mailbox: str, expires_at: float | None) -> None: ...
+    def succeeded(self, mailbox: str, expires_at: float | None, kind: AuthKind = AuthKind.OAUTH2) -> None: ...
 
-    def failed(self, mailbox: str, error: str) -> None: ...
+    def failed(self, mailbox: str, error: str, kind: AuthKind = AuthKind.OAUTH2) -> None: ...
 
 
 @dataclass
@@ -267,6 +267,18 @@ def use_store(store: TokenStore | None) -> None:
     with _sources_lock:
         _store = store
         _sources.clear()
+
+
+def login_succeeded(name: str, kind: AuthKind) -> None:
+    """A login without a token source (a password) worked: recorded like the XOAUTH2 ones."""
+    if _store is not None:
+        _store.succeeded(name, None, kind)
+
+
+def login_refused(name: str, kind: AuthKind, error: str) -> None:
+    """The server refused a login (a password, or a token it would not take even fresh): recorded."""
+    if _store is not None:
+        _store.failed(name, error, kind)
 
 
 def source_for(name: str, settings: OAuthSettings) -> TokenSource:

@@ -67,7 +67,19 @@ def _client(settings: SmtpSettings) -> aiosmtplib.SMTP:
 
 
 async def _connect(client: aiosmtplib.SMTP, settings: SmtpSettings) -> None:
-    """Connect and log in; with XOAUTH2 a refused token is replaced by a fresh one once."""
+    """Connect and log in, recording how the login went (`helpdesk mailboxes`)."""
+    try:
+        await _log_in(client, settings)
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        refused = f"SMTP login as {settings.user!r} on {settings.host}:{settings.port} was refused: {exc.code} {exc.message}"
+        await asyncio.to_thread(oauth.login_refused, SMTP_TOKEN_NAME, settings.auth, refused)
+        raise
+    if settings.auth is AuthKind.PASSWORD and settings.user:  # XOAUTH2 logins report through their token source
+        await asyncio.to_thread(oauth.login_succeeded, SMTP_TOKEN_NAME, settings.auth)
+
+
+async def _log_in(client: aiosmtplib.SMTP, settings: SmtpSettings) -> None:
+    """With XOAUTH2 a refused token is replaced by a fresh one once."""
     if settings.auth is not AuthKind.OAUTH2:
         await client.connect()
         return

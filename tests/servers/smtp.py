@@ -16,10 +16,11 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from tests.servers import free_port
 
@@ -46,14 +47,20 @@ class SmtpSink:
     "451 try later" (temporary) and every RCPT TO gets that reply; None accepts again.
     """
 
-    def __init__(self, introspection_url: str | None = None) -> None:
+    def __init__(self, introspection_url: str | None = None, password: tuple[str, str] | None = None) -> None:
+        """`password` (user, password): AUTH PLAIN/LOGIN is required and only that pair is accepted."""
         self.host = HOST
         self.port = free_port()
         self.messages: list[ReceivedMail] = []
         self.reject_rcpt: str | None = None
         self.logins: list[str] = []  # users whose XOAUTH2 login was accepted, in order
         self._arrived = threading.Condition()
-        if introspection_url is None:
+        if password is not None:
+            self._controller = Controller(
+                _AuthRequired(self), hostname=self.host, port=self.port,
+                authenticator=_Password(*password), auth_require_tls=False,
+            )  # fmt: skip
+        elif introspection_url is None:
             self._controller = Controller(_Handler(self), hostname=self.host, port=self.port)
         else:
             self._controller = Controller(
@@ -116,18 +123,29 @@ class _Handler:
         return "250 Message accepted for delivery"
 
 
-class _OAuthHandler(_Handler):
-    def __init__(self, sink: SmtpSink, introspection_url: str) -> None:
-        super().__init__(sink)
-        self.introspection_url = introspection_url
-
-    async def handle_RCPT(
+class _AuthRequired(_Handler):
+    async def handle_RCPT(  # checked here, not with aiosmtpd's auth_required, which warns without TLS
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
-        # Checked here, not with aiosmtpd's auth_required, which warns without TLS.
         if not session.authenticated:
             return "530 5.7.0 Authentication required"
         return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+
+@dataclass(frozen=True)
+class _Password:
+    user: str
+    password: str
+
+    def __call__(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and data.login == self.user.encode() and data.password == self.password.encode()
+        return AuthResult(success=ok, handled=False, auth_data=self.user if ok else None)  # aiosmtpd answers
+
+
+class _OAuthHandler(_AuthRequired):
+    def __init__(self, sink: SmtpSink, introspection_url: str) -> None:
+        super().__init__(sink)
+        self.introspection_url = introspection_url
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
         try:
