@@ -13,7 +13,7 @@ import aiosmtplib
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import transaction
+from core.db import UNAVAILABLE, transaction, unavailable_reason
 from core.outbox import Claimed, RetryPolicy, claim_due, mark_failed, mark_sent, release, renew_claim
 from core.settings import AuthKind, SmtpSettings, TlsMode
 from mailgateway import oauth
@@ -155,6 +155,25 @@ class _Lease:
         self.conn.commit()
         return renewed
 
+    def _record_sent_later(self, mail: Claimed, exc: BaseException) -> bool:
+        """The database went away right after the server's 250: record "sent" once it is back.
+
+        Nobody can claim the mail again while the database is away; once it is back the
+        conditional UPDATE tells whether another sender took it over meanwhile. Given up only
+        when the sender is asked to stop (then the mail goes again, under the same Message-ID).
+        """
+        delay = 0.5
+        while True:
+            log.warning("outbox %s: sent, but the database is unavailable (%s); recording it in %.1f s",
+                        mail.id, unavailable_reason(exc), delay)
+            if (self.stop or threading.Event()).wait(delay):  # asked to stop meanwhile
+                raise exc
+            try:
+                with transaction(self.factory) as session:
+                    return mark_sent(session, mail.id, self.worker)
+            except UNAVAILABLE as again:
+                exc, delay = again, min(delay * 2, 30.0)
+
     async def keep(self, mail: Claimed) -> None:
         """Renew the claim while the mail is on the wire (a slow server, a big mail); PostgreSQL holds the row instead."""
         if self.holds_rows:
@@ -169,8 +188,14 @@ class _Lease:
 
     def record(self, mail: Claimed, failure: SendFailed | None) -> None:
         if failure is None:
-            if self.holds_rows or mark_sent(self.conn, mail.id, self.worker):
-                self.conn.commit()
+            try:
+                done = self.holds_rows or mark_sent(self.conn, mail.id, self.worker)
+                if done:
+                    self.conn.commit()
+            except UNAVAILABLE as exc:
+                self.conn.rollback()  # the connection is gone; the next statement gets a new one
+                done = self._record_sent_later(mail, exc)
+            if done:
                 self.sent += 1
             else:
                 log.warning("outbox %s: sent, but %s's claim was taken over meanwhile", mail.id, self.worker)

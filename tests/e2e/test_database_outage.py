@@ -6,22 +6,31 @@ started again before the test ends).
 
 from __future__ import annotations
 
+import email
 import subprocess
+import threading
 import time
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 
 from core import db
-from core.models import Ticket
+from core.models import Outbox, OutboxStatus, Ticket
+from core.outbox import RetryPolicy
+from core.settings import SmtpSettings
+from mailgateway.smtp import send_once
+from tests.core.desk import make_desk, mail
 from tests.e2e.helpers import HELPDESK, helpdesk_env, run
 from tests.e2e.mails import make_mail, token
 from tests.servers import free_port
 from tests.servers.imap import DovecotServer
 from tests.servers.postgres import PostgresCluster
-from tests.servers.smtp import SmtpSink
+from tests.servers.smtp import HOST, SmtpSink
 
 PASSWORD = "s3cret-pw"  # trust authentication ignores it; it must never be printed
 
@@ -151,3 +160,46 @@ def test_run_started_while_the_database_is_down_starts_once_it_is_back(
         _wait(lambda: "Helpdesk is running" in log.read_text(), 60, "the console is up")
         _wait(lambda: any(token(1) in s for s in _tickets(url)), 60, "the mail becomes a ticket")
         smtp_sink.wait_for(1, timeout=60)  # its acknowledgement
+
+
+class _SinkThatRestartsTheDatabase:
+    """Accepts the first mail while PostgreSQL is restarting: the sender cannot commit "sent" right after the 250."""
+
+    def __init__(self, cluster: PostgresCluster) -> None:
+        self.cluster = cluster
+        self.received: list[str] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if not self.received:
+            self.cluster.pause()
+            threading.Timer(2.0, self.cluster.resume).start()
+        self.received.append(email.message_from_bytes(envelope.original_content or b"")["Message-ID"])
+        return "250 OK"
+
+
+def test_a_mail_accepted_while_the_database_restarts_is_recorded_once_it_is_back(
+    postgres_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    engine = db.make_engine(postgres_cluster.url(postgres_cluster.create_database()))
+    sink = _SinkThatRestartsTheDatabase(postgres_cluster)
+    controller = Controller(sink, hostname=HOST, port=free_port())
+    controller.start()
+    try:
+        db.upgrade(engine)
+        desk = make_desk(db.make_sessionmaker(engine), tmp_path)
+        desk.deliver(mail())
+        desk.deliver(mail("bob@example.com", "VPN down", "no tunnel"))
+        acks = desk.outbox("acknowledgement")
+        smtp = SmtpSettings(host=HOST, port=controller.port)
+        # The second mail goes on the same (new) database connection once the first is recorded.
+        assert send_once(desk.factory, smtp, policy=RetryPolicy(claim_for=timedelta(seconds=1))) == (2, 0)
+        with desk.factory() as session:
+            assert {session.get(Outbox, a.id).status for a in acks} == {OutboxStatus.SENT}
+        time.sleep(1.5)  # past the claim: nothing is left to send again
+        assert send_once(desk.factory, smtp, policy=RetryPolicy(claim_for=timedelta(seconds=1))) == (0, 0)
+    finally:
+        controller.stop()
+        if not (postgres_cluster.data / "postmaster.pid").exists():
+            postgres_cluster.resume()
+        engine.dispose()
+    assert sorted(sink.received) == sorted(f"<{a.message_id}>" for a in acks)
