@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.helpers import HELPDESK, helpdesk_env, run, wait_for
 from tests.e2e.mails import make_mail
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port, terminate, wait_for_port
 from tests.servers.postgres import PostgresCluster
 
 ADMIN, PASSWORD = "admin@example.org", "correct horse battery"
@@ -97,13 +97,7 @@ def console(postgres_cluster: PostgresCluster, tmp_path: Path) -> Iterator[Conso
         wait_for_port("127.0.0.1", port, timeout=30, alive=lambda: process.poll() is None)
         yield Console(port, env, process)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process, 30)
         log.close()
         postgres_cluster.drop_database(name)
 

@@ -15,6 +15,7 @@ from core import db
 from core.models import Inbound, InboundStatus, MailboxCursor, Ticket
 from tests.e2e.helpers import HELPDESK, helpdesk_env, run
 from tests.e2e.mails import make_mail, token
+from tests.servers import terminate
 from tests.servers.imap import DovecotServer
 from tests.servers.postgres import PostgresCluster
 
@@ -78,12 +79,6 @@ def test_two_pollers_share_one_database_and_the_survivor_takes_over_after_a_kill
         print(f"\nworkers: takeover {takeover:.1f} s after the kill (lease {LEASE_SECONDS} s)")
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            terminate(p, 15)
         engine.dispose()
         postgres_cluster.drop_database(name)

@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import stat
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -54,6 +56,18 @@ def wait_for_port(host: str, port: int, timeout: float, alive: Callable[[], bool
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
             time.sleep(0.01)
+
+
+def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
+    """SIGTERM, as a supervisor stops a service; killed if it is still there after ``timeout``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def running_as_root() -> bool:

@@ -30,6 +30,7 @@ from tests.servers import (
     remove_dir,
     running_as_root,
     service_dir,
+    terminate,
     wait_for_port,
 )
 
@@ -130,17 +131,6 @@ class ImapServer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.user}@{self.host}:{self.port}>"
-
-
-def _terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _terminate_group(proc: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
@@ -451,7 +441,7 @@ class PymapServer(ImapServer):
             raise RuntimeError(f"pymap did not start: {exc}; output: {err}") from exc
 
     def stop(self) -> None:
-        _terminate(self.proc)
+        terminate(self.proc)
         self.proc = None
         if self._stderr is not None:
             self._stderr.close()
