@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 ALERT_EVERY = timedelta(days=1)
 # What an admin should look at when a login of each kind fails (the alert mail, the watcher's log line).
 WHAT_TO_CHECK = {
-    AuthKind.PASSWORD: "Check the mailbox's user and password in the configuration",
-    AuthKind.OAUTH2: "Check the OAuth2 app's consent and its client secret, certificate or key (revoked or expired?); "
+    AuthKind.PASSWORD: "check the mailbox user and password in the configuration",
+    AuthKind.OAUTH2: "check the OAuth2 app's consent and its client secret, certificate or key (revoked or expired?); "
     "a delegated mailbox is then reconnected in the console",
 }
 ALERT_PURPOSE = "mail_login_failed"
@@ -174,7 +174,7 @@ def _alert_admins(session: Session, settings: Settings, mailbox: str, error: str
         msg.set_content(
             f"The helpdesk cannot log in to {mailbox}:\n\n  {error}\n\n"
             "Nothing is lost: mail stays on the server and is read once the login works again.\n"
-            f"{WHAT_TO_CHECK[kind]}.\n"
+            f"{WHAT_TO_CHECK[kind][0].upper()}{WHAT_TO_CHECK[kind][1:]}.\n"
             "`helpdesk mailboxes` shows every mailbox's status (at most one such mail a day).\n"
         )
         session.add(

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import lease
 from core.db import UNAVAILABLE, transaction, unavailable_reason
 from core.intake import Intake, IntakeResult, process_pending
+from core.mailauth import WHAT_TO_CHECK
 from core.models import Inbound, MailboxCursor
 from core.settings import MailboxSettings
 from mailgateway.imap import ImapError, LoginFailed, MailboxClient
@@ -243,7 +244,7 @@ def watch_mailbox(
                 log.warning("%s: lease lost (%s); standing by", mailbox.name, exc)
             except LoginFailed as exc:
                 delay = backoff.next()
-                log.error("%s: %s; check the mailbox user and password; retrying in %.0f s", mailbox.name, exc, delay)
+                log.error("%s: %s; %s; retrying in %.0f s", mailbox.name, exc, WHAT_TO_CHECK[mailbox.auth], delay)
                 stop.wait(delay)
             except (ImapError, OSError) as exc:
                 delay = backoff.next()

@@ -14,13 +14,14 @@ from sqlalchemy import func, select
 
 from core import lease
 from core.models import Inbound, InboundStatus, MailboxCursor, Ticket
-from core.settings import MailboxSettings, Settings
+from core.settings import AuthKind, MailboxSettings, OAuthProvider, OAuthSettings, Settings
 from helpdesk.wiring import App, build
 from mailgateway.watcher import WatchOptions, fetch_new, poll_once, watch_mailbox
 from mailgateway.imap import MailboxClient
 from tests.e2e.mails import make_mail, token
 from tests.servers import require
 from tests.servers.imap import DovecotInstance, DovecotServer, ImapServer, PymapServer, dovecot_binary
+from tests.servers.oauth import OAuthServer
 
 FAST = WatchOptions(lease_seconds=6, idle_seconds=1, poll_interval=0.5, first_backoff=0.5, max_backoff=2)
 
@@ -166,7 +167,7 @@ def test_login_failure_is_one_clear_line_retried_with_backoff_not_a_busy_loop(
     assert 2 <= len(failures) <= 4, [r.getMessage() for r in failures]
     line = failures[0].getMessage()
     assert failures[0].levelno == logging.ERROR and "\n" not in line
-    assert dovecot.user in line and "retrying in" in line
+    assert dovecot.user in line and "retrying in" in line and "user and password" in line
 
 
 @pytest.mark.parametrize("processed_folder", [None, "Processed"], ids=["flag-only", "move"])
@@ -314,3 +315,24 @@ def test_without_idle_the_watcher_polls(
         assert server.uids("INBOX") == [] and len(server.uids("Processed")) == 2  # COPY + EXPUNGE without MOVE
     finally:
         instance.close()
+
+
+def test_an_oauth2_login_failure_names_what_to_check_for_oauth2(
+    make_app: Callable[..., App], oauth_server: OAuthServer, oauth_dovecot: DovecotServer, sqlite_url: str,
+    watching: Callable[..., Running], caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    caplog.set_level(logging.INFO, logger="mailgateway.watcher")
+    oauth_server.add_client("watched-expired", "s3cret", username=oauth_dovecot.user).disabled = True
+    mailbox = oauth_dovecot.mailbox_settings(
+        auth=AuthKind.OAUTH2, password="",
+        oauth=OAuthSettings(OAuthProvider.GENERIC, "watched-expired", "s3cret", token_url=oauth_server.token_url),
+    )  # fmt: skip
+    app = make_app(sqlite_url, mailbox)
+    watching(app, mailbox, WatchOptions(lease_seconds=6, first_backoff=0.5, max_backoff=8))
+
+    def failures() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "mailgateway.watcher" and r.levelno == logging.ERROR]
+
+    wait_until(lambda: bool(failures()), 10, "a login failure logged")
+    line = failures()[0]
+    assert "invalid_client" in line and "OAuth2 app" in line and "password" not in line and "\n" not in line
