@@ -11,7 +11,7 @@ from core.db import UNAVAILABLE, unavailable_reason
 from core.models import MAX_ID
 
 from helpdesk.commands.common import CONFIG_ERRORS, EX_TEMPFAIL, EX_USAGE
-from helpdesk.commands.data import cmd_backup, cmd_restore
+from helpdesk.commands.data import cmd_backup, cmd_erase, cmd_export, cmd_restore, cmd_retention
 from helpdesk.commands.desk import cmd_outbox, cmd_quarantine, cmd_ticket, cmd_tickets, cmd_user_add, cmd_user_token
 from helpdesk.commands.itil import cmd_audit, cmd_events, cmd_report, cmd_sla
 from helpdesk.commands.logins import cmd_mailboxes
@@ -132,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("restore", cmd_restore, "load a backup into an empty database (and the data dir)")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--force", action="store_true", help="replace the contents of a database that is not empty")
+    p = add("export", cmd_export, "a person's data for a data-access request: one zip with person.json, attachments, their mails")
+    p.add_argument("--requester", required=True, metavar="EMAIL")
+    p.add_argument("--output", metavar="FILE", help="the zip to write (default EMAIL.zip)")
+    p.add_argument("--internal-notes", action="store_true", help="include internal notes on their tickets (read them first)")
+    p = add("erase", cmd_erase, "anonymise a person: contact, their messages and mail; ticket figures stay (audited)")
+    p.add_argument("--requester", required=True, metavar="EMAIL")
+    p = add("retention", cmd_retention, "anonymise or delete closed tickets past HELPDESK_RETENTION_DAYS (a dry run without --apply)")
+    p.add_argument("--apply", action="store_true", help="do it (`run` does it every minute with the SLA check)")
     return parser
 
 

@@ -83,8 +83,9 @@ def send_loop(app: App, stop: threading.Event, interval: float = 2.0) -> None:
 
 
 def sla_loop(app: App, stop: threading.Event, interval: float = 60.0) -> None:
-    """The scheduled SLA check of `helpdesk run` (the same as `helpdesk sla --check`), with grant expiry."""
-    from core import access, sla
+    """The scheduled SLA check of `helpdesk run` (the same as `helpdesk sla --check`), with grant expiry and
+    retention (as `helpdesk retention --apply`, when HELPDESK_RETENTION_DAYS is set)."""
+    from core import access, privacy, sla
     from core.db import transaction
     from core.models import utcnow
 
@@ -97,6 +98,11 @@ def sla_loop(app: App, stop: threading.Event, interval: float = 60.0) -> None:
                 log.info("SLA: ticket #%s %s %s", f.ticket_id, f.metric.value, f.level.value)
             if grants.warned or grants.expired:
                 log.info("access grants: %d expiring soon, %d expired", len(grants.warned), len(grants.expired))
+            if app.settings.retention_days:  # its own transaction: a failure here keeps the SLA marks
+                with transaction(app.factory) as session:
+                    kept = privacy.apply_retention(session, app.settings, utcnow())
+                if kept.anonymised or kept.deleted:
+                    log.info("retention: %d ticket(s) anonymised, %d deleted", len(kept.anonymised), len(kept.deleted))
         except UNAVAILABLE as exc:  # the next check comes in a minute anyway: one line, no traceback
             log.warning("SLA check: %s unavailable: %s; trying again in %.0f s", DATABASE, unavailable_reason(exc), interval)
         except Exception:
