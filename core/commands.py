@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import access, audit, conversation, fulfilment, processes, tickets
+from core import access, audit, conversation, fulfilment, macros, merge, processes, tickets, visibility
 from core.mail import ParsedMail
 from core.approval import PolicyViolation
 from core.models import (
-    AccessRequest, AccessStatus, Attachment, Contact, Direction, Message, Ticket, TicketKind, TicketStatus, utcnow,
+    MAX_ID, AccessRequest, AccessStatus, Attachment, Contact, Direction, Message, Ticket, TicketKind, TicketStatus,
+    utcnow,
 )
 from core.notify import fit_attachments, load_attachments, notify_status
 from core.priority import DESK_PRIORITIES
@@ -36,6 +37,8 @@ class Verb(enum.Enum):
     CATEGORY = "category"
     DONE = "done"  # ``#done 2``: step 2 of a service request's checklist
     FULFILLED = "fulfilled"  # the request is fulfilled (every step done); the user is told
+    MERGE = "merge"  # ``#merge 12``: this ticket is a duplicate of #12 and goes into it
+    MACRO = "macro"  # ``#macro NAME``: the canned reply NAME (and what it sets)
     APPROVE = "approve"  # an approver's decision: the approval policy, not the agent rules, applies
     REJECT = "reject"
 
@@ -247,6 +250,26 @@ def _fulfilment(session: Session, settings: Settings, ticket: Ticket, agent: Con
     return f"step {number} ({checklist[int(number) - 1]['step']}) done, {left} left"
 
 
+def _merge(session: Session, settings: Settings, ticket: Ticket, agent: Contact, command: Command) -> str:
+    """``#merge N``: this ticket (the duplicate) goes into #N."""
+    number = command.argument.strip().lstrip("#")
+    target = session.get(Ticket, int(number)) if number.isdigit() and int(number) <= MAX_ID else None
+    if target is None or not visibility.may_read(session, settings, agent, target):
+        raise CommandError(f"#merge needs the number of a ticket to merge into, not {command.argument!r}")
+    merge.merge(session, settings, ticket, target, agent)
+    return f"merged into #{target.id}"
+
+
+def _macro(session: Session, settings: Settings, ticket: Ticket, agent: Contact, command: Command) -> str:
+    """``#macro NAME``: the canned reply goes to requester and watchers, and sets what it sets."""
+    found = macros.find(session, command.argument)
+    if found is None:
+        raise CommandError(f"no macro named {command.argument.strip()!r}")
+    done = macros.apply(session, settings, found, ticket, agent)
+    changed = ", ".join(f"{k} -> {v}" for k, v in done.changed.items())
+    return "reply sent" + (f", {changed}" if changed else "")
+
+
 def apply_commands(
     session: Session, settings: Settings, ticket: Ticket, agent: Contact, commands: list[Command]
 ) -> list[str]:
@@ -257,10 +280,16 @@ def apply_commands(
             if command.verb in (Verb.DONE, Verb.FULFILLED):
                 outcomes.append(f"{command.line}: " + _fulfilment(session, settings, ticket, agent, command))
                 continue
+            if command.verb is Verb.MERGE:
+                outcomes.append(f"{command.line}: " + _merge(session, settings, ticket, agent, command))
+                continue
+            if command.verb is Verb.MACRO:
+                outcomes.append(f"{command.line}: " + _macro(session, settings, ticket, agent, command))
+                continue
             fields = _fields(session, settings, agent, command)
             processes.check_staff_change(session, ticket, fields)
             changed = tickets.change(session, ticket, agent.email, reason=f"by email: {command.line}", **fields)
-        except (CommandError, tickets.TicketError, fulfilment.FulfilmentError) as exc:
+        except (CommandError, tickets.TicketError, fulfilment.FulfilmentError, macros.MacroError) as exc:
             outcomes.append(f"{command.line}: not applied, {exc}")
             continue
         if not changed:

@@ -127,6 +127,21 @@ def participants(session: Session, ticket: Ticket) -> set[str]:
     return people
 
 
+_MERGE_HOPS = 20  # a chain of merges longer than this is cut short (it cannot loop: a merged ticket takes none)
+
+
+def follow_merges(session: Session, ticket: Ticket) -> tuple[Ticket, set[int]]:
+    """The ticket mail for ``ticket`` goes to (itself, or the one it was merged into), and every number on the way."""
+    seen = {ticket.id}
+    while ticket.merged_into_id is not None and len(seen) < _MERGE_HOPS:
+        target = session.get(Ticket, ticket.merged_into_id)
+        if target is None or target.id in seen:
+            break
+        ticket = target
+        seen.add(ticket.id)
+    return ticket, seen
+
+
 def find_ticket(session: Session, settings: Settings, mail: ParsedMail) -> ThreadMatch | None:
     sender = mail.sender
     token_ticket = _token_ticket(settings, mail)
@@ -134,7 +149,8 @@ def find_ticket(session: Session, settings: Settings, mail: ParsedMail) -> Threa
     def match(ticket: Ticket | None, via: MatchVia) -> ThreadMatch | None:
         if ticket is None:
             return None
-        valid = token_ticket == ticket.id
+        ticket, merged = follow_merges(session, ticket)
+        valid = token_ticket is not None and token_ticket in merged  # a token for a merged ticket still counts
         return ThreadMatch(ticket, via, valid, sender in participants(session, ticket))
 
     refs = [r for r in [mail.in_reply_to, *reversed(mail.references)] if r]

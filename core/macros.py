@@ -1,0 +1,173 @@
+"""Canned replies (macros): reply templates admins keep, which agents send from the console or with ``#macro NAME``.
+
+A macro's body is a Jinja template rendered in an immutable sandbox over a plain dict of strings
+(requester name, ticket number, category, agent name, ...): it never sees a model, so a template
+cannot read or change anything but those strings. Loops, macros and includes are refused when it
+is saved, so rendering one takes time in proportion to its length. A macro may also set the
+ticket's status, priority, category and assignee, with the same checks as a change by hand.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import audit, processes, tickets
+from core.models import Contact, Macro, Role, Ticket, TicketStatus
+from core.notify import notify_status
+from core.priority import DESK_PRIORITIES
+from core.settings import Settings
+
+PLACEHOLDERS = {
+    "requester_name": "the requester's name (or address)",
+    "requester_email": "the requester's address",
+    "ticket_number": "the ticket's number",
+    "ticket_tag": "the ticket's subject tag, e.g. [#12]",
+    "subject": "the ticket's subject",
+    "category": "the ticket's category",
+    "agent_name": "the name of the agent sending it (or address)",
+}
+BODY_LIMIT = 20_000
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,79}")
+# Canned text needs values and conditions, never repetition or reuse: no loop can make rendering slow.
+_REFUSED = (nodes.For, nodes.Macro, nodes.CallBlock, nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
+_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+
+
+class MacroError(tickets.TicketError):
+    """A macro that cannot be saved or applied, with the reason to show."""
+
+
+@dataclass(frozen=True)
+class Applied:
+    reply_id: int
+    changed: dict[str, Any]
+
+
+def context(settings: Settings, ticket: Ticket, agent: Contact) -> dict[str, str]:
+    """The only values a macro sees: strings, no models."""
+    return {
+        "requester_name": ticket.requester.name or ticket.requester.email,
+        "requester_email": ticket.requester.email,
+        "ticket_number": str(ticket.id),
+        "ticket_tag": f"[{settings.subject_tag_prefix}{ticket.id}]",
+        "subject": ticket.subject,
+        "category": ticket.category,
+        "agent_name": agent.name or agent.email,
+    }
+
+
+def _sample() -> dict[str, str]:
+    return {name: name.upper() for name in PLACEHOLDERS}
+
+
+def render_text(body: str, values: dict[str, str]) -> str:
+    try:
+        return _env.from_string(body).render(values).strip()
+    except TemplateError as exc:  # (SecurityError and UndefinedError are TemplateErrors)
+        raise MacroError(f"the macro cannot be rendered: {exc}") from exc
+
+
+def check_body(body: str) -> None:
+    if not body.strip():
+        raise MacroError("a macro needs some text")
+    if len(body) > BODY_LIMIT:
+        raise MacroError(f"a macro's text is at most {BODY_LIMIT} characters")
+    try:
+        tree = _env.parse(body)
+    except TemplateError as exc:
+        raise MacroError(f"the macro's template does not parse: {exc}") from exc
+    refused = next(iter(tree.find_all(_REFUSED)), None)
+    if refused is not None:
+        raise MacroError(f"a macro may not use {type(refused).__name__.lower()} blocks, only placeholders and if")
+    known = set(PLACEHOLDERS)
+    unknown = sorted({n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"} - known)
+    if unknown:
+        raise MacroError(f"unknown placeholder {', '.join(unknown)}; use {', '.join(sorted(known))}")
+    render_text(body, _sample())
+
+
+def find(session: Session, name: str) -> Macro | None:
+    return session.scalars(select(Macro).where(Macro.name == name.strip().lower())).first()
+
+
+def list_all(session: Session) -> list[Macro]:
+    return list(session.scalars(select(Macro).order_by(Macro.name)))
+
+
+def save(
+    session: Session, actor: Contact, name: str, body: str, *, status: TicketStatus | None = None,
+    priority: str | None = None, category: str | None = None, assignee: Contact | None = None,
+    macro: Macro | None = None,
+) -> Macro:
+    """Create a macro, or change ``macro``; checked first, audited."""
+    name = name.strip().lower()
+    if not _NAME.fullmatch(name):
+        raise MacroError("a macro's name is 1-80 lower-case letters, digits, '.', '_' or '-'")
+    check_body(body)
+    if priority is not None and priority not in DESK_PRIORITIES:
+        raise MacroError(f"priority must be P1..P5, not {priority!r}")
+    if status is TicketStatus.AWAITING_APPROVAL:
+        raise MacroError("a ticket awaits approval only when its process asks for one")
+    if assignee is not None and assignee.role not in (Role.AGENT, Role.ADMIN):
+        raise MacroError(f"{assignee.email} is not an agent")
+    other = find(session, name)
+    if other is not None and other is not macro:
+        raise MacroError(f"there is already a macro named {name}")
+    before = to_json(macro) if macro is not None else None
+    macro = macro or Macro(name=name, body=body)
+    macro.name, macro.body, macro.status, macro.priority = name, body, status, priority
+    macro.category = (category or "").strip().lower()[:80] or None
+    macro.assignee = assignee
+    session.add(macro)
+    session.flush()
+    audit.record(session, actor=actor.email, action="macro.update" if before else "macro.create",
+                 object_type="macro", object_id=macro.id, before=before, after=to_json(macro))
+    return macro
+
+
+def delete(session: Session, actor: Contact, macro: Macro) -> None:
+    audit.record(session, actor=actor.email, action="macro.delete", object_type="macro", object_id=macro.id,
+                 before=to_json(macro))
+    session.delete(macro)
+    session.flush()
+
+
+def fields_of(macro: Macro) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for name in ("status", "priority", "category", "assignee"):
+        value = getattr(macro, name)
+        if value is not None:
+            fields[name] = value
+    return fields
+
+
+def apply(session: Session, settings: Settings, macro: Macro, ticket: Ticket, agent: Contact) -> Applied:
+    """Send the macro's reply as ``agent`` and set what it sets; nothing happens if a change is refused."""
+    wanted = {k: v for k, v in fields_of(macro).items() if getattr(ticket, k) != v}
+    processes.check_staff_change(session, ticket, wanted)  # before anything is sent
+    text = render_text(macro.body, context(settings, ticket, agent))
+    message = tickets.reply(session, settings, ticket, agent, text)
+    changed = tickets.change(session, ticket, agent.email, reason=f"macro {macro.name}", **wanted) if wanted else {}
+    if "status" in changed:
+        notify_status(session, settings, ticket, actor=agent.email)
+    audit.record(session, actor=agent.email, action="ticket.macro", object_type="ticket", object_id=ticket.id,
+                 after={"macro": macro.name, "changed": changed})
+    return Applied(message.id, changed)
+
+
+def to_json(macro: Macro) -> dict[str, Any]:
+    return {
+        "name": macro.name,
+        "body": macro.body,
+        "status": macro.status.value if macro.status else None,
+        "priority": macro.priority,
+        "category": macro.category,
+        "assignee": macro.assignee.email if macro.assignee else None,
+    }
