@@ -291,3 +291,21 @@ def test_microsoft_delegated_refresh_through_msal_and_revocation_shows_in_mailbo
         assert shown.returncode == 1 and b"FAILING" in shown.stdout and b"invalid_grant" in shown.stdout
     finally:
         app.engine.dispose()
+
+
+# -- Microsoft shared mailbox: the login names the mailbox, the token is the app's -----------------
+
+
+def test_shared_mailbox_logs_in_as_the_mailbox_with_the_apps_own_token(authority: LocalAuthority) -> None:
+    server = authority.server
+    shared, unshared = authority.dovecot.new_account(), authority.dovecot.new_account()
+    # The app's access covers the shared mailbox: the server's introspection names it as the token's user.
+    server.add_client("ms-shared-app", "s3cret", username=shared.user)
+    shared.append(b"Subject: to the shared mailbox\r\n\r\nhello\r\n")
+    settings = authority.microsoft("ms-shared-app", "s3cret")
+    assert _login(shared, settings) == 1  # XOAUTH2 user= the configured mailbox user, read its INBOX
+    [token] = server.issued("ms-shared-app")
+    assert token.refresh_token is None and server.introspect(token.access_token)["client_id"] == "ms-shared-app"
+    assert server.introspect(token.access_token)["username"] == shared.user
+    with pytest.raises(LoginFailed, match=f"XOAUTH2 login as '{unshared.user}' .* was refused"):
+        _login(unshared, settings)  # a mailbox the app was not given: the same kind of token opens nothing
