@@ -188,8 +188,9 @@ class Intake:
         )
         if verdicts.own_mail:
             return self._finish(inbound, InboundStatus.IGNORED, reason="our own mail: " + "; ".join(verdicts.reasons))
-        if verdicts.bounce or verdicts.feedback_report:
-            return self._bounce(session, inbound, mail, undeliverable=verdicts.bounce)
+        if verdicts.bounce or verdicts.feedback_report or verdicts.delay:
+            kind = "bounce" if verdicts.bounce else "feedback report" if verdicts.feedback_report else "delay notice"
+            return self._bounce(session, inbound, mail, kind=kind)
         if not verdicts.automatic:
             self._delivers_again(session, inbound, mail)
 
@@ -316,7 +317,8 @@ class Intake:
         reason = f"event {alert.source} {alert.host} {alert.state}: {outcome.action.value}"
         return self._finish(inbound, InboundStatus.PROCESSED if ticket_id else InboundStatus.IGNORED, ticket_id, reason=reason)
 
-    def _bounce(self, session: Session, inbound: Inbound, mail: ParsedMail, *, undeliverable: bool = True) -> IntakeResult:
+    def _bounce(self, session: Session, inbound: Inbound, mail: ParsedMail, *, kind: str = "bounce") -> IntakeResult:
+        """A bounce, feedback report or delay notice: kept on the ticket whose mail it reports; only a bounce flags."""
         ticket, sent_to = None, set[str]()
         for mid in loopguard.bounced_message_ids(mail):
             for recipients in session.scalars(select(Outbox.recipients).where(Outbox.message_id == mid)):
@@ -328,10 +330,9 @@ class Intake:
                 break
         if ticket is None:
             # Flags nobody: a bounce of no mail of ours may be forged, and silencing someone is for good.
-            kind = "bounce" if undeliverable else "feedback report"
             return self._finish(inbound, InboundStatus.IGNORED, reason=f"{kind} of no known mail")
         mailed = sent_to or {a.lower() for a in public_recipients(self.settings, ticket)}
-        for address in loopguard.failed_recipients(mail) if undeliverable else []:
+        for address in loopguard.failed_recipients(mail) if kind == "bounce" else []:
             if address not in mailed:
                 continue  # only someone the bounced mail went to
             contact = session.scalars(select(Contact).where(Contact.email == address)).first()
@@ -340,9 +341,7 @@ class Intake:
                 log.info("inbound %s: mail to %s bounced; no more automatic mail to it until it writes in", inbound.id, address)
         message = tickets.message_from_mail(mail, inbound_id=inbound.id, internal=True)
         tickets.append_message(session, ticket, message)
-        return self._finish(
-            inbound, InboundStatus.PROCESSED, ticket.id, reason="bounce attached" if undeliverable else "feedback report attached"
-        )
+        return self._finish(inbound, InboundStatus.PROCESSED, ticket.id, reason=f"{kind} attached")
 
     # -- helpers -------------------------------------------------------------------------------
     def _delivers_again(self, session: Session, inbound: Inbound, mail: ParsedMail) -> None:

@@ -30,7 +30,9 @@ __all__ = [
 
 class Flag(enum.Enum):
     AUTO_REPLY = "auto_reply"  # a response sent by a program (vacation, autoresponder)
-    BOUNCE = "bounce"  # a delivery failure (or delay) report
+    BOUNCE = "bounce"  # a delivery failure report
+    DELIVERY_DELAY = "delivery_delay"  # "still being retried": late, not failed
+    CHALLENGE = "challenge"  # a challenge-response filter asks the sender to prove to be a person
     FEEDBACK_REPORT = "feedback_report"  # ARF / feedback-loop complaint
     MAILING_LIST = "mailing_list"
     OWN_MAIL = "own_mail"  # sent by us, came back
@@ -48,14 +50,18 @@ class Verdicts:
     reasons: tuple[str, ...] = ()
     auto_generated: bool = False
     delivery_notice: bool = False
+    delay: bool = False
+    challenge: bool = False
 
     def as_json(self) -> dict[str, bool]:
-        """The four keys of the `helpdesk parse --json` contract."""
+        """The keys of the `helpdesk parse --json` contract (added to, never renamed)."""
         return {
             "auto_reply": self.auto_reply,
             "bounce": self.bounce,
             "feedback_report": self.feedback_report,
             "mailing_list": self.mailing_list,
+            "delay": self.delay,
+            "challenge": self.challenge,
         }
 
     @property
@@ -70,6 +76,8 @@ class Verdicts:
                 self.own_mail,
                 self.auto_generated,
                 self.delivery_notice,
+                self.delay,
+                self.challenge,
             )
         )
 
@@ -378,18 +386,42 @@ def _is_dsn(mail: ParsedMail) -> bool:
     return mail.delivery_status is not None or (mail.report_type or "").lower() == "delivery-status"
 
 
+# DSN fields written into the text of a mail without a multipart/report (some Postfix and gateway set-ups).
+_FLAT_DSN = re.compile(r"^(?:reporting-mta|final-recipient)[ \t]*:", re.IGNORECASE | re.MULTILINE)
+
+
+def _delivery_status(mail: ParsedMail) -> str:
+    """The message/delivery-status part, or DSN fields found in the text of a report without one."""
+    if mail.delivery_status is not None:
+        return mail.delivery_status
+    head = _ORIGINAL_MARKERS.split(mail.text[:20000], maxsplit=1)[0]
+    found = _FLAT_DSN.search(head)
+    return head[found.start():] if found else ""
+
+
 def _dsn_actions(mail: ParsedMail) -> set[str]:
-    return {r.action for r in _dsn_recipients(mail.delivery_status or "") if r.action}
+    return {r.action for r in _dsn_recipients(_delivery_status(mail)) if r.action}
+
+
+def _only_delayed(actions: set[str]) -> bool:
+    """Some recipient is still being retried and none failed: a warning, not a failure."""
+    return "delayed" in actions and actions <= _NO_PROBLEM_ACTIONS | {"delayed"}
 
 
 def _dsn_problem(mail: ParsedMail, _: Context) -> str | None:
     if not _is_dsn(mail):
         return None
     actions = _dsn_actions(mail)
-    if actions and actions <= _NO_PROBLEM_ACTIONS:
+    if actions and (actions <= _NO_PROBLEM_ACTIONS or _only_delayed(actions)):
         return None
     detail = f", action={'/'.join(sorted(actions))}" if actions else ""
     return f"DSN report-type=delivery-status{detail}"
+
+
+def _dsn_delay(mail: ParsedMail, _: Context) -> str | None:
+    if _is_dsn(mail) and _only_delayed(actions := _dsn_actions(mail)):
+        return f"DSN action={'/'.join(sorted(actions))}"
+    return None
 
 
 def _dsn_success(mail: ParsedMail, _: Context) -> str | None:
@@ -509,7 +541,7 @@ def _match(patterns: Iterable[_Pattern], text: str) -> _Pattern | None:
     return next((p for p in patterns if p.pattern.search(text)), None)
 
 
-def _nonstandard_bounce(mail: ParsedMail, _: Context) -> str | None:
+def _nonstandard_bounce(mail: ParsedMail, context: Context) -> str | None:
     """A bounce without a DSN part: the mail system's own words, sent by a mail system.
 
     A person forwarding a bounce to the helpdesk ("my mail bounced, help") is not one, so
@@ -517,7 +549,7 @@ def _nonstandard_bounce(mail: ParsedMail, _: Context) -> str | None:
     that is no mail system (a monitoring alert about a mail queue, say) needs an MTA's
     exact wording, not just generic words like "could not be delivered".
     """
-    if _is_dsn(mail):
+    if _is_dsn(mail) or _delay_notice(mail) is not None or _challenge(mail, context) is not None:
         return None
     subject = _match(_BOUNCE_SUBJECTS, mail.subject)
     body = _match(_BOUNCE_TEXTS, mail.text[:8000])
@@ -530,12 +562,64 @@ def _nonstandard_bounce(mail: ParsedMail, _: Context) -> str | None:
     return None
 
 
+def _delay_notice(mail: ParsedMail) -> str | None:
+    """A mail system's text-only warning that delivery is late ("still being retried"), not failed.
+
+    DSN fields in the text decide when there are any (a failed recipient beside a delayed one makes a
+    bounce); else the subject, or the report's own words when the subject names no failure.
+    """
+    if _is_dsn(mail) or (sent := _mail_system_sent(mail)) is None:
+        return None
+    actions = _dsn_actions(mail)
+    if actions:
+        return f"DSN fields in the text, action={'/'.join(sorted(actions))}, {sent}" if _only_delayed(actions) else None
+    head = _ORIGINAL_MARKERS.split(mail.text[:20000], maxsplit=1)[0]
+    if _DELAY_NOTICE.search(mail.subject) or (_DELAY_NOTICE.search(head) and not _FAILURE_SUBJECT.search(mail.subject)):
+        return f"delay warning {mail.subject.strip()[:80]!r}, {sent}"
+    return None
+
+
+def _delay_text(mail: ParsedMail, _: Context) -> str | None:
+    return _delay_notice(mail)
+
+
+# --- challenge-response filters: "prove you are a person" ------------------------------
+
+# Services that send such challenges: their domain in the sender, envelope or Message-ID is enough.
+_CHALLENGE_DOMAINS = ("boxbe.com", "spamarrest.com", "mailblocks.com", "bluebottle.com", "sendio.com", "choicemail.com")
+_CHALLENGE_DOMAIN = re.compile(r"[@.](" + "|".join(re.escape(d) for d in _CHALLENGE_DOMAINS) + r")\b", re.IGNORECASE)
+# A challenge's own words; they count only in mail a program sent (a person may well say "verify").
+_CHALLENGE_TEXTS = (
+    _p("Boxbe", r"\b(guest list|waiting list)\b.{0,300}\b(guest list|waiting list|boxbe)\b"),
+    _p("Spam Arrest", r"spam ?arrest"),
+    _p("generic", r"challenge[- ]response|verify (that )?you are (a )?(real )?(person|human)|"
+       r"sender (verification|not pre-?approved)|to complete (this|the) verification|"
+       r"(message|mail) (is|has been) (held|quarantined) (until|pending) .{0,40}verif"),
+)
+
+
+def _challenge(mail: ParsedMail, _: Context) -> str | None:
+    envelope = [mail.sender, *mail.headers.get("return-path", []), *mail.headers.get("sender", []), mail.message_id or ""]
+    if any(m := _CHALLENGE_DOMAIN.search(value) for value in envelope):
+        return f"challenge-response service {m.group(1).lower()}"
+    found = _match(_CHALLENGE_TEXTS, f"{mail.subject}\n{mail.text[:5000]}")
+    if found is not None and (sent := _program_sent(mail) or _mail_system_sent(mail)) is not None:
+        return f"{found.name} challenge text, {sent}"
+    if found is not None and found.name != "generic" and "action required" in mail.subject.lower():
+        return f"{found.name} challenge text, subject {mail.subject.strip()[:80]!r}"
+    return None
+
+
 # --- the rule table -------------------------------------------------------------------
 
 RULES: tuple[Rule, ...] = (
     Rule("own-address", "sent from one of our own addresses", Flag.OWN_MAIL, _own_address),
     Rule("own-message-id", "carries a Message-ID we generated", Flag.OWN_MAIL, _own_message_id),
-    Rule("dsn", "RFC 3464 delivery status report of a failure or delay", Flag.BOUNCE, _dsn_problem),
+    Rule("dsn", "RFC 3464 delivery status report of a failure", Flag.BOUNCE, _dsn_problem),
+    Rule("dsn-delay", "RFC 3464 report of delivery still being retried", Flag.DELIVERY_DELAY, _dsn_delay),
+    Rule("delay-notice", "a mail system's warning that delivery is late, as text", Flag.DELIVERY_DELAY, _delay_text),
+    Rule("challenge", "challenge-response filter (Boxbe, Spam Arrest, ...) asking to verify the sender",
+         Flag.CHALLENGE, _challenge),
     Rule("dsn-success", "RFC 3464 report of successful delivery", Flag.DELIVERY_NOTICE, _dsn_success),
     Rule("mdn", "RFC 8098 read receipt", Flag.DELIVERY_NOTICE, _mdn),
     Rule("ses-bounce", "Amazon SES bounce event", Flag.BOUNCE, _ses_event("Bounce")),
@@ -600,7 +684,7 @@ def judge(
             reasons.append(f"{rule.name}: {reason}")
     # A bounce or complaint often says "Auto-Submitted: auto-replied" too; it is reported
     # as what it is (the reasons still list every rule that fired).
-    report = Flag.BOUNCE in flags or Flag.FEEDBACK_REPORT in flags
+    report = bool(flags & {Flag.BOUNCE, Flag.FEEDBACK_REPORT, Flag.DELIVERY_DELAY, Flag.CHALLENGE})
     return Verdicts(
         auto_reply=Flag.AUTO_REPLY in flags and not report,
         bounce=Flag.BOUNCE in flags,
@@ -610,6 +694,8 @@ def judge(
         reasons=tuple(reasons),
         auto_generated=Flag.AUTO_GENERATED in flags,
         delivery_notice=Flag.DELIVERY_NOTICE in flags,
+        delay=Flag.DELIVERY_DELAY in flags and Flag.BOUNCE not in flags,
+        challenge=Flag.CHALLENGE in flags and Flag.BOUNCE not in flags,
     )
 
 
@@ -666,9 +752,13 @@ _FAILED_ADDRESS_SHAPES = (
 _DELAY_NOTICE = re.compile(
     r"delivery attempts will continue|has not yet been delivered|not been delivered yet|will (?:keep|continue) "
     r"(?:trying|to try)|delivery (?:to .{0,120})?(?:has been |is )?delayed|warning: message .{0,200} delayed|"
-    r"delivery status notification \(delay\)",
+    r"delivery status notification(?: \(| ?: ?)(?:mail delivery )?delay(?:ed)?|still being retried|"
+    r"this is a warning (?:message )?only|could not send message for past|will be retried until|"
+    r"delivery has been delayed|delivery delayed\b",
     re.IGNORECASE,
 )
+# A subject that says the mail failed outright (then delay words in the text are about other recipients).
+_FAILURE_SUBJECT = re.compile(r"undeliver|fail|returned|non-?delivery|not (be )?delivered|rejected", re.IGNORECASE)
 
 
 def failed_recipients(mail: ParsedMail) -> list[str]:
@@ -680,9 +770,8 @@ def failed_recipients(mail: ParsedMail) -> list[str]:
     found: list[str] = []
     for value in mail.headers.get("x-failed-recipients", []):
         found += [a.lower() for a in _ADDRESS.findall(value)]
-    if mail.delivery_status:
-        found += [r.recipient for r in _dsn_recipients(mail.delivery_status)
-                  if r.recipient and r.action in ("failed", "")]
+    if status := _delivery_status(mail):
+        found += [r.recipient for r in _dsn_recipients(status) if r.recipient and r.action in ("failed", "")]
     if not found and not _dsn_actions(mail):
         head = _ORIGINAL_MARKERS.split(mail.text[:20000], maxsplit=1)[0]
         if not (_DELAY_NOTICE.search(mail.subject or "") or _DELAY_NOTICE.search(head)):  # late is not failed

@@ -47,7 +47,8 @@ def test_a_person_writing_to_the_helpdesk_is_answered() -> None:
     assert v == Verdicts()
     assert not v.automatic
     assert may_auto_answer(m, v)
-    assert v.as_json() == {"auto_reply": False, "bounce": False, "feedback_report": False, "mailing_list": False}
+    assert v.as_json() == {"auto_reply": False, "bounce": False, "feedback_report": False, "mailing_list": False,
+                           "delay": False, "challenge": False}
 
 
 def test_every_rule_has_a_name_and_a_description() -> None:
@@ -211,14 +212,91 @@ def test_dsn_failure_is_a_bounce_with_its_failed_recipients() -> None:
     assert bounced_message_ids(m) == ["hd.7.aa.bb@example.org"]
 
 
-def test_dsn_delay_is_a_bounce_without_failed_recipients() -> None:
+def test_dsn_delay_is_no_bounce_and_names_no_failed_recipient() -> None:
     m = mail(
         sender="MAILER-DAEMON@mx.example.com",
         report_type="delivery-status",
         delivery_status="Final-Recipient: rfc822; carol@example.net\nAction: delayed\nStatus: 4.4.1\n",
     )
-    assert verdicts(m).bounce
+    v = verdicts(m)
+    assert v.delay and not v.bounce and v.automatic and not v.auto_reply
+    assert "dsn-delay" in fired(v)
     assert failed_recipients(m) == []
+
+
+@pytest.mark.parametrize(("subject", "text"), [
+    ("Warning: message 1abc-0002 delayed 24 hours",  # Exim
+     "This message was created automatically by mail delivery software.\nA message that you sent has not yet been "
+     "delivered to one or more of its\nrecipients after more than 24 hours on the queue on mx.example.com.\n\n"
+     "  carol@example.net\n    host mx.example.net: Connection timed out\n\nNo action is required on your part. "
+     "Delivery attempts will continue for\nsome time, and this warning may be repeated at intervals\n"),
+    ("Delayed Mail (still being retried)",  # Postfix, DSN fields as plain text
+     "This is the mail system at host mx.example.com.\n\n# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR "
+     "MESSAGE. #\n\n<carol@example.net>: connect to mx.example.net[192.0.2.2]:25: No route to host\n\n"
+     "Final-Recipient: rfc822; carol@example.net\nAction: delayed\nStatus: 4.4.1\n"),
+    ("Warning: could not send message for past 4 hours",  # Sendmail
+     "    **********************************************\n    **      THIS IS A WARNING MESSAGE ONLY      **\n"
+     "    **  YOU DO NOT NEED TO RESEND YOUR MESSAGE  **\n    **********************************************\n\n"
+     "The original message was received at Wed, 25 Nov 2026 09:00:00 GMT\n\n"
+     "   ----- Transcript of session follows -----\n<carol@example.net>... Deferred: Connection timed out\n"
+     "Warning: message still undelivered after 4 hours\nWill keep trying until message is 5 days old\n"),
+])
+def test_text_delay_notices_from_a_mail_system_are_delays_not_bounces(subject: str, text: str) -> None:
+    m = mail(sender="Mail Delivery System <MAILER-DAEMON@mx.example.com>", subject=subject, text=text,
+             headers={"Auto-Submitted": "auto-replied"})
+    v = verdicts(m)
+    assert v.delay and not v.bounce and not v.auto_reply, v.reasons
+    assert failed_recipients(m) == []
+
+
+def test_a_person_asking_about_a_delayed_mail_is_no_delay() -> None:
+    v = verdicts(mail(subject="Warning: message delayed?", text="I got a delay warning, delivery attempts will continue."))
+    assert not v.automatic
+
+
+# Challenge-response filters ask the sender to prove to be a person; answering them starts a loop.
+BOXBE = (
+    "Hello help@example.org,\n\n"
+    "I use Boxbe to protect my inbox. Your message \"[#12] Your request was received\" has been placed in my "
+    "Waiting List.\n\nTo make sure your messages reach my inbox, please click the link below and add yourself to "
+    "my Guest List:\nhttps://www.boxbe.com/anno?tc=1234567890_987654321\n\nThank you,\ncarol@example.net\n\n"
+    "Powered by Boxbe -- \"End Email Overload\"\n"
+)
+SPAMARREST = (
+    "Greetings,\n\nYou just sent an email to my email address. As a result of spam, I am now using Spam Arrest "
+    "to protect my inbox. To complete this verification, please click the following link:\n\n"
+    "http://www.spamarrest.com/a2?ABCDEF123456\n\nAfter you verify, your message will be delivered to me. "
+    "You only have to do this once.\n\nThank you,\ncarol@example.net\n"
+)
+GENERIC_CR = (
+    "Your message to dave@example.net has been held.\n\nThis mailbox is protected by a challenge-response "
+    "filter. To have your message delivered, please verify that you are a real person by replying to this "
+    "message or by visiting the link below. Unverified messages are deleted after 7 days.\n"
+)
+
+
+@pytest.mark.parametrize(("sender", "subject", "text", "headers"), [
+    ("Carol via Boxbe <notify@boxbe.com>", "Request to join my Guest List (Action Required)", BOXBE, {}),
+    ("carol@example.net", "Re: [#12] Your request was received (Action Required)", BOXBE,
+     {"Return-Path": "<bounce-carol=example.net@boxbe.com>"}),
+    ("carol@example.net", "Spam Arrest verification request [Verification ID: 12345]", SPAMARREST,
+     {"Return-Path": "<verify@spamarrest.com>"}),
+    ("dave@example.net", "Please verify your message to dave@example.net", GENERIC_CR,
+     {"Auto-Submitted": "auto-replied"}),
+])
+def test_challenge_response_mail_is_automatic_and_no_bounce(sender: str, subject: str, text: str,
+                                                            headers: dict[str, str]) -> None:
+    m = mail(sender=sender, subject=subject, text=text, headers=headers)
+    v = verdicts(m)
+    assert v.challenge and v.automatic and not v.bounce, v.reasons
+    assert not may_auto_answer(m, v)
+    assert failed_recipients(m) == [] or not v.bounce
+
+
+def test_a_person_asking_to_verify_an_address_is_no_challenge() -> None:
+    v = verdicts(mail(subject="Action Required: please verify my new email address",
+                      text="Hi, I changed my address; can you verify that the guest list on the wiki has it?"))
+    assert not v.automatic
 
 
 def test_dsn_success_is_a_delivery_notice() -> None:

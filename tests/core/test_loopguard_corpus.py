@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,11 +99,16 @@ def report(request: pytest.FixtureRequest) -> Iterator[list[str]]:
         print("\n\nloop guard on the corpus:\n  " + "\n  ".join(lines))
 
 
+def _problem(v: Verdicts) -> bool:
+    """A delivery problem report: a bounce, or a delay (sisimai and bounce_email count delays as soft bounces)."""
+    return v.bounce or v.delay
+
+
 def test_bounce_recall_on_sisimai_bsd(sisimai_bounces: list[Judged], report: list[str]) -> None:
-    tally = Tally("bounce recall, sisimai maildir/bsd (without vacation/feedback/delivered)")
+    tally = Tally("bounce or delay recall, sisimai maildir/bsd (without vacation/feedback/delivered)")
     for judged in sisimai_bounces:
-        tally.add(judged.verdicts.bounce, judged.name)
-    report.append(tally.line())
+        tally.add(_problem(judged.verdicts), judged.name)
+    report.append(tally.line() + f" (delays: {sum(j.verdicts.delay for j in sisimai_bounces)})")
     assert tally.total > 500
     assert tally.rate >= 0.95, tally.line()
 
@@ -111,9 +117,9 @@ def test_bounce_recall_on_sisimai_line_ending_copies(sisimai: Path, report: list
     """The CRLF (dos), CR-only (mac) and malformed (err, tmp) copies: bounces all but arf/rfc3834."""
     maildir = sisimai / "maildir"
     paths = [p for d in ("dos", "mac", "err", "tmp") for p in (maildir / d).iterdir()]
-    tally = Tally("bounce recall, sisimai maildir/dos+mac+err+tmp")
+    tally = Tally("bounce or delay recall, sisimai maildir/dos+mac+err+tmp")
     for judged in judge_all(p for p in paths if not p.name.startswith(("arf-", "rfc3834-"))):
-        tally.add(judged.verdicts.bounce, f"{judged.path.parent.name}/{judged.name}")
+        tally.add(_problem(judged.verdicts), f"{judged.path.parent.name}/{judged.name}")
     report.append(tally.line())
     assert tally.total > 150
     assert tally.rate >= 0.95, tally.line()
@@ -169,7 +175,7 @@ def test_bounce_email_labels(corpus_dir: Path, report: list[str]) -> None:
     originals = Tally("bounce_email original Message-ID recovered (has_original_message)")
     for name, labels in expected.items():
         judged = judge_file(root / name)
-        tally.add(judged.verdicts.bounce == labels["is_bounce"], name)
+        tally.add(_problem(judged.verdicts) == labels["is_bounce"], name)
         if labels.get("has_original_message") and judged.mail is not None:
             originals.add(bool(bounced_message_ids(judged.mail)), name)
     report += [tally.line(), originals.line()]
@@ -190,7 +196,7 @@ def test_php_bounce_handler_labels(corpus_dir: Path, report: list[str]) -> None:
         elif label.startswith("feedback-report"):
             complaints.add(verdicts.feedback_report, name)
         elif label.startswith("delay-notification"):
-            bounces.add(verdicts.bounce, name)  # a delay report is a delivery problem report too
+            assert verdicts.delay and not verdicts.bounce, name  # "transient, not a failure"
         else:
             assert not verdicts.bounce, name
     report += [bounces.line(), complaints.line()]
@@ -210,7 +216,7 @@ def test_flanker_labels(corpus_dir: Path, report: list[str]) -> None:
         elif label.startswith("MDN"):
             ok = verdicts.delivery_notice and not verdicts.bounce
         elif "bounce" in label or label.startswith("delivery-status"):
-            ok = verdicts.bounce or verdicts.delivery_notice
+            ok = verdicts.bounce or verdicts.delivery_notice or verdicts.delay
         else:
             ok = verdicts.bounce == labels.get("is_bounce", False)
         tally.add(ok, name)
@@ -248,3 +254,21 @@ def test_no_bounces_or_auto_replies_in_ordinary_mail(corpus_dir: Path, report: l
     report.append(f"ordinary mail (talon, django-helpdesk, notmuch default) judged automatic: {len(wrong)}/{len(judged)}")
     assert len(judged) > 60
     assert wrong == []
+
+
+def _delayed_only(text: str) -> bool:
+    actions = {a.lower() for a in re.findall(r"^Action:[ \t]*(\w+)", text, re.MULTILINE | re.IGNORECASE)}
+    return "delayed" in actions and actions <= {"delayed", "delivered", "relayed", "expanded"}
+
+
+def test_every_delayed_only_dsn_in_the_corpus_is_a_delay_that_names_nobody(corpus_dir: Path, report: list[str]) -> None:
+    """'Action: delayed' and no failure: still being retried. Never a bounce, never a failed recipient."""
+    paths = [p for p in corpus_dir.rglob("*") if p.is_file() and p.suffix in (".eml", ".txt", "")
+             and _delayed_only(p.read_bytes().decode("latin-1"))]
+    tally = Tally("delayed-only DSNs judged a delay, no bounce, nobody failed")
+    for judged in judge_all(paths):
+        ok = judged.verdicts.delay and not judged.verdicts.bounce and not failed_recipients(judged.mail)  # type: ignore[arg-type]
+        tally.add(ok, str(judged.path.relative_to(corpus_dir)))
+    report.append(tally.line())
+    assert tally.total >= 15
+    assert tally.rate == 1.0, tally.line()
