@@ -86,7 +86,7 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_SMTP_AUTH": "password | oauth2, with HELPDESK_SMTP_OAUTH_* named like the IMAP ones (default password)",
     **{f"HELPDESK_SMTP_OAUTH_{k}": "as HELPDESK_IMAP_OAUTH_" + k for k in OAUTH_KEYS},
     "HELPDESK_POLL_INTERVAL": "seconds between polls when the server has no IDLE (default 30)",
-    "HELPDESK_LEASE_SECONDS": "a dead poller's mailboxes are taken over by another after this (default 60)",
+    "HELPDESK_LEASE_SECONDS": "a dead poller's mailboxes, and a killed sender's mail, are taken over after this (default 60)",
     "HELPDESK_SUBJECT_TAG_PREFIX": "what stands before the ticket number in the subject tag [#N] (default #)",
     "HELPDESK_COMMENT_TAG": "mail from agents to help+TAG@domain is an internal note (default comment)",
     "HELPDESK_CLOSED_REOPEN_DAYS": "a reply to a ticket closed longer ago opens a new linked ticket (default 7)",
