@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
@@ -158,6 +159,26 @@ class ConversationSettings:
     max_watchers: int = 50
 
 
+# Monitoring tools whose alert mail event management reads (`[events.NAME]` in the config file).
+EVENT_SOURCES = ("nagios", "icinga", "zabbix", "alertmanager", "monit", "cron", "logwatch")
+
+
+@dataclass(frozen=True)
+class EventSource:
+    """One monitoring integration: on or off, and which senders may speak for it."""
+
+    enabled: bool = True
+    sender: re.Pattern[str] | None = None  # the whole sender address must match; None: any sender
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    sources: dict[str, EventSource] = field(default_factory=dict)
+
+    def source(self, name: str) -> EventSource:
+        return self.sources.get(name, EventSource())
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -182,6 +203,7 @@ class Settings:
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
     retention_days: int | None = None  # closed tickets older than this are anonymised or deleted; None: kept
     retention_action: RetentionAction = RetentionAction.ANONYMISE
+    events: EventSettings = field(default_factory=EventSettings)
 
     @property
     def help_domain(self) -> str:

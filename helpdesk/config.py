@@ -21,7 +21,10 @@ from urllib.parse import urlsplit
 from core.files import private_dir, write_private_once
 from core.settings import (
     DEFAULT_SLA_TARGETS,
+    EVENT_SOURCES,
     AccessSettings,
+    EventSettings,
+    EventSource,
     BusinessHours,
     ConversationSettings,
     MICROSOFT_AUTHORITY,
@@ -165,6 +168,7 @@ class _Tables:
     mailboxes: list[Any] = field(default_factory=list)
     access: dict[str, Any] = field(default_factory=dict)
     sla: dict[str, Any] = field(default_factory=dict)
+    events: dict[str, Any] = field(default_factory=dict)
 
 
 def _read_toml(path: str) -> tuple[dict[str, str], _Tables]:
@@ -183,7 +187,9 @@ def _read_toml(path: str) -> tuple[dict[str, str], _Tables]:
     tables = data.pop("mailboxes", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise ConfigError(f"HELPDESK_CONFIG: `mailboxes` in {path} must be [[mailboxes]] tables")
-    access, sla = data.pop("access", {}), data.pop("sla", {})
+    access, sla, events = data.pop("access", {}), data.pop("sla", {}), data.pop("events", {})
+    if not isinstance(events, dict):
+        raise ConfigError(f"HELPDESK_CONFIG: `events` in {path} must be [events.NAME] tables")
     for name, table, keys in (("access", access, {"approvers"}), ("sla", sla, {"holidays", "groups"})):
         if not isinstance(table, dict):
             raise ConfigError(f"HELPDESK_CONFIG: `{name}` in {path} must be an [{name}] table")
@@ -195,7 +201,7 @@ def _read_toml(path: str) -> tuple[dict[str, str], _Tables]:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"HELPDESK_CONFIG: unknown setting(s) in {path}: {', '.join(unknown)}")
-    return {f"HELPDESK_{k.upper()}": str(v) for k, v in data.items()}, _Tables(tables, access, sla)
+    return {f"HELPDESK_{k.upper()}": str(v) for k, v in data.items()}, _Tables(tables, access, sla, events)
 
 
 MAILBOX_KEYS = (
@@ -425,7 +431,37 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         retention_days=_int("HELPDESK_RETENTION_DAYS", get("HELPDESK_RETENTION_DAYS"), low=1, high=MAX_DAYS)
         if get("HELPDESK_RETENTION_DAYS") else None,
         retention_action=_retention_action(get("HELPDESK_RETENTION_ACTION")),
+        events=event_settings(tables.events),
     )
+
+
+def event_settings(tables: Mapping[str, Any]) -> EventSettings:
+    """``[events.nagios] enabled = true, sender = "regex"``: each monitoring integration on or off, and its senders."""
+    sources: dict[str, EventSource] = {}
+    for name, table in tables.items():
+        key = f"HELPDESK_CONFIG: events.{name}"
+        if name not in EVENT_SOURCES:
+            raise ConfigError(f"{key}: unknown integration (known: {', '.join(EVENT_SOURCES)})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{key}: must be a table like [events.{name}] (got {table!r})")
+        if unknown := sorted(set(table) - {"enabled", "sender"}):
+            raise ConfigError(f"{key}: unknown key(s) {', '.join(unknown)} (known: enabled, sender)")
+        enabled = table.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{key}.enabled: must be true or false (got {enabled!r})")
+        sources[name] = EventSource(enabled, _sender_pattern(f"{key}.sender", table.get("sender")))
+    return EventSettings(sources)
+
+
+def _sender_pattern(key: str, value: Any) -> re.Pattern[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key}: must be a regular expression for the sender address (got {value!r})")
+    try:
+        return re.compile(value.strip(), re.IGNORECASE)
+    except re.error as exc:
+        raise ConfigError(f"{key}: not a valid regular expression: {exc} (got {value!r})") from None
 
 
 def _retention_action(value: str | None) -> RetentionAction:

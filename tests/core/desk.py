@@ -17,7 +17,7 @@ from core.classify import load_rules
 from core.db import transaction
 from core.intake import Intake, IntakeResult, process_pending
 from core.models import Outbox, Role, Ticket
-from core.settings import ConversationSettings, Settings
+from core.settings import ConversationSettings, EventSettings, Settings
 from core.users import create_user
 from mailgateway.parse import parse_message
 
@@ -104,11 +104,14 @@ class Desk:
                 session.delete(row)
 
 
-def make_desk(factory: sessionmaker[Session], tmp_path: Path, **conversation: object) -> Desk:
+def make_desk(
+    factory: sessionmaker[Session], tmp_path: Path, *, events: EventSettings | None = None, **conversation: object
+) -> Desk:
     settings = Settings(
         data_dir=tmp_path,
         database_url="unused",
         secret_key="test-secret",
         conversation=ConversationSettings(**conversation),  # type: ignore[arg-type]
+        events=events or EventSettings(),
     )
     return Desk(factory, settings)

@@ -140,3 +140,36 @@ def test_a_bad_access_or_sla_table_names_its_key(tmp_path: Path, text: str, name
         load(_toml(tmp_path, text))
     assert str(caught.value).startswith("HELPDESK_CONFIG: ")
     assert named in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_monitoring_integrations_are_switched_and_limited_to_senders_in_toml(tmp_path: Path) -> None:
+    settings = load(_toml(tmp_path, """
+[events.nagios]
+enabled = true
+sender = 'nagios@mon0[1-3]\\.example\\.org'
+
+[events.cron]
+enabled = false
+"""))
+    nagios = settings.events.source("nagios")
+    assert nagios.enabled and nagios.sender is not None and nagios.sender.fullmatch("NAGIOS@mon02.example.org")
+    assert not settings.events.source("cron").enabled
+    assert settings.events.source("zabbix").enabled and settings.events.source("zabbix").sender is None
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[events.nagios]\nsender = 'nagios@(mon01'", "events.nagios.sender: not a valid regular expression"),
+        ("[events.nagios]\nsender = ''", "events.nagios.sender:"),
+        ("[events.zabbix]\nenabled = 'no'", "events.zabbix.enabled:"),
+        ("[events.nagois]\nenabled = false", "events.nagois: unknown integration"),
+        ("[events.monit]\nsenders = 'x'", "events.monit: unknown key(s) senders"),
+        ("events = 'nagios'", "`events`"),
+    ],
+)
+def test_a_bad_events_table_names_its_key(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(_toml(tmp_path, text))
+    assert str(caught.value).startswith("HELPDESK_CONFIG: ")
+    assert named in str(caught.value) and "\n" not in str(caught.value)
