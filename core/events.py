@@ -12,6 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select
@@ -22,7 +23,7 @@ from core.locks import serialise
 from core.mail import ParsedMail
 from core.models import Event, Severity, Ticket, TicketKind, TicketStatus
 from core.priority import matrix_for, priority_for
-from core.settings import Settings
+from core.settings import EventSettings, Settings
 
 # Alerts that arrive over HTTP have no sender: their incidents are "from" an address that never receives mail.
 WEBHOOK_SENDER = "alertmanager@monitoring.invalid"
@@ -53,6 +54,9 @@ class Alert:
 
 # --- recognising alert mail -------------------------------------------------------------
 
+# Does the configured sender pattern of this integration match the mail's sender?
+_Vouched = Callable[[str], bool]
+
 # "** PROBLEM Service Alert: h/s is CRITICAL **", and the same without the stars or as "[PROBLEM] Service Alert: ...".
 _NAGIOS_SUBJECT = re.compile(
     r"^\s*(?:(?P<stars>\*\*)\s*|\[(?=[A-Z]+\]))?(?P<type>[A-Z]+)\]?\s+(?P<kind>Service|Host)\s+Alert:\s*(?P<what>.+?)"
@@ -63,6 +67,10 @@ _NAGIOS_SUBJECT = re.compile(
 _NAGIOS_TYPES = frozenset({"PROBLEM", "RECOVERY", "ACKNOWLEDGEMENT", "FLAPPINGSTART", "FLAPPINGSTOP", "FLAPPINGDISABLED",
                            "DOWNTIMESTART", "DOWNTIMEEND", "DOWNTIMECANCELLED", "CUSTOM"})
 _NAGIOS_STATES = frozenset({"OK", "WARNING", "CRITICAL", "UNKNOWN", "UP", "DOWN", "UNREACHABLE"})
+# Icinga 1.x / Nagios classic custom commands: "PROBLEM - host - service is STATE", "RECOVERY - host is UP".
+_CLASSIC_SERVICE = re.compile(r"^(?P<type>[A-Z]+)\s+-\s+(?P<host>\S+)\s+-\s+(?P<service>.+?)\s+is\s+(?P<state>[A-Z]+)!?\s*$")
+_CLASSIC_HOST = re.compile(r"^(?P<type>[A-Z]+)\s+-\s+(?P<host>\S+)\s+is\s+(?P<state>[A-Z]+)!?\s*$")
+_REPLY_OR_FORWARD = re.compile(r"^\s*(re|aw|sv|fwd?|wg|tr|rv)\s*:", re.I)
 _ICINGA2_SERVICE = re.compile(r"^\[(?P<type>[A-Z]+)\]\s+(?P<service>.+?)\s+on\s+(?P<host>\S+)\s+is\s+(?P<state>[A-Z]+)!?\s*$")
 _ICINGA2_HOST = re.compile(r"^\[(?P<type>[A-Z]+)\]\s+Host\s+(?P<host>\S+)\s+is\s+(?P<state>[A-Z]+)!?\s*$")
 _ZABBIX_SUBJECT = re.compile(r"^(?P<type>Problem|Resolved(?: in [^:]+)?|Updated problem(?: in [^:]+)?):\s*(?P<name>.+)$", re.I)
@@ -102,21 +110,48 @@ def _nagios_kind(type_: str, state: str) -> tuple[Severity, bool]:
     return Severity.INFORMATIONAL, False
 
 
-def _parse_nagios(mail: ParsedMail) -> Alert | None:
-    m = _NAGIOS_SUBJECT.search(mail.subject)
-    if not m or (not m["stars"] and (m["type"] not in _NAGIOS_TYPES or m["state"] not in _NAGIOS_STATES)):
-        return None
-    host_alert = m["kind"].lower() == "host"
+def _parse_nagios(mail: ParsedMail, vouched: _Vouched) -> Alert | None:
+    """Nagios/Icinga 1 by their subject (the default one, or the classic custom commands')."""
+    subject = mail.subject.strip()
+    if m := _NAGIOS_SUBJECT.search(subject):
+        if not m["stars"] and (m["type"] not in _NAGIOS_TYPES or m["state"] not in _NAGIOS_STATES):
+            return None
+        host, _, service = m["what"].partition("/") if m["kind"].lower() == "service" else (m["what"], "", "")
+        return _nagios_alert(mail, vouched, m["type"], host, service or None, m["state"])
+    m = _CLASSIC_SERVICE.match(subject) or _CLASSIC_HOST.match(subject)
+    if m and m["type"] in _NAGIOS_TYPES and m["state"] in _NAGIOS_STATES:
+        return _nagios_alert(mail, vouched, m["type"], m["host"], m.groupdict().get("service"), m["state"])
+    return None
+
+
+def _nagios_fields(mail: ParsedMail, vouched: _Vouched) -> Alert | None:
+    """A customised template: the body's Notification Type, Host and State (and Service) say it all.
+
+    Tried last, after every tool's own subject: their bodies may carry such fields too.
+    Only Nagios's own words count, at the start of a line (a quoted "> Host:" does not), and not in a reply
+    or a forward: a person answering an alert is no alert.
+    """
     body = mail.text
-    if host_alert:
-        host, service = _field(body, "Host") or m["what"], None
-    else:
-        head, _, tail = m["what"].partition("/")
-        host, service = _field(body, "Host") or head, _field(body, "Service") or tail
-    state = (_field(body, "State") or m["state"]).upper()
-    severity, recovery = _nagios_kind(_field(body, "Notification Type") or m["type"], state)
-    source = "icinga" if re.search(r"\*+\s*Icinga", body) else "nagios"
-    info = _field(body, "Additional Info") or _first_line_after(body, "Additional Info:") or ""
+    type_, host, state = (_field(body, name) for name in ("Notification Type", "Host", "State"))
+    if _REPLY_OR_FORWARD.match(mail.subject) or not (type_ and host and state):
+        return None
+    type_, state = type_.split()[0].upper(), state.split()[0].upper()
+    if type_ not in _NAGIOS_TYPES or state not in _NAGIOS_STATES:
+        return None
+    return _nagios_alert(mail, vouched, type_, host, _field(body, "Service"), state)
+
+
+def _nagios_alert(mail: ParsedMail, vouched: _Vouched, type_: str, host: str, service: str | None,
+                  state: str) -> Alert:
+    """The alert, the body's fields winning over the subject's words (a RECOVERY body under a PROBLEM subject)."""
+    body = mail.text
+    host = _field(body, "Host") or host
+    service = _field(body, "Service") or service
+    state = (_field(body, "State") or state).split()[0].upper()
+    severity, recovery = _nagios_kind((_field(body, "Notification Type") or type_).split()[0], state)
+    icinga = re.search(r"\*+\s*Icinga", body) or "icinga" in mail.sender.lower() or vouched("icinga")
+    info = _field(body, "Additional Info") or _first_line_after(body, "Additional Info:") or _field(body, "Info") or ""
+    source = "icinga" if icinga else "nagios"
     return Alert(source, host.strip(), service.strip() if service else None, state, severity, recovery, info)
 
 
@@ -127,7 +162,7 @@ def _first_line_after(text: str, marker: str) -> str | None:
     return next((line.strip() for line in rest.splitlines() if line.strip()), None)
 
 
-def _parse_icinga2(mail: ParsedMail) -> Alert | None:
+def _parse_icinga2(mail: ParsedMail, vouched: _Vouched) -> Alert | None:
     subject = mail.subject.strip()
     m = _ICINGA2_HOST.match(subject)
     service = None
@@ -137,7 +172,7 @@ def _parse_icinga2(mail: ParsedMail) -> Alert | None:
             return None
         service = m["service"]
     body = mail.text
-    if "Monitoring on" not in body and "Icinga" not in body and "icinga" not in mail.sender.lower():
+    if "Monitoring on" not in body and "Icinga" not in body and "icinga" not in mail.sender.lower() and not vouched("icinga"):
         return None  # "[PROBLEM] ... is DOWN" alone is too thin to call a person's mail an alert
     state = m["state"].upper()
     severity, recovery = _nagios_kind(m["type"], state)
@@ -145,7 +180,7 @@ def _parse_icinga2(mail: ParsedMail) -> Alert | None:
     return Alert("icinga", m["host"], service, state, severity, recovery, info)
 
 
-def _parse_zabbix(mail: ParsedMail) -> Alert | None:
+def _parse_zabbix(mail: ParsedMail, _: _Vouched) -> Alert | None:
     m = _ZABBIX_SUBJECT.match(mail.subject.strip())
     body = mail.text
     if not m or not re.search(r"Problem (started|has been resolved) at|Original problem ID|Problem name:", body):
@@ -159,7 +194,7 @@ def _parse_zabbix(mail: ParsedMail) -> Alert | None:
     return Alert("zabbix", host, name.strip(), state, severity, recovery, _field(body, "Operational data") or name)
 
 
-def _parse_alertmanager(mail: ParsedMail) -> Alert | None:
+def _parse_alertmanager(mail: ParsedMail, _: _Vouched) -> Alert | None:
     m = _AM_SUBJECT.match(mail.subject.strip())
     if not m:
         return None
@@ -179,12 +214,13 @@ def _parse_alertmanager(mail: ParsedMail) -> Alert | None:
                  key=f"group|{name}")
 
 
-_MONIT_RECOVERY = re.compile(r"succeeded|^exists\b|^status succeeded|^connection succeeded|^running\b", re.I)
-_MONIT_INFO = re.compile(r"monit instance|action done|monitoring (changed|disabled|enabled)|^pid changed|^ppid changed", re.I)
+# "Action done" follows the restart/unmonitor Monit did about a failure: that failure is over.
+_MONIT_RECOVERY = re.compile(r"succeeded|^exists\b|^status succeeded|^connection succeeded|^running\b|^action done", re.I)
+_MONIT_INFO = re.compile(r"monit instance|monitoring (changed|disabled|enabled)|^pid changed|^ppid changed", re.I)
 _MONIT_WARNING = re.compile(r"resource limit|size|timestamp|checksum|uptime", re.I)
 
 
-def _parse_monit(mail: ParsedMail) -> Alert | None:
+def _parse_monit(mail: ParsedMail, _: _Vouched) -> Alert | None:
     m = _MONIT_SUBJECT.match(mail.subject.strip())
     body = mail.text
     if not m and "Your faithful employee" not in body:
@@ -227,7 +263,7 @@ def _system_sent(mail: ParsedMail) -> bool:
     )
 
 
-def _parse_cron(mail: ParsedMail) -> Alert | None:
+def _parse_cron(mail: ParsedMail, _: _Vouched) -> Alert | None:
     m = _CRON_SUBJECT.match(mail.subject.strip())
     if m and _system_sent(mail):
         return Alert("cron", m["host"], m["command"].strip()[:255] or None, "output", Severity.INFORMATIONAL,
@@ -238,14 +274,27 @@ def _parse_cron(mail: ParsedMail) -> Alert | None:
     return None
 
 
-_PARSERS = (_parse_nagios, _parse_icinga2, _parse_zabbix, _parse_alertmanager, _parse_monit, _parse_cron)
+_PARSERS = (_parse_nagios, _parse_icinga2, _parse_zabbix, _parse_alertmanager, _parse_monit, _parse_cron, _nagios_fields)
 
 
-def parse_alert(mail: ParsedMail) -> Alert | None:
-    """The alert a monitoring tool's mail carries, or None for any other mail."""
+def parse_alert(mail: ParsedMail, sources: EventSettings | None = None) -> Alert | None:
+    """The alert a monitoring tool's mail carries, or None for any other mail.
+
+    An integration switched off reads nothing; one with a sender pattern reads only mail from a sender
+    that matches it whole (so a stranger cannot open or resolve its incidents by writing its words).
+    """
+    sources = sources or EventSettings()
+
+    def vouched(source: str) -> bool:
+        pattern = sources.source(source).sender
+        return pattern is not None and pattern.fullmatch(mail.sender) is not None
+
     for parse in _PARSERS:
-        alert = parse(mail)
-        if alert is not None:
+        alert = parse(mail, vouched)
+        if alert is None:
+            continue
+        source = sources.source(alert.source)
+        if source.enabled and (source.sender is None or vouched(alert.source)):
             return alert
     return None
 

@@ -197,7 +197,7 @@ class Intake:
         if not verdicts.mailing_list and (why := conversation.list_copy(self.settings, mail, self.own_addresses())):
             verdicts = replace(verdicts, mailing_list=True, reasons=(*verdicts.reasons, f"list-copy: {why}"))
         match = conversation.find_ticket(session, self.settings, mail)
-        if match is None and (alert := events.parse_alert(mail)) is not None:
+        if match is None and (alert := events.parse_alert(mail, self.settings.events)) is not None:
             return self._event(session, inbound, mail, alert)
         routing = conversation.route(self.settings, mail, match, verdicts)
         if routing.action is conversation.Action.APPEND and match is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from core.db import transaction
 from core.events import Alert, EventAction, EventPayloadError
 from core.mail import Address, ParsedMail
 from core.models import Event, Message, Outbox, Severity, Ticket, TicketKind, TicketStatus
-from core.settings import Settings
+from core.settings import EventSettings, Settings
+from helpdesk.config import event_settings
 from mailgateway.parse import parse_message
 from tests.core.desk import make_desk
 from tests.core.desk import mail as desk_mail
@@ -40,6 +42,11 @@ def mail(name: str) -> ParsedMail:
         ("alertmanager_resolved", "alertmanager", "db01.example.org", "InstanceDown", "resolved", I, True),
         ("monit_failed", "monit", "web02.example.org", "nginx", "Connection failed", E, False),
         ("monit_succeeded", "monit", "web02.example.org", "nginx", "Connection succeeded", I, True),
+        ("monit_action_done", "monit", "web02.example.org", "nginx", "Action done", I, True),
+        ("nagios_custom_subject", "nagios", "web01.example.org", "HTTP", "CRITICAL", E, False),
+        ("nagios_recovery_under_problem_subject", "nagios", "web01.example.org", "HTTP", "OK", I, True),
+        ("icinga1_classic_problem", "icinga", "fs03.example.org", "disk /var", "WARNING", W, False),
+        ("icinga1_classic_host_recovery", "icinga", "db02.example.org", None, "UP", I, True),
         ("cron_output", "cron", "backup01", "/usr/local/sbin/nightly-backup.sh", "output", I, False),
         ("logwatch", "logwatch", "mail01", "logwatch", "report", I, False),
     ],
@@ -57,6 +64,9 @@ def test_recognises_monitoring_mail(name, source, host, service, state, severity
     ("zabbix_problem", "zabbix_resolved"),
     ("alertmanager_firing", "alertmanager_resolved"),
     ("monit_failed", "monit_succeeded"),
+    ("monit_failed", "monit_action_done"),
+    ("nagios_service_problem", "nagios_recovery_under_problem_subject"),
+    ("nagios_custom_subject", "nagios_service_recovery"),
 ])
 def test_problem_and_its_recovery_share_a_fingerprint(problem, recovery):
     assert events.parse_alert(mail(problem)).fingerprint == events.parse_alert(mail(recovery)).fingerprint
@@ -330,3 +340,69 @@ def test_an_alert_incident_takes_its_priority_from_the_configured_matrix(sqlite_
         other = events.parse_alert(mail("nagios_host_down"))
         assert other is not None
         assert events.handle_alert(session, SETTINGS, other).ticket.priority == "P2"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("subject, host, service, state, recovery", [
+    ("PROBLEM - web01 - HTTP is CRITICAL", "web01", "HTTP", "CRITICAL", False),
+    ("RECOVERY - web01 - HTTP is OK", "web01", "HTTP", "OK", True),
+    ("PROBLEM - db02 is DOWN", "db02", None, "DOWN", False),
+    ("RECOVERY - db02 is UP", "db02", None, "UP", True),
+])
+def test_icinga1_classic_subjects_are_alerts_without_body_fields(subject, host, service, state, recovery):
+    alert = events.parse_alert(ParsedMail(from_=Address("icinga@mon02.example.org"), subject=subject, text=""))
+    assert alert is not None
+    assert (alert.source, alert.host, alert.service, alert.state, alert.recovery) == ("icinga", host, service, state,
+                                                                                    recovery)
+
+
+@pytest.mark.parametrize("subject, body", [
+    ("PROBLEM - my laptop - it is DOWN", "It will not start."),  # not Nagios's words for a state
+    ("Re: [ACME NOC] web01.example.org: HTTP needs attention",  # a person answering an alert, quoting it
+     "Is this why the intranet is slow?\n\n> Notification Type: PROBLEM\n> Service: HTTP\n> Host: web01\n> State: CRITICAL\n"),
+    ("Server question", "Host: web01\nState: CRITICAL?\nWhat does this mean?"),  # no notification type
+])
+def test_people_writing_nagios_words_are_not_alerts(subject, body):
+    assert events.parse_alert(ParsedMail(from_=Address("tom@example.org"), subject=subject, text=body)) is None
+
+
+def test_a_recovery_body_under_a_problem_subject_resolves_the_incident(sqlite_session_factory, tmp_path):
+    desk = make_desk(sqlite_session_factory, tmp_path)
+    opened = desk.deliver((ALERTS / "nagios_custom_subject.eml").read_bytes())
+    assert opened.reason == "event nagios web01.example.org CRITICAL: opened"
+    done = desk.deliver((ALERTS / "nagios_recovery_under_problem_subject.eml").read_bytes())
+    assert (done.ticket_id, done.reason) == (opened.ticket_id, "event nagios web01.example.org OK: resolved")
+    assert desk.ticket(opened.ticket_id)["status"] == "resolved"
+    assert desk.outbox("acknowledgement") == []
+
+
+def test_monit_action_done_after_a_restart_resolves_the_failure(sqlite_session_factory, tmp_path):
+    desk = make_desk(sqlite_session_factory, tmp_path)
+    failed = desk.deliver((ALERTS / "monit_failed.eml").read_bytes())
+    done = desk.deliver((ALERTS / "monit_action_done.eml").read_bytes())
+    assert done.ticket_id == failed.ticket_id and done.reason.endswith(": resolved")
+    assert desk.ticket(failed.ticket_id)["status"] == "resolved"
+
+
+def _sources(**tables: dict[str, object]) -> EventSettings:
+    return event_settings(tables)
+
+
+def test_an_integration_can_be_turned_off(sqlite_session_factory, tmp_path):
+    off = _sources(nagios={"enabled": False})
+    assert events.parse_alert(mail("nagios_service_problem"), off) is None
+    assert events.parse_alert(mail("zabbix_problem"), off) is not None
+    desk = make_desk(sqlite_session_factory, tmp_path, events=off)
+    result = desk.deliver((ALERTS / "nagios_service_problem.eml").read_bytes())
+    assert result.created and not (result.reason or "").startswith("event")  # a plain ticket, by the rules
+
+
+def test_a_sender_pattern_limits_an_integration_to_its_senders():
+    only_mon01 = _sources(nagios={"sender": r"nagios@mon01\.example\.org"}, icinga={"sender": r".*@mon0[12]\.example\.org"})
+    assert events.parse_alert(mail("nagios_service_problem"), only_mon01) is not None
+    forged = replace(mail("nagios_service_problem"), from_=Address("nagios@attacker.example.net"))
+    assert events.parse_alert(forged, only_mon01) is None
+    # The Icinga pattern vouches for a custom template with thin text, as "icinga" in the sender does.
+    thin = ParsedMail(from_=Address("ops@mon02.example.org"), subject="[PROBLEM] load on app01 is WARNING!", text="12.3")
+    assert events.parse_alert(thin) is None
+    found = events.parse_alert(thin, only_mon01)
+    assert found is not None and found.source == "icinga"
