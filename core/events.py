@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from collections.abc import Callable
 from typing import Any
@@ -45,11 +45,19 @@ class Alert:
     summary: str = ""
     # What makes two alerts "the same problem"; default: source, host and service.
     key: str | None = field(default=None, compare=False)
+    # How the mail was read: "subject" (the tool's own), "classic subject", or the fallback "body fields".
+    via: str = field(default="subject", compare=False)
 
     @property
     def fingerprint(self) -> str:
         key = self.key or f"{self.host}|{self.service or ''}"
         return hashlib.sha256(f"{self.source}|{key}".lower().encode()).hexdigest()
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``alert`` object of ``helpdesk parse --json``."""
+        return {"source": self.source, "host": self.host, "service": self.service, "state": self.state,
+                "severity": self.severity.value, "recovery": self.recovery, "fingerprint": self.fingerprint,
+                "via": self.via}
 
 
 # --- recognising alert mail -------------------------------------------------------------
@@ -120,7 +128,8 @@ def _parse_nagios(mail: ParsedMail, vouched: _Vouched) -> Alert | None:
         return _nagios_alert(mail, vouched, m["type"], host, service or None, m["state"])
     m = _CLASSIC_SERVICE.match(subject) or _CLASSIC_HOST.match(subject)
     if m and m["type"] in _NAGIOS_TYPES and m["state"] in _NAGIOS_STATES:
-        return _nagios_alert(mail, vouched, m["type"], m["host"], m.groupdict().get("service"), m["state"])
+        alert = _nagios_alert(mail, vouched, m["type"], m["host"], m.groupdict().get("service"), m["state"])
+        return replace(alert, via="classic subject")
     return None
 
 
@@ -138,7 +147,7 @@ def _nagios_fields(mail: ParsedMail, vouched: _Vouched) -> Alert | None:
     type_, state = type_.split()[0].upper(), state.split()[0].upper()
     if type_ not in _NAGIOS_TYPES or state not in _NAGIOS_STATES:
         return None
-    return _nagios_alert(mail, vouched, type_, host, _field(body, "Service"), state)
+    return replace(_nagios_alert(mail, vouched, type_, host, _field(body, "Service"), state), via="body fields")
 
 
 def _nagios_alert(mail: ParsedMail, vouched: _Vouched, type_: str, host: str, service: str | None,

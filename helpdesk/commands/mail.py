@@ -71,7 +71,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    from core import conversation, loopguard
+    from core import conversation, events, loopguard
     from mailgateway.parse import UnreadableMail, parse_message, parsed_to_json
 
     settings = None
@@ -90,6 +90,10 @@ def cmd_parse(args: argparse.Namespace) -> int:
             verdicts = loopguard.judge(parsed, own_addresses=own, own_message_id_domain=None, is_own_message_id=ours)
             data = parsed_to_json(parsed, verdicts.as_json())
             data["file"] = name
+            # Which loop rules fired, and which alert an alert parser read (and how: its "via").
+            data["loop_reasons"] = list(verdicts.reasons)
+            alert = events.parse_alert(parsed, settings.events if settings else None)
+            data["alert"] = alert.as_json() if alert else None
         except (OSError, UnreadableMail) as exc:
             data = {"file": name, "error": str(exc) or type(exc).__name__}
         print_json(data)

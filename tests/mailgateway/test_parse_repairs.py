@@ -125,4 +125,5 @@ def test_helpdesk_parse_json_lists_the_repairs() -> None:
     data = json.loads(out.stdout)
     assert data["subject"] == "プリンターが壊れました"
     assert data["from_source"] == "from" and "header-charset-guessed:cp932" in data["repairs"]
-    assert data == {**parsed_to_json(read("raw_sjis_headers.eml"), data["verdicts"]), "file": data["file"]}
+    assert data == {**parsed_to_json(read("raw_sjis_headers.eml"), data["verdicts"]), "file": data["file"],
+                    "loop_reasons": [], "alert": None}
