@@ -5,7 +5,7 @@
 
 The facts are the ones mail fidelity is judged on: sender found (and from which header),
 subject and body present, U+FFFD and mojibake in them, undecoded encoded words left over,
-attachment count, and the repairs the parser says it applied.
+attachments (count and names), signed/encrypted, calendar events, and the repairs applied.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ def facts(raw: bytes) -> dict[str, Any]:
         "mojibake_body": len(_MOJIBAKE.findall(mail.text)),
         "leftover_words": len(_LEFTOVER_WORD.findall(shown)),
         "attachments": len(mail.attachments),
+        "attachment_names": [p.filename for p in mail.attachments][:50],
+        "protection": mail.protection.value if getattr(mail, "protection", None) else None,
+        "calendar_events": len(getattr(mail, "calendar", [])),
         "headers": len(mail.headers),
         "repairs": sorted(getattr(mail, "repairs", [])),
         "subject_text": mail.subject[:200],

@@ -5,6 +5,7 @@ The mail gateway fills these from raw bytes; the domain only ever sees these typ
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -25,6 +26,25 @@ class Part:
     content_id: str | None = None
     inline: bool = False
     omitted_size: int | None = None  # not kept (over the size limit per mail): about this many bytes
+
+
+class Protection(enum.Enum):
+    """S/MIME or PGP/MIME on the sender's own message. Signatures are kept, never verified here."""
+
+    SIGNED = "signed"  # the content is shown; the signature is an attachment, "signed, not verified"
+    ENCRYPTED = "encrypted"  # kept as sent (an attachment); the helpdesk holds no key to read it
+
+
+@dataclass(frozen=True)
+class CalendarEvent:
+    """One event of a calendar invitation (text/calendar), as the ticket shows it."""
+
+    summary: str
+    start: str = ""  # ISO 8601 as the invitation gives it (a date, or a date and time with its zone)
+    end: str = ""
+    organiser: str = ""  # address (or name) of the ORGANIZER
+    location: str = ""
+    method: str = ""  # REQUEST, CANCEL, REPLY, ... of the calendar object
 
 
 @dataclass
@@ -60,6 +80,8 @@ class ParsedMail:
     from_source: str = "from"
     # What the parser had to repair or guess to read the mail (e.g. "header-charset-guessed:gb18030").
     repairs: list[str] = field(default_factory=list)
+    protection: Protection | None = None
+    calendar: list[CalendarEvent] = field(default_factory=list)  # events of invitations in the mail
 
     def header(self, name: str) -> str | None:
         values = self.headers.get(name.lower())

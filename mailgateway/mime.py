@@ -17,7 +17,8 @@ from email.generator import BytesGenerator
 from email.policy import Compat32
 from io import BytesIO
 
-from core.mail import Part
+from core.mail import CalendarEvent, Part, Protection
+from mailgateway import invitation, names, protection, tnef
 from mailgateway.charset import MailCharsets, decode_bytes, decode_header_value, header_text
 from mailgateway.transfer import decode_transfer
 from mailgateway.uuencode import extract_uuencoded
@@ -28,6 +29,8 @@ MAX_TEXT_CHARS = 4 * 1024 * 1024  # of one body part (the raw mail keeps everyth
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _ATTACHED_MESSAGES = ("message/rfc822", "message/global", "message/news")
 _REPORT_LEAVES = ("message/feedback-report", "message/delivery-status", "text/rfc822-headers")
+# Parts of a bounce kept as its attachments too (the ticket of the bounced mail shows why).
+_BOUNCE_FILES = {"message/delivery-status": "delivery-status.txt", "text/rfc822-headers": "returned-headers.txt"}
 
 
 class _ReadPolicy(Compat32):
@@ -75,6 +78,12 @@ class MimeContent:
     forwarded_html: list[str] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
     charsets: MailCharsets = field(default_factory=MailCharsets)  # hints for undeclared text; repairs made
+    protection: Protection | None = None
+    calendar: list[CalendarEvent] = field(default_factory=list)
+    tnef_text: list[str] = field(default_factory=list)  # bodies inside winmail.dat: used when the mail has none
+    tnef_html: list[str] = field(default_factory=list)
+    # Parts (by id) kept as files whatever their type, with the name to give them when they have none.
+    as_file: dict[int, str] = field(default_factory=dict)
 
 
 def read_headers(message: Message, charsets: MailCharsets | str | None = None) -> dict[str, list[str]]:
@@ -121,17 +130,24 @@ def walk_tree(root: Message, max_attachment_bytes: int, charsets: MailCharsets |
         payload = part.get_payload()
         ctype = part.get_content_type()
         if not isinstance(payload, list):
-            _read_leaf(part, ctype, content, max_attachment_bytes, context)
+            unwrapped = _read_leaf(part, ctype, content, max_attachment_bytes, context)
+            if unwrapped is not None:
+                stack.append((unwrapped, depth + 1, context))
             continue
         if part.get_content_maintype() == "message" and ctype not in _ATTACHED_MESSAGES:
             # Report parts (delivery-status, feedback-report, ...): compat32 made header blocks.
             if context is Context.BODY:
                 _report_text(ctype, content).append(_blocks_text(payload))
+                _keep_bounce_part(part, ctype, content, max_attachment_bytes)
             continue
         if depth >= MAX_DEPTH:
             content.defects.append(f"MIME nesting deeper than {MAX_DEPTH}: the rest was not read")
             continue
         children = [child for child in payload if isinstance(child, Message)]
+        if context is Context.BODY:
+            children = _protected(ctype, children, content)
+            if ctype == "multipart/mixed":
+                _html_files(children, content)
         if part.get_content_maintype() == "message":
             children = _transfer_decoded(part, children)
             inner_context = Context.FORWARD
@@ -157,21 +173,23 @@ def message_ids(value: str) -> list[str]:
 
 def _read_leaf(
     part: Message, ctype: str, content: MimeContent, limit: int, context: Context
-) -> None:
+) -> Message | None:
+    """Read one leaf into ``content``; an opaque-signed S/MIME leaf gives back the message inside."""
     if ctype in _REPORT_LEAVES:
         if context is Context.BODY:
             _read_report_leaf(part, ctype, content)
-        return
+            _keep_bounce_part(part, ctype, content, limit)
+        return None
     disposition = part.get_content_disposition()
-    filename = _filename(part)
-    is_text = ctype in ("text/plain", "text/html") and disposition != "attachment"
+    filename = names.filename(part, content.charsets)
+    is_text = ctype in ("text/plain", "text/html") and disposition != "attachment" and id(part) not in content.as_file
     is_text = is_text and not (filename and disposition != "inline")
     if context is Context.FORWARD:
         if is_text:
             (content.forwarded_plain if ctype == "text/plain" else content.forwarded_html).append(
                 _leaf_text(part, content)
             )
-        return  # the forwarded message is kept whole as one .eml attachment
+        return None  # the forwarded message is kept whole as one .eml attachment
     if is_text and context is Context.BODY:
         text = _leaf_text(part, content)
         if ctype == "text/plain":
@@ -181,7 +199,7 @@ def _read_leaf(
             content.plain.append(text)
         else:
             content.html.append(text)
-        return
+        return None
     size = _encoded_size(part)
     omitted = None
     if limit and content.attachment_bytes + size > limit:
@@ -192,8 +210,103 @@ def _read_leaf(
     else:
         data = _leaf_bytes(part)
         if not data and not filename and ctype.startswith("text/"):
-            return
-    _add_attachment(content, limit, filename or _default_name(ctype), ctype, data, part, omitted)
+            return None
+    if data and tnef.is_tnef(ctype, filename, data) and _unpack_tnef(data, content, limit):
+        return None
+    unwrapped = _pkcs7(part, ctype, filename, data, content) if context is Context.BODY else None
+    if data and context is Context.BODY and invitation.is_calendar(ctype, filename):
+        try:
+            content.calendar.extend(invitation.read_events(data))
+        except invitation.UnreadableCalendar:
+            content.charsets.note("calendar-unreadable")
+    name = filename or names.unique(
+        content.as_file.get(id(part)) or names.fallback_name(part, ctype, content.charsets),
+        {p.filename for p in content.attachments},
+    )
+    _add_attachment(content, limit, name, ctype, data, part, omitted)
+    return unwrapped
+
+
+def _unpack_tnef(data: bytes, content: MimeContent, limit: int) -> bool:
+    """Outlook's winmail.dat: its files become the mail's attachments, its body the text
+    when the mail has none. False (keep winmail.dat as it is) when it is unreadable or empty."""
+    try:
+        inside = tnef.unpack(data)
+    except tnef.UnreadableTnef:
+        content.charsets.note("tnef-unreadable")
+        return False
+    if not inside.files and not inside.text and not inside.html:
+        return False
+    for name, ctype, file_data in inside.files:
+        _add_attachment(content, limit, names.safe_filename(name) or "attachment.bin", ctype, file_data, None)
+    content.tnef_text.append(inside.text)
+    content.tnef_html.append(inside.html)
+    content.charsets.note("tnef-unpacked")
+    return True
+
+
+def _pkcs7(part: Message, ctype: str, filename: str, data: bytes, content: MimeContent) -> Message | None:
+    """application/pkcs7-mime: opaque-signed content to read on, or encrypted content to keep."""
+    if ctype not in protection.PKCS7_MIME and not filename.lower().endswith(".p7m"):
+        return None
+    kind = header_text(part.get_param("smime-type") or "").strip().lower() if ctype in protection.PKCS7_MIME else ""
+    inner = protection.signed_content(data) if data and kind in ("signed-data", "") else None
+    if inner is None:
+        if kind not in ("certs-only", "compressed-data"):
+            content.protection = protection.stronger(content.protection, Protection.ENCRYPTED)
+            content.charsets.note("encrypted-not-read")
+        return None
+    content.protection = protection.stronger(content.protection, Protection.SIGNED)
+    content.charsets.note("signature-not-verified")
+    return email.parser.BytesParser(policy=READ_POLICY).parsebytes(inner)
+
+
+def _protected(ctype: str, children: list[Message], content: MimeContent) -> list[Message]:
+    """multipart/signed and multipart/encrypted (RFC 1847) in the sender's own message."""
+    if ctype == "multipart/signed":
+        content.protection = protection.stronger(content.protection, Protection.SIGNED)
+        content.charsets.note("signature-not-verified")
+        for child in children[1:]:
+            if child.get_content_type() in protection.SIGNATURES:
+                content.as_file[id(child)] = names.fallback_name(None, child.get_content_type(), MailCharsets())
+    elif ctype == "multipart/encrypted":
+        content.protection = protection.stronger(content.protection, Protection.ENCRYPTED)
+        content.charsets.note("encrypted-not-read")
+        # Both kept as files: the control part ("Version: 1") and the encrypted data.
+        for child in children:
+            control = child.get_content_type() == "application/pgp-encrypted"
+            content.as_file[id(child)] = "pgp-version.txt" if control else "encrypted.asc"
+    return children
+
+
+def _html_files(children: list[Message], content: MimeContent) -> None:
+    """An HTML part of a multipart/mixed after the body text is a file the sender attached
+    (a saved page, a report), not a second body."""
+    body_seen = False
+    for child in children:
+        child_type = child.get_content_type()
+        if child_type == "text/html" and body_seen and child.get_content_disposition() != "attachment":
+            content.as_file[id(child)] = ""
+        elif child.get_content_disposition() != "attachment" and (
+            child_type == "multipart/alternative" or (child_type == "text/plain" and str(_raw_payload(child)).strip())
+        ):
+            body_seen = True  # an empty text part (a stray boundary) is no body
+
+
+def _keep_bounce_part(part: Message, ctype: str, content: MimeContent, limit: int) -> None:
+    """A bounce's delivery status and returned headers, kept as files as well as read."""
+    name = _BOUNCE_FILES.get(ctype)
+    if name is None:
+        return
+    try:
+        flat = _flatten(part).replace(b"\r\n", b"\n")
+    except Exception:  # noqa: BLE001 - the raw mail keeps it; the text was read already
+        return
+    body = flat.split(b"\n\n", 1)[1] if b"\n\n" in flat else b""
+    if isinstance(part.get_payload(), str):
+        body = _leaf_bytes(part)
+    if body.strip():
+        _add_attachment(content, limit, names.filename(part, content.charsets) or name, ctype, body, part)
 
 
 def _report_text(ctype: str, content: MimeContent) -> list[str]:
@@ -229,7 +342,7 @@ def _attach_message(part: Message, children: list[Message], content: MimeContent
         )
         data = b""
     subject = decode_header_value(inner.get("subject", "") or "")
-    name = _filename(part) or (safe_filename(subject) or "message") + ".eml"
+    name = names.filename(part, content.charsets) or (names.safe_filename(subject) or "message") + ".eml"
     _add_attachment(content, 0, name, part.get_content_type(), data, part)
 
 
@@ -283,27 +396,6 @@ def _add_attachment(
     content.attachments.append(
         Part(filename=filename, content_type=ctype, data=data, content_id=cid, inline=inline, omitted_size=omitted)
     )
-
-
-def _filename(part: Message) -> str:
-    try:
-        name = part.get_filename()
-    except Exception:  # noqa: BLE001 - broken RFC 2231 parameters: no name
-        return ""
-    if not name:
-        return ""
-    return safe_filename(decode_header_value(name))
-
-
-def safe_filename(name: str) -> str:
-    """A file name without directories or control characters."""
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if ch.isprintable()).strip().strip(".")
-    return name[:200]
-
-
-def _default_name(ctype: str) -> str:
-    return "part" + (mimetypes.guess_extension(ctype, strict=False) or ".bin")
 
 
 def _guess_type(filename: str) -> str:

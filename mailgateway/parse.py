@@ -13,7 +13,7 @@ import email.parser
 import email.utils
 import hashlib
 import re
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime
 from email.feedparser import BytesFeedParser
 from email.message import Message
@@ -30,6 +30,7 @@ from mailgateway.guess import SAMPLE_BYTES, guess_text
 from mailgateway.html import html_to_text
 from mailgateway.mime import READ_POLICY, MimeContent, declared_charsets, message_ids, read_headers, walk_tree
 from mailgateway.quotes import strip_quotes
+from mailgateway.protection import inline_pgp, stronger
 
 MAX_ADDRESS_HEADER = 64 * 1024  # characters of one address header given to the address parser
 _FEED_CHUNK = 64 * 1024
@@ -143,6 +144,10 @@ def _read(message: Message, max_attachment_bytes: int) -> ParsedMail:
     headers = read_headers(message, charsets)
     content = walk_tree(message, max_attachment_bytes, charsets)
     text, html_source = _body(content)
+    protection = content.protection
+    if (armour := inline_pgp(text)) is not None:
+        protection = stronger(protection, armour)
+        charsets.note("encrypted-not-read" if protection is armour.ENCRYPTED else "signature-not-verified")
     safe = sanitise(html_source) if html_source else SafeHtml(None)
 
     raw_addresses = _raw_address_headers(message, charsets)
@@ -175,6 +180,8 @@ def _read(message: Message, max_attachment_bytes: int) -> ParsedMail:
         attached_headers=content.attached_headers,
         defects=list(dict.fromkeys(_message_defects(message) + content.defects)),
         repairs=charsets.repairs,
+        protection=protection,
+        calendar=content.calendar,
     )
 
 
@@ -206,6 +213,12 @@ def _body(content: MimeContent) -> tuple[str, str]:
     html_source = "\n".join(content.html)
     if not text and html_source:
         text = html_to_text(html_source)
+    if not text and not html_source:
+        # Outlook's winmail.dat held the body (its plain or its HTML form).
+        text = "\n\n".join(t for t in content.tnef_text if t.strip())
+        html_source = "\n".join(h for h in content.tnef_html if h.strip())
+        if not text and html_source:
+            text = html_to_text(html_source)
     if not text and not html_source:
         # Only a forwarded message (a bare forward): its text is what the sender meant.
         text = "\n\n".join(t.strip("\n") for t in content.forwarded_plain if t.strip())
@@ -378,4 +391,6 @@ def parsed_to_json(parsed: ParsedMail, verdicts: dict[str, bool]) -> dict[str, A
         "verdicts": dict(verdicts),
         "from_source": parsed.from_source,
         "repairs": list(parsed.repairs),
+        "protection": parsed.protection.value if parsed.protection else None,
+        "calendar": [asdict(event) for event in parsed.calendar],
     }

@@ -59,7 +59,7 @@ def test_delivery_status_notification_names_the_bounced_mail() -> None:
     assert parsed.embedded_message_ids == ["ticket-1234-abc@helpdesk.example.org"]
     assert parsed.attached_headers[0]["subject"] == ["[#1234] Your request"]
     assert parsed.from_ is not None and parsed.from_.address == "mailer-daemon@mx.example.net"
-    assert parsed.attachments == []
+    assert [p.filename for p in parsed.attachments] == ["delivery-status.txt", "returned-headers.txt"]
 
 
 def test_feedback_report_is_read() -> None:
@@ -87,8 +87,10 @@ def test_json_shape_is_the_documented_contract() -> None:
     assert list(out) == [
         "from", "to", "cc", "reply_to", "subject", "date", "message_id", "in_reply_to",
         "references", "text", "reply_text", "attachments", "verdicts", "from_source", "repairs",
+        "protection", "calendar",
     ]
-    assert (out["from_source"], out["repairs"]) == ("from", [])  # a well-formed mail needs no repair
+    # a well-formed mail needs no repair; its unnamed inline image is named after its Content-ID
+    assert (out["from_source"], out["repairs"]) == ("from", ["attachment-named:content-id"])
     assert out["from"] == {"address": "anna@example.org", "name": "Anna"}
     assert out["to"] == [{"address": "help@example.org", "name": ""}]
     assert out["date"] is None and out["verdicts"] == verdicts

@@ -208,3 +208,43 @@ def test_mime4j_decoded_parts(corpus_dir: Path) -> None:
     # Measured 150/164; the misses are boundaries with trailing spaces or junk after them,
     # truncated base64, and uuencoded text that mime4j leaves undecoded.
     assert rate.value >= 0.87
+
+
+@pytest.mark.parametrize(("name", "protection", "text", "files"), [
+    ("rt/smime-mails/1-signed.eml", "signed", "This is a test email", ["smime.p7s"]),
+    ("rt/smime-mails/3-signed-binary.eml", "signed", "This is a test email", ["favicon.png", "smime.p7s"]),
+    ("rt/smime-mails/7-signed-encrypted-plain.eml", "encrypted", "", ["smime.p7m"]),
+    ("rt/gnupg-emails/2-signed-MIME-plain-with-attachment.txt", "signed", "This is a test email",
+     ["text-attachment", "signature.asc"]),
+    ("rt/gnupg-emails/9-encrypted-MIME-with-binary.txt", "encrypted", "", ["pgp-version.txt", "msg.asc"]),
+    ("rt/gnupg-emails/10-encrypted-inline-plain.txt", "encrypted", "-----BEGIN PGP MESSAGE-----", []),
+    ("notmuch/corpora/pkcs7/smime-onepart-signed.eml", "signed", "Bob, we need to cancel this contract.", ["smime.p7m"]),
+])
+def test_signed_and_encrypted_corpus_mail(corpus_dir: Path, name: str, protection: str, text: str, files: list[str]) -> None:
+    mail = _parse(corpus_dir / name)
+    assert mail.protection is not None and mail.protection.value == protection
+    assert mail.text.startswith(text) and (text or not mail.text)
+    assert [p.filename for p in mail.attachments] == files and all(p.data for p in mail.attachments)
+
+
+def test_outlook_invitation_of_the_corpus(corpus_dir: Path) -> None:
+    mail = _parse(corpus_dir / "notmuch/corpora/attachment/text-calendar.eml")
+    (event,) = mail.calendar
+    assert (event.summary, event.start, event.organiser, event.method) == (
+        "test [In-person]", "2024-05-27T14:00:00-03:00", "David Bremner <bremner@example.com>", "REQUEST")
+    assert [p.filename for p in mail.attachments] == ["invite.ics"]
+    assert mail.attachments[0].data.startswith(b"BEGIN:VCALENDAR")
+
+
+def test_winmail_dat_of_real_bounces_is_kept(corpus_dir: Path) -> None:
+    """Amazon WorkMail's bounces carry a winmail.dat of message properties only: nothing to
+    unpack, so it stays as it came, and nothing else of the bounce is lost."""
+    mails = sorted((corpus_dir / "sisimai-set-of-emails").rglob("lhost-amazonworkmail-0*.eml"))
+    tnef_seen = 0
+    for path in mails:
+        mail = _parse(path)
+        for part in mail.attachments:
+            if part.filename.lower() == "winmail.dat":
+                tnef_seen += 1
+                assert part.data.startswith(b"\x78\x9f\x3e\x22"), path
+    assert tnef_seen >= 8
