@@ -25,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from core.mail import Protection
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -218,6 +220,10 @@ class Message(Base):
     # A mail from a staff address: did it prove its sender (reply token, DKIM/SPF for trusted domains)?
     # None for everyone else's mail, which claims no staff rights.
     authenticated: Mapped[bool | None] = mapped_column(Boolean)
+    # Signed (shown, signature kept as an attachment, not verified) or encrypted (kept, not readable).
+    protection: Mapped[Protection | None] = mapped_column(_enum(Protection))
+    # Calendar invitations in the mail: core.mail.CalendarEvent fields per event (None: none, or stored before).
+    calendar: Mapped[list[Any] | None] = mapped_column(JSON)
 
     ticket: Mapped[Ticket] = relationship(back_populates="messages")
     attachments: Mapped[list[Attachment]] = relationship(cascade="all, delete-orphan")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -83,6 +84,8 @@ def message_from_mail(mail: ParsedMail, *, inbound_id: int | None, internal: boo
         references=list(mail.references),
         inbound_id=inbound_id,
         created_at=utcnow(),
+        protection=mail.protection,
+        calendar=[asdict(event) for event in mail.calendar] or None,
     )
 
 
