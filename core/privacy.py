@@ -51,6 +51,7 @@ from core.models import (
     Role,
     SlaMark,
     Ticket,
+    TicketMerge,
     TicketStatus,
     Watcher,
     aware,
@@ -115,7 +116,7 @@ def export_person(session: Session, settings: Settings, email: str, target: Path
                 inbound_ids.add(m.inbound_id)
             entry = _message(m)
             for a, data in zip(m.attachments, entry["attachments"]):
-                if a.sha256 is not None:
+                if a.sha256 is not None and store.path(a.sha256).is_file():
                     data["file"] = f"attachments/{m.id}-{a.id}-{_safe(a.filename)}"
                     files[data["file"]] = a.sha256
             messages.append(entry)
@@ -139,9 +140,7 @@ def export_person(session: Session, settings: Settings, email: str, target: Path
         with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("person.json", json.dumps(person, ensure_ascii=False, indent=1, default=str))
             for name, digest in files.items():
-                path = store.path(digest)
-                if path.is_file():
-                    zf.write(path, name)
+                zf.write(store.path(digest), name)
             for inbound_id, data in raws:
                 zf.writestr(f"mails/{inbound_id}.eml", data)
     except BaseException:
@@ -248,6 +247,8 @@ def erase_person(session: Session, settings: Settings, email: str, *, actor: str
     session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == contact.id))
     session.execute(update(Fulfilment).where(func.lower(Fulfilment.decided_by) == address).values(decided_by=alias))
     session.execute(update(AccessGrant).where(func.lower(AccessGrant.revoked_by) == address).values(revoked_by=alias))
+    session.execute(update(TicketMerge).where(func.lower(TicketMerge.actor) == address).values(actor=alias))
+    session.execute(update(TicketMerge).where(func.lower(TicketMerge.undone_by) == address).values(undone_by=alias))
     contact.email, contact.name, contact.role = alias, None, Role.USER
     contact.password_hash = contact.api_token_hash = contact.api_token_scope = None
     contact.undeliverable = True  # nothing is mailed to the pseudonym
@@ -429,6 +430,8 @@ def _has_access_rows(session: Session, ticket_id: int) -> bool:
 
 def _delete_ticket(session: Session, ticket_id: int) -> None:
     session.execute(update(Ticket).where(Ticket.linked_ticket_id == ticket_id).values(linked_ticket_id=None))
+    session.execute(update(Ticket).where(Ticket.merged_into_id == ticket_id).values(merged_into_id=None))
+    session.execute(delete(TicketMerge).where(or_(TicketMerge.source_id == ticket_id, TicketMerge.target_id == ticket_id)))
     session.execute(update(Event).where(Event.ticket_id == ticket_id).values(ticket_id=None))
     session.execute(update(Inbound).where(Inbound.ticket_id == ticket_id).values(ticket_id=None))
     session.execute(delete(Outbox).where(Outbox.ticket_id == ticket_id))
