@@ -107,7 +107,7 @@ def save(
     macro: Macro | None = None,
 ) -> Macro:
     """Create a macro, or change ``macro``; checked first, audited."""
-    name = name.strip().lower()
+    name, body = name.strip().lower(), body.replace("\r\n", "\n")  # (a browser's form sends CRLF)
     if not _NAME.fullmatch(name):
         raise MacroError("a macro's name is 1-80 lower-case letters, digits, '.', '_' or '-'")
     check_body(body)

@@ -364,6 +364,7 @@ def to_json(ticket: Ticket, *, with_messages: bool = True) -> dict[str, Any]:
         "updated_at": ticket.updated_at.isoformat() if ticket.updated_at else None,
         "due_at": ticket.due_at.isoformat() if ticket.due_at else None,
         "linked_ticket": ticket.linked_ticket_id,
+        "merged_into": ticket.merged_into_id,  # mail to this ticket goes there (core.merge)
         "classification": ticket.classification,
         "watchers": [w.contact.email for w in ticket.watchers],
     }
@@ -374,6 +375,7 @@ def to_json(ticket: Ticket, *, with_messages: bool = True) -> dict[str, Any]:
 
 def message_json(m: Message) -> dict[str, Any]:
     return {
+        "id": m.id,  # names the message for a split
         "direction": m.direction.value,
         "internal": m.internal,
         "from": m.from_address,

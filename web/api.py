@@ -5,19 +5,21 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request
 
-from core import events, queue, visibility
+from core import events, macros, merge, queue, visibility
 from core import tickets as ticket_service
-from core.models import Contact, Role, Ticket, TicketStatus
+from core.models import Contact, Macro, Role, Ticket, TicketStatus
 from core.notify import OutboundAttachment
 from web import approvals
 from web.db import db
 from web.openapi import document
 from web.security import STAFF, current_user, roles
-from web.tickets import WORKERS, change_ticket, queue_query, readable_ticket, upload_name
+from web.macros import fields_from
+from web.tickets import WORKERS, change_ticket, merge_into, message_of, queue_query, readable_ticket, upload_name
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -148,6 +150,114 @@ def status(number: int):  # type: ignore[no-untyped-def]
         abort(422, str(exc))
     db().commit()
     return jsonify(ticket_service.to_json(ticket, with_messages=False))
+
+
+def _body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    return body if isinstance(body, dict) else {}
+
+
+def _settings() -> Any:
+    return current_app.extensions["helpdesk"].settings
+
+
+def _ticket_action(act: Callable[[], Ticket], status: int = 200):  # type: ignore[no-untyped-def]
+    """Run a ticket use case; a refusal is a 422 with its reason, else the ticket it names."""
+    try:
+        ticket = act()
+    except ticket_service.TicketError as exc:
+        abort(422, str(exc))
+    db().commit()
+    response = jsonify(ticket_service.to_json(ticket, with_messages=False))
+    response.status_code = status
+    return response
+
+
+@bp.post("/tickets/<int:number>/merge")
+@roles(*WORKERS)
+def merge_ticket(number: int):  # type: ignore[no-untyped-def]
+    """This ticket (a duplicate) goes into ``into``; answers with the target."""
+    _ticket(number)
+    into = _body().get("into")
+    if not isinstance(into, int) or isinstance(into, bool):
+        abort(400, 'send a JSON object {"into": 12}')
+    return _ticket_action(lambda: merge_into([number], into, _user())[0])
+
+
+@bp.post("/tickets/<int:number>/unmerge")
+@roles(*WORKERS)
+def unmerge_ticket(number: int):  # type: ignore[no-untyped-def]
+    ticket = _ticket(number)
+
+    def undo() -> Ticket:
+        merge.undo(db(), _settings(), ticket, _user())
+        return ticket
+    return _ticket_action(undo)
+
+
+@bp.post("/tickets/<int:number>/messages/<int:message_id>/split")
+@roles(*WORKERS)
+def split_message(number: int, message_id: int):  # type: ignore[no-untyped-def]
+    message = message_of(_ticket(number), message_id)
+    return _ticket_action(lambda: merge.split(db(), _settings(), message, _user()), 201)
+
+
+@bp.post("/tickets/<int:number>/macro")
+@roles(*WORKERS)
+def apply_macro(number: int):  # type: ignore[no-untyped-def]
+    ticket = _ticket(number)
+    name = _body().get("name")
+    chosen = macros.find(db(), name) if isinstance(name, str) else None
+    if chosen is None:
+        abort(404 if isinstance(name, str) else 400, f"no macro named {name!r}" if isinstance(name, str)
+              else 'send a JSON object {"name": "macro name"}')
+    try:
+        done = macros.apply(db(), _settings(), chosen, ticket, _user())
+    except ticket_service.TicketError as exc:
+        abort(422, str(exc))
+    db().commit()
+    return jsonify(changed={k: str(v) for k, v in done.changed.items()},
+                   ticket=ticket_service.to_json(ticket, with_messages=False))
+
+
+@bp.get("/macros")
+@roles(*STAFF)
+def list_macros():  # type: ignore[no-untyped-def]
+    return jsonify(macros=[macros.to_json(m) for m in macros.list_all(db())])
+
+
+@bp.post("/macros", defaults={"name": None})
+@bp.put("/macros/<name>")
+@roles(Role.ADMIN)
+def save_macro(name: str | None):  # type: ignore[no-untyped-def]
+    body = _body()
+    existing: Macro | None = None
+    if name is not None:
+        existing = macros.find(db(), name)
+        if existing is None:
+            abort(404, f"no macro named {name!r}")
+    if not isinstance(body.get("body"), str) or not isinstance(body.get("name", name), str):
+        abort(400, 'send a JSON object {"name": "...", "body": "...", "status": ..., "priority": ..., '
+                   '"category": ..., "assignee": ...}')
+    try:
+        saved = macros.save(db(), _user(), body.get("name", name), body["body"], macro=existing, **fields_from(body))
+    except macros.MacroError as exc:
+        abort(422, str(exc))
+    db().commit()
+    response = jsonify(macros.to_json(saved))
+    response.status_code = 200 if existing else 201
+    return response
+
+
+@bp.delete("/macros/<name>")
+@roles(Role.ADMIN)
+def delete_macro(name: str):  # type: ignore[no-untyped-def]
+    found = macros.find(db(), name)
+    if found is None:
+        abort(404, f"no macro named {name!r}")
+    macros.delete(db(), _user(), found)
+    db().commit()
+    return "", 204
 
 
 @bp.post("/access/<int:request_id>/approve", defaults={"choice": "approve"})

@@ -38,6 +38,77 @@ def _json(ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
 
 
+def _object(required: list[str], **properties: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": required, "properties": properties}}}}
+
+
+def _merge_and_macro_paths() -> dict[str, Any]:
+    ticket = {"description": "The ticket", "content": _json("Ticket")}
+    refused = _errors(400, 401, 403, 404, 422)
+    macro_name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "/tickets/{number}/merge": {"post": {
+            "summary": "Merge this ticket (a duplicate) into another: messages, watchers and events move, this one "
+                       "closes, later mail to it lands in the target; refused while either awaits approval "
+                       "(agents, admins)",
+            "operationId": "mergeTicket", "parameters": [_number()],
+            "requestBody": _object(["into"], into={"type": "integer", "description": "the ticket to merge into"}),
+            "responses": {"200": {"description": "The target after the merge", "content": _json("Ticket")}, **refused},
+        }},
+        "/tickets/{number}/unmerge": {"post": {
+            "summary": "Undo this ticket's merge: what moved goes back; mail that arrived after it stays on the "
+                       "target (agents, admins)",
+            "operationId": "unmergeTicket", "parameters": [_number()],
+            "responses": {"200": ticket, **_errors(401, 403, 404, 422)},
+        }},
+        "/tickets/{number}/messages/{message_id}/split": {"post": {
+            "summary": "Split one incoming mail off into a new ticket linked to this one; its sender is told the "
+                       "number (agents, admins)",
+            "operationId": "splitMessage",
+            "parameters": [_number(), {"name": "message_id", "in": "path", "required": True,
+                                       "schema": {"type": "integer"}, "description": "a message's `id`"}],
+            "responses": {"201": {"description": "The new ticket", "content": _json("Ticket")},
+                          **_errors(401, 403, 404, 422)},
+        }},
+        "/tickets/{number}/macro": {"post": {
+            "summary": "Send a canned reply (and set what the macro sets) as the caller (agents, admins)",
+            "operationId": "applyMacro", "parameters": [_number()],
+            "requestBody": _object(["name"], name={"type": "string"}),
+            "responses": {"200": {"description": "What changed, and the ticket", "content": {"application/json": {
+                "schema": {"type": "object", "properties": {"changed": {"type": "object"},
+                                                            "ticket": {"$ref": "#/components/schemas/Ticket"}}}}}},
+                          **refused},
+        }},
+        "/macros": {
+            "get": {"summary": "The canned replies", "operationId": "listMacros",
+                    "responses": {"200": {"description": "All macros", "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {"macros": {"type": "array", "items": {
+                            "$ref": "#/components/schemas/Macro"}}}}}}}, **_errors(401, 403)}},
+            "post": {"summary": "Add a macro (admins)", "operationId": "addMacro",
+                     "requestBody": {"required": True, "content": _json("Macro")},
+                     "responses": {"201": {"description": "The macro", "content": _json("Macro")},
+                                   **_errors(400, 401, 403, 422)}},
+        },
+        "/macros/{name}": {
+            "put": {"summary": "Change a macro (admins)", "operationId": "changeMacro", "parameters": [macro_name],
+                    "requestBody": {"required": True, "content": _json("Macro")},
+                    "responses": {"200": {"description": "The macro", "content": _json("Macro")}, **refused}},
+            "delete": {"summary": "Delete a macro (admins)", "operationId": "deleteMacro", "parameters": [macro_name],
+                       "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404)}},
+        },
+    }
+
+
+_MACRO_SCHEMA = {"type": "object", "required": ["name", "body"], "properties": {
+    "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,79}$"},
+    "body": {"type": "string", "description": "Jinja text (sandboxed) with placeholders: requester_name, "
+             "requester_email, ticket_number, ticket_tag, subject, category, agent_name; if, no loops"},
+    "status": {"type": ["string", "null"]}, "priority": {"type": ["string", "null"], "enum": [*DESK_PRIORITIES, None]},
+    "category": {"type": ["string", "null"]}, "assignee": {"type": ["string", "null"], "description": "an agent's email"},
+}}
+
+
 def document(server_url: str) -> dict[str, Any]:
     filters = [_query(n, f"filter by {n}" if n != "sort" else "order", {"type": "string", "enum": e})
                for n, e in _TICKET_FILTERS]
@@ -81,6 +152,7 @@ def document(server_url: str) -> dict[str, Any]:
                           **_errors(400, 401, 403, 404, 422)},
         }},
     }
+    paths.update(_merge_and_macro_paths())
     paths["/access/{request_id}/{decision}"] = {"post": {
         "summary": "Approve or reject an access request (approvers; never one's own)",
         "operationId": "decideAccess",
@@ -127,14 +199,18 @@ def document(server_url: str) -> dict[str, Any]:
                     "direction": {"type": "string", "enum": ["in", "out"]}, "internal": {"type": "boolean"},
                     "from": {"type": "string"}, "subject": {"type": "string"}, "text": {"type": "string"},
                     "message_id": {"type": ["string", "null"]}, "created_at": {"type": ["string", "null"]},
+                    "id": {"type": "integer"},
                 }},
                 "Ticket": {"type": "object", "properties": {
                     "number": {"type": "integer"}, "kind": {"type": "string"}, "category": {"type": "string"},
                     "priority": {"type": "string"}, "status": {"type": "string"}, "requester": {"type": "string"},
                     "assignee": {"type": ["string", "null"]}, "subject": {"type": "string"},
                     "classification": {"type": "array", "items": {"type": "object"}},
+                    "linked_ticket": {"type": ["integer", "null"]},
+                    "merged_into": {"type": ["integer", "null"], "description": "merged as a duplicate into this one"},
                     "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
                 }},
+                "Macro": _MACRO_SCHEMA,
                 "TicketPage": {"type": "object", "properties": {
                     "tickets": {"type": "array", "items": {"$ref": "#/components/schemas/Ticket"}},
                     "total": {"type": "integer"}, "page": {"type": "integer"}, "pages": {"type": "integer"},

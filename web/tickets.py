@@ -12,7 +12,7 @@ from urllib.parse import quote
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from core import audit, fulfilment, processes, queue, safehtml, sla, visibility
+from core import audit, fulfilment, macros, merge, processes, queue, safehtml, sla, visibility
 from core import tickets as ticket_service
 from core.attachments import AttachmentStore
 from core.models import (
@@ -153,6 +153,8 @@ def show(number: int):  # type: ignore[no-untyped-def]
         access_requests=db().scalars(select(AccessRequest).where(AccessRequest.ticket_id == ticket.id)).all(),
         fulfilment=db().get(Fulfilment, ticket.id),
         request_step=fulfilment.step_of(ticket),
+        macros=macros.list_all(db()),
+        first_message_id=min((m.id for m in ticket.messages), default=None),
     )
 
 
@@ -351,3 +353,108 @@ def fulfilled(number: int):  # type: ignore[no-untyped-def]
         number, lambda ticket: fulfilment.fulfil(db(), settings, ticket, _author()),
         "Request fulfilled; the requester is told by email.",
     )
+
+
+# -- merge, undo, split, canned replies: one core function each, shared with the API -------------
+
+
+def _back(number: int, done: str | None = None, error: str | None = None):  # type: ignore[no-untyped-def]
+    if error is not None:
+        flash(error, "error")
+    else:
+        db().commit()
+        flash(done or "Done.", "info")
+    return redirect(url_for("tickets.show", number=number))
+
+
+def merge_into(numbers: list[int], into: int, actor: Contact) -> tuple[Ticket, list[int]]:
+    """Merge each readable ticket of ``numbers`` into ``into``; raises TicketError."""
+    target = readable_ticket(into)
+    if target is None:
+        raise ticket_service.TicketError(f"there is no ticket #{into}")
+    sources = [readable_ticket(n) for n in dict.fromkeys(numbers)]
+    if not sources or any(s is None for s in sources):
+        raise ticket_service.TicketError("choose tickets to merge, other than the one they go into")
+    for source in sources:
+        assert source is not None
+        merge.merge(db(), _settings(), source, target, actor)
+    return target, [s.id for s in sources if s is not None]
+
+
+def _numbers(values: list[str]) -> list[int]:
+    return [int(v) for v in values if v.isdigit() and int(v) <= MAX_ID]
+
+
+@bp.post("/tickets/merge")
+@roles(*WORKERS)
+def merge_selected():  # type: ignore[no-untyped-def]
+    """The queue's "merge selected": the chosen tickets go into the one named (or the oldest chosen)."""
+    chosen = _numbers(request.form.getlist("ticket"))
+    into = _numbers([(request.form.get("into") or "").strip().lstrip("#")]) or sorted(chosen)[:1]
+    if not into:
+        flash("Choose the tickets to merge.", "error")
+        return redirect(url_for("tickets.queue"))
+    try:
+        target, merged = merge_into([n for n in chosen if n != into[0]], into[0], _author())
+    except ticket_service.TicketError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("tickets.queue"))
+    return _back(target.id, "Merged " + ", ".join(f"#{n}" for n in merged) + f" into #{target.id}.")
+
+
+@bp.post("/tickets/<int:number>/merge")
+@roles(*WORKERS)
+def merge_one(number: int):  # type: ignore[no-untyped-def]
+    _ticket_or_404(number)
+    into = _numbers([(request.form.get("into") or "").strip().lstrip("#")])
+    try:
+        if not into:
+            raise ticket_service.TicketError("give the number of the ticket to merge into")
+        target, _ = merge_into([number], into[0], _author())
+    except ticket_service.TicketError as exc:
+        return _back(number, error=str(exc))
+    return _back(target.id, f"Merged #{number} into #{target.id}.")
+
+
+@bp.post("/tickets/<int:number>/unmerge")
+@roles(*WORKERS)
+def unmerge(number: int):  # type: ignore[no-untyped-def]
+    ticket = _ticket_or_404(number)
+    try:
+        merge.undo(db(), _settings(), ticket, _author())
+    except ticket_service.TicketError as exc:
+        return _back(number, error=str(exc))
+    return _back(number, "Merge undone.")
+
+
+def message_of(ticket: Ticket, message_id: int) -> Message:
+    found = next((m for m in ticket.messages if m.id == message_id), None)
+    if found is None:
+        abort(404, "No such message on this ticket.")
+    return found
+
+
+@bp.post("/tickets/<int:number>/messages/<int:message_id>/split")
+@roles(*WORKERS)
+def split(number: int, message_id: int):  # type: ignore[no-untyped-def]
+    ticket = _ticket_or_404(number)
+    try:
+        new = merge.split(db(), _settings(), message_of(ticket, message_id), _author())
+    except ticket_service.TicketError as exc:
+        return _back(number, error=str(exc))
+    return _back(new.id, f"Split off #{number} into this ticket; the sender is told its number.")
+
+
+@bp.post("/tickets/<int:number>/macro")
+@roles(*WORKERS)
+def macro(number: int):  # type: ignore[no-untyped-def]
+    ticket = _ticket_or_404(number)
+    chosen = macros.find(db(), request.form.get("macro", ""))
+    if chosen is None:
+        return _back(number, error="Choose a canned reply.")
+    try:
+        done = macros.apply(db(), _settings(), chosen, ticket, _author())
+    except ticket_service.TicketError as exc:
+        return _back(number, error=str(exc))
+    changed = ", ".join(f"{k} -> {v}" for k, v in done.changed.items())
+    return _back(number, f"Canned reply {chosen.name} sent." + (f" Changed: {changed}." if changed else ""))

@@ -24,6 +24,7 @@ NAV = (
     ("admin.quarantine", "Quarantine"),
     ("admin.outbox", "Outbox"),
     ("admin.users", "Users"),
+    ("macros.index", "Macros"),
     ("connect.mailboxes", "Mailboxes"),
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.request
 
 from flask import Flask
@@ -173,7 +174,7 @@ def test_openapi_document_describes_every_api_route(app: Flask, factory) -> None
         p.replace("{decision}", "reject") for p in doc["paths"]}
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("api.") and rule.endpoint != "api.openapi":
-            path = rule.rule.removeprefix("/api").replace("<int:", "{").replace(">", "}")
+            path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule.removeprefix("/api"))
             assert path in documented, path
 
 

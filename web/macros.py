@@ -1,0 +1,86 @@
+"""Admin page for canned replies (macros): list, add, change, delete; core.macros checks and audits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+
+from core import macros, queue
+from core.models import Contact, Macro, Role, TicketStatus
+from core.priority import DESK_PRIORITIES
+from web.db import db
+from web.security import current_user, roles
+
+bp = Blueprint("macros", __name__, url_prefix="/admin/macros")
+
+
+def _text(data: Any, key: str) -> str:
+    value = data.get(key)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def fields_from(data: Any) -> dict[str, Any]:
+    """The optional fields a macro sets, from a form or a JSON object (blank or missing: leave alone)."""
+    status = _text(data, "status")
+    assignee = _text(data, "assignee").lower()
+    found: Contact | None = next((a for a in queue.agents(db()) if a.email == assignee), None) if assignee else None
+    if assignee and found is None:
+        raise macros.MacroError(f"{assignee} is not an agent")
+    try:
+        return {
+            "status": TicketStatus(status) if status else None,
+            "priority": _text(data, "priority").upper() or None,
+            "category": _text(data, "category") or None,
+            "assignee": found,
+        }
+    except ValueError:
+        raise macros.MacroError(f"unknown status {status!r}") from None
+
+
+def _page(**more: Any):  # type: ignore[no-untyped-def]
+    return render_template(
+        "web/admin/macros.html", macros=macros.list_all(db()), placeholders=macros.PLACEHOLDERS,
+        statuses=[s for s in TicketStatus if s is not TicketStatus.AWAITING_APPROVAL], priorities=DESK_PRIORITIES,
+        agents=queue.agents(db()), **more,
+    )
+
+
+@bp.get("", endpoint="index")
+@roles(Role.ADMIN)
+def index():  # type: ignore[no-untyped-def]
+    return _page()
+
+
+@bp.post("")
+@bp.post("/<int:macro_id>")
+@roles(Role.ADMIN)
+def save(macro_id: int | None = None):  # type: ignore[no-untyped-def]
+    macro = db().get(Macro, macro_id) if macro_id is not None else None
+    if macro_id is not None and macro is None:
+        abort(404, "No such macro.")
+    actor = current_user()
+    assert actor is not None
+    try:
+        saved = macros.save(db(), actor, request.form.get("name", ""), request.form.get("body", ""), macro=macro,
+                            **fields_from(request.form))
+    except macros.MacroError as exc:
+        db().rollback()
+        flash(str(exc), "error")
+        return _page(draft=request.form), 422
+    db().commit()
+    flash(f"Macro {saved.name} saved.", "info")
+    return redirect(url_for("macros.index"))
+
+
+@bp.post("/<int:macro_id>/delete")
+@roles(Role.ADMIN)
+def delete(macro_id: int):  # type: ignore[no-untyped-def]
+    macro = db().get(Macro, macro_id)
+    actor = current_user()
+    if macro is None or actor is None:
+        abort(404, "No such macro.")
+    macros.delete(db(), actor, macro)
+    db().commit()
+    flash(f"Macro {macro.name} deleted.", "info")
+    return redirect(url_for("macros.index"))
