@@ -140,6 +140,44 @@ class LoginAttempt(Base):
     __table_args__ = (Index("ix_login_attempt_client_account", "client", "account"),)
 
 
+class PortalLink(Base):
+    """A sign-in link for the requester portal (core.portal): single use, short-lived, bound to its address.
+
+    Every request for a link is a row, for unknown addresses too (no contact, no nonce, no mail), so
+    that the rate limits count them all alike. Address and client are keyed digests, never the text.
+    """
+
+    __tablename__ = "portal_link"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(64))
+    client: Mapped[str] = mapped_column(String(64))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"))
+    nonce_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_portal_link_address", "address", "created_at"),
+        Index("ix_portal_link_client", "client", "created_at"),
+    )
+
+
+class PortalSession(Base):
+    """A requester's portal sign-in: apart from console sessions, so it can never open a staff page."""
+
+    __tablename__ = "portal_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"), index=True)
+    address: Mapped[str] = mapped_column(String(64))  # keyed digest: the session ends if the contact's address changes
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
 class Ticket(Base):
     __tablename__ = "ticket"
 
