@@ -78,6 +78,7 @@ _NAGIOS_STATES = frozenset({"OK", "WARNING", "CRITICAL", "UNKNOWN", "UP", "DOWN"
 # Icinga 1.x / Nagios classic custom commands: "PROBLEM - host - service is STATE", "RECOVERY - host is UP".
 _CLASSIC_SERVICE = re.compile(r"^(?P<type>[A-Z]+)\s+-\s+(?P<host>\S+)\s+-\s+(?P<service>.+?)\s+is\s+(?P<state>[A-Z]+)!?\s*$")
 _CLASSIC_HOST = re.compile(r"^(?P<type>[A-Z]+)\s+-\s+(?P<host>\S+)\s+is\s+(?P<state>[A-Z]+)!?\s*$")
+_NOTIFICATION_TYPE = re.compile(r"^[ \t]*Notification Type[ \t]*[:=]", re.M | re.I)
 _REPLY_OR_FORWARD = re.compile(r"^\s*(re|aw|sv|fwd?|wg|tr|rv)\s*:", re.I)
 _ICINGA2_SERVICE = re.compile(r"^\[(?P<type>[A-Z]+)\]\s+(?P<service>.+?)\s+on\s+(?P<host>\S+)\s+is\s+(?P<state>[A-Z]+)!?\s*$")
 _ICINGA2_HOST = re.compile(r"^\[(?P<type>[A-Z]+)\]\s+Host\s+(?P<host>\S+)\s+is\s+(?P<state>[A-Z]+)!?\s*$")
@@ -141,6 +142,8 @@ def _nagios_fields(mail: ParsedMail, vouched: _Vouched) -> Alert | None:
     or a forward: a person answering an alert is no alert.
     """
     body = mail.text
+    if not _NOTIFICATION_TYPE.search(body):
+        return None  # (most mail: one search instead of three)
     type_, host, state = (_field(body, name) for name in ("Notification Type", "Host", "State"))
     if _REPLY_OR_FORWARD.match(mail.subject) or not (type_ and host and state):
         return None

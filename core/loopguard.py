@@ -390,17 +390,22 @@ def _is_dsn(mail: ParsedMail) -> bool:
 _FLAT_DSN = re.compile(r"^(?:reporting-mta|final-recipient)[ \t]*:", re.IGNORECASE | re.MULTILINE)
 
 
-def _delivery_status(mail: ParsedMail) -> str:
+def _report_head(mail: ParsedMail) -> str:
+    """A report's own words, before the returned mail begins."""
+    return _ORIGINAL_MARKERS.split(mail.text[:20000], maxsplit=1)[0]
+
+
+def _delivery_status(mail: ParsedMail, head: str | None = None) -> str:
     """The message/delivery-status part, or DSN fields found in the text of a report without one."""
     if mail.delivery_status is not None:
         return mail.delivery_status
-    head = _ORIGINAL_MARKERS.split(mail.text[:20000], maxsplit=1)[0]
+    head = _report_head(mail) if head is None else head
     found = _FLAT_DSN.search(head)
     return head[found.start():] if found else ""
 
 
-def _dsn_actions(mail: ParsedMail) -> set[str]:
-    return {r.action for r in _dsn_recipients(_delivery_status(mail)) if r.action}
+def _dsn_actions(mail: ParsedMail, head: str | None = None) -> set[str]:
+    return {r.action for r in _dsn_recipients(_delivery_status(mail, head)) if r.action}
 
 
 def _only_delayed(actions: set[str]) -> bool:
@@ -549,7 +554,15 @@ def _nonstandard_bounce(mail: ParsedMail, context: Context) -> str | None:
     that is no mail system (a monitoring alert about a mail queue, say) needs an MTA's
     exact wording, not just generic words like "could not be delivered".
     """
-    if _is_dsn(mail) or _delay_notice(mail) is not None or _challenge(mail, context) is not None:
+    found = _bounce_words(mail)
+    # A delay warning or a challenge may use a bounce's words; they are what they are (checked last: rarer).
+    if found is None or _delay_notice(mail) is not None or _challenge(mail, context) is not None:
+        return None
+    return found
+
+
+def _bounce_words(mail: ParsedMail) -> str | None:
+    if _is_dsn(mail):
         return None
     subject = _match(_BOUNCE_SUBJECTS, mail.subject)
     body = _match(_BOUNCE_TEXTS, mail.text[:8000])
@@ -570,10 +583,9 @@ def _delay_notice(mail: ParsedMail) -> str | None:
     """
     if _is_dsn(mail) or (sent := _mail_system_sent(mail)) is None:
         return None
-    actions = _dsn_actions(mail)
-    if actions:
+    head = _report_head(mail)
+    if actions := _dsn_actions(mail, head):
         return f"DSN fields in the text, action={'/'.join(sorted(actions))}, {sent}" if _only_delayed(actions) else None
-    head = _ORIGINAL_MARKERS.split(mail.text[:20000], maxsplit=1)[0]
     if _DELAY_NOTICE.search(mail.subject) or (_DELAY_NOTICE.search(head) and not _FAILURE_SUBJECT.search(mail.subject)):
         return f"delay warning {mail.subject.strip()[:80]!r}, {sent}"
     return None
@@ -602,10 +614,14 @@ def _challenge(mail: ParsedMail, _: Context) -> str | None:
     envelope = [mail.sender, *mail.headers.get("return-path", []), *mail.headers.get("sender", []), mail.message_id or ""]
     if any(m := _CHALLENGE_DOMAIN.search(value) for value in envelope):
         return f"challenge-response service {m.group(1).lower()}"
+    sent = _program_sent(mail) or _mail_system_sent(mail)
+    action_required = "action required" in mail.subject.lower()
+    if sent is None and not action_required:
+        return None  # a person's mail (most mail: no text search)
     found = _match(_CHALLENGE_TEXTS, f"{mail.subject}\n{mail.text[:5000]}")
-    if found is not None and (sent := _program_sent(mail) or _mail_system_sent(mail)) is not None:
+    if found is not None and sent is not None:
         return f"{found.name} challenge text, {sent}"
-    if found is not None and found.name != "generic" and "action required" in mail.subject.lower():
+    if found is not None and found.name != "generic":
         return f"{found.name} challenge text, subject {mail.subject.strip()[:80]!r}"
     return None
 
@@ -770,10 +786,10 @@ def failed_recipients(mail: ParsedMail) -> list[str]:
     found: list[str] = []
     for value in mail.headers.get("x-failed-recipients", []):
         found += [a.lower() for a in _ADDRESS.findall(value)]
-    if status := _delivery_status(mail):
-        found += [r.recipient for r in _dsn_recipients(status) if r.recipient and r.action in ("failed", "")]
-    if not found and not _dsn_actions(mail):
-        head = _ORIGINAL_MARKERS.split(mail.text[:20000], maxsplit=1)[0]
+    head = _report_head(mail)
+    recipients = _dsn_recipients(_delivery_status(mail, head))
+    found += [r.recipient for r in recipients if r.recipient and r.action in ("failed", "")]
+    if not found and not any(r.action for r in recipients):
         if not (_DELAY_NOTICE.search(mail.subject or "") or _DELAY_NOTICE.search(head)):  # late is not failed
             for shape in _FAILED_ADDRESS_SHAPES:
                 found += [a.lower() for a in shape.findall(head) if _ADDRESS.fullmatch(a)]
