@@ -194,6 +194,9 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 8080
     web_proxies: int = 0  # trusted reverse proxies in front of the console (TLS ends there)
+    # The console as users reach it, for links in mail (the portal's sign-in link); None: http://web_host:web_port.
+    # Never taken from a request's Host header: a forged one would send the link elsewhere.
+    web_url: str | None = None
     agent_addresses: tuple[str, ...] = field(default_factory=tuple)
     sla: SlaSettings = field(default_factory=SlaSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
@@ -204,6 +207,10 @@ class Settings:
     retention_days: int | None = None  # closed tickets older than this are anonymised or deleted; None: kept
     retention_action: RetentionAction = RetentionAction.ANONYMISE
     events: EventSettings = field(default_factory=EventSettings)
+
+    @property
+    def console_url(self) -> str:
+        return (self.web_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
 
     @property
     def help_domain(self) -> str:

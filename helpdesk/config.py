@@ -103,6 +103,7 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_WEB_HOST": "console address (default 127.0.0.1)",
     "HELPDESK_WEB_PORT": "console port (default 8080)",
     "HELPDESK_WEB_PROXIES": "reverse proxies in front of the console whose X-Forwarded-* headers are trusted (default 0)",
+    "HELPDESK_WEB_URL": "the console's address as users reach it, for links in mail such as the portal's sign-in link (default http://WEB_HOST:WEB_PORT)",
     "HELPDESK_RULES_FILE": "classification rules (TOML; default DATA_DIR/rules.toml if present, else the shipped rules)",
     "HELPDESK_CATALOGUE_FILE": "service catalogue (TOML; default DATA_DIR/catalogue.toml if present, else shipped)",
     "HELPDESK_PRIORITY_FILE": "impact x urgency -> priority matrix (TOML; default DATA_DIR/priority.toml if present, else shipped)",
@@ -414,6 +415,7 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         web_host=get("HELPDESK_WEB_HOST") or "127.0.0.1",
         web_port=_int("HELPDESK_WEB_PORT", get("HELPDESK_WEB_PORT") or "8080", low=0, high=65535),
         web_proxies=_int("HELPDESK_WEB_PROXIES", get("HELPDESK_WEB_PROXIES") or "0", low=0, high=10),
+        web_url=_url("HELPDESK_WEB_URL", get("HELPDESK_WEB_URL") or "") if get("HELPDESK_WEB_URL") else None,
         sla=_sla(get, tables.sla),
         access=AccessSettings(
             approvers_by_group=_approvers(tables.access.get("approvers", {})),
