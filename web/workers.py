@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 import traceback
 
@@ -40,6 +41,9 @@ def _worker(app: Flask, sock: socket.socket) -> None:
     """The child: serve on the shared socket until SIGTERM; never return into the parent's code."""
     status = 0
     try:
+        # The parent's handler came along with fork: until ours is set, SIGTERM simply ends this worker
+        # (it must never signal the other workers as the parent's would).
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us in order
         server = WebServer(app, sock=sock)
         signal.signal(signal.SIGTERM, lambda _signo, _frame: server.request_stop())
@@ -48,6 +52,8 @@ def _worker(app: Flask, sock: socket.socket) -> None:
         traceback.print_exc()
         status = 1
     finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
         os._exit(status)
 
 

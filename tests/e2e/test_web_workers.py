@@ -102,17 +102,26 @@ def console(postgres_cluster: PostgresCluster, tmp_path: Path) -> Iterator[Conso
         postgres_cluster.drop_database(name)
 
 
-def test_two_workers_answer_behind_one_address_and_stop_together(console: Console, tmp_path: Path) -> None:
+def test_two_workers_answer_behind_one_address_a_killed_one_is_replaced_and_they_stop_together(
+    console: Console, tmp_path: Path
+) -> None:
     answers = console.from_both(lambda: console.ask("GET", "/healthz"))
-    workers = set(answers)
-    assert console.process.pid not in workers  # the parent only supervises
+    first = set(answers)
+    assert console.process.pid not in first  # the parent only supervises
     assert all(a.status == 200 for found in answers.values() for a in found)
+    killed = min(first)
+    os.kill(killed, signal.SIGKILL)
+    wait_for(lambda: any(console.ask("GET", "/healthz").worker not in first for _ in range(20)),
+             timeout=30, what="a new worker in place of the killed one")
+    workers = set(console.from_both(lambda: console.ask("GET", "/healthz")))
+    assert killed not in workers and len(workers) == 2
     console.process.send_signal(signal.SIGTERM)
     assert console.process.wait(30) == 0
     for pid in workers:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    assert "Traceback" not in (tmp_path / "web.log").read_text()
+    log = (tmp_path / "web.log").read_text()
+    assert "Traceback" not in log and f"console worker {killed} ended (signal 9); starting another" in log
 
 
 def test_failed_logins_spread_over_both_workers_lock_the_account_on_both(console: Console) -> None:
