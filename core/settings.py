@@ -180,6 +180,20 @@ class EventSettings:
 
 
 @dataclass(frozen=True)
+class OidcSettings:
+    """Console single sign-on with an OpenID Connect provider (Entra ID, Google, Keycloak, ...)."""
+
+    issuer: str  # discovery is read from ISSUER/.well-known/openid-configuration
+    client_id: str
+    client_secret: str = field(default="", repr=False)  # kept out of logs and tracebacks
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    # (role, claim values that give it), strongest role first: the first role whose value a user has wins.
+    roles: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    roles_claim: str = "groups"  # the id_token claim (a list or one value) the roles are read from
+    name: str = "single sign-on"  # shown as "Sign in with NAME"
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str
@@ -207,6 +221,8 @@ class Settings:
     retention_days: int | None = None  # closed tickets older than this are anonymised or deleted; None: kept
     retention_action: RetentionAction = RetentionAction.ANONYMISE
     events: EventSettings = field(default_factory=EventSettings)
+    oidc: OidcSettings | None = None  # console single sign-on; None: passwords only
+    local_login: bool = True  # False: console passwords are refused (sign-on only)
 
     @property
     def console_url(self) -> str:

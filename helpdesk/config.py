@@ -34,6 +34,7 @@ from core.settings import (
     OAuthFlow,
     OAuthProvider,
     OAuthSettings,
+    OidcSettings,
     RetentionAction,
     Settings,
     SlaSettings,
@@ -115,6 +116,14 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_APPROVERS_SEE_ALL": "approvers see every ticket and internal note: yes | no (default no: only what they decide)",
     "HELPDESK_RETENTION_DAYS": "closed tickets older than this many days are anonymised or deleted (default: kept)",
     "HELPDESK_RETENTION_ACTION": "what retention does to them: anonymise | delete (default anonymise)",
+    "HELPDESK_OIDC_ISSUER": "console single sign-on: the OpenID Connect issuer URL (Entra ID, Google, Keycloak, ...)",
+    "HELPDESK_OIDC_CLIENT_ID": "single sign-on: the console's client id at the provider",
+    "HELPDESK_OIDC_CLIENT_SECRET": "single sign-on: its client secret",
+    "HELPDESK_OIDC_SCOPES": "single sign-on: space-separated scopes (default 'openid email profile'; openid is always asked)",
+    "HELPDESK_OIDC_ROLES": "single sign-on: roles from claim values, e.g. 'admin=helpdesk-admins,agent=helpdesk-agents,approver=security'",
+    "HELPDESK_OIDC_ROLES_CLAIM": "single sign-on: the id_token claim holding those values (default groups)",
+    "HELPDESK_OIDC_NAME": "single sign-on: the provider's name on the login page (default: the issuer's host)",
+    "HELPDESK_LOCAL_LOGIN": "console passwords: yes | no (default yes; no needs HELPDESK_OIDC_ISSUER)",
 }
 
 
@@ -434,7 +443,62 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         if get("HELPDESK_RETENTION_DAYS") else None,
         retention_action=_retention_action(get("HELPDESK_RETENTION_ACTION")),
         events=event_settings(tables.events),
+        oidc=_oidc(get),
+        local_login=_local_login(get),
     )
+
+
+CONSOLE_ROLES = ("admin", "agent", "approver")  # strongest first: a user with several gets the first
+
+
+def _oidc(get: Callable[[str], str | None]) -> OidcSettings | None:
+    """``HELPDESK_OIDC_*``: the console's single sign-on, or None when no issuer is set."""
+    issuer = (get("HELPDESK_OIDC_ISSUER") or "").strip()
+    if not issuer:
+        stray = [k for k in VARIABLES if k.startswith("HELPDESK_OIDC_") and get(k)]
+        if stray:
+            raise ConfigError(f"{stray[0]}: needs HELPDESK_OIDC_ISSUER")
+        return None
+    parts = urlsplit(issuer)
+    loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+    if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
+        raise ConfigError(f"HELPDESK_OIDC_ISSUER: must be an https:// URL (http only on loopback) (got {issuer!r})")
+    for key in ("HELPDESK_OIDC_CLIENT_ID", "HELPDESK_OIDC_ROLES"):
+        if not (get(key) or "").strip():
+            example = " e.g. admin=helpdesk-admins,agent=helpdesk-agents" if key.endswith("ROLES") else ""
+            raise ConfigError(f"{key}: required with HELPDESK_OIDC_ISSUER{example}")
+    claim = get("HELPDESK_OIDC_ROLES_CLAIM")
+    if claim is not None and not claim.strip():
+        raise ConfigError("HELPDESK_OIDC_ROLES_CLAIM: must be a claim name like groups or roles (got an empty one)")
+    scopes = (get("HELPDESK_OIDC_SCOPES") or "email profile").replace(",", " ").split()
+    return OidcSettings(
+        issuer=issuer,
+        client_id=(get("HELPDESK_OIDC_CLIENT_ID") or "").strip(),
+        client_secret=(get("HELPDESK_OIDC_CLIENT_SECRET") or "").strip(),
+        scopes=("openid", *dict.fromkeys(s for s in scopes if s != "openid")),
+        roles=_oidc_roles(get("HELPDESK_OIDC_ROLES") or ""),
+        roles_claim=(claim or "groups").strip(),
+        name=(get("HELPDESK_OIDC_NAME") or "").strip() or parts.hostname,
+    )
+
+
+def _oidc_roles(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """'admin=helpdesk-admins,agent=a,agent=b' -> ((admin, (helpdesk-admins,)), (agent, (a, b))), strongest first."""
+    found: dict[str, list[str]] = {}
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        role, _, value = (p.strip() for p in item.partition("="))
+        if role.lower() not in CONSOLE_ROLES or not value:
+            raise ConfigError(f"HELPDESK_OIDC_ROLES: entries look like ROLE=GROUP with ROLE one of "
+                              f"{', '.join(CONSOLE_ROLES)} (got {item!r})")
+        found.setdefault(role.lower(), []).append(value)
+    return tuple((role, tuple(found[role])) for role in CONSOLE_ROLES if role in found)
+
+
+def _local_login(get: Callable[[str], str | None]) -> bool:
+    allowed = _yes_no("HELPDESK_LOCAL_LOGIN", get("HELPDESK_LOCAL_LOGIN"), default=True)
+    if not allowed and not (get("HELPDESK_OIDC_ISSUER") or "").strip():
+        raise ConfigError("HELPDESK_LOCAL_LOGIN: no needs HELPDESK_OIDC_ISSUER (else nobody could log in)")
+    return allowed
 
 
 def event_settings(tables: Mapping[str, Any]) -> EventSettings:
