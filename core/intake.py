@@ -304,9 +304,11 @@ class Intake:
             )
         else:
             # A vacation note or other automatic answer is kept for agents, but reopens and notifies nothing.
-            message = self._add_message(session, ticket, inbound, mail, internal=automatic)
-            if not automatic:
-                notify_agents(session, self.settings, ticket, message, new=False)
+            message = self._new_message(inbound, mail, internal=automatic)
+            if automatic:
+                tickets.append_message(session, ticket, message)
+            else:
+                tickets.user_wrote(session, self.settings, ticket, message)  # as a reply in the portal
         log.info("inbound %s appended to ticket %s via %s", inbound.id, ticket.id, match.via.value)
         return self._finish(inbound, InboundStatus.PROCESSED, ticket.id, reason=f"threaded via {match.via.value}")
 
@@ -351,11 +353,6 @@ class Intake:
         if contact is not None:
             contact.undeliverable = False
             log.info("inbound %s: %s wrote in, so mail to it is delivered again", inbound.id, address)
-
-    def _add_message(
-        self, session: Session, ticket: Ticket, inbound: Inbound, mail: ParsedMail, *, internal: bool = False
-    ) -> Message:
-        return tickets.append_message(session, ticket, self._new_message(inbound, mail, internal=internal))
 
     def _new_message(self, inbound: Inbound, mail: ParsedMail, *, internal: bool = False) -> Message:
         message = tickets.message_from_mail(mail, inbound_id=inbound.id, internal=internal)

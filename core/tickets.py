@@ -24,7 +24,7 @@ from core.models import (
     utcnow,
 )
 from core.attachments import store_for
-from core.notify import AutoSubmitted, OutboundAttachment, enqueue, fit_attachments, public_recipients
+from core.notify import AutoSubmitted, OutboundAttachment, enqueue, fit_attachments, notify_agents, public_recipients
 from core.priority import DESK_PRIORITIES
 from core.settings import ConversationSettings, Settings
 from core.text import SUBJECT_LIMIT, display_name, one_line
@@ -193,6 +193,17 @@ def append_message(session: Session, ticket: Ticket, message: Message) -> Messag
         elif ticket.status is TicketStatus.PENDING and message.from_address == ticket.requester.email:
             _set_status(session, ticket, TicketStatus.OPEN, actor=message.from_address, reason="user answered")
     session.flush()
+    return message
+
+
+def user_wrote(session: Session, settings: Settings, ticket: Ticket, message: Message) -> Message:
+    """A requester's or watcher's own message, by mail or in the portal: one path for both.
+
+    Into the thread (a reply reopens a resolved ticket and resumes one waiting on the user, so the SLA
+    clocks run again), and the agents are told.
+    """
+    append_message(session, ticket, message)
+    notify_agents(session, settings, ticket, message, new=False)
     return message
 
 
