@@ -28,10 +28,16 @@ def serve(app: Flask, host: str, port: int) -> None:
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port (a name is resolved; port 0 picks a free one)."""
-    family, kind, proto, _name, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
+    """A listening TCP socket on host:port (a name is resolved; port 0 picks a free one).
+
+    A host that does not resolve is a ValueError, as waitress makes it when it binds itself.
+    """
+    try:
+        family, _kind, _proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ValueError(f"{host!r}: {exc.strerror}") from None
     return socket.create_server(address, family=family, backlog=BACKLOG, dualstack_ipv6=False)
 
 

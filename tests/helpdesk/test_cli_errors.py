@@ -197,7 +197,8 @@ def test_ingest_says_75_when_the_database_is_from_a_newer_release(tmp_path: Path
 
 @pytest.mark.parametrize(
     ("args", "setting"),
-    [(["run"], "HELPDESK_WEB_PORT"), (["web"], "HELPDESK_WEB_PORT"), (["web", "--port", "{port}"], "--port")],
+    [(["run"], "HELPDESK_WEB_PORT"), (["web"], "HELPDESK_WEB_PORT"), (["web", "--port", "{port}"], "--port"),
+     (["web", "--workers", "2"], "HELPDESK_WEB_PORT")],
 )
 def test_a_busy_console_port_is_one_line_naming_it(tmp_path: Path, args: list[str], setting: str) -> None:
     with socket.socket() as taken:
@@ -218,6 +219,14 @@ def test_a_console_address_that_cannot_be_is_refused_in_one_line(tmp_path: Path,
     assert proc.returncode == 2
     text = proc.stderr.decode()
     assert "Traceback" not in text and option in text.splitlines()[-1]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_console_host_that_does_not_resolve_is_named_alike_with_workers(tmp_path: Path, workers: str) -> None:
+    env = helpdesk_env(tmp_path / "data", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    proc = run(env, "web", "--workers", workers, "--host", "no-such-host.invalid", check=False, timeout=30)
+    assert proc.returncode == 2
+    assert "--host: 'no-such-host.invalid' is no address or host name to listen on" in _one_line_error(proc.stderr)
 
 
 def _refusing_login_server() -> Controller:
