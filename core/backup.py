@@ -29,7 +29,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from sqlalchemy import Connection, DateTime, Engine, Enum, LargeBinary, Table, create_engine, func, inspect, select, text
+from sqlalchemy import (
+    Connection, DateTime, Engine, Enum, LargeBinary, Table, bindparam, create_engine, func, inspect, select, text,
+)
 
 from core.attachments import store_for
 from core.db import alembic_config, current_revision
@@ -297,6 +299,10 @@ def _load_tables(engine: Engine, zf: zipfile.ZipFile, *, force: bool) -> dict[st
 
 def _load_table(conn: Connection, table: Table, zf: zipfile.ZipFile) -> int:
     decoders = {c.key: _decoder(c.type) for c in table.columns}
+    # A row may name a later row of its own table (a ticket merged into a newer one): such columns
+    # are loaded empty and set once every row is in.
+    own = [c.key for c in table.columns if any(fk.column.table is table for fk in c.foreign_keys)]
+    later: dict[str, list[dict[str, Any]]] = {key: [] for key in own}
     batch: list[dict[str, Any]] = []
     count = 0
     with zf.open(f"tables/{table.name}.jsonl") as lines:
@@ -305,6 +311,10 @@ def _load_table(conn: Connection, table: Table, zf: zipfile.ZipFile) -> int:
             unknown = set(row) - decoders.keys()
             if unknown:
                 raise BackupError(f"table {table.name}: columns {sorted(unknown)} are not in this schema")
+            for key in own:
+                if row.get(key) is not None:
+                    later[key].append({"_id": row["id"], "_value": row[key]})
+                    row[key] = None
             batch.append({k: decoders[k](v) for k, v in row.items()})
             if len(batch) >= _BATCH:
                 conn.execute(table.insert(), batch)
@@ -313,6 +323,9 @@ def _load_table(conn: Connection, table: Table, zf: zipfile.ZipFile) -> int:
     if batch:
         conn.execute(table.insert(), batch)
         count += len(batch)
+    for key, values in later.items():
+        if values:
+            conn.execute(table.update().where(table.c.id == bindparam("_id")).values({key: bindparam("_value")}), values)
     return count
 
 

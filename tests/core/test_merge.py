@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from core import merge
+from core import backup, merge
 from core.db import transaction
 from core.models import Contact, Event, Message, Ticket, TicketMerge
 from tests.core.desk import Desk, mail, make_desk
@@ -130,3 +130,16 @@ def test_split_one_mail_off_into_a_linked_ticket_and_tell_its_sender(desk: Desk)
     [(rcpt, told)] = desk.sent("split")
     assert rcpt == ALICE and f"[#{new}]" in told["Subject"]
     assert desk.deliver(_answer(told, "It is getting hot.", sender=ALICE)).ticket_id == new
+
+
+def test_a_backup_with_an_older_ticket_merged_into_a_newer_one_restores(desk: Desk, tmp_path: Path) -> None:
+    old = desk.deliver(mail(ALICE, "VPN is down", "No VPN.")).ticket_id
+    new = desk.deliver(mail(BOB, "VPN outage", "Everyone is down.")).ticket_id
+    with transaction(desk.factory) as session:
+        merge.merge(session, desk.settings, session.get(Ticket, old), session.get(Ticket, new), _agent(desk, session))
+    engine = desk.factory.kw["bind"]
+    backup.backup(engine, desk.settings, tmp_path / "desk.zip")
+    # Rows go back in id order: #old names #new before #new is there.
+    backup.restore(engine, desk.settings, tmp_path / "desk.zip", force=True)
+    assert desk.ticket(old)["merged_into"] == new
+    assert desk.deliver(mail(BOB, f"Re: [#{old}] VPN", "Back now?")).ticket_id == new
