@@ -9,9 +9,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -103,11 +105,41 @@ class _DeskCollector(Collector):
         yield failing
 
 
+REUSE_SECONDS = 1.0  # figures this fresh are served again (app.config["METRICS_REUSE_SECONDS"])
+
+
+class _Latest:
+    """The figures last computed in this process, shared by concurrent scrapes.
+
+    /metrics needs no login and reads every processed mail: hammering it costs the database at most
+    one computation per process and second. Far under any scrape interval, so a counter read from
+    one worker and then another still never goes back.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._at = 0.0
+        self._desk: DeskFigures | None = None
+
+    def get(self, reuse: float) -> DeskFigures:
+        with self._lock:
+            if self._desk is None or time.monotonic() - self._at >= reuse:
+                self._desk = figures(db())
+                self._at = time.monotonic()
+            return self._desk
+
+
+@bp.record_once
+def _setup(state) -> None:  # type: ignore[no-untyped-def]
+    state.app.extensions["desk_figures"] = _Latest()
+    state.app.config.setdefault("METRICS_REUSE_SECONDS", REUSE_SECONDS)
+
+
 @bp.get("/metrics")
 @public
 def metrics():  # type: ignore[no-untyped-def]
     try:
-        desk = figures(db())
+        desk = current_app.extensions["desk_figures"].get(current_app.config["METRICS_REUSE_SECONDS"])
     except SQLAlchemyError:
         return Response("database unreachable\n", status=503, mimetype="text/plain")
     registry = CollectorRegistry(auto_describe=False)

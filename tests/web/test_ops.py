@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import event
 
 from core import db
 from core.mailauth import DbTokenStore
@@ -30,6 +33,7 @@ def scrape(client: FlaskClient) -> dict[str, float]:
 
 
 def test_metrics_need_no_login_and_change_when_mail_comes_in(client: FlaskClient, factory, tmp_path: Path) -> None:
+    client.application.config["METRICS_REUSE_SECONDS"] = 0  # every scrape computes anew
     before = scrape(client)
     assert before["helpdesk_mails_received_total"] == 0
     desk = make_desk(factory, tmp_path)
@@ -82,3 +86,18 @@ def test_healthz_answers_without_the_database_and_readyz_says_it_is_unreachable(
 def test_every_check_is_one_word(client: FlaskClient) -> None:
     body = client.get("/readyz").get_json()
     assert body["status"] == "ok" and all(value.isalpha() for value in body["checks"].values())
+
+
+def test_hammering_metrics_costs_the_database_one_computation_a_second(app: Flask, factory, tmp_path: Path) -> None:
+    statements: list[str] = []
+    engine = factory.kw["bind"]
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    scrape(app.test_client())
+    once = len(statements)
+    assert once > 0
+    with ThreadPoolExecutor(8) as pool:
+        scrapes = list(pool.map(lambda _: scrape(app.test_client()), range(40)))
+    assert len(statements) <= 2 * once  # at most one more computation, were the second just over
+    make_desk(factory, tmp_path).deliver(mail())
+    time.sleep(1.1)
+    assert scrape(app.test_client())["helpdesk_mails_received_total"] == 1  # and fresh a second later
