@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,7 +23,7 @@ from core.models import (
     MAX_ID, AccessRequest, AccessStatus, Attachment, Contact, Direction, Message, Ticket, TicketKind, TicketStatus,
     utcnow,
 )
-from core.notify import fit_attachments, load_attachments, notify_status
+from core.notify import OutboundAttachment, fit_attachments, load_attachments, notify_status
 from core.priority import DESK_PRIORITIES
 from core.settings import Settings
 
@@ -260,14 +261,34 @@ def _merge(session: Session, settings: Settings, ticket: Ticket, agent: Contact,
     return f"merged into #{target.id}"
 
 
-def _macro(session: Session, settings: Settings, ticket: Ticket, agent: Contact, command: Command) -> str:
-    """``#macro NAME``: the canned reply goes to requester and watchers, and sets what it sets."""
+def _macro(
+    session: Session, settings: Settings, ticket: Ticket, agent: Contact, command: Command, *, lead: str = "",
+    files: Sequence[OutboundAttachment] = (),
+) -> tuple[str, Message]:
+    """``#macro NAME``: the canned reply (after ``lead``, the agent's own text) goes to requester and watchers."""
     found = macros.find(session, command.argument)
     if found is None:
         raise CommandError(f"no macro named {command.argument.strip()!r}")
-    done = macros.apply(session, settings, found, ticket, agent)
+    done = macros.apply(session, settings, found, ticket, agent, lead=lead, attachments=files)
     changed = ", ".join(f"{k} -> {v}" for k, v in done.changed.items())
-    return "reply sent" + (f", {changed}" if changed else "")
+    return "reply sent" + (f", {changed}" if changed else ""), done.reply
+
+
+def _reply(
+    session: Session, settings: Settings, ticket: Ticket, agent: Contact, text: AgentText,
+    files: Sequence[OutboundAttachment],
+) -> tuple[Message, Command | None, str]:
+    """An agent's authenticated reply; with ``#macro NAME`` among the commands, the canned text follows it in the
+    same mail. Returns the reply, the macro command it used (None: a plain reply) and that command's outcome."""
+    command = next((c for c in text.ticket_commands if c.verb is Verb.MACRO), None)
+    if command is not None:
+        try:
+            outcome, sent = _macro(session, settings, ticket, agent, command, lead=text.body, files=files)
+            return sent, command, f"{command.line}: {outcome}"
+        except (CommandError, tickets.TicketError) as exc:
+            return tickets.reply(session, settings, ticket, agent, text.body, attachments=files), command, \
+                f"{command.line}: not applied, {exc}"
+    return tickets.reply(session, settings, ticket, agent, text.body, attachments=files), None, ""
 
 
 def apply_commands(
@@ -284,7 +305,7 @@ def apply_commands(
                 outcomes.append(f"{command.line}: " + _merge(session, settings, ticket, agent, command))
                 continue
             if command.verb is Verb.MACRO:
-                outcomes.append(f"{command.line}: " + _macro(session, settings, ticket, agent, command))
+                outcomes.append(f"{command.line}: " + _macro(session, settings, ticket, agent, command)[0])
                 continue
             fields = _fields(session, settings, agent, command)
             processes.check_staff_change(session, ticket, fields)
@@ -346,7 +367,10 @@ def handle_agent_mail(
     else:
         kind = AgentMailKind.REPLY
         files, too_big = fit_attachments(settings, load_attachments(settings, attachments))
-        reply = tickets.reply(session, settings, ticket, agent, text.body, attachments=files)
+        reply, used, outcome = _reply(session, settings, ticket, agent, text, files)
+        if used is not None:  # done with the reply: not run again below
+            text = replace(text, commands=[c for c in text.commands if c is not used])
+            notes.append(f"Commands from {agent.email} ({auth.reason}):\n{outcome}")
         reply.inbound_id = inbound_id
         reply.authenticated = True
         reply.attachments.extend(attachments)

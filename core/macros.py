@@ -10,6 +10,7 @@ ticket's status, priority, category and assignee, with the same checks as a chan
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import audit, processes, tickets
-from core.models import Contact, Macro, Role, Ticket, TicketStatus
-from core.notify import notify_status
+from core.models import Contact, Macro, Message, Role, Ticket, TicketStatus
+from core.notify import OutboundAttachment, notify_status
 from core.priority import DESK_PRIORITIES
 from core.settings import Settings
 
@@ -46,7 +47,7 @@ class MacroError(tickets.TicketError):
 
 @dataclass(frozen=True)
 class Applied:
-    reply_id: int
+    reply: Message
     changed: dict[str, Any]
 
 
@@ -148,18 +149,24 @@ def fields_of(macro: Macro) -> dict[str, Any]:
     return fields
 
 
-def apply(session: Session, settings: Settings, macro: Macro, ticket: Ticket, agent: Contact) -> Applied:
-    """Send the macro's reply as ``agent`` and set what it sets; nothing happens if a change is refused."""
+def apply(
+    session: Session, settings: Settings, macro: Macro, ticket: Ticket, agent: Contact, *, lead: str = "",
+    attachments: Sequence[OutboundAttachment] = (),
+) -> Applied:
+    """Send the macro's reply as ``agent`` and set what it sets; nothing happens if a change is refused.
+
+    ``lead``: the agent's own words, sent in the same reply before the canned text.
+    """
     wanted = {k: v for k, v in fields_of(macro).items() if getattr(ticket, k) != v}
     processes.check_staff_change(session, ticket, wanted)  # before anything is sent
-    text = render_text(macro.body, context(settings, ticket, agent))
-    message = tickets.reply(session, settings, ticket, agent, text)
+    text = "\n\n".join(p for p in (lead.strip(), render_text(macro.body, context(settings, ticket, agent))) if p)
+    message = tickets.reply(session, settings, ticket, agent, text, attachments=attachments)
     changed = tickets.change(session, ticket, agent.email, reason=f"macro {macro.name}", **wanted) if wanted else {}
     if "status" in changed:
         notify_status(session, settings, ticket, actor=agent.email)
     audit.record(session, actor=agent.email, action="ticket.macro", object_type="ticket", object_id=ticket.id,
                  after={"macro": macro.name, "changed": changed})
-    return Applied(message.id, changed)
+    return Applied(message, changed)
 
 
 def to_json(macro: Macro) -> dict[str, Any]:

@@ -96,3 +96,37 @@ def test_an_unknown_macro_or_a_refused_change_sends_nothing(desk: Desk) -> None:
                       in_reply_to=note["Message-ID"]))
     assert "#macro solved: not applied, checklist not done" in desk.ticket(request)["messages"][-1]["text"]
     assert desk.sent("reply") == []
+
+
+def test_text_written_under_macro_goes_in_the_same_reply_before_the_canned_text(desk: Desk) -> None:
+    _save(desk, "vpn-known", "The VPN outage {{ ticket_tag }} is known; we are on it.", priority="P2")
+    number = desk.deliver(mail(ALICE, "VPN drops every hour", "Since Monday.")).ticket_id
+    note = _notification(desk, number)
+    desk.deliver(mail(AGENT, f"Re: {note['Subject']}", "#macro vpn-known\n\nHi Alice, thanks for the details.",
+                      to=note["Reply-To"], in_reply_to=note["Message-ID"]))
+    [(rcpt, reply)] = desk.sent("reply")
+    body = reply.get_body(("plain",)).get_content()
+    assert rcpt == ALICE
+    assert body.index("thanks for the details.") < body.index(f"The VPN outage [#{number}] is known")
+    assert desk.ticket(number)["priority"] == "P2"
+    said = desk.ticket(number)["messages"][-1]["text"]
+    assert "#macro vpn-known: reply sent" in said and "priority -> P2" in said
+
+
+def test_a_macro_that_sets_a_status_still_keeps_the_agents_attachment_on_its_reply(desk: Desk) -> None:
+    _save(desk, "solved", "Solved, {{ requester_name }}.", status=TicketStatus.RESOLVED)
+    number = desk.deliver(mail(ALICE, "VPN drops every hour", "Since Monday.")).ticket_id
+    note = _notification(desk, number)
+    answer = EmailMessage()
+    answer["From"], answer["To"], answer["Subject"] = AGENT, note["Reply-To"], f"Re: {note['Subject']}"
+    answer["In-Reply-To"] = note["Message-ID"]
+    answer.set_content("#macro solved\n\nThe new profile is attached.")
+    answer.add_attachment(b"[vpn]\nserver=vpn2\n", maintype="text", subtype="plain", filename="vpn.conf")
+    desk.deliver(answer.as_bytes())
+    [(_, reply)] = desk.sent("reply")
+    assert "The new profile is attached." in reply.get_body(("plain",)).get_content()
+    assert [a.get_filename() for a in reply.iter_attachments()] == ["vpn.conf"]
+    detail = desk.ticket(number)
+    assert detail["status"] == "resolved"
+    [stored] = [m for m in detail["messages"] if m["attachments"]]
+    assert stored["direction"] == "out" and stored["authenticated"] is True
