@@ -568,3 +568,55 @@ class Macro(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     assignee: Mapped[Contact | None] = relationship()
+
+
+class WebhookFormat(enum.Enum):
+    JSON = "json"  # our own payload, for programs
+    SLACK = "slack"  # {"text": ...}: a Slack (or Mattermost, Rocket.Chat) incoming webhook
+    TEAMS = "teams"  # a MessageCard: a Microsoft Teams incoming webhook
+
+
+class Webhook(Base):
+    """An admin's outgoing webhook: ticket events POSTed, signed, to a URL (core.webhooks)."""
+
+    __tablename__ = "webhook"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[Any]] = mapped_column(default=list)  # core.webhooks.EVENTS it is sent
+    secret: Mapped[str] = mapped_column(Text)  # the signing secret, sealed with a key derived from the secret key
+    format: Mapped[WebhookFormat] = mapped_column(_enum(WebhookFormat), default=WebhookFormat.JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook, queued in the event's transaction and drained as the outbox is.
+
+    The body is final (a retry sends the same bytes under the same delivery id); the signature is
+    made at each attempt, over that attempt's timestamp. No personal data: see core.webhooks.
+    """
+
+    __tablename__ = "webhook_delivery"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(36), unique=True)  # X-Helpdesk-Delivery: receivers de-duplicate
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhook.id"), index=True)
+    event: Mapped[str] = mapped_column(String(40))
+    ticket_id: Mapped[int | None] = mapped_column(Integer)  # no foreign key: a deleted ticket keeps its history here
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[OutboxStatus] = mapped_column(_enum(OutboxStatus), default=OutboxStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deadline_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)  # the status line and a short excerpt of the answer
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+    webhook: Mapped[Webhook] = relationship()
+
+    __table_args__ = (Index("ix_webhook_delivery_due", "status", "next_attempt_at"),)
