@@ -620,3 +620,50 @@ class WebhookDelivery(Base):
     webhook: Mapped[Webhook] = relationship()
 
     __table_args__ = (Index("ix_webhook_delivery_due", "status", "next_attempt_at"),)
+
+
+# --- satisfaction (CSAT) and agent collision -------------------------------------------
+
+
+class Rating(enum.Enum):
+    GOOD = "good"
+    BAD = "bad"
+
+
+class Satisfaction(Base):
+    """The requester's one answer about a resolved ticket (core.csat): a later click changes it.
+
+    A row with ``excluded`` set and no rating says the ticket is never surveyed (opened by an automatic sender).
+    """
+
+    __tablename__ = "satisfaction"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), primary_key=True)
+    rating: Mapped[Rating | None] = mapped_column(_enum(Rating))
+    comment: Mapped[str | None] = mapped_column(Text)
+    # Who and what is rated, as the ticket stood when the answer came: later changes do not move it.
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"))
+    category: Mapped[str | None] = mapped_column(String(80))
+    excluded: Mapped[str | None] = mapped_column(String(80))
+    rated_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class PresenceState(enum.Enum):
+    VIEWING = "viewing"
+    TYPING = "typing"
+
+
+class Presence(Base):
+    """Who has a ticket's page open, and whether they are typing a reply (core.presence), as of their last poll."""
+
+    __tablename__ = "presence"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"))
+    state: Mapped[PresenceState] = mapped_column(_enum(PresenceState), default=PresenceState.VIEWING)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    contact: Mapped[Contact] = relationship(lazy="joined")
+
+    __table_args__ = (UniqueConstraint("ticket_id", "contact_id", name="uq_presence_ticket_contact"),)
