@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from core import audit, sla, tickets
+from core import audit, locks, sla, tickets
 from core.models import (
     AccessRequest, AccessStatus, Contact, Direction, Event, Message, Ticket, TicketKind, TicketMerge, TicketStatus,
     Watcher, utcnow,
@@ -56,6 +56,7 @@ def check_merge(session: Session, source: Ticket, target: Ticket) -> None:
 
 def merge(session: Session, settings: Settings, source: Ticket, target: Ticket, actor: Contact) -> TicketMerge:
     """Merge ``source`` into ``target`` (audited on both, the source's people told by mail)."""
+    _fresh(session, source, target)
     check_merge(session, source, target)
     session.flush()
     messages = list(session.scalars(select(Message.id).where(Message.ticket_id == source.id).order_by(Message.id)))
@@ -106,6 +107,7 @@ def merge(session: Session, settings: Settings, source: Ticket, target: Ticket, 
 
 def undo(session: Session, settings: Settings, source: Ticket, actor: Contact) -> TicketMerge:
     """Undo ``source``'s merge: what moved goes back, the source gets its status back (audited on both)."""
+    _fresh(session, source)
     record = session.scalars(
         select(TicketMerge).where(TicketMerge.source_id == source.id, TicketMerge.undone_at.is_(None))
         .order_by(TicketMerge.id.desc())
@@ -153,6 +155,7 @@ _TAG = r"\s*\[{prefix}\d+\]\s*"
 
 def split(session: Session, settings: Settings, message: Message, actor: Contact) -> Ticket:
     """Split ``message`` off its ticket into a new ticket linked to it; the sender is told its number."""
+    _fresh(session, message)
     ticket = message.ticket
     if message.direction is not Direction.IN or message.internal:
         raise MergeError("only a mail that came in can be split off (not a reply or a note)")
@@ -179,6 +182,14 @@ def split(session: Session, settings: Settings, message: Message, actor: Contact
     enqueue(session, settings, template="split", ticket=new, to=[new.requester.email], context={"origin": ticket},
             purpose="split", in_reply_to=message.message_id)
     return new
+
+
+def _fresh(session: Session, *rows: Ticket | Message) -> None:
+    """Take the writers' lock, then read ``rows`` again: two agents merging the same tickets at once (say
+    A into B and B into A) must not both pass the checks on what they read before."""
+    locks.serialise(session)
+    for row in rows:
+        session.refresh(row)
 
 
 def _note(session: Session, settings: Settings, ticket: Ticket, text: str) -> Message:

@@ -143,3 +143,17 @@ def test_a_backup_with_an_older_ticket_merged_into_a_newer_one_restores(desk: De
     backup.restore(engine, desk.settings, tmp_path / "desk.zip", force=True)
     assert desk.ticket(old)["merged_into"] == new
     assert desk.deliver(mail(BOB, f"Re: [#{old}] VPN", "Back now?")).ticket_id == new
+
+
+def test_two_agents_merging_two_tickets_into_each_other_at_once_make_no_cycle(desk: Desk) -> None:
+    a = desk.deliver(mail(ALICE, "VPN is down", "No VPN.")).ticket_id
+    b = desk.deliver(mail(BOB, "VPN outage", "Everyone is down.")).ticket_id
+    with desk.factory() as first, desk.factory() as second:
+        # Both agents have the tickets in front of them; the first merge commits while the second is open.
+        pair = [(s.get(Ticket, a), s.get(Ticket, b), _agent(desk, s)) for s in (first, second)]
+        merge.merge(first, desk.settings, pair[0][0], pair[0][1], pair[0][2])
+        first.commit()
+        with pytest.raises(merge.MergeError, match=f"#{a} was merged into #{b}"):
+            merge.merge(second, desk.settings, pair[1][1], pair[1][0], pair[1][2])
+        second.rollback()
+    assert (desk.ticket(a)["merged_into"], desk.ticket(b)["merged_into"]) == (b, None)
