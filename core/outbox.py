@@ -6,6 +6,10 @@ A sender renews its claim on each mail just before sending it (``renew_claim``),
 while the mail is on the wire, and records a result only while it still holds the claim: a
 late result from a claim that expired and was taken over must not undo the other sender's work.
 
+The same functions drain webhook deliveries (``table=WebhookDelivery``, core.webhooks): a
+queue table is any with the claim columns below (status, attempts, next_attempt_at, deadline_at,
+last_error, claimed_by, claimed_until, sent_at).
+
 Delivery is at least once: SMTP has no two-phase commit, so a sender killed between the
 server's 250 and its commit of "sent" leaves a mail that is sent again once the claim runs
 out. That window is one statement (``mark_sent``), and the copy is the same bytes with the
@@ -17,14 +21,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Update, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
-from core.models import Outbox, OutboxStatus, aware, utcnow
+from core.models import Outbox, OutboxStatus, WebhookDelivery, aware, utcnow
 
 log = logging.getLogger(__name__)
+
+Queue = type[Outbox] | type[WebhookDelivery]
 
 
 @dataclass(frozen=True)
@@ -56,32 +63,38 @@ def claim_due(
     factory: sessionmaker[Session], worker: str, *, limit: int = 50, policy: RetryPolicy = RetryPolicy()
 ) -> list[Claimed]:
     """Claim up to ``limit`` mails that are due, for ``worker``; commit the claim at once."""
-    now = utcnow()
     with transaction(factory) as session:
-        rows = session.scalars(
-            select(Outbox)
-            .where(
-                or_(
-                    Outbox.status == OutboxStatus.PENDING,
-                    # a claim whose sender died mid-send
-                    (Outbox.status == OutboxStatus.SENDING) & (Outbox.claimed_until < now),
-                ),
-                Outbox.next_attempt_at <= now,
-            )
-            .order_by(Outbox.next_attempt_at, Outbox.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-        for row in rows:
-            row.status = OutboxStatus.SENDING
-            row.claimed_by = worker
-            row.claimed_until = now + policy.claim_for
-            row.attempts += 1
+        rows = claim_rows(session, Outbox, worker, limit=limit, policy=policy)
         return [Claimed(r.id, r.message_id, r.mail_from, list(r.recipients), r.raw) for r in rows]
 
 
-def _held_by(outbox_id: int, worker: str) -> ColumnElement[bool]:
-    return (Outbox.id == outbox_id) & (Outbox.status == OutboxStatus.SENDING) & (Outbox.claimed_by == worker)
+def claim_rows(session: Session, table: Queue, worker: str, *, limit: int, policy: RetryPolicy) -> list[Any]:
+    """Up to ``limit`` due rows of a queue table, claimed for ``worker`` (the caller commits)."""
+    now = utcnow()
+    rows = session.scalars(
+        select(table)
+        .where(
+            or_(
+                table.status == OutboxStatus.PENDING,
+                # a claim whose sender died mid-send
+                (table.status == OutboxStatus.SENDING) & (table.claimed_until < now),
+            ),
+            table.next_attempt_at <= now,
+        )
+        .order_by(table.next_attempt_at, table.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for row in rows:
+        row.status = OutboxStatus.SENDING
+        row.claimed_by = worker
+        row.claimed_until = now + policy.claim_for
+        row.attempts += 1
+    return list(rows)
+
+
+def _held_by(outbox_id: int, worker: str, table: Queue = Outbox) -> ColumnElement[bool]:
+    return (table.id == outbox_id) & (table.status == OutboxStatus.SENDING) & (table.claimed_by == worker)
 
 
 def _write(bind: sessionmaker[Session] | Connection | Session, statement: Update) -> int:
@@ -97,54 +110,56 @@ def _write(bind: sessionmaker[Session] | Connection | Session, statement: Update
 
 
 def renew_claim(
-    bind: sessionmaker[Session] | Connection, outbox_id: int, worker: str, *, policy: RetryPolicy = RetryPolicy()
+    bind: sessionmaker[Session] | Connection, outbox_id: int, worker: str, *, policy: RetryPolicy = RetryPolicy(),
+    table: Queue = Outbox,
 ) -> bool:
     """Extend ``worker``'s claim on one mail before and while sending it; False if the claim was lost.
 
     An expired claim nobody took over is still ours. One conditional UPDATE, so it cannot
     race a claim by another sender on either database.
     """
-    renewed = _write(bind, update(Outbox).where(_held_by(outbox_id, worker)).values(claimed_until=utcnow() + policy.claim_for))
+    renewed = _write(bind, update(table).where(_held_by(outbox_id, worker, table)).values(
+        claimed_until=utcnow() + policy.claim_for))
     if not renewed:
-        log.warning("outbox %s: %s lost its claim before sending; another sender has it", outbox_id, worker)
+        log.warning(f"{table.__tablename__} %s: %s lost its claim before sending; another sender has it", outbox_id, worker)
     return bool(renewed)
 
 
-def release(factory: sessionmaker[Session], outbox_ids: list[int], worker: str) -> int:
+def release(factory: sessionmaker[Session], outbox_ids: list[int], worker: str, *, table: Queue = Outbox) -> int:
     """Give back claimed mail ``worker`` will not send after all (it is stopping): due again at once.
 
     Only mail still held by ``worker`` and not sent; the attempt is not counted.
     """
     if not outbox_ids:
         return 0
-    return _write(factory, update(Outbox).where(
-        Outbox.id.in_(outbox_ids), Outbox.status == OutboxStatus.SENDING, Outbox.claimed_by == worker,
-    ).values(status=OutboxStatus.PENDING, claimed_by=None, claimed_until=None, attempts=Outbox.attempts - 1))  # fmt: skip
+    return _write(factory, update(table).where(
+        table.id.in_(outbox_ids), table.status == OutboxStatus.SENDING, table.claimed_by == worker,
+    ).values(status=OutboxStatus.PENDING, claimed_by=None, claimed_until=None, attempts=table.attempts - 1))  # fmt: skip
 
 
-def _take_back(session: Session, outbox_id: int, worker: str, result: str) -> Outbox | None:
+def _take_back(session: Session, outbox_id: int, worker: str, result: str, table: Queue) -> Outbox | WebhookDelivery | None:
     """The row, locked for this transaction, if ``worker`` still holds its claim; else None, and the row is left alone."""
     # A conditional UPDATE first: it checks the claim and takes the row lock (the database
     # lock on SQLite) in one step, so nobody can claim the row between our check and our write.
     held = session.execute(
-        update(Outbox)
-        .where(_held_by(outbox_id, worker))
+        update(table)
+        .where(_held_by(outbox_id, worker, table))
         .values(claimed_until=None)
         .execution_options(synchronize_session=False)
     ).rowcount
     if not held:
-        log.warning("outbox %s: late result %r from %s ignored: its claim was taken over", outbox_id, result, worker)
+        log.warning(f"{table.__tablename__} %s: late result %r from %s ignored: its claim was taken over", outbox_id, result, worker)
         return None
-    return session.get(Outbox, outbox_id, populate_existing=True)
+    return session.get(table, outbox_id, populate_existing=True)
 
 
-def mark_sent(bind: Session | Connection, outbox_id: int, worker: str) -> bool:
+def mark_sent(bind: Session | Connection, outbox_id: int, worker: str, *, table: Queue = Outbox) -> bool:
     """Record that ``worker`` sent the mail; False (and nothing changed) if its claim was lost.
 
     One conditional UPDATE. Until it commits, a killed sender's mail counts as unsent and goes
     again: a sender issues it right before the mail goes and commits it on the server's 250.
     """
-    done = _write(bind, update(Outbox).where(_held_by(outbox_id, worker)).values(
+    done = _write(bind, update(table).where(_held_by(outbox_id, worker, table)).values(
         status=OutboxStatus.SENT, sent_at=utcnow(), last_error=None, claimed_until=None,
     ))  # fmt: skip
     return bool(done)
@@ -158,12 +173,13 @@ def mark_failed(
     *,
     permanent: bool,
     policy: RetryPolicy = RetryPolicy(),
+    table: Queue = Outbox,
 ) -> OutboxStatus | None:
     """Record a failed attempt: retry later if temporary and before the deadline, else give up visibly.
 
     None (and nothing changed) if ``worker``'s claim was lost to another sender.
     """
-    row = _take_back(session, outbox_id, worker, error)
+    row = _take_back(session, outbox_id, worker, error, table)
     if row is None:
         return None
     now = utcnow()
@@ -177,7 +193,7 @@ def mark_failed(
     return row.status
 
 
-def retry(session: Session, outbox_id: int) -> Outbox:
+def retry(session: Session, outbox_id: int, *, table: Queue = Outbox) -> Any:
     """Put a failed mail back in the queue now (an admin's decision), with a fresh deadline.
 
     Refuses a sent mail and one a sender is sending under a live claim: queuing that
@@ -186,13 +202,13 @@ def retry(session: Session, outbox_id: int) -> Outbox:
     now = utcnow()
     # Conditional UPDATE, so a sender cannot claim the row between our check and our write.
     queued = session.execute(
-        update(Outbox)
+        update(table)
         .where(
-            Outbox.id == outbox_id,
+            table.id == outbox_id,
             or_(
-                Outbox.status.in_([OutboxStatus.PENDING, OutboxStatus.FAILED]),
-                (Outbox.status == OutboxStatus.SENDING)
-                & (Outbox.claimed_until.is_(None) | (Outbox.claimed_until < now)),
+                table.status.in_([OutboxStatus.PENDING, OutboxStatus.FAILED]),
+                (table.status == OutboxStatus.SENDING)
+                & (table.claimed_until.is_(None) | (table.claimed_until < now)),
             ),
         )
         .values(
@@ -204,7 +220,7 @@ def retry(session: Session, outbox_id: int) -> Outbox:
         )
         .execution_options(synchronize_session=False)
     ).rowcount
-    row = session.get(Outbox, outbox_id, populate_existing=True)
+    row = session.get(table, outbox_id, populate_existing=True)
     if row is None:
         raise LookupError(f"no outbox mail {outbox_id}")
     if not queued:

@@ -8,13 +8,15 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiosmtplib
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import UNAVAILABLE, transaction, unavailable_reason
-from core.outbox import Claimed, RetryPolicy, claim_due, mark_failed, mark_sent, release, renew_claim
+from core.models import Outbox
+from core.outbox import Claimed, Queue, RetryPolicy, claim_due, mark_failed, mark_sent, release, renew_claim
 from core.settings import AuthKind, SmtpSettings, TlsMode
 from mailgateway import oauth
 
@@ -110,6 +112,15 @@ def _classify(exc: Exception) -> SendFailed:
     return SendFailed(f"{type(exc).__name__}: {exc}", permanent=False)
 
 
+class Queued(Protocol):
+    """A claimed item of a queue: a mail (core.outbox.Claimed) or a webhook delivery."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def recipients(self) -> list[str]: ...
+
+
 @dataclass
 class _Lease:
     """One worker's claims: renewed just before each mail is sent, its result recorded right after.
@@ -124,6 +135,8 @@ class _Lease:
       anything else rolls it back.
     - SQLite cannot hold its one write lock over a network call: the claim is renewed before
       the mail goes and while it is on the wire, and "sent" is one UPDATE after the 250.
+
+    Webhook deliveries go the same way (``table=WebhookDelivery``, mailgateway.webhook): their 2xx is the 250.
     """
 
     factory: sessionmaker[Session]
@@ -134,6 +147,7 @@ class _Lease:
     stop: threading.Event | None = None  # set: finish the mail on the wire, give the rest back
     sent: int = 0
     failed: int = 0
+    table: Queue = Outbox  # the queue drained: each claimed item has .id and .recipients
 
     @property
     def stopping(self) -> bool:
@@ -143,19 +157,19 @@ class _Lease:
     def holds_rows(self) -> bool:
         return self.conn.dialect.name == "postgresql"
 
-    def begin(self, mail: Claimed) -> bool:
+    def begin(self, mail: Queued) -> bool:
         """Before sending: False if another sender has taken the mail over (then it is not sent)."""
         if self.holds_rows:
-            if mark_sent(self.conn, mail.id, self.worker):
+            if mark_sent(self.conn, mail.id, self.worker, table=self.table):
                 return True  # uncommitted until the server's 250
             self.conn.rollback()
-            log.warning("outbox %s: %s lost its claim before sending; another sender has it", mail.id, self.worker)
+            log.warning(f"{self.table.__tablename__} %s: %s lost its claim before sending; another sender has it", mail.id, self.worker)
             return False
-        renewed = renew_claim(self.conn, mail.id, self.worker, policy=self.policy)
+        renewed = renew_claim(self.conn, mail.id, self.worker, policy=self.policy, table=self.table)
         self.conn.commit()
         return renewed
 
-    def _record_sent_later(self, mail: Claimed, exc: BaseException) -> bool:
+    def _record_sent_later(self, mail: Queued, exc: BaseException) -> bool:
         """The database went away right after the server's 250: record "sent" once it is back.
 
         Nobody can claim the mail again while the database is away; once it is back the
@@ -164,17 +178,17 @@ class _Lease:
         """
         delay = 0.5
         while True:
-            log.warning("outbox %s: sent, but the database is unavailable (%s); recording it in %.1f s",
+            log.warning(f"{self.table.__tablename__} %s: sent, but the database is unavailable (%s); recording it in %.1f s",
                         mail.id, unavailable_reason(exc), delay)
             if (self.stop or threading.Event()).wait(delay):  # asked to stop meanwhile
                 raise exc
             try:
                 with transaction(self.factory) as session:
-                    return mark_sent(session, mail.id, self.worker)
+                    return mark_sent(session, mail.id, self.worker, table=self.table)
             except UNAVAILABLE as again:
                 exc, delay = again, min(delay * 2, 30.0)
 
-    async def keep(self, mail: Claimed) -> None:
+    async def keep(self, mail: Queued) -> None:
         """Renew the claim while the mail is on the wire (a slow server, a big mail); PostgreSQL holds the row instead."""
         if self.holds_rows:
             return
@@ -182,14 +196,16 @@ class _Lease:
         while True:
             await asyncio.sleep(every)
             try:
-                await asyncio.to_thread(renew_claim, self.factory, mail.id, self.worker, policy=self.policy)
+                await asyncio.to_thread(
+                    renew_claim, self.factory, mail.id, self.worker, policy=self.policy, table=self.table
+                )
             except Exception as exc:  # noqa: BLE001 - the send goes on; its result is recorded all the same
                 log.warning("outbox %s: could not renew the claim: %s", mail.id, type(exc).__name__)
 
-    def record(self, mail: Claimed, failure: SendFailed | None) -> None:
+    def record(self, mail: Queued, failure: SendFailed | None) -> None:
         if failure is None:
             try:
-                done = self.holds_rows or mark_sent(self.conn, mail.id, self.worker)
+                done = self.holds_rows or mark_sent(self.conn, mail.id, self.worker, table=self.table)
                 if done:
                     self.conn.commit()
             except UNAVAILABLE as exc:
@@ -198,16 +214,17 @@ class _Lease:
             if done:
                 self.sent += 1
             else:
-                log.warning("outbox %s: sent, but %s's claim was taken over meanwhile", mail.id, self.worker)
+                log.warning(f"{self.table.__tablename__} %s: sent, but %s's claim was taken over meanwhile", mail.id, self.worker)
             return
         if self.holds_rows and self.conn.in_transaction():
             self.conn.rollback()  # not sent after all: the row is free again
         with transaction(self.factory) as session:
             status = mark_failed(
-                session, mail.id, self.worker, str(failure), permanent=failure.permanent, policy=self.policy
+                session, mail.id, self.worker, str(failure), permanent=failure.permanent, policy=self.policy,
+                table=self.table,
             )
             if status is not None:
-                log.warning("outbox %s to %s: %s (%s)", mail.id, mail.recipients, failure, status.value)
+                log.warning(f"{self.table.__tablename__} %s to %s: %s (%s)", mail.id, mail.recipients, failure, status.value)
             self.failed += 1
 
 
