@@ -184,7 +184,8 @@ def session_user(session: Session, token: str, *, lifetime: timedelta, now: date
     if row is None or row.revoked_at is not None or aware(row.created_at) + lifetime < now:
         return None
     user = session.get(Contact, row.user_id)
-    if user is None or user.role is Role.USER or not user.password_hash:
+    # No password needed: a single sign-on user has none. A role taken away (or an erasure) ends it.
+    if user is None or user.role is Role.USER:
         return None
     if aware(row.last_seen_at) + _SEEN_EVERY < now:
         row.last_seen_at = now  # the caller commits

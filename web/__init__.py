@@ -17,7 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core.search import ensure_index
 from core.settings import Settings
-from web import admin, api, approvals, auth, connect, db, events, macros, ops, reports, security, tickets, views
+from web import admin, api, approvals, auth, connect, db, events, macros, ops, reports, security, sso, tickets, views
 from web.server import WebServer, serve
 
 __all__ = ["create_app", "serve", "WebServer"]
@@ -62,9 +62,10 @@ def create_app(settings: Settings, session_factory: sessionmaker[Session], *, te
     csrf = CSRFProtect(app)
     db.install(app)
     security.install(app)
+    sso.install(app)
 
-    for blueprint in (auth.bp, tickets.bp, approvals.bp, events.bp, admin.bp, macros.bp, connect.bp, reports.bp, api.bp,
-                      ops.bp):
+    for blueprint in (auth.bp, sso.bp, tickets.bp, approvals.bp, events.bp, admin.bp, macros.bp, connect.bp, reports.bp,
+                      api.bp, ops.bp):
         app.register_blueprint(blueprint)
     csrf.exempt(api.bp)  # token-authenticated, never cookie-authenticated
     views.install(app)

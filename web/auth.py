@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
 from core.users import normalise_email, verify_password
-from web import security
+from web import security, sso
 from web.db import db
 from web.security import STAFF, public, roles
 
@@ -27,6 +27,7 @@ def _safe_next(target: str | None) -> str:
 def login():  # type: ignore[no-untyped-def]
     if request.method == "GET":
         return render_template("web/auth/login.html", next=request.args.get("next", ""))
+    sso.refuse_password_login()
     email = normalise_email(request.form.get("email", ""))
     password = request.form.get("password", "")
     client = request.remote_addr or "?"

@@ -139,12 +139,26 @@ class _Code:
     username: str
     code_challenge: str | None
     code_challenge_method: str | None
+    nonce: str | None = None  # OpenID Connect: echoed in the id_token
+    auth_time: int = 0
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri
 
     def get_scope(self) -> str:
         return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return self.auth_time
+
+    def get_acr(self) -> None:
+        return None
+
+    def get_amr(self) -> None:
+        return None
 
 
 @dataclass
@@ -246,6 +260,10 @@ class OAuthServer:
 
     # -- the Flask app ------------------------------------------------------------
 
+    def code_grant_extensions(self) -> list[Any]:
+        """What the authorization code grant checks besides the code (the OIDC provider adds id_tokens)."""
+        return [_PkceRequired()]
+
     def _make_app(self) -> Flask:
         app = Flask("oauth-test-server")
         store = self.store
@@ -277,7 +295,7 @@ class OAuthServer:
         server.register_grant(_ClientCredentials)
         server.register_grant(_make_jwt_bearer_grant(store, self))
         server.register_client_auth_method(JWTBearerClientAssertion.CLIENT_AUTH_METHOD, _ClientAssertion(self))
-        server.register_grant(_make_code_grant(store), [_PkceRequired()])
+        server.register_grant(_make_code_grant(store), self.code_grant_extensions())
         server.register_grant(_make_refresh_grant(store))
         server.register_endpoint(_Revocation(store))
         server.register_endpoint(_Introspection(store))
@@ -434,6 +452,8 @@ def _make_code_grant(store: _Store) -> type[grants.AuthorizationCodeGrant]:
                 username=req.user.username,
                 code_challenge=req.payload.data.get("code_challenge"),
                 code_challenge_method=req.payload.data.get("code_challenge_method"),
+                nonce=req.payload.data.get("nonce"),
+                auth_time=int(time.time()),
             )
 
         def query_authorization_code(self, code: str, client: Client) -> _Code | None:

@@ -21,7 +21,7 @@ from tests.web.conftest import PASSWORD, STAFF, csrf_token, login, make_ticket
 from web import create_app
 from web.security import allowed_roles
 
-PUBLIC = {"static", "auth.login", "ops.healthz", "ops.readyz", "ops.metrics"}
+PUBLIC = {"static", "auth.login", "sso.start", "sso.callback", "ops.healthz", "ops.readyz", "ops.metrics"}
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
