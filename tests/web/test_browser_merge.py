@@ -109,3 +109,20 @@ def test_admin_keeps_macros_and_an_agent_sends_one_from_the_reply_form(
     with factory() as session:
         actions = {(e.action, e.actor) for e in session.scalars(select(AuditEntry))}
         assert ("macro.create", "admin@example.org") in actions and ("ticket.macro", "agent@example.org") in actions
+
+
+def test_merging_into_an_access_request_awaiting_approval_is_refused_on_the_page(
+    page, live: LiveServer, factory: sessionmaker[Session], settings: Settings
+) -> None:
+    desk = Desk(factory, settings)
+    asked = desk.deliver(mail("dave@example.com", "Access to CRM", "Please grant me access to the CRM.")).ticket_id
+    other = desk.deliver(mail("erin@example.com", "CRM is very slow today", "Pages take a minute.")).ticket_id
+    log_in(page, live, Role.AGENT)
+    page.goto(f"{live.url}/tickets/{other}")
+    page.fill("input[aria-label='merge into ticket']", f"#{asked}")
+    page.click("text=Merge this ticket")
+    page.wait_for_selector(f"text=#{asked} is awaiting approval: approve or reject it first")
+    screenshot(page, "merge-refused")
+    assert page.url.endswith(f"/tickets/{other}") and page.locator("#merged").count() == 0
+    with factory() as session:
+        assert session.scalars(select(AuditEntry).where(AuditEntry.action == "ticket.merge")).all() == []
