@@ -33,7 +33,7 @@ from core.models import (
     TicketStatus,
     utcnow,
 )
-from core.notify import enqueue
+from core.notify import enqueue, enqueue_resolution
 from core.settings import Settings
 from core.models import aware
 
@@ -173,7 +173,7 @@ def decide(
     )
     grant = _grant(session, settings, request, approver) if approve else None
     ticket = request.ticket
-    enqueue(
+    enqueue_resolution(  # the decision resolves the request: the requester's copy asks for satisfaction
         session, settings, template="access_decision", ticket=ticket,
         to=tickets.public_recipients(settings, ticket) + [request.beneficiary.email],
         context={"request": request, "approved": approve, "reason": reason, "grant": grant},

@@ -19,7 +19,7 @@ from core.approval import (
 )
 from core.catalogue import CatalogueItem, catalogue_for
 from core.models import Contact, Fulfilment, Ticket, TicketStatus, utcnow
-from core.notify import enqueue
+from core.notify import enqueue, enqueue_resolution
 from core.settings import BusinessHours, Settings
 from core.sla import add_business_time, aware
 
@@ -173,9 +173,10 @@ def _tell_user(session: Session, settings: Settings, ticket: Ticket, step: Step,
         "due_at": aware(ticket.due_at).astimezone(timezone.utc) if ticket.due_at else None,
         "checklist": record.checklist if record else [],
     }
-    enqueue(
+    send = enqueue_resolution if step is Step.FULFILLED else enqueue  # the fulfilled mail asks for satisfaction
+    send(
         session, settings, template="request_step", ticket=ticket, to=tickets.public_recipients(settings, ticket),
-        context=context, purpose=f"request_{step.name.lower()}",
+        context={**context, "survey": None}, purpose=f"request_{step.name.lower()}",
     )
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import audit, commands, conversation, events, locks, loopguard, processes, tickets
+from core import audit, commands, conversation, csat, events, locks, loopguard, processes, tickets
 from core.attachments import store_for
 from core.db import transaction
 from core.identity import fingerprint, header_message_id, usable_message_id
@@ -239,6 +239,8 @@ class Intake:
             first_message=message,
         )
         processes.settle_kind(session, self.catalogue, ticket, mail)  # the acknowledgement names the kind
+        if not may_answer:
+            csat.exclude(session, ticket, csat.AUTOMATIC_SENDER)  # nor asked, when resolved, how we did
         if not list_mail:  # a list's address must never get our public replies
             tickets.add_watchers(session, ticket, self._other_recipients(mail), limit=self._max_watchers)
         notify_agents(session, self.settings, ticket, message, new=True)

@@ -18,7 +18,7 @@ import jinja2
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import ratelimit
+from core import csat, ratelimit
 from core.attachments import store_for
 from core.conversation import STAFF_ROLES, agent_addresses, make_message_id, reply_address, subject_tag
 from core.models import Attachment, Contact, Direction, Message, Outbox, Ticket, TicketStatus, utcnow
@@ -295,13 +295,29 @@ def notify_status(session: Session, settings: Settings, ticket: Ticket, *, actor
                   note: str | None = None) -> list[Outbox]:
     """Tell requester and watchers the ticket's new status (resolution has its own template)."""
     template = "resolution" if ticket.status is TicketStatus.RESOLVED else "status_change"
-    return enqueue(
-        session,
-        settings,
-        template=template,
-        ticket=ticket,
-        to=[a for a in public_recipients(settings, ticket) if a != actor.lower()],
-        context={"status": ticket.status.value.replace("_", " "), "note": note},
-        auto_submitted=AutoSubmitted.AUTO_GENERATED,
-        purpose=template.replace("_", " "),
-    )
+    to = [a for a in public_recipients(settings, ticket) if a != actor.lower()]
+    context = {"status": ticket.status.value.replace("_", " "), "note": note}
+    if template == "resolution":
+        return enqueue_resolution(session, settings, template=template, ticket=ticket, to=to, context=context)
+    return enqueue(session, settings, template=template, ticket=ticket, to=to, context=context,
+                   purpose=template.replace("_", " "))
+
+
+def enqueue_resolution(
+    session: Session, settings: Settings, *, template: str, ticket: Ticket, to: list[str], context: dict[str, Any],
+    purpose: str | None = None,
+) -> list[Outbox]:
+    """A mail that tells of a ticket's resolution: the requester's copy carries the satisfaction links.
+
+    Only when the ticket is surveyed (core.csat); watchers get the same mail without them. The
+    template sees ``survey`` (the links, or None).
+    """
+    links = csat.survey(session, settings, ticket)
+    requester = ticket.requester.email
+    others = [a for a in to if a.lower() != requester] if links is not None else list(to)
+    queued: list[Outbox] = []
+    if links is not None and len(others) < len(to):
+        queued = enqueue(session, settings, template=template, ticket=ticket, to=[ticket.requester.email],
+                         context={**context, "survey": links}, purpose=purpose)
+    return queued + enqueue(session, settings, template=template, ticket=ticket, to=others,
+                            context={**context, "survey": None}, purpose=purpose, record=not queued)

@@ -47,8 +47,10 @@ from core.models import (
     Message,
     Outbox,
     OutboxStatus,
+    Presence,
     RawMail,
     Role,
+    Satisfaction,
     SlaMark,
     Ticket,
     TicketMerge,
@@ -437,6 +439,8 @@ def _delete_ticket(session: Session, ticket_id: int) -> None:
     session.execute(delete(Outbox).where(Outbox.ticket_id == ticket_id))
     session.execute(delete(SlaMark).where(SlaMark.ticket_id == ticket_id))
     session.execute(delete(Fulfilment).where(Fulfilment.ticket_id == ticket_id))
+    session.execute(delete(Satisfaction).where(Satisfaction.ticket_id == ticket_id))
+    session.execute(delete(Presence).where(Presence.ticket_id == ticket_id))
     ticket = session.get(Ticket, ticket_id)
     if ticket is not None:
         session.delete(ticket)  # its messages, attachments and watchers go with it (cascade)
