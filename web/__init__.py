@@ -18,6 +18,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from core.search import ensure_index
 from core.settings import Settings
 from web import admin, api, approvals, auth, connect, db, events, macros, ops, reports, security, sso, tickets, views
+from web import portal, portal_api
 from web.server import WebServer, serve
 
 __all__ = ["create_app", "serve", "WebServer"]
@@ -68,5 +69,8 @@ def create_app(settings: Settings, session_factory: sessionmaker[Session], *, te
                       api.bp, ops.bp):
         app.register_blueprint(blueprint)
     csrf.exempt(api.bp)  # token-authenticated, never cookie-authenticated
+    app.register_blueprint(portal.bp)  # the requester portal: its own sessions (web.security.requester)
+    app.register_blueprint(portal_api.bp)
+    csrf.exempt(portal_api.bp)  # a portal token in the Authorization header, never a cookie
     views.install(app)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.priority import DESK_PRIORITIES
+from web.portal_openapi import PORTAL_SCHEMAS, portal_paths
 
 _TICKET_FILTERS = [
     ("kind", ["incident", "service_request", "access_request"]),
@@ -153,6 +154,7 @@ def document(server_url: str) -> dict[str, Any]:
         }},
     }
     paths.update(_merge_and_macro_paths())
+    paths.update(portal_paths())
     paths["/access/{request_id}/{decision}"] = {"post": {
         "summary": "Approve or reject an access request (approvers; never one's own)",
         "operationId": "decideAccess",
@@ -185,7 +187,8 @@ def document(server_url: str) -> dict[str, Any]:
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "portal": {"type": "http", "scheme": "bearer", "description": "a portal token (hdp_...)"}},
             "schemas": {
                 "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
                 "Text": {"type": "object", "properties": {"text": {"type": "string", "minLength": 1}}, "required": ["text"]},
@@ -211,6 +214,7 @@ def document(server_url: str) -> dict[str, Any]:
                     "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
                 }},
                 "Macro": _MACRO_SCHEMA,
+                **PORTAL_SCHEMAS,
                 "TicketPage": {"type": "object", "properties": {
                     "tickets": {"type": "array", "items": {"$ref": "#/components/schemas/Ticket"}},
                     "total": {"type": "integer"}, "page": {"type": "integer"}, "pages": {"type": "integer"},

@@ -14,6 +14,7 @@ from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.routing import IntegerConverter, Map
 
+from core import portal
 from core.login_throttle import ThrottlePolicy, begin_attempt, login_succeeded
 from core.models import MAX_ID, Contact, Role
 from core.users import TokenScope, end_session, open_session, session_user, token_scope, user_for_token
@@ -22,6 +23,7 @@ from web.db import db
 F = TypeVar("F", bound=Callable[..., object])
 STAFF = frozenset({Role.ADMIN, Role.AGENT, Role.APPROVER})
 EVENT_ENDPOINTS = frozenset({"api.alertmanager"})  # all an `events` token may reach
+PORTAL_SESSION = "portal_sid"  # the cookie's key for a portal session; staff sessions use "sid" alone
 
 CSP = "; ".join(
     (
@@ -52,6 +54,12 @@ def public(view: F) -> F:
     return view
 
 
+def requester(view: F) -> F:
+    """Mark a view as the requester portal's: reached with a portal session only, never with a console one."""
+    view.requester = True  # type: ignore[attr-defined]
+    return view
+
+
 def allowed_roles(app: Flask, endpoint: str) -> frozenset[Role] | None:
     """None for a public endpoint; the allowed roles otherwise (empty: nobody)."""
     if endpoint == "static":
@@ -64,6 +72,11 @@ def allowed_roles(app: Flask, endpoint: str) -> frozenset[Role] | None:
 
 def current_user() -> Contact | None:
     return g.get("user")
+
+
+def current_requester() -> Contact | None:
+    """The requester signed in to the portal (portal views only; never set together with a staff user)."""
+    return g.get("requester")
 
 
 def login(user: Contact) -> None:
@@ -81,9 +94,9 @@ def logout() -> None:
     session.clear()
 
 
-def has_session() -> bool:
-    """The request names a console session (not yet checked: for what may run before the guard)."""
-    return isinstance(session.get("sid"), str)
+def has_session(*, of_portal: bool = False) -> bool:
+    """The request names a console (or portal) session (not yet checked: for what may run before the guard)."""
+    return isinstance(session.get(PORTAL_SESSION if of_portal else "sid"), str)
 
 
 def _session_user() -> Contact | None:
@@ -96,18 +109,41 @@ def _session_user() -> Contact | None:
     return user
 
 
+def bearer_token() -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 def _token_user() -> Contact | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return user_for_token(db(), token.strip())
+    token = bearer_token()
+    return user_for_token(db(), token) if token else None
+
+
+def _requester_guard(endpoint: str) -> Response | None:
+    # A portal view reads only a portal session (cookie key or a portal API token), so that a
+    # requester never reaches a staff view and a staff session never stands in for a requester.
+    is_api = endpoint.startswith("portal_api.")
+    token = bearer_token() if is_api else session.get(PORTAL_SESSION)
+    settings = current_app.extensions["helpdesk"].settings
+    contact = portal.session_contact(db(), settings, token) if isinstance(token, str) else None
+    db().commit()  # its last use, written now and then
+    if contact is None:
+        if is_api:
+            response = jsonify(error="sign in to the portal first")
+            response.status_code = 401
+            response.headers["WWW-Authenticate"] = 'Bearer realm="helpdesk portal"'
+            return response
+        return redirect(url_for("portal.start"))
+    g.requester = contact
+    return None
 
 
 def _guard() -> Response | None:
     endpoint = request.endpoint
     if endpoint is None:
         return None  # 404 / 405 follow
+    if getattr(current_app.view_functions.get(endpoint), "requester", False):
+        return _requester_guard(endpoint)
     allowed = allowed_roles(current_app, endpoint)
     if allowed is None:
         return None
@@ -169,7 +205,7 @@ def _headers(response: Response) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "same-origin"
-    if g.get("user") is not None:
+    if g.get("user") is not None or g.get("requester") is not None:
         response.headers["Cache-Control"] = "no-store"
     if request.is_secure:
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")

@@ -168,6 +168,12 @@ def attachment(number: int, attachment_id: int):  # type: ignore[no-untyped-def]
         abort(404, "No such attachment.")
     if message.internal and not visibility.sees_notes(_settings(), _author()):
         abort(404, "No such attachment.")
+    return attachment_response(item)
+
+
+def attachment_response(item: Attachment) -> Response:
+    """A stored file as a download (console and portal alike): never rendered in our origin."""
+    assert item.sha256 is not None
     store = AttachmentStore(current_app.extensions["helpdesk"].settings.data_dir / "attachments")
     try:
         data = store.get(item.sha256)
@@ -204,9 +210,9 @@ def make_room_for_reply_files() -> None:
     token is checked before its body is read; its files come base64-encoded, a third larger.
     """
     limit = current_app.extensions["helpdesk"].settings.max_message_bytes
-    if request.endpoint == "tickets.reply" and has_session():
+    if request.endpoint in ("tickets.reply", "portal.reply") and has_session(of_portal=request.endpoint == "portal.reply"):
         request.max_content_length = limit + _UPLOAD_SLACK
-    elif request.endpoint == "api.reply" and request.headers.get("Authorization", "").startswith("Bearer "):
+    elif request.endpoint in ("api.reply", "portal_api.reply") and request.headers.get("Authorization", "").startswith("Bearer "):
         request.max_content_length = limit * 4 // 3 + _UPLOAD_SLACK
 
 
@@ -216,7 +222,8 @@ def upload_name(raw: str | None) -> str:
     return unicodedata.normalize("NFC", name)[:200] or "attachment"
 
 
-def _uploads() -> list[OutboundAttachment]:
+def uploads() -> list[OutboundAttachment]:
+    """The files of a form's `files` field (console and portal replies)."""
     files = []
     for upload in request.files.getlist("files"):
         data = upload.read()
@@ -232,7 +239,7 @@ def reply(number: int):  # type: ignore[no-untyped-def]
     settings = current_app.extensions["helpdesk"].settings
     try:
         _, too_big = ticket_service.reply_with_files(
-            db(), settings, ticket, _author(), request.form.get("text", ""), _uploads()
+            db(), settings, ticket, _author(), request.form.get("text", ""), uploads()
         )
     except ticket_service.TicketError as exc:
         flash(str(exc), "error")

@@ -21,7 +21,19 @@ from tests.web.conftest import PASSWORD, STAFF, csrf_token, login, make_ticket
 from web import create_app
 from web.security import allowed_roles
 
-PUBLIC = {"static", "auth.login", "sso.start", "sso.callback", "ops.healthz", "ops.readyz", "ops.metrics"}
+PUBLIC = {"static", "auth.login", "sso.start", "sso.callback", "ops.healthz", "ops.readyz", "ops.metrics",
+          "portal.start", "portal.confirm", "portal.sign_in", "portal_api.link", "portal_api.session_open"}
+
+
+def _requester_only(app: Flask, endpoint: str) -> bool:
+    """A portal view: only a portal session reaches it (web.security.requester), never a console one."""
+    return getattr(app.view_functions.get(endpoint), "requester", False)
+
+
+def _kept_out_of_portal(response: object, url: str) -> bool:
+    if url.startswith("/api/"):
+        return response.status_code == 401  # type: ignore[attr-defined]
+    return response.status_code == 302 and response.headers["Location"] == "/portal/"  # type: ignore[attr-defined]
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
@@ -44,7 +56,9 @@ def test_every_endpoint_is_public_by_choice_or_names_its_roles(app: Flask) -> No
     endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
     public = {e for e in endpoints if allowed_roles(app, e) is None}
     assert public == PUBLIC
-    for endpoint in endpoints - PUBLIC:
+    portal = {e for e in endpoints if _requester_only(app, e)}
+    assert portal == {e for e in endpoints - PUBLIC if e.startswith(("portal.", "portal_api."))}
+    for endpoint in endpoints - PUBLIC - portal:
         assert allowed_roles(app, endpoint), f"{endpoint} allows nobody: mark it with @roles"
 
 
@@ -55,6 +69,8 @@ def test_anonymous_is_sent_to_login_everywhere_and_gets_401_on_the_api(client: F
         response.close()
         if endpoint in PUBLIC:
             assert response.status_code != 403 and "Location" not in response.headers, (method, url)
+        elif _requester_only(app, endpoint):
+            assert _kept_out_of_portal(response, url), (method, url, response.status_code)
         elif url.startswith("/api/"):
             assert response.status_code == 401, (method, url)
             assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -78,6 +94,9 @@ def test_each_role_gets_403_exactly_where_its_role_is_not_allowed(app: Flask, ro
         else:
             response = _send(client, method, url, token)
         response.close()
+        if _requester_only(app, endpoint):  # a staff session or token is no portal session
+            assert _kept_out_of_portal(response, url), (role, method, url, response.status_code)
+            continue
         allowed = role in allowed_roles(app, endpoint)
         if allowed:
             assert response.status_code not in (401, 403), (role, method, url, response.status_code)

@@ -1,0 +1,142 @@
+"""The requester portal under /portal: a sign-in link by mail, then the requester's own tickets.
+
+Every view but the two sign-in steps is marked ``requester``: the guard (web.security) lets only a
+portal session in, never a console one, and a portal session reaches no staff view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+
+from core import portal
+from core.models import Contact, Ticket
+from core.settings import Settings
+from web.db import db
+from web.security import PORTAL_SESSION, current_requester, public, requester
+from web.tickets import attachment_response, uploads
+
+bp = Blueprint("portal", __name__, url_prefix="/portal")
+
+
+def settings() -> Settings:
+    return current_app.extensions["helpdesk"].settings
+
+
+def me() -> Contact:
+    contact = current_requester()
+    assert contact is not None
+    return contact
+
+
+def ticket_of_mine(number: int) -> Ticket:
+    ticket = portal.my_ticket(db(), me(), number)
+    if ticket is None:
+        abort(404, f"There is no ticket #{number} of yours.")  # someone else's reads as missing
+    return ticket
+
+
+def _act(number: int, action: Callable[[Ticket], object], done: str):  # type: ignore[no-untyped-def]
+    try:
+        action(ticket_of_mine(number))
+    except portal.PortalError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("portal.ticket", number=number))
+    db().commit()
+    flash(done, "info")
+    return redirect(url_for("portal.ticket", number=number))
+
+
+def client_address() -> str:
+    return request.remote_addr or "?"
+
+
+@bp.route("/", methods=["GET", "POST"])
+@public
+def start():  # type: ignore[no-untyped-def]
+    if request.method == "GET":
+        return render_template("web/portal/start.html")
+    address = request.form.get("email", "").strip()
+    if "@" not in address or len(address) > 320:
+        flash("Type the email address you write to the service desk from.", "error")
+        return render_template("web/portal/start.html", email=address), 400
+    try:
+        portal.request_link(db(), settings(), address, client_address())
+    except portal.TooManyLinks as exc:
+        db().commit()
+        return render_template("web/portal/start.html", email=address, error=str(exc)), 429
+    db().commit()
+    # The same answer whether or not the address is on file: nobody learns who writes to the desk.
+    return render_template("web/portal/sent.html", email=address)
+
+
+@bp.get("/sign-in/<token>")
+@public
+def confirm(token: str):  # type: ignore[no-untyped-def]
+    # A button, not a redirect: mail scanners that open every link must not use up the one-time link.
+    return render_template("web/portal/confirm.html", token=token)
+
+
+@bp.post("/sign-in")
+@public
+def sign_in():  # type: ignore[no-untyped-def]
+    try:
+        contact = portal.redeem_link(db(), settings(), request.form.get("token", ""))
+    except portal.LinkRefused as exc:
+        db().commit()  # the refusal is audited
+        return render_template("web/portal/start.html", error=str(exc)), 400
+    session.pop(PORTAL_SESSION, None)
+    session.permanent = True
+    session[PORTAL_SESSION] = portal.open_session(db(), settings(), contact)
+    db().commit()
+    return redirect(url_for("portal.tickets"))
+
+
+@bp.post("/sign-out")
+@requester
+def sign_out():  # type: ignore[no-untyped-def]
+    token = session.pop(PORTAL_SESSION, None)
+    if isinstance(token, str):
+        portal.end_session(db(), token)
+        db().commit()
+    return redirect(url_for("portal.start"))
+
+
+@bp.get("/tickets")
+@requester
+def tickets():  # type: ignore[no-untyped-def]
+    return render_template("web/portal/tickets.html", me=me(), tickets=portal.my_tickets(db(), me()),
+                           help_address=settings().address)
+
+
+@bp.get("/tickets/<int:number>")
+@requester
+def ticket(number: int):  # type: ignore[no-untyped-def]
+    found = ticket_of_mine(number)
+    return render_template(
+        "web/portal/ticket.html", me=me(), ticket=found, messages=portal.public_messages(found),
+        progress=portal.progress(db(), found),
+    )
+
+
+@bp.get("/tickets/<int:number>/attachments/<int:attachment_id>")
+@requester
+def attachment(number: int, attachment_id: int):  # type: ignore[no-untyped-def]
+    item = portal.public_attachment(db(), ticket_of_mine(number), attachment_id)
+    if item is None:
+        abort(404, "No such attachment.")
+    return attachment_response(item)
+
+
+@bp.post("/tickets/<int:number>/reply")
+@requester
+def reply(number: int):  # type: ignore[no-untyped-def]
+    text, files = request.form.get("text", ""), uploads()
+    return _act(number, lambda t: portal.reply(db(), settings(), t, me(), text, files), "Reply sent.")
+
+
+@bp.post("/tickets/<int:number>/close")
+@requester
+def close(number: int):  # type: ignore[no-untyped-def]
+    return _act(number, lambda t: portal.close(db(), settings(), t, me()), "Ticket closed.")
