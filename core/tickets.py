@@ -23,6 +23,7 @@ from core.models import (
     Watcher,
     utcnow,
 )
+from core import presence
 from core.attachments import store_for
 from core.notify import AutoSubmitted, OutboundAttachment, enqueue, fit_attachments, notify_agents, public_recipients
 from core.priority import DESK_PRIORITIES
@@ -274,11 +275,15 @@ def change(
 
 def reply(
     session: Session, settings: Settings, ticket: Ticket, author: Contact, text: str, *,
-    attachments: Sequence[OutboundAttachment] = (),
+    attachments: Sequence[OutboundAttachment] = (), seen: int | None = None,
 ) -> Message:
-    """An agent's public reply: stored in the thread and mailed (with ``attachments``) to the requester and watchers."""
+    """An agent's public reply: stored in the thread and mailed (with ``attachments``) to the requester and watchers.
+
+    ``seen``: the newest public message the agent saw; presence.NewerReply if one came after it (None: no check).
+    """
     if not text.strip() and not attachments:
         raise TicketError("a reply needs some text")
+    presence.refuse_stale(ticket, seen)
     queued = enqueue(
         session,
         settings,
@@ -313,19 +318,20 @@ def reply(
 
 def reply_with_files(
     session: Session, settings: Settings, ticket: Ticket, author: Contact, text: str,
-    files: Sequence[OutboundAttachment],
+    files: Sequence[OutboundAttachment], *, seen: int | None = None,
 ) -> tuple[Message, list[str]]:
     """A public reply with files an agent uploaded: all kept on the ticket, mailed as far as they fit.
 
     Returns the reply and the names of the files left out of the mail (over ``max_message_bytes``).
     """
+    presence.refuse_stale(ticket, seen)  # before any file is stored
     store = store_for(settings)
     kept = [
         Attachment(filename=f.filename, content_type=f.content_type, size=len(f.data), sha256=store.put(f.data))
         for f in files
     ]
     mailed, too_big = fit_attachments(settings, files)
-    message = reply(session, settings, ticket, author, text, attachments=mailed)
+    message = reply(session, settings, ticket, author, text, attachments=mailed, seen=seen)
     message.attachments.extend(kept)
     session.flush()
     return message, too_big
