@@ -36,7 +36,8 @@ def role_from_claims(claims: Mapping[str, Any], oidc: OidcSettings) -> Role | No
 def _verified_email(claims: Mapping[str, Any]) -> str | None:
     email = claims.get("email")
     # Some providers send the flag as the string "true"; anything else is not a verified address.
-    verified = claims.get("email_verified") in (True, "true")
+    # Entra ID sends no email_verified; its optional claim xms_edov says the tenant verified the domain.
+    verified = claims.get("email_verified") in (True, "true") or claims.get("xms_edov") in (True, "true")
     if not isinstance(email, str) or "@" not in email or not verified:
         return None
     return normalise_email(email)
