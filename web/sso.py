@@ -50,7 +50,7 @@ def install(app: Flask) -> None:
         client_id=oidc.client_id,
         client_secret=oidc.client_secret or None,
         server_metadata_url=oidc.issuer.rstrip("/") + "/.well-known/openid-configuration",
-        client_kwargs={"scope": " ".join(oidc.scopes), "code_challenge_method": "S256", "timeout": 30},
+        client_kwargs={"scope": " ".join(oidc.scopes), "code_challenge_method": "S256", "default_timeout": 30},
     )
 
 
@@ -84,9 +84,10 @@ def callback():  # type: ignore[no-untyped-def]
         claims = token.get("userinfo")
         if not claims:  # no id_token came back: nothing vouches for the person
             raise JoseError("no id_token")
-    except (AuthlibBaseError, JoseError, RequestException, ValueError, KeyError):
+    except (AuthlibBaseError, JoseError, RequestException, ValueError, KeyError) as exc:
         # A state or nonce from another sign-in, a forged or unsigned id_token, a code the provider refused.
-        current_app.logger.warning("single sign-on refused: the provider's answer did not verify")
+        current_app.logger.warning("single sign-on refused: the provider's answer did not verify (%s)",
+                                   type(exc).__name__)
         return _refused("The sign-in could not be verified. Start again from the login page.", 400)
     try:
         user = sign_on(db(), claims, oidc)
