@@ -26,8 +26,9 @@ CHROMIUM_ARGS = [
 
 
 class LiveServer:
-    def __init__(self, app: Flask) -> None:
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+    def __init__(self, app: Flask, port: int = 0) -> None:
+        """``port``: one chosen beforehand, when the app's settings must name its URL (HELPDESK_WEB_URL)."""
+        self._server = make_server("127.0.0.1", port, app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="live-console", daemon=True)
 
