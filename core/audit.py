@@ -150,6 +150,9 @@ def record(
     if flush:
         session.flush()
     transaction_memo(session)["audit.head"] = head
+    from core import webhooks  # imported here: webhooks audits its own changes through this module
+
+    webhooks.from_audit(session, entry)  # every ticket change passes here: the one place events come from
     return entry
 
 

@@ -85,22 +85,24 @@ def failing(session: Session) -> list[LoginStatus]:
 # -- refresh tokens, encrypted -------------------------------------------------------------------
 
 
-def _fernet(secret_key: str) -> Fernet:
-    # A key of its own for this purpose, derived from the secret key (never the secret key itself).
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"helpdesk oauth2 refresh tokens").derive(
-        secret_key.encode()
-    )
+REFRESH_TOKENS = b"helpdesk oauth2 refresh tokens"
+
+
+def _fernet(secret_key: str, purpose: bytes) -> Fernet:
+    # A key of its own for each purpose, derived from the secret key (never the secret key itself).
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(secret_key.encode())
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-def seal(secret_key: str, token: str) -> str:
-    return _fernet(secret_key).encrypt(token.encode()).decode()
+def seal(secret_key: str, token: str, purpose: bytes = REFRESH_TOKENS) -> str:
+    return _fernet(secret_key, purpose).encrypt(token.encode()).decode()
 
 
-def unseal(secret_key: str, sealed: str) -> str | None:
-    """The refresh token, or None when it was sealed with another secret key (the mailbox must be reconnected)."""
+def unseal(secret_key: str, sealed: str, purpose: bytes = REFRESH_TOKENS) -> str | None:
+    """The refresh token (or other secret), or None when it was sealed with another secret key (the mailbox must be
+    reconnected, the webhook given a new secret)."""
     try:
-        return _fernet(secret_key).decrypt(sealed.encode()).decode()
+        return _fernet(secret_key, purpose).decrypt(sealed.encode()).decode()
     except InvalidToken:
         return None
 

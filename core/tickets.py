@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
 
-from core import audit, safehtml
+from core import audit, safehtml, webhooks
 from core.mail import Address, ParsedMail
 from core.models import (
     Attachment,
@@ -205,6 +205,7 @@ def user_wrote(session: Session, settings: Settings, ticket: Ticket, message: Me
     """
     append_message(session, ticket, message)
     notify_agents(session, settings, ticket, message, new=False)
+    webhooks.emit(session, ticket, webhooks.WebhookEvent.REPLIED, {"by": "requester"})  # not audited: told here
     return message
 
 

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("run", cmd_run, "run everything: poller, sender, SLA checks and web console (a demo mail server if none is configured)")
     p = add("poll", cmd_poll, "fetch new mail from IMAP and process it")
     p.add_argument("--once", action="store_true", help="poll once and exit")
-    p = add("send", cmd_send, "deliver the outbox over SMTP")
+    p = add("send", cmd_send, "deliver the outbox over SMTP, and webhook deliveries")
     p.add_argument("--once", action="store_true", help="send what is due and exit")
     p = add("ingest", cmd_ingest, "take raw messages from files or stdin (exit 75 on a temporary failure)")
     p.add_argument("files", nargs="*", metavar="FILE")

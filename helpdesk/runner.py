@@ -64,16 +64,21 @@ def send_policy(settings: Settings) -> RetryPolicy:
 
 
 def send_loop(app: App, stop: threading.Event, interval: float = 2.0) -> None:
+    """The outbox over SMTP (when a server is configured) and webhook deliveries over HTTP."""
     from mailgateway.smtp import send_once
+    from mailgateway.webhook import deliver_once
 
-    assert app.settings.smtp is not None
     backoff = database_backoff()
     while not stop.is_set():
         try:
-            sent, failed = send_once(app.factory, app.settings.smtp, policy=send_policy(app.settings), stop=stop)
+            if app.settings.smtp is not None:
+                sent, failed = send_once(app.factory, app.settings.smtp, policy=send_policy(app.settings), stop=stop)
+                if sent or failed:
+                    log.info("outbox: sent %d, failed %d", sent, failed)
+            sent, failed = deliver_once(app.factory, app.settings, policy=send_policy(app.settings), stop=stop)
             backoff.reset()
             if sent or failed:
-                log.info("outbox: sent %d, failed %d", sent, failed)
+                log.info("webhooks: delivered %d, failed %d", sent, failed)
         except UNAVAILABLE as exc:
             wait_for_database(exc, backoff, stop, "sender: ")
             continue
@@ -208,8 +213,7 @@ def run(settings: Settings) -> int:
         with _listening(settings.web_host, settings.web_port, "HELPDESK_WEB_HOST", "HELPDESK_WEB_PORT"):
             web_server = WebServer(create_app(settings, app.factory), settings.web_host, settings.web_port)
         threads = [_start(watch_mailbox, app, m, stop) for m in settings.mailboxes]
-        if settings.smtp is not None:
-            threads.append(_start(send_loop, app, stop))
+        threads.append(_start(send_loop, app, stop))  # mail (when SMTP is set) and webhooks
         threads.append(_start(sla_loop, app, stop))
         web_server.start()
         url = web_server.url + "/"

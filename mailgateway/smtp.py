@@ -7,8 +7,9 @@ import logging
 import os
 import socket
 import threading
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 import aiosmtplib
 from sqlalchemy import Connection
@@ -121,6 +122,9 @@ class Queued(Protocol):
     def recipients(self) -> list[str]: ...
 
 
+Q = TypeVar("Q", bound=Queued)
+
+
 @dataclass
 class _Lease:
     """One worker's claims: renewed just before each mail is sent, its result recorded right after.
@@ -142,8 +146,8 @@ class _Lease:
     factory: sessionmaker[Session]
     worker: str
     policy: RetryPolicy
-    # Held for the whole run: no pool check-out (and its ping) between the server's 250 and the commit.
-    conn: Connection
+    # Held for the whole run (set by drain): no pool check-out (and its ping) between the server's 250 and the commit.
+    conn: Connection = field(init=False)
     stop: threading.Event | None = None  # set: finish the mail on the wire, give the rest back
     sent: int = 0
     failed: int = 0
@@ -283,14 +287,27 @@ def send_once(
     stop: threading.Event | None = None,
 ) -> tuple[int, int]:
     """Send everything that is due, or until ``stop`` is set. Returns (sent, failed attempts)."""
-    with factory.kw["bind"].connect() as conn:
-        lease = _Lease(factory, worker or worker_name(), policy, conn, stop)
+    return drain(
+        _Lease(factory, worker or worker_name(), policy, stop=stop),
+        lambda lease: claim_due(factory, lease.worker, limit=batch_size, policy=policy),
+        lambda batch, lease: asyncio.run(_deliver_batch(settings, batch, lease)),
+    )
+
+
+def drain(
+    lease: _Lease, claim: Callable[[_Lease], Sequence[Q]], deliver: Callable[[Sequence[Q], _Lease], None]
+) -> tuple[int, int]:
+    """Claim and deliver batches until none is due, one had a failure, or the lease is asked to stop.
+
+    Returns (sent, failed attempts). The lease's connection is held for the whole run.
+    """
+    with lease.factory.kw["bind"].connect() as lease.conn:
         while not lease.stopping:
-            batch = claim_due(factory, lease.worker, limit=batch_size, policy=policy)
+            batch = claim(lease)
             if not batch:
-                return lease.sent, lease.failed
+                break
             failed_before = lease.failed
-            asyncio.run(_deliver_batch(settings, batch, lease))
+            deliver(batch, lease)
             if lease.failed > failed_before:
                 break  # don't hammer a failing server within one round
         return lease.sent, lease.failed

@@ -128,6 +128,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     from helpdesk.runner import send_forever, send_policy
     from helpdesk.wiring import build
     from mailgateway.smtp import send_once
+    from mailgateway.webhook import deliver_once
 
     settings = load(config_file=args.config)
     if settings.smtp is None:
@@ -143,7 +144,10 @@ def cmd_send(args: argparse.Namespace) -> int:
         problem = _smtp_problem(settings.smtp, _errors_since(app.factory, before))
         if problem:
             print(f"helpdesk send: {problem}", file=sys.stderr)
-    return 0 if not failed else 1
+    delivered, undelivered = deliver_once(app.factory, settings, policy=send_policy(settings))
+    if delivered or undelivered:
+        print(f"webhooks: delivered {delivered}, failed {undelivered}")
+    return 0 if not (failed or undelivered) else 1
 
 
 def _unsent_attempts(factory: sessionmaker[Session]) -> dict[int, tuple[int, str | None]]:
