@@ -11,7 +11,7 @@ from datetime import timedelta
 from flask import Blueprint, current_app, render_template
 from sqlalchemy import select
 
-from core import reports
+from core import csat, reports
 from core.models import Role, Ticket, TicketKind, utcnow
 from core.models import aware
 from core.priority import DESK_PRIORITIES
@@ -49,6 +49,7 @@ def overview():  # type: ignore[no-untyped-def]
         for metric, values in figures["sla"].items()
         if values["compliance"] is not None
     }
+    satisfaction = csat.results(db())
     times = {
         "first response": figures["mean_minutes_to_first_response"] or 0,
         "resolution": figures["mean_minutes_to_resolution"] or 0,
@@ -61,4 +62,14 @@ def overview():  # type: ignore[no-untyped-def]
         compliance_chart=bars(compliance, unit="%") if compliance else None,
         times_chart=bars(times, unit=" min"),
         backlog_chart=bars(figures["backlog"]["by_age"]),
+        satisfaction=satisfaction,
+        satisfaction_chart=satisfaction_chart(satisfaction) if satisfaction else None,
     )
+
+
+def satisfaction_chart(rows: list[csat.ResultRow]):  # type: ignore[no-untyped-def]
+    """Good and bad answers per month (oldest first), stacked."""
+    months = sorted({r.month for r in rows})[-WEEKS:]
+    good = tuple(float(sum(r.good for r in rows if r.month == m)) for m in months)
+    bad = tuple(float(sum(r.bad for r in rows if r.month == m)) for m in months)
+    return stacked_columns(months, [Series("good", good), Series("bad", bad)])

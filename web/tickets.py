@@ -12,7 +12,7 @@ from urllib.parse import quote
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from core import audit, fulfilment, macros, merge, processes, queue, safehtml, sla, visibility
+from core import audit, fulfilment, macros, merge, presence, processes, queue, safehtml, sla, visibility
 from core import tickets as ticket_service
 from core.attachments import AttachmentStore
 from core.models import (
@@ -22,6 +22,7 @@ from core.notify import OutboundAttachment, notify_status
 from core.priority import DESK_PRIORITIES, matrix_for, priority_for
 from core.queue import QueueQuery, SlaState, Sort
 from core.settings import Settings
+from web import presence as presence_views
 from web.db import db
 from web.security import STAFF, current_user, has_session, roles
 
@@ -237,10 +238,13 @@ def uploads() -> list[OutboundAttachment]:
 def reply(number: int):  # type: ignore[no-untyped-def]
     ticket = _ticket_or_404(number)
     settings = current_app.extensions["helpdesk"].settings
+    text = request.form.get("text", "")
     try:
         _, too_big = ticket_service.reply_with_files(
-            db(), settings, ticket, _author(), request.form.get("text", ""), uploads()
+            db(), settings, ticket, _author(), text, uploads(), seen=presence_views.seen_in(request.form)
         )
+    except presence.NewerReply as exc:  # someone wrote since this page was loaded: show it, ask to send anyway
+        return presence_views.confirm_reply(ticket, text, exc), 409
     except ticket_service.TicketError as exc:
         flash(str(exc), "error")
         return redirect(url_for("tickets.show", number=number))

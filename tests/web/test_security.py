@@ -22,7 +22,8 @@ from web import create_app
 from web.security import allowed_roles
 
 PUBLIC = {"static", "auth.login", "sso.start", "sso.callback", "ops.healthz", "ops.readyz", "ops.metrics",
-          "portal.start", "portal.confirm", "portal.sign_in", "portal_api.link", "portal_api.session_open"}
+          "portal.start", "portal.confirm", "portal.sign_in", "portal_api.link", "portal_api.session_open",
+          "csat.rate", "csat.comment"}  # the satisfaction links: their signed token authorises them
 
 
 def _requester_only(app: Flask, endpoint: str) -> bool:
