@@ -5,16 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from datetime import datetime, timezone
 from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request
 
-from core import events, macros, merge, queue, visibility
+from core import csat, events, macros, merge, presence, queue, visibility
 from core import tickets as ticket_service
 from core.models import Contact, Macro, Role, Ticket, TicketStatus
 from core.notify import OutboundAttachment
 from web import approvals
+from web import presence as presence_views
 from web.db import db
 from web.openapi import document
 from web.security import STAFF, current_user, roles
@@ -113,8 +115,16 @@ def reply(number: int):  # type: ignore[no-untyped-def]
     ticket = _ticket(number)
     settings = current_app.extensions["helpdesk"].settings
     text, files = _text(), _files()
+    seen = _body().get("seen")  # the newest message id the caller saw: a newer public one is a 409
     try:
-        message, too_big = ticket_service.reply_with_files(db(), settings, ticket, _user(), text, files)
+        message, too_big = ticket_service.reply_with_files(
+            db(), settings, ticket, _user(), text, files,
+            seen=seen if isinstance(seen, int) and not isinstance(seen, bool) else None,
+        )
+    except presence.NewerReply as exc:
+        response = jsonify(error=str(exc), newer=[ticket_service.message_json(m) for m in exc.newer])
+        response.status_code = 409
+        return response
     except ticket_service.TicketError as exc:
         abort(422, str(exc))
     # Files over the mail size limit are kept on the ticket: the caller learns which the requester will not get.
@@ -291,3 +301,26 @@ def alertmanager():  # type: ignore[no-untyped-def]
             {"action": o.action.value, "ticket": o.ticket.id if o.ticket else None} for o in outcomes
         ]
     )
+
+
+@bp.get("/tickets/<int:number>/presence", defaults={"write": False})
+@bp.post("/tickets/<int:number>/presence", defaults={"write": True})
+@roles(*STAFF)
+def ticket_presence(number: int, write: bool):  # type: ignore[no-untyped-def]
+    """Who else is on the ticket; a POST also says the caller is (``{"state": "viewing"|"typing"}``)."""
+    state = _body().get("state", "viewing") if write else None
+    return jsonify(presence_views.poll(number, _user(), state if isinstance(state, str) or state is None else ""))
+
+
+@bp.get("/reports/satisfaction")
+@roles(*STAFF)
+def satisfaction():  # type: ignore[no-untyped-def]
+    """Satisfaction answers per month, agent and category; ``since=YYYY-MM`` for the months from then on."""
+    since_raw = request.args.get("since", "")
+    since = None
+    if since_raw:
+        try:
+            since = datetime.strptime(since_raw, "%Y-%m").replace(tzinfo=timezone.utc)
+        except ValueError:
+            abort(400, "since is a month: YYYY-MM")
+    return jsonify(results=csat.results_json(csat.results(db(), since=since)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.priority import DESK_PRIORITIES
+from web.desk_openapi import DESK_SCHEMAS, SEEN, STALE_REPLY, desk_paths
 from web.portal_openapi import PORTAL_SCHEMAS, portal_paths
 
 _TICKET_FILTERS = [
@@ -134,7 +135,7 @@ def document(server_url: str) -> dict[str, Any]:
             "requestBody": {"required": True, "content": _json("Reply")},
             "responses": {"201": {"description": "The stored reply; `not_mailed` names files kept on the ticket "
                                                  "but over the mail size limit", "content": _json("Message")},
-                          **_errors(400, 401, 403, 404, 422)},
+                          **_errors(400, 401, 403, 404, 422), **STALE_REPLY},
         }},
         "/tickets/{number}/note": {"post": {
             "summary": "Internal note (agents, admins)", "operationId": "addNote", "parameters": [_number()],
@@ -155,6 +156,7 @@ def document(server_url: str) -> dict[str, Any]:
     }
     paths.update(_merge_and_macro_paths())
     paths.update(portal_paths())
+    paths.update(desk_paths())
     paths["/access/{request_id}/{decision}"] = {"post": {
         "summary": "Approve or reject an access request (approvers; never one's own)",
         "operationId": "decideAccess",
@@ -194,6 +196,7 @@ def document(server_url: str) -> dict[str, Any]:
                 "Text": {"type": "object", "properties": {"text": {"type": "string", "minLength": 1}}, "required": ["text"]},
                 "Reply": {"type": "object", "required": ["text"], "properties": {
                     "text": {"type": "string", "minLength": 1},
+                    "seen": SEEN,
                     "attachments": {"type": "array", "items": {"type": "object", "required": ["content_base64"], "properties": {
                         "filename": {"type": "string"}, "content_type": {"type": "string"},
                         "content_base64": {"type": "string", "contentEncoding": "base64"}}}},
@@ -215,6 +218,7 @@ def document(server_url: str) -> dict[str, Any]:
                 }},
                 "Macro": _MACRO_SCHEMA,
                 **PORTAL_SCHEMAS,
+                **DESK_SCHEMAS,
                 "TicketPage": {"type": "object", "properties": {
                     "tickets": {"type": "array", "items": {"$ref": "#/components/schemas/Ticket"}},
                     "total": {"type": "integer"}, "page": {"type": "integer"}, "pages": {"type": "integer"},
