@@ -247,6 +247,7 @@ def erase_person(session: Session, settings: Settings, email: str, *, actor: str
 
     session.execute(delete(Watcher).where(Watcher.contact_id == contact.id))
     session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == contact.id))
+    session.execute(delete(Presence).where(Presence.contact_id == contact.id))
     session.execute(update(Fulfilment).where(func.lower(Fulfilment.decided_by) == address).values(decided_by=alias))
     session.execute(update(AccessGrant).where(func.lower(AccessGrant.revoked_by) == address).values(revoked_by=alias))
     session.execute(update(TicketMerge).where(func.lower(TicketMerge.actor) == address).values(actor=alias))
@@ -319,6 +320,8 @@ class _Scrub:
             self.message(message, swap)
         self.shas.update(self.session.scalars(select(Inbound.sha256).where(Inbound.ticket_id == ticket.id)))
         self.outbox(self.session.scalars(select(Outbox).where(Outbox.ticket_id == ticket.id)), swap)
+        # The requester's satisfaction comment is their words; the rating stays, a figure like the others.
+        self.session.execute(update(Satisfaction).where(Satisfaction.ticket_id == ticket.id).values(comment=None))
         audit.record(self.session, actor=actor, action=_ANONYMISE, object_type="ticket", object_id=ticket.id,
                      reason=reason, flush=False)
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import csat, tickets
+from core import csat, privacy, tickets
 from core.db import transaction
 from core.models import AuditEntry, Contact, Rating, Role, Satisfaction, TicketStatus, utcnow
 from core.notify import notify_status
@@ -138,3 +138,22 @@ def test_an_answer_counts_for_the_agent_assigned_when_it_came(
         tickets.change(session, ticket, "admin", assignee=tickets.contact_for(session, "other@example.org"))
     with session_factory() as session:
         assert [r.agent for r in csat.results(session)] == ["agent@example.org"]
+
+
+def test_erasing_the_requester_removes_their_comment_and_keeps_the_rating(
+    session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    desk = make_desk(session_factory, tmp_path)
+    number = desk.deliver(mail("alice@example.com", "Printer jammed", "Paper stuck")).ticket_id
+    assert number is not None
+    _resolve(desk, number)
+    token = _links(desk, "alice@example.com")["bad"]
+    with transaction(session_factory) as session:
+        csat.record(session, csat.read_token(session, desk.settings, token), rating=Rating.BAD,
+                    comment="Alice Example, room 4.12, was kept waiting")
+    with transaction(session_factory) as session:
+        privacy.erase_person(session, desk.settings, "alice@example.com", actor="admin@example.org")
+    with session_factory() as session:
+        row = session.get(Satisfaction, number)
+        assert row is not None and row.comment is None and row.rating is Rating.BAD
+        assert [(r.good, r.bad) for r in csat.results(session)] == [(0, 1)]
