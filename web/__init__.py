@@ -18,7 +18,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from core.search import ensure_index
 from core.settings import Settings
 from web import admin, api, approvals, auth, connect, csat, db, events, macros, ops, presence, reports, security, sso
-from web import tickets, views
+from web import tickets, views, webhooks
 from web import portal, portal_api
 from web.server import WebServer, serve
 
@@ -67,7 +67,7 @@ def create_app(settings: Settings, session_factory: sessionmaker[Session], *, te
     sso.install(app)
 
     for blueprint in (auth.bp, sso.bp, tickets.bp, approvals.bp, events.bp, admin.bp, macros.bp, connect.bp, reports.bp,
-                      api.bp, ops.bp, csat.bp, presence.bp):
+                      api.bp, ops.bp, csat.bp, presence.bp, webhooks.bp):
         app.register_blueprint(blueprint)
     csrf.exempt(api.bp)  # token-authenticated, never cookie-authenticated
     app.register_blueprint(portal.bp)  # the requester portal: its own sessions (web.security.requester)

@@ -11,12 +11,13 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request
 
-from core import csat, events, macros, merge, presence, queue, visibility
+from core import csat, events, macros, merge, presence, queue, visibility, webhooks
 from core import tickets as ticket_service
 from core.models import Contact, Macro, Role, Ticket, TicketStatus
 from core.notify import OutboundAttachment
 from web import approvals
 from web import presence as presence_views
+from web import webhooks as hooks_views
 from web.db import db
 from web.openapi import document
 from web.security import STAFF, current_user, roles
@@ -266,6 +267,61 @@ def delete_macro(name: str):  # type: ignore[no-untyped-def]
     if found is None:
         abort(404, f"no macro named {name!r}")
     macros.delete(db(), _user(), found)
+    db().commit()
+    return "", 204
+
+
+@bp.get("/webhooks")
+@roles(Role.ADMIN)
+def list_webhooks():  # type: ignore[no-untyped-def]
+    return jsonify(webhooks=[hooks_views.to_json(h) for h in webhooks.list_all(db())])
+
+
+@bp.post("/webhooks", defaults={"hook_id": None})
+@bp.put("/webhooks/<int:hook_id>")
+@roles(Role.ADMIN)
+def save_webhook(hook_id: int | None):  # type: ignore[no-untyped-def]
+    body = _body()
+    fields = hooks_views.fields_from(body, body.get("events"))
+    try:
+        if hook_id is None:
+            hook, secret = webhooks.create(db(), _settings(), _user().email, **fields)
+        else:
+            hook, secret = webhooks.update(db(), _user().email, hooks_views.found(hook_id), **fields), None
+    except webhooks.WebhookError as exc:
+        abort(422, str(exc))
+    db().commit()
+    return jsonify(hooks_views.to_json(hook) | ({"secret": secret} if secret else {})), 201 if secret else 200
+
+
+@bp.post("/webhooks/<int:hook_id>/secret")
+@roles(Role.ADMIN)
+def new_webhook_secret(hook_id: int):  # type: ignore[no-untyped-def]
+    hook = hooks_views.found(hook_id)
+    secret = webhooks.rotate_secret(db(), _settings(), _user().email, hook)
+    db().commit()
+    return jsonify(hooks_views.to_json(hook) | {"secret": secret})
+
+
+@bp.post("/webhooks/<int:hook_id>/test")
+@roles(Role.ADMIN)
+def test_webhook(hook_id: int):  # type: ignore[no-untyped-def]
+    delivery = webhooks.send_test(db(), _user().email, hooks_views.found(hook_id))
+    db().commit()
+    return jsonify(hooks_views.delivery_json(delivery)), 202
+
+
+@bp.get("/webhooks/<int:hook_id>/deliveries")
+@roles(Role.ADMIN)
+def webhook_deliveries(hook_id: int):  # type: ignore[no-untyped-def]
+    hook = hooks_views.found(hook_id)
+    return jsonify(deliveries=[hooks_views.delivery_json(d) for d in webhooks.recent_deliveries(db(), hook.id, 100)])
+
+
+@bp.delete("/webhooks/<int:hook_id>")
+@roles(Role.ADMIN)
+def delete_webhook(hook_id: int):  # type: ignore[no-untyped-def]
+    webhooks.remove(db(), _user().email, hooks_views.found(hook_id))
     db().commit()
     return "", 204
 

@@ -7,6 +7,7 @@ from typing import Any
 from core.priority import DESK_PRIORITIES
 from web.desk_openapi import DESK_SCHEMAS, SEEN, STALE_REPLY, desk_paths
 from web.portal_openapi import PORTAL_SCHEMAS, portal_paths
+from web.webhooks_openapi import WEBHOOK_SCHEMAS, webhook_paths
 
 _TICKET_FILTERS = [
     ("kind", ["incident", "service_request", "access_request"]),
@@ -157,6 +158,7 @@ def document(server_url: str) -> dict[str, Any]:
     paths.update(_merge_and_macro_paths())
     paths.update(portal_paths())
     paths.update(desk_paths())
+    paths.update(webhook_paths())
     paths["/access/{request_id}/{decision}"] = {"post": {
         "summary": "Approve or reject an access request (approvers; never one's own)",
         "operationId": "decideAccess",
@@ -219,6 +221,7 @@ def document(server_url: str) -> dict[str, Any]:
                 "Macro": _MACRO_SCHEMA,
                 **PORTAL_SCHEMAS,
                 **DESK_SCHEMAS,
+                **WEBHOOK_SCHEMAS,
                 "TicketPage": {"type": "object", "properties": {
                     "tickets": {"type": "array", "items": {"$ref": "#/components/schemas/Ticket"}},
                     "total": {"type": "integer"}, "page": {"type": "integer"}, "pages": {"type": "integer"},

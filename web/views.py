@@ -25,6 +25,7 @@ NAV = (
     ("admin.outbox", "Outbox"),
     ("admin.users", "Users"),
     ("macros.index", "Macros"),
+    ("webhooks.index", "Webhooks"),
     ("connect.mailboxes", "Mailboxes"),
 )
 
