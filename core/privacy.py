@@ -47,6 +47,8 @@ from core.models import (
     Message,
     Outbox,
     OutboxStatus,
+    PortalLink,
+    PortalSession,
     Presence,
     RawMail,
     Role,
@@ -248,6 +250,8 @@ def erase_person(session: Session, settings: Settings, email: str, *, actor: str
     session.execute(delete(Watcher).where(Watcher.contact_id == contact.id))
     session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == contact.id))
     session.execute(delete(Presence).where(Presence.contact_id == contact.id))
+    session.execute(delete(PortalSession).where(PortalSession.contact_id == contact.id))  # requester portal
+    session.execute(delete(PortalLink).where(PortalLink.contact_id == contact.id))
     session.execute(update(Fulfilment).where(func.lower(Fulfilment.decided_by) == address).values(decided_by=alias))
     session.execute(update(AccessGrant).where(func.lower(AccessGrant.revoked_by) == address).values(revoked_by=alias))
     session.execute(update(TicketMerge).where(func.lower(TicketMerge.actor) == address).values(actor=alias))

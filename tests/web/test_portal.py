@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import portal, tickets
 from core.db import transaction
-from core.models import Attachment, AuditEntry, Contact, Fulfilment, Outbox, PortalLink, Role, Ticket, TicketKind, TicketStatus, utcnow
+from core.models import Attachment, AuditEntry, Contact, Fulfilment, Outbox, PortalLink, PortalSession, Role, Ticket, TicketKind, TicketStatus, utcnow
 from core.notify import OutboundAttachment
 from core.privacy import erase_person
 from core.settings import Settings
@@ -138,8 +138,24 @@ def test_a_link_and_a_session_are_bound_to_the_address(app: Flask, settings: Set
     with transaction(factory) as session:  # the person is erased: the contact row stays, under a pseudonym
         erase_person(session, settings, CAROL, actor="admin@example.org")
     assert client.get("/portal/tickets").status_code == 302  # the session ended with the address
-    with transaction(factory) as session, pytest.raises(portal.LinkRefused, match="another address"):
+    with transaction(factory) as session, pytest.raises(portal.LinkRefused):
         portal.redeem_link(session, settings, unused)
+    with factory() as session:  # and nothing of the person's sign-ins is kept
+        assert session.scalars(select(PortalSession.id)).all() == []
+        assert session.scalars(select(PortalLink.id).where(PortalLink.contact_id.is_not(None))).all() == []
+
+
+def test_a_link_stops_working_when_the_address_changes(settings: Settings, factory) -> None:
+    make_ticket(factory, "Printer offline", requester=CAROL)
+    with transaction(factory) as session:
+        portal.request_link(session, settings, CAROL, "198.51.100.7")
+    [(_, token)] = _links(factory, CAROL)
+    with transaction(factory) as session:
+        contact = find_user(session, CAROL)
+        assert contact is not None
+        contact.email = "carol.new@example.com"
+    with transaction(factory) as session, pytest.raises(portal.LinkRefused, match="another address"):
+        portal.redeem_link(session, settings, token)
 
 
 def test_links_are_limited_per_address_and_per_client(app: Flask, factory) -> None:
