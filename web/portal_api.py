@@ -15,7 +15,7 @@ from core import portal
 from core.models import Attachment, Contact, Message, Ticket
 from web.api import _files, _text
 from web.db import db
-from web.portal import client_address, me, settings, ticket_of_mine
+from web.portal import ask_for_link, me, settings, ticket_of_mine
 from web.security import bearer_token, public, requester
 from web.tickets import attachment_response
 
@@ -71,11 +71,9 @@ def link():  # type: ignore[no-untyped-def]
     if "@" not in address or len(address) > 320:
         abort(400, "email: an address, as the desk has it")
     try:
-        portal.request_link(db(), settings(), address, client_address())
+        ask_for_link(address)
     except portal.TooManyLinks as exc:
-        db().commit()
         abort(429, str(exc))
-    db().commit()
     return jsonify(status=LINK_ANSWER), 202
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+import statistics
+import time
 from dataclasses import replace
 from datetime import timedelta
 from email import message_from_bytes, policy
@@ -94,6 +96,22 @@ def test_an_unknown_address_gets_the_same_answer_and_no_mail(client: FlaskClient
     assert len(_links(factory, CAROL)) == 1 and _links(factory, "nobody@example.com") == []
     # Staff without tickets of their own are no requesters either.
     assert _ask(client, STAFF[Role.AGENT])[0] == 200 and _links(factory, STAFF[Role.AGENT]) == []
+
+
+def test_known_and_unknown_addresses_take_the_same_time(app: Flask, factory) -> None:
+    """Writing the mail takes longer than not writing it: every answer is held to the same floor."""
+    from web.portal import ANSWER_FLOOR
+
+    make_ticket(factory, "Printer offline", requester=CAROL)
+    client = app.test_client()
+    token = csrf_token(client, "/portal/")
+    times: dict[str, list[float]] = {CAROL: [], "nobody@example.com": []}
+    for address in [CAROL, "nobody@example.com"] * 3:
+        started = time.monotonic()
+        assert client.post("/portal/", data={"email": address, "csrf_token": token}).status_code == 200
+        times[address].append(time.monotonic() - started)
+    assert min(min(t) for t in times.values()) >= ANSWER_FLOOR
+    assert abs(statistics.median(times[CAROL]) - statistics.median(times["nobody@example.com"])) < ANSWER_FLOOR / 2
 
 
 def test_a_link_works_once(app: Flask, factory) -> None:
