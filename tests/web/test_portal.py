@@ -316,3 +316,19 @@ def test_the_link_points_at_the_configured_console(settings: Settings, factory) 
         portal.request_link(session, desk, CAROL, "198.51.100.7")
     [(url, _)] = _links(factory, CAROL)
     assert url.startswith("https://desk.example.org/portal/sign-in/")
+
+
+def test_a_signed_in_requester_may_upload_up_to_the_mail_limit(app: Flask, factory) -> None:
+    number = make_ticket(factory, "Logs", requester=CAROL).number
+    logs = bytes(range(256)) * (12 * 1024)  # 3 MB: over the 2 MB every other form gets
+    body = b"--x\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.bin\"\r\n\r\n" + logs + b"\r\n--x--\r\n"
+    assert app.test_client().post(f"/portal/tickets/{number}/reply", data=body,
+                                  content_type="multipart/form-data; boundary=x").status_code == 413
+    client = signed_in(app, factory, CAROL)
+    form = {"csrf_token": csrf_token(client, f"/portal/tickets/{number}"), "text": "All logs.",
+            "files": [(io.BytesIO(logs), "logs.bin")]}
+    page = client.post(f"/portal/tickets/{number}/reply", data=form, content_type="multipart/form-data",
+                       follow_redirects=True).get_data(as_text=True)
+    assert "Reply sent." in page
+    with factory() as session:
+        assert [a.size for a in session.get(Ticket, number).messages[-1].attachments] == [len(logs)]  # type: ignore[union-attr]
