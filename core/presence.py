@@ -19,6 +19,7 @@ from core.models import Contact, Message, Presence, PresenceState, Ticket, utcno
 
 POLL_SECONDS = 5
 FRESH = timedelta(seconds=3 * POLL_SECONDS)  # three missed polls: the page is gone
+KEEP = timedelta(hours=1)
 
 
 class NewerReply(Exception):
@@ -42,8 +43,12 @@ class Here:
 
 
 def beat(session: Session, ticket: Ticket, user: Contact, state: PresenceState, *, now: datetime | None = None) -> None:
-    """Record that ``user`` is on the ticket now: one row per user and ticket, written in one statement."""
+    """Record that ``user`` is on the ticket now: one row per user and ticket, written in one statement.
+
+    Rows older than KEEP go at the same time, so the table holds only the last hour's pages.
+    """
     values = {"ticket_id": ticket.id, "contact_id": user.id, "state": state, "seen_at": now or utcnow()}
+    session.execute(delete(Presence).where(Presence.seen_at < values["seen_at"] - KEEP))
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(Presence).values(**values)

@@ -38,6 +38,8 @@ def test_agents_on_one_ticket_see_each_other_until_they_stop_polling(
         assert presence.others(session, ticket, alice, now=later) == []
         presence.leave(session, ticket, bob)
         assert session.scalar(select(func.count()).select_from(Presence)) == 1
+        presence.beat(session, ticket, bob, PresenceState.VIEWING, now=now + presence.KEEP + timedelta(seconds=1))
+        assert session.scalars(select(Presence.contact_id)).all() == [bob.id]  # alice's hour-old row went
 
 
 def test_a_reply_on_a_stale_view_is_refused_until_confirmed(session_factory: sessionmaker[Session], tmp_path: Path) -> None:
