@@ -8,7 +8,7 @@ from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,6 +16,12 @@ from core.files import create_private_database
 
 # The database cannot be reached now (down, restarting, refusing connections, locked): worth waiting for.
 UNAVAILABLE: tuple[type[DBAPIError], ...] = (OperationalError, InterfaceError)
+
+
+# Seconds to wait for PostgreSQL to accept and answer a new connection: a host that drops packets or a server
+# that never answers would otherwise hold /readyz and the runner for the TCP timeout (minutes). The URL's own
+# ?connect_timeout= wins.
+CONNECT_TIMEOUT = 10
 
 
 def unavailable_reason(exc: BaseException) -> str:
@@ -41,7 +47,8 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    timeout = {} if "connect_timeout" in make_url(url).query else {"connect_timeout": CONNECT_TIMEOUT}
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args=timeout)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
