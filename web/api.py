@@ -341,7 +341,13 @@ def decide(request_id: int, choice: str):  # type: ignore[no-untyped-def]
 @bp.post("/events/alertmanager")
 @roles(Role.AGENT, Role.ADMIN)
 def alertmanager():  # type: ignore[no-untyped-def]
-    """Alertmanager's webhook (configure its http_config with a bearer token of a monitoring account)."""
+    """Alertmanager's webhook (configure its http_config with a bearer token of a monitoring account).
+
+    `[events.alertmanager] enabled = false` turns it off (404, so Alertmanager does not retry); the `sender`
+    pattern is for alert mail only: the bearer token is what vouches for a webhook call."""
+    settings = current_app.extensions["helpdesk"].settings
+    if not settings.events.source("alertmanager").enabled:
+        abort(404, "the Alertmanager integration is turned off ([events.alertmanager] enabled = false)")
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
         abort(400, "send Alertmanager's webhook JSON")
@@ -349,7 +355,6 @@ def alertmanager():  # type: ignore[no-untyped-def]
         alerts = events.alerts_from_alertmanager(payload)
     except events.EventPayloadError as exc:
         abort(400, str(exc))
-    settings = current_app.extensions["helpdesk"].settings
     outcomes = [events.handle_alert(db(), settings, alert) for alert in alerts]
     db().commit()
     return jsonify(
@@ -359,12 +364,12 @@ def alertmanager():  # type: ignore[no-untyped-def]
     )
 
 
-@bp.get("/tickets/<int:number>/presence", defaults={"write": False})
-@bp.post("/tickets/<int:number>/presence", defaults={"write": True})
+# One rule for both methods: two rules with `defaults` made a number past MAX_ID a 405, not a 404.
+@bp.route("/tickets/<int:number>/presence", methods=["GET", "POST"])
 @roles(*STAFF)
-def ticket_presence(number: int, write: bool):  # type: ignore[no-untyped-def]
+def ticket_presence(number: int):  # type: ignore[no-untyped-def]
     """Who else is on the ticket; a POST also says the caller is (``{"state": "viewing"|"typing"}``)."""
-    state = _body().get("state", "viewing") if write else None
+    state = _body().get("state", "viewing") if request.method == "POST" else None
     return jsonify(presence_views.poll(number, _user(), state if isinstance(state, str) or state is None else ""))
 
 

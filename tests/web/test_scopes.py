@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 from flask import Flask
@@ -9,11 +10,12 @@ from sqlalchemy import select
 
 from core import access, tickets
 from core.db import transaction
-from core.models import Contact, Role, Ticket, TicketKind
-from core.settings import Settings
+from core.models import Contact, Event, Role, Ticket, TicketKind
+from core.settings import EventSettings, EventSource, Settings
 from core.users import TokenScope, issue_api_token
 from tests.web.conftest import STAFF, csrf_token, login, make_ticket
 from tests.web.test_security import _routes
+from web.security import allowed_roles
 from web import create_app
 
 ALERT = {"status": "firing", "labels": {"alertname": "DiskFull", "instance": "db1:9100", "severity": "critical"},
@@ -33,10 +35,14 @@ def test_an_events_token_posts_alerts_and_gets_403_on_every_other_api_route(app:
     response = client.post("/api/events/alertmanager", json=PAYLOAD, headers=headers)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.json["events"][0]["ticket"] is not None
-    others = [(m, url) for endpoint, m, url in _routes(app) if url.startswith("/api/") and endpoint != "api.alertmanager"]
+    # Every API route the token could open: public ones (the portal's link request) need no token at all.
+    # A portal route takes no staff token of any kind: 401 there, as for any staff token.
+    others = [(m, url, 401 if getattr(app.view_functions[endpoint], "requester", False) else 403)
+              for endpoint, m, url in _routes(app)
+              if url.startswith("/api/") and endpoint != "api.alertmanager" and allowed_roles(app, endpoint) is not None]
     assert others
-    for method, url in others:
-        assert client.open(url, method=method, headers=headers, json={}).status_code == 403, (method, url)
+    for method, url, refused in others:
+        assert client.open(url, method=method, headers=headers, json={}).status_code == refused, (method, url)
 
 
 def test_an_ordinary_agent_token_still_posts_alerts_but_an_approvers_does_not(app: Flask, factory) -> None:
@@ -123,3 +129,22 @@ def test_an_approver_for_another_group_does_not_see_the_request(settings: Settin
         access.open_request(session, settings, made.number, resource="hr files", resource_group="hr")
     assert _seen(app, Role.APPROVER, factory, [made.number])["pages"] == set()
     assert "hr files" not in login(app.test_client(), Role.APPROVER).get("/approvals").get_data(as_text=True)
+
+
+def _with_alertmanager(settings: Settings, factory, source: EventSource) -> Flask:
+    return create_app(replace(settings, events=EventSettings({"alertmanager": source})), factory, testing=True)
+
+
+def test_the_webhook_answers_404_and_stores_nothing_while_alertmanager_is_turned_off(settings: Settings, factory) -> None:
+    app = _with_alertmanager(settings, factory, EventSource(enabled=False))
+    response = app.test_client().post("/api/events/alertmanager", json=PAYLOAD, headers=_token(factory, Role.AGENT))
+    assert response.status_code == 404
+    assert "events.alertmanager" in response.json["error"]
+    with factory() as session:
+        assert session.scalars(select(Event)).all() == [] and session.scalars(select(Ticket)).all() == []
+
+
+def test_the_sender_pattern_is_for_alert_mail_only_and_does_not_stop_the_webhook(settings: Settings, factory) -> None:
+    app = _with_alertmanager(settings, factory, EventSource(sender=re.compile(r"am@mon\.example\.org", re.I)))
+    response = app.test_client().post("/api/events/alertmanager", json=PAYLOAD, headers=_token(factory, Role.AGENT))
+    assert response.status_code == 200 and response.json["events"][0]["ticket"] is not None
