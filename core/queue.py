@@ -30,6 +30,7 @@ class Sort(enum.Enum):
     UPDATED = "updated"
     PRIORITY = "priority"
     DUE = "due"
+    RELEVANCE = "relevance"  # best match of a search first; the newest without one
 
 
 _ORDER = {
@@ -38,6 +39,7 @@ _ORDER = {
     Sort.UPDATED: (Ticket.updated_at.desc(), Ticket.id.desc()),
     Sort.PRIORITY: (Ticket.priority.asc(), Ticket.id.desc()),
     Sort.DUE: (Ticket.due_at.is_(None), Ticket.due_at.asc(), Ticket.id.desc()),
+    Sort.RELEVANCE: (Ticket.id.desc(),),
 }
 
 
@@ -142,11 +144,15 @@ def list_tickets(
     options = [joinedload(Ticket.requester), joinedload(Ticket.assignee)]
     if with_watchers:
         options.append(selectinload(Ticket.watchers).joinedload(Watcher.contact))
+    order = _ORDER[query.sort]
+    rank = search.relevance(session, query.text) if query.sort is Sort.RELEVANCE else None
+    if rank is not None:
+        order = (rank, *order)
     rows = session.scalars(
         select(Ticket)
         .where(*where)
         .options(*options)
-        .order_by(*_ORDER[query.sort])
+        .order_by(*order)
         .limit(query.per_page)
         .offset((page - 1) * query.per_page)
     )

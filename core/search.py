@@ -1,9 +1,10 @@
 """Full-text search over ticket subjects and message texts.
 
 On SQLite FTS5 indexes, kept in step by triggers, answer a search over hundreds of thousands
-of messages in milliseconds. It lives outside the Alembic models because
-it is derived data: `ensure_index` creates it when missing and fills it from the tables. Other
-databases fall back to a case-insensitive substring match.
+of messages in milliseconds. On PostgreSQL GIN indexes over to_tsvector(subject, text) do the
+same; being indexes, PostgreSQL keeps them current in the writing transaction itself. Both live
+outside the Alembic models because they are derived data: `ensure_index` creates them when missing
+and fills them from the tables. Other databases fall back to a case-insensitive substring match.
 """
 
 from __future__ import annotations
@@ -51,14 +52,36 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 # A shorter prefix expands to thousands of indexed words (seconds on a large database); a word of
 # one or two letters is looked up as it is, which stays fast however common it is.
 PREFIX_MIN = 3
+# 'simple' only lower-cases: German and English words are both found as written, where a
+# language's stemmer would mangle the other language's words (and drop its stop words too).
+DEFAULT_LANGUAGE = "simple"
+# PostgreSQL: the text search configuration is kept in the database, as an immutable function the
+# indexes and every query share (inlined by the planner, so the GIN indexes match the queries).
+_PG_CONFIG = "helpdesk_search_config()"
+_PG_TICKET_VECTOR = f"to_tsvector({_PG_CONFIG}, subject)"
+_PG_MESSAGE_VECTOR = f"to_tsvector({_PG_CONFIG}, subject || ' ' || text)"
+_PG_INDEXES = (
+    f"CREATE INDEX IF NOT EXISTS ticket_search ON ticket USING gin ({_PG_TICKET_VECTOR})",
+    f"CREATE INDEX IF NOT EXISTS message_search ON message USING gin ({_PG_MESSAGE_VECTOR})",
+)
+
+
+class UnknownSearchLanguage(ValueError):
+    """The configured search language is not a text search configuration of the database."""
 
 
 def uses_fts(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def ensure_index(engine: Engine) -> None:
+def uses_tsvector(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def ensure_index(engine: Engine, language: str = DEFAULT_LANGUAGE) -> None:
     """Create the search index and its triggers if missing (filling it from existing rows)."""
+    if uses_tsvector(engine):
+        _ensure_pg_index(engine, language)
     if not uses_fts(engine):
         return
     with engine.begin() as conn:
@@ -73,15 +96,70 @@ def ensure_index(engine: Engine) -> None:
             conn.execute(text(trigger))
 
 
-def fts_query(words: str) -> str | None:
-    """User text as an FTS5 query: every word must occur, the last one as a prefix if it is long enough."""
+def _ensure_pg_index(engine: Engine, language: str) -> None:
+    if not re.fullmatch(r"[a-z_]+", language):
+        raise UnknownSearchLanguage(f"search language {language!r} is not a text search configuration name")
+    with engine.begin() as conn:
+        # Several processes start at once (console, poller): one at a time changes the function.
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('helpdesk_search'))"))
+        if conn.scalar(text("SELECT count(*) FROM pg_ts_config WHERE cfgname = :l"), {"l": language}) != 1:
+            raise UnknownSearchLanguage(f"search language {language!r} is not a text search configuration of the database")
+        current = conn.scalar(
+            text("SELECT pg_get_functiondef(p.oid) FROM pg_proc p WHERE p.proname = 'helpdesk_search_config'")
+        )
+        wanted = f"'pg_catalog.{language}'::regconfig"
+        if current is None or wanted not in current:
+            conn.execute(
+                text(
+                    f"CREATE OR REPLACE FUNCTION {_PG_CONFIG} RETURNS regconfig LANGUAGE sql IMMUTABLE"
+                    f" PARALLEL SAFE AS $$ SELECT {wanted} $$"
+                )
+            )
+            # Words indexed under another language no longer match the queries: index them anew.
+            conn.execute(text("DROP INDEX IF EXISTS ticket_search"))
+            conn.execute(text("DROP INDEX IF EXISTS message_search"))
+        for ddl in _PG_INDEXES:
+            conn.execute(text(ddl))
+
+
+def _words(words: str) -> tuple[list[str], bool] | None:
+    """The words of user text, and whether the last one is looked up as a prefix."""
     tokens = _WORD.findall(words)
     if not tokens:
         return None
-    quoted = [f'"{t}"' for t in tokens]
-    if len(tokens[-1]) >= PREFIX_MIN:
-        quoted[-1] += "*"
-    return " ".join(quoted)
+    return tokens, len(tokens[-1]) >= PREFIX_MIN
+
+
+def _query(words: str, quote: str, prefix_mark: str, conjunction: str) -> str | None:
+    """Every word of the user's text quoted as a plain term (\\w+ holds no quote or operator), all required."""
+    found = _words(words)
+    if found is None:
+        return None
+    tokens, prefix = found
+    quoted = [f"{quote}{t}{quote}" for t in tokens]
+    if prefix:
+        quoted[-1] += prefix_mark
+    return conjunction.join(quoted)
+
+
+def ts_query(words: str) -> str | None:
+    """User text as a PostgreSQL tsquery (to_tsquery syntax): every word, the last one as a prefix if long enough."""
+    return _query(words, "'", ":*", " & ")
+
+
+def fts_query(words: str) -> str | None:
+    """User text as an FTS5 query: every word must occur, the last one as a prefix if it is long enough."""
+    return _query(words, '"', "*", " ")
+
+
+_FTS_MATCH = (
+    "SELECT rowid FROM ticket_search WHERE ticket_search MATCH :q"
+    f" UNION SELECT rowid / {TICKET_SHIFT} FROM message_search WHERE message_search MATCH :q"
+)
+_PG_MATCH = (
+    f"SELECT id FROM ticket WHERE {_PG_TICKET_VECTOR} @@ to_tsquery({_PG_CONFIG}, :q)"
+    f" UNION SELECT ticket_id FROM message WHERE {_PG_MESSAGE_VECTOR} @@ to_tsquery({_PG_CONFIG}, :q)"
+)
 
 
 def matches(session: Session, words: str) -> ColumnElement[bool]:
@@ -89,16 +167,12 @@ def matches(session: Session, words: str) -> ColumnElement[bool]:
     words = words.strip()
     number = words.lstrip("#")
     by_number = Ticket.id == int(number) if number.isdigit() and len(number) < 10 else None
-    if uses_fts(session.get_bind().engine):
-        query = fts_query(words)
+    engine = session.get_bind().engine
+    if uses_fts(engine) or uses_tsvector(engine):
+        query = fts_query(words) if uses_fts(engine) else ts_query(words)
         if query is None:
             return by_number if by_number is not None else text("0 = 1")
-        condition = Ticket.id.in_(
-            text(
-                "SELECT rowid FROM ticket_search WHERE ticket_search MATCH :q"
-                f" UNION SELECT rowid / {TICKET_SHIFT} FROM message_search WHERE message_search MATCH :q"
-            ).bindparams(q=query)
-        )
+        condition = Ticket.id.in_(text(_FTS_MATCH if uses_fts(engine) else _PG_MATCH).bindparams(q=query))
     else:
         pattern = "%" + words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         condition = or_(
@@ -106,3 +180,28 @@ def matches(session: Session, words: str) -> ColumnElement[bool]:
             exists().where(Message.ticket_id == Ticket.id, Message.text.ilike(pattern, escape="\\")),
         )
     return or_(by_number, condition) if by_number is not None else condition
+
+
+def _rank_sql(fts: bool) -> str:
+    if fts:  # bm25: smaller is better; a message's rowid range is its ticket's
+        return (
+            "(SELECT min(r) FROM (SELECT rank AS r FROM ticket_search WHERE ticket_search MATCH :rq"
+            " AND rowid = ticket.id UNION ALL SELECT rank FROM message_search WHERE message_search MATCH :rq"
+            f" AND rowid BETWEEN ticket.id * {TICKET_SHIFT} AND ticket.id * {TICKET_SHIFT} + {TICKET_SHIFT - 1}))"
+        )
+    q = f"to_tsquery({_PG_CONFIG}, :rq)"
+    return (  # ts_rank: larger is better, negated so that both sort ascending
+        f"-greatest(ts_rank(to_tsvector({_PG_CONFIG}, ticket.subject), {q}), coalesce((SELECT max(ts_rank("
+        f"{_PG_MESSAGE_VECTOR}, {q})) FROM message WHERE message.ticket_id = ticket.id AND {_PG_MESSAGE_VECTOR} @@ {q}), 0))"
+    )
+
+
+def relevance(session: Session, words: str) -> ColumnElement[float] | None:
+    """An order for tickets matching the words, best first when sorted ascending; None where not ranked."""
+    engine = session.get_bind().engine
+    if not (uses_fts(engine) or uses_tsvector(engine)):
+        return None
+    query = fts_query(words) if uses_fts(engine) else ts_query(words)
+    if query is None:
+        return None
+    return text(_rank_sql(uses_fts(engine))).bindparams(rq=query)  # type: ignore[return-value]

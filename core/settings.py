@@ -223,6 +223,7 @@ class Settings:
     events: EventSettings = field(default_factory=EventSettings)
     oidc: OidcSettings | None = None  # console single sign-on; None: passwords only
     local_login: bool = True  # False: console passwords are refused (sign-on only)
+    search_language: str = "simple"  # PostgreSQL text search configuration of the queue search (core.search)
 
     @property
     def console_url(self) -> str:

@@ -123,6 +123,7 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_OIDC_ROLES": "single sign-on: roles from claim values, e.g. 'admin=helpdesk-admins,agent=helpdesk-agents,approver=security'",
     "HELPDESK_OIDC_ROLES_CLAIM": "single sign-on: the id_token claim holding those values (default groups)",
     "HELPDESK_OIDC_NAME": "single sign-on: the provider's name on the login page (default: the issuer's host)",
+    "HELPDESK_SEARCH_LANGUAGE": "PostgreSQL text search configuration for the queue search: simple (default) | english | german | ...",
     "HELPDESK_LOCAL_LOGIN": "console passwords: yes | no (default yes; no needs HELPDESK_OIDC_ISSUER)",
 }
 
@@ -425,6 +426,7 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         web_port=_int("HELPDESK_WEB_PORT", get("HELPDESK_WEB_PORT") or "8080", low=0, high=65535),
         web_proxies=_int("HELPDESK_WEB_PROXIES", get("HELPDESK_WEB_PROXIES") or "0", low=0, high=10),
         web_url=_url("HELPDESK_WEB_URL", get("HELPDESK_WEB_URL") or "") if get("HELPDESK_WEB_URL") else None,
+        search_language=_search_language(get("HELPDESK_SEARCH_LANGUAGE")),
         sla=_sla(get, tables.sla),
         access=AccessSettings(
             approvers_by_group=_approvers(tables.access.get("approvers", {})),
@@ -751,3 +753,10 @@ def _local_secret(data_dir: Path) -> str:
         return write_private_once(path, secrets.token_hex(32).encode()).decode().strip()
     except OSError as exc:  # a file, read-only, under /proc, ...
         raise data_dir_error(data_dir, exc) from None
+
+
+def _search_language(value: str | None) -> str:
+    language = (value or "simple").strip().lower()
+    if not re.fullmatch(r"[a-z_]+", language):
+        raise ConfigError(f"HELPDESK_SEARCH_LANGUAGE: {value!r} is not a text search configuration name (e.g. simple, english, german)")
+    return language

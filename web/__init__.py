@@ -53,7 +53,7 @@ def create_app(settings: Settings, session_factory: sessionmaker[Session], *, te
     app.extensions["helpdesk"] = Helpdesk(settings=settings, session_factory=session_factory)
     bind = session_factory.kw.get("bind")
     if bind is not None:
-        ensure_index(bind)
+        ensure_index(bind, settings.search_language)
 
     if settings.web_proxies:
         # Only as many hops as are really ours: a client could send X-Forwarded-* itself.

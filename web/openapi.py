@@ -14,7 +14,7 @@ _TICKET_FILTERS = [
     ("status", ["unresolved", "any", "new", "open", "pending", "awaiting_approval", "in_progress", "resolved", "closed"]),
     ("priority", list(DESK_PRIORITIES)),
     ("sla", ["breached", "at_risk", "on_track"]),
-    ("sort", ["newest", "oldest", "updated", "priority", "due"]),
+    ("sort", ["newest", "oldest", "updated", "priority", "due", "relevance"]),
 ]
 
 
@@ -175,13 +175,14 @@ def document(server_url: str) -> dict[str, Any]:
     }}
     paths["/events/alertmanager"] = {"post": {
         "summary": "Prometheus Alertmanager webhook: each alert becomes an event (agents, admins, and any "
-                   "'events only' token, which may call nothing else)",
+                   "'events only' token, which may call nothing else); 404 while `[events.alertmanager] enabled = false`; "
+                   "the `sender` pattern applies to alert mail only",
         "operationId": "alertmanagerWebhook",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
         "responses": {"200": {"description": "What happened to each alert", "content": {"application/json": {"schema": {
             "type": "object", "properties": {"events": {"type": "array", "items": {"type": "object", "properties": {
                 "action": {"type": "string"}, "ticket": {"type": ["integer", "null"]}}}}}}}}},
-            **_errors(400, 401, 403)},
+            **_errors(400, 401, 403, 404)},
     }}
     return {
         "openapi": "3.1.0",

@@ -49,6 +49,7 @@ def test_environment_overrides_the_toml_file(tmp_path: Path) -> None:
         ({"HELPDESK_RULES_FILE": "/nonexistent/rules.toml"}, "HELPDESK_RULES_FILE"),
         ({"HELPDESK_PRIORITY_FILE": "/nonexistent/priority.toml"}, "HELPDESK_PRIORITY_FILE"),
         ({"HELPDESK_CONFIG": "/nonexistent/helpdesk.toml"}, "HELPDESK_CONFIG"),
+        ({"HELPDESK_SEARCH_LANGUAGE": "english'); DROP TABLE ticket; --"}, "HELPDESK_SEARCH_LANGUAGE"),
     ],
 )
 def test_a_bad_value_names_its_setting(tmp_path: Path, values: dict[str, str], named: str) -> None:

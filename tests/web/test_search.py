@@ -1,13 +1,17 @@
-"""Queue search on both databases: FTS5 on SQLite, a substring match on PostgreSQL."""
+"""Queue search on both databases: FTS5 on SQLite, tsvector and GIN indexes on PostgreSQL."""
 
 from __future__ import annotations
 
 from functools import partial
 
+import pytest
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.queue import QueueQuery, list_tickets
-from core.search import ensure_index, fts_query
+from core import tickets
+from core.models import Direction, Message, Ticket
+from core.queue import QueueQuery, Sort, list_tickets
+from core.search import UnknownSearchLanguage, ensure_index, fts_query, ts_query
 from tests.web.conftest import make_ticket
 
 
@@ -40,12 +44,101 @@ def test_a_short_last_word_is_matched_whole_not_as_a_prefix(session_factory: ses
     assert fts_query("vpn wi") == '"vpn" "wi"'
     assert fts_query("vpn wif") == '"vpn" "wif"*'
     ensure_index(session_factory.kw["bind"])
-    office = make_ticket(session_factory, "Wifi down at HQ", "no network on floor 2")
+    office = make_ticket(session_factory, "Wifi down at HQ", "no network on floor 2. Das Netzwerk im zweiten Stock fällt aus")
     make_ticket(session_factory, "Printer jam", "paper stuck in tray")
     with session_factory() as session:
         found = partial(_found, session)
+        assert found("netzwerk stock") == [office.number]
+        assert found("netzwerk printer") == []  # every word must occur
+        assert found("wifi zwei") == [office.number]
+        assert found("WIFI fällt") == [office.number]
         assert found("hq") == [office.number]
         assert found("on") == [office.number]
         assert found("wif") == [office.number]
         if session.get_bind().dialect.name == "sqlite":
             assert found("w") == []  # no word is just "w"
+
+
+def test_user_text_cannot_inject_tsquery_syntax() -> None:
+    assert ts_query("a' | !b & <-> (cat") == "'a' & 'b' & 'cat':*"
+    assert ts_query("vpn wi") == "'vpn' & 'wi'"
+    assert ts_query("  ...  ") is None
+
+
+def test_punctuation_and_quotes_in_a_search_are_words_not_syntax(session_factory: sessionmaker[Session]) -> None:
+    ensure_index(session_factory.kw["bind"])
+    vpn = make_ticket(session_factory, "VPN down", "tunnel keeps dropping since the update")
+    with session_factory() as session:
+        found = partial(_found, session)
+        for text_ in ("vpn'", "'vpn", "vpn\\", 'vpn" OR 1=1', "vpn | tunnel", "!vpn", "vpn:*", "(vpn", "vpn & ",
+                      "vpn <-> tunnel", "o'brien", "vpn;--", "%_", "vpn: tunnel!"):
+            assert found(text_) in ([vpn.number], []), text_
+        assert found("vpn | tunnel") == [vpn.number]
+        assert found("vpn | tunnel | printer") == []  # every word must occur, '|' is no "or"
+
+
+def test_relevance_puts_the_best_match_first(session_factory: sessionmaker[Session]) -> None:
+    ensure_index(session_factory.kw["bind"])
+    strong = make_ticket(session_factory, "Toner empty", "toner toner toner: the printer toner is empty")
+    weak = make_ticket(session_factory, "Laptop slow", "it is slow since the toner was changed on the printer")
+    newest = make_ticket(session_factory, "Badge", "my badge does not open the door")
+    with session_factory() as session:
+        by_relevance = list_tickets(session, QueueQuery(text="toner", sort=Sort.RELEVANCE)).tickets
+        assert [t.id for t in by_relevance] == [strong.number, weak.number]
+        assert [t.id for t in list_tickets(session, QueueQuery(text="toner")).tickets] == [weak.number, strong.number]
+        unranked = list_tickets(session, QueueQuery(sort=Sort.RELEVANCE)).tickets
+        assert [t.id for t in unranked] == [newest.number, weak.number, strong.number]
+
+
+def test_a_message_is_found_in_the_transaction_that_writes_it(session_factory: sessionmaker[Session]) -> None:
+    ensure_index(session_factory.kw["bind"])
+    made = make_ticket(session_factory, "Laptop", "screen flickers")
+    with session_factory() as session, session.begin():
+        ticket = session.get(Ticket, made.number)
+        assert ticket is not None
+        tickets.append_message(
+            session, ticket, Message(direction=Direction.OUT, from_address="agent@example.org",
+                                     subject="Re: Laptop", text="replaced the docking station")
+        )
+        session.flush()
+        assert _found(session, "docking station") == [made.number]
+        message = session.get(Message, made.message_id)
+        assert message is not None
+        message.text = "the hinge cable was loose"
+        ticket.subject = "Laptop hinge"
+        session.flush()
+        assert _found(session, "hinge cable") == [made.number]
+        assert _found(session, "flickers") == []
+        session.rollback()
+    with session_factory() as session:
+        assert _found(session, "docking") == []
+        assert _found(session, "flickers") == [made.number]
+
+
+def test_an_unknown_search_language_is_refused_in_one_line(session_factory: sessionmaker[Session]) -> None:
+    engine = session_factory.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's FTS5 has no language configurations")
+    with pytest.raises(UnknownSearchLanguage, match="klingon"):
+        ensure_index(engine, "klingon")
+
+
+def test_a_changed_search_language_reindexes_and_the_index_answers(session_factory: sessionmaker[Session]) -> None:
+    engine = session_factory.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the language is a PostgreSQL text search configuration")
+    ensure_index(engine, "english")
+    running = make_ticket(session_factory, "Backups running late", "the jobs are running slowly")
+    with session_factory() as session:
+        assert _found(session, "run late") == [running.number]  # english stems running -> run
+        session.execute(text("SET enable_seqscan = off"))
+        plan = "\n".join(session.execute(text(
+            "EXPLAIN SELECT ticket_id FROM message"
+            " WHERE to_tsvector(helpdesk_search_config(), subject || ' ' || text)"
+            " @@ to_tsquery(helpdesk_search_config(), 'run')"
+        )).scalars())
+        assert "message_search" in plan
+    ensure_index(engine, "simple")
+    with session_factory() as session:
+        assert _found(session, "run late") == []  # simple keeps words as written
+        assert _found(session, "running late") == [running.number]
