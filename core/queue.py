@@ -144,12 +144,15 @@ def list_tickets(
     options = [joinedload(Ticket.requester), joinedload(Ticket.assignee)]
     if with_watchers:
         options.append(selectinload(Ticket.watchers).joinedload(Watcher.contact))
+    listed = select(Ticket)
     order = _ORDER[query.sort]
-    rank = search.relevance(session, query.text) if query.sort is Sort.RELEVANCE else None
-    if rank is not None:
-        order = (rank, *order)
+    ranked = search.relevance(session, query.text) if query.sort is Sort.RELEVANCE else None
+    if ranked is not None:
+        # A ticket found by its number has no score: it comes first.
+        listed = listed.outerjoin(ranked, ranked.c.ticket_id == Ticket.id)
+        order = (func.coalesce(ranked.c.score, -1e9), *order)
     rows = session.scalars(
-        select(Ticket)
+        listed
         .where(*where)
         .options(*options)
         .order_by(*order)

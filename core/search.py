@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import ColumnElement, Engine, exists, or_, text
+from sqlalchemy import ColumnElement, Engine, Float, Integer, Subquery, column, exists, or_, text
 from sqlalchemy.orm import Session
 
 from core.models import Message, Ticket
@@ -182,26 +182,31 @@ def matches(session: Session, words: str) -> ColumnElement[bool]:
     return or_(by_number, condition) if by_number is not None else condition
 
 
-def _rank_sql(fts: bool) -> str:
-    if fts:  # bm25: smaller is better; a message's rowid range is its ticket's
-        return (
-            "(SELECT min(r) FROM (SELECT rank AS r FROM ticket_search WHERE ticket_search MATCH :rq"
-            " AND rowid = ticket.id UNION ALL SELECT rank FROM message_search WHERE message_search MATCH :rq"
-            f" AND rowid BETWEEN ticket.id * {TICKET_SHIFT} AND ticket.id * {TICKET_SHIFT} + {TICKET_SHIFT - 1}))"
-        )
-    q = f"to_tsquery({_PG_CONFIG}, :rq)"
-    return (  # ts_rank: larger is better, negated so that both sort ascending
-        f"-greatest(ts_rank(to_tsvector({_PG_CONFIG}, ticket.subject), {q}), coalesce((SELECT max(ts_rank("
-        f"{_PG_MESSAGE_VECTOR}, {q})) FROM message WHERE message.ticket_id = ticket.id AND {_PG_MESSAGE_VECTOR} @@ {q}), 0))"
-    )
+# One pass over the matches gives every matching ticket its best score (smaller is better):
+# ticket by ticket, a correlated lookup took seconds for a common word at 100,000 tickets.
+_FTS_RANKS = (
+    "SELECT t AS ticket_id, min(r) AS score FROM ("
+    " SELECT rowid AS t, rank AS r FROM ticket_search WHERE ticket_search MATCH :rq"
+    f" UNION ALL SELECT rowid / {TICKET_SHIFT}, rank FROM message_search WHERE message_search MATCH :rq"
+    ") GROUP BY t"
+)
+_PG_RANKS = (  # ts_rank: larger is better, negated to sort as bm25 does
+    "SELECT t AS ticket_id, -max(r) AS score FROM ("
+    f" SELECT id AS t, ts_rank({_PG_TICKET_VECTOR}, to_tsquery({_PG_CONFIG}, :rq)) AS r FROM ticket"
+    f" WHERE {_PG_TICKET_VECTOR} @@ to_tsquery({_PG_CONFIG}, :rq)"
+    f" UNION ALL SELECT ticket_id, ts_rank({_PG_MESSAGE_VECTOR}, to_tsquery({_PG_CONFIG}, :rq)) FROM message"
+    f" WHERE {_PG_MESSAGE_VECTOR} @@ to_tsquery({_PG_CONFIG}, :rq)"
+    ") AS matched GROUP BY t"
+)
 
 
-def relevance(session: Session, words: str) -> ColumnElement[float] | None:
-    """An order for tickets matching the words, best first when sorted ascending; None where not ranked."""
+def relevance(session: Session, words: str) -> Subquery | None:
+    """Matching tickets' scores (ticket_id, score; best first when sorted ascending); None where not ranked."""
     engine = session.get_bind().engine
     if not (uses_fts(engine) or uses_tsvector(engine)):
         return None
     query = fts_query(words) if uses_fts(engine) else ts_query(words)
     if query is None:
         return None
-    return text(_rank_sql(uses_fts(engine))).bindparams(rq=query)  # type: ignore[return-value]
+    ranks = text(_FTS_RANKS if uses_fts(engine) else _PG_RANKS).bindparams(rq=query)
+    return ranks.columns(column("ticket_id", Integer), column("score", Float)).subquery("ranked")
