@@ -407,6 +407,8 @@ def message_json(m: Message) -> dict[str, Any]:
         "created_at": m.created_at.isoformat() if m.created_at else None,
         "authenticated": m.authenticated,  # null: mail that claims no staff rights
         "attachments": [attachment_json(a) for a in m.attachments],
+        "protection": m.protection.value if m.protection else None,  # signed (not verified) / encrypted
+        "calendar": m.calendar,  # invitations read from the mail: summary, start, end, organiser, ...
     }
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.core.test_mail_parts_stored import INVITE, SIGNED
 from tests.e2e.helpers import helpdesk_env, run, run_json
 
 # The real command in its own process, counting the SQL statements it sends.
@@ -52,3 +53,19 @@ def test_tickets_json_lists_each_tickets_messages_in_a_fixed_number_of_queries(
         run(env, "ingest", input=_mail(n, sender, cc=f"watcher{n}@example.com"))
     assert len(run_json(env, "tickets", "--json")) == 4
     assert _statements(env, "tickets", "--json") == one
+
+
+def test_a_messages_protection_and_invitation_are_in_the_json(database_url: str, tmp_path: Path) -> None:
+    env = helpdesk_env(tmp_path / "data", database_url)
+    run(env, "ingest", input=SIGNED)
+    run(env, "ingest", input=INVITE)
+    by_subject = {t["subject"]: t for t in run_json(env, "tickets", "--json")}
+    signed = run_json(env, "ticket", str(by_subject["VPN token"]["number"]), "--json")["messages"][0]
+    invite = by_subject["Printer maintenance"]["messages"][0]
+    assert (signed["protection"], signed["calendar"]) == ("signed", None)
+    assert invite["protection"] is None
+    [event] = invite["calendar"]
+    assert (event["summary"], event["start"], event["method"]) == ("Printer maintenance", "2025-03-10T08:00:00+00:00", "REQUEST")
+    assert "anna@example.org" in event["organiser"]
+    reply = by_subject["VPN token"]["messages"][1]  # our acknowledgement: neither
+    assert (reply["direction"], reply["protection"], reply["calendar"]) == ("out", None, None)
