@@ -169,7 +169,9 @@ def find_ticket(session: Session, settings: Settings, mail: ParsedMail) -> Threa
             # ticket show that the sender got our mail about it.
             ours = any(ticket_from_message_id(settings, ref) == found for ref in refs)
             threaded = match(session.get(Ticket, found), MatchVia.SIGNED_MESSAGE_ID if ours else MatchVia.REFERENCES)
-            if threaded is not None and row is not None and row.inbound_id is not None:
+            # Only a sender who may not join otherwise needs the list check, which reads the stored raw mail:
+            # a participant's or token holder's reply (nearly every reply) skips it.
+            if threaded is not None and not threaded.vouched and row is not None and row.inbound_id is not None:
                 threaded = replace(threaded, same_list=_same_list(session, settings, mail, row.inbound_id))
             return threaded
         for ref in refs:
