@@ -10,11 +10,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
 
-from flask import Flask
+import logging
+
+from flask import Flask, request
 from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from core.db import UNAVAILABLE, unavailable_reason
 from core.search import ensure_index
 from core.settings import Settings
 from web import admin, api, approvals, auth, connect, csat, db, events, macros, ops, presence, reports, security, sso
@@ -24,6 +28,8 @@ from web.server import WebServer, serve
 
 __all__ = ["create_app", "serve", "WebServer"]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Helpdesk:
@@ -31,6 +37,29 @@ class Helpdesk:
 
     settings: Settings
     session_factory: sessionmaker[Session]
+
+
+def _search_index_when_reachable(app: Flask, bind: Engine, language: str) -> None:
+    """Make the search index now, or before the first request once the database answers.
+
+    A console started while the database is down must still come up (``/healthz``, ``/readyz`` 503).
+    """
+    try:
+        ensure_index(bind, language)
+        return
+    except UNAVAILABLE as exc:
+        log.warning("search index not checked yet, the database is unavailable: %s", unavailable_reason(exc))
+    done = False
+
+    @app.before_request
+    def ensure() -> None:
+        nonlocal done
+        if not done and request.blueprint != "ops":  # health checks answer without waiting on it
+            try:
+                ensure_index(bind, language)
+                done = True
+            except UNAVAILABLE:
+                pass  # the view's own query reports it; tried again on the next request
 
 
 def create_app(settings: Settings, session_factory: sessionmaker[Session], *, testing: bool = False) -> Flask:
@@ -53,7 +82,7 @@ def create_app(settings: Settings, session_factory: sessionmaker[Session], *, te
     app.extensions["helpdesk"] = Helpdesk(settings=settings, session_factory=session_factory)
     bind = session_factory.kw.get("bind")
     if bind is not None:
-        ensure_index(bind, settings.search_language)
+        _search_index_when_reachable(app, bind, settings.search_language)
 
     if settings.web_proxies:
         # Only as many hops as are really ours: a client could send X-Forwarded-* itself.
