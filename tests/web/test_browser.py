@@ -39,7 +39,7 @@ def deliver(factory: sessionmaker[Session], sink) -> None:  # type: ignore[no-un
 
 
 NAV = {
-    Role.ADMIN: {"Queue", "Grants", "Events", "Reports", "Quarantine", "Outbox", "Users", "Macros", "Mailboxes"},
+    Role.ADMIN: {"Queue", "Grants", "Events", "Reports", "Quarantine", "Outbox", "Users", "Macros", "Mailboxes", "Webhooks"},
     Role.AGENT: {"Queue", "Events", "Reports"},
     Role.APPROVER: {"Queue", "Approvals", "Grants", "Reports"},
 }
