@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import db  # noqa: E402
+from helpdesk.core import db  # noqa: E402
 from tests.core.desk import Desk, make_desk  # noqa: E402
 
 PER_HEADER = 1000

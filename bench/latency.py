@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, select
 
 from inbound import HELPDESK, helpdesk_env, make_mail, start_dovecot
-from core.models import Inbound, MailboxCursor
+from helpdesk.core.models import Inbound, MailboxCursor
 
 
 def main() -> None:

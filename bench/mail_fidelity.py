@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mailgateway.parse import UnreadableMail, parse_message
+from helpdesk.mailgateway.parse import UnreadableMail, parse_message
 
 _NOT_MAIL = {"LICENSE.upstream", "README.md"}
 # UTF-8 read as windows-1252/latin-1 (Ã©, â€™), and C1 controls: text decoded with the wrong charset.

@@ -21,12 +21,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cc import fresh_desk  # noqa: E402
-from core.db import transaction  # noqa: E402
-from core.models import Role  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from core.users import create_user  # noqa: E402
+from helpdesk.core.db import transaction  # noqa: E402
+from helpdesk.core.models import Role  # noqa: E402
+from helpdesk.core.settings import Settings  # noqa: E402
+from helpdesk.core.users import create_user  # noqa: E402
 from tests.web.conftest import PASSWORD, STAFF, login  # noqa: E402
-from web import create_app  # noqa: E402
+from helpdesk.web import create_app  # noqa: E402
 
 VIEWS = 3
 

@@ -31,11 +31,11 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.db import make_engine, make_sessionmaker, upgrade  # noqa: E402
-from core.models import Role  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from core.users import create_user  # noqa: E402
-from web import create_app  # noqa: E402
+from helpdesk.core.db import make_engine, make_sessionmaker, upgrade  # noqa: E402
+from helpdesk.core.models import Role  # noqa: E402
+from helpdesk.core.settings import Settings  # noqa: E402
+from helpdesk.core.users import create_user  # noqa: E402
+from helpdesk.web import create_app  # noqa: E402
 
 PASSWORD = "bench-password"
 AGENT = "agent0@example.org"

@@ -13,15 +13,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import audit, fulfilment, tickets
-from core.locks import serialise
-from core.approval import (
+from helpdesk.core import audit, fulfilment, tickets
+from helpdesk.core.locks import serialise
+from helpdesk.core.approval import (
     PolicyViolation, approvers_for, ensure_may_decide, lock_for_decision, may_be_asked, named_beneficiaries,
     named_beneficiary, opening_texts,
 )
-from core.catalogue import catalogue_for
-from core.mail import ParsedMail
-from core.models import (
+from helpdesk.core.catalogue import catalogue_for
+from helpdesk.core.mail import ParsedMail
+from helpdesk.core.models import (
     AccessGrant,
     AccessRequest,
     AccessStatus,
@@ -33,9 +33,9 @@ from core.models import (
     TicketStatus,
     utcnow,
 )
-from core.notify import enqueue, enqueue_resolution
-from core.settings import Settings
-from core.models import aware
+from helpdesk.core.notify import enqueue, enqueue_resolution
+from helpdesk.core.settings import Settings
+from helpdesk.core.models import aware
 
 __all__ = [
     "AccessError", "PolicyViolation", "decide", "expiring", "open_request", "read_request", "revoke", "warn_expiring",

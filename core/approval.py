@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.locks import serialise
-from core.models import Contact, Message, Role
-from core.settings import Settings
+from helpdesk.core.locks import serialise
+from helpdesk.core.models import Contact, Message, Role
+from helpdesk.core.settings import Settings
 
 APPROVER_ROLE = "approver"  # catalogue `approver` value meaning "anyone with the approver role"
 

@@ -8,10 +8,10 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.files import private_dir, write_private
+from helpdesk.core.files import private_dir, write_private
 
 if TYPE_CHECKING:
-    from core.settings import Settings
+    from helpdesk.core.settings import Settings
 
 
 class AttachmentStore:

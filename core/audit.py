@@ -23,9 +23,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.locks import serialise, transaction_memo
-from core.models import AuditEntry, AuditHead, utcnow
-from core.settings import Settings
+from helpdesk.core.locks import serialise, transaction_memo
+from helpdesk.core.models import AuditEntry, AuditHead, utcnow
+from helpdesk.core.settings import Settings
 
 GENESIS = "0" * 64
 SYSTEM = "system"
@@ -150,7 +150,7 @@ def record(
     if flush:
         session.flush()
     transaction_memo(session)["audit.head"] = head
-    from core import webhooks  # imported here: webhooks audits its own changes through this module
+    from helpdesk.core import webhooks  # imported here: webhooks audits its own changes through this module
 
     webhooks.from_audit(session, entry)  # every ticket change passes here: the one place events come from
     return entry

@@ -33,11 +33,11 @@ from sqlalchemy import (
     Connection, DateTime, Engine, Enum, LargeBinary, Table, bindparam, create_engine, func, inspect, select, text,
 )
 
-from core.attachments import store_for
-from core.db import alembic_config, current_revision
-from core.files import FILE_MODE, private_dir, write_private
-from core.models import Attachment, Base
-from core.settings import Settings
+from helpdesk.core.attachments import store_for
+from helpdesk.core.db import alembic_config, current_revision
+from helpdesk.core.files import FILE_MODE, private_dir, write_private
+from helpdesk.core.models import Attachment, Base
+from helpdesk.core.settings import Settings
 
 FORMAT = "helpdesk-backup/1"
 _BATCH = 500
@@ -199,7 +199,7 @@ def restore(engine: Engine, settings: Settings, source: Path, *, force: bool = F
         revision = meta["revision"]
         _schema_at(engine, revision, force=force)
         rows = _load_tables(engine, zf, force=force)
-        from core import db
+        from helpdesk.core import db
 
         db.upgrade(engine)
         attachments = _load_attachments(zf, settings)

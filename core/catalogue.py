@@ -9,7 +9,7 @@ from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 
-from core.settings import Settings
+from helpdesk.core.settings import Settings
 
 CATALOGUE_FILE = "catalogue.toml"
 _KEYS = frozenset({"code", "name", "keywords", "fulfilment_hours", "approval", "approver", "group", "steps"})
@@ -79,7 +79,7 @@ def _item(raw: dict[str, object], where: str) -> CatalogueItem:
 def load_catalogue(path: Path | None = None) -> Catalogue:
     """Load a catalogue file; None = the shipped core/data/catalogue.toml."""
     if path is None:
-        text, where = resources.files("core").joinpath("data", CATALOGUE_FILE).read_text("utf-8"), "shipped catalogue"
+        text, where = resources.files("helpdesk.core").joinpath("data", CATALOGUE_FILE).read_text("utf-8"), "shipped catalogue"
     else:
         where = str(path)
         try:

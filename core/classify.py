@@ -20,8 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from core.mail import ParsedMail
-from core.priority import Fired, Keyword, PriorityMatrix, Wording, priority_for, read_signals
+from helpdesk.core.mail import ParsedMail
+from helpdesk.core.priority import Fired, Keyword, PriorityMatrix, Wording, priority_for, read_signals
 
 __all__ = [
     "ClassKind",
@@ -211,7 +211,7 @@ def load_rules(path: Path | None = None, *, matrix: PriorityMatrix | None = None
     """Load and validate a rules file; None = the shipped defaults."""
     if path is None:
         where = "core/data/rules.toml"
-        text = resources.files("core").joinpath("data/rules.toml").read_text("utf-8")
+        text = resources.files("helpdesk.core").joinpath("data/rules.toml").read_text("utf-8")
     else:
         where = str(path)
         try:

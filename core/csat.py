@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import case, exists, func, select
 from sqlalchemy.orm import Session
 
-from core import audit
-from core.models import Contact, Event, Rating, Satisfaction, Ticket, utcnow
-from core.settings import Settings
+from helpdesk.core import audit
+from helpdesk.core.models import Contact, Event, Rating, Satisfaction, Ticket, utcnow
+from helpdesk.core.settings import Settings
 
 LINK_LIFETIME = timedelta(days=30)
 COMMENT_LIMIT = 2000

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.files import create_private_database
+from helpdesk.core.files import create_private_database
 
 # The database cannot be reached now (down, restarting, refusing connections, locked): worth waiting for.
 UNAVAILABLE: tuple[type[DBAPIError], ...] = (OperationalError, InterfaceError)
@@ -65,7 +65,7 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 def alembic_config(engine: Engine) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(resources.files("core") / "migrations"))
+    cfg.set_main_option("script_location", str(resources.files("helpdesk.core") / "migrations"))
     cfg.attributes["engine"] = engine
     return cfg
 

@@ -18,12 +18,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import sla, tickets
-from core.locks import serialise
-from core.mail import ParsedMail
-from core.models import Event, Severity, Ticket, TicketKind, TicketStatus
-from core.priority import matrix_for, priority_for
-from core.settings import EventSettings, Settings
+from helpdesk.core import sla, tickets
+from helpdesk.core.locks import serialise
+from helpdesk.core.mail import ParsedMail
+from helpdesk.core.models import Event, Severity, Ticket, TicketKind, TicketStatus
+from helpdesk.core.priority import matrix_for, priority_for
+from helpdesk.core.settings import EventSettings, Settings
 
 # Alerts that arrive over HTTP have no sender: their incidents are "from" an address that never receives mail.
 WEBHOOK_SENDER = "alertmanager@monitoring.invalid"

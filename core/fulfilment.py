@@ -12,16 +12,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import audit, tickets
-from core.approval import (
+from helpdesk.core import audit, tickets
+from helpdesk.core.approval import (
     APPROVER_ROLE, PolicyViolation, approvers_for, ensure_may_decide, lock_for_decision, may_be_asked,
     named_beneficiaries, named_beneficiary, opening_texts,
 )
-from core.catalogue import CatalogueItem, catalogue_for
-from core.models import Contact, Fulfilment, Ticket, TicketStatus, utcnow
-from core.notify import enqueue, enqueue_resolution
-from core.settings import BusinessHours, Settings
-from core.sla import add_business_time, aware
+from helpdesk.core.catalogue import CatalogueItem, catalogue_for
+from helpdesk.core.models import Contact, Fulfilment, Ticket, TicketStatus, utcnow
+from helpdesk.core.notify import enqueue, enqueue_resolution
+from helpdesk.core.settings import BusinessHours, Settings
+from helpdesk.core.sla import add_business_time, aware
 
 
 class Step(enum.Enum):

@@ -16,14 +16,14 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import audit, commands, conversation, csat, events, locks, loopguard, processes, tickets
-from core.attachments import store_for
-from core.db import transaction
-from core.identity import fingerprint, header_message_id, usable_message_id
-from core.catalogue import catalogue_for
-from core.classify import ClassKind, RuleSet, classify
-from core.mail import ParsedMail
-from core.models import (
+from helpdesk.core import audit, mailcommands, conversation, csat, events, locks, loopguard, processes, tickets
+from helpdesk.core.attachments import store_for
+from helpdesk.core.db import transaction
+from helpdesk.core.identity import fingerprint, header_message_id, usable_message_id
+from helpdesk.core.catalogue import catalogue_for
+from helpdesk.core.classify import ClassKind, RuleSet, classify
+from helpdesk.core.mail import ParsedMail
+from helpdesk.core.models import (
     Attachment,
     Contact,
     Inbound,
@@ -35,9 +35,9 @@ from core.models import (
     TicketKind,
     utcnow,
 )
-from core.notify import AutoSubmitted, enqueue, notify_agents, public_recipients
-from core.retry import RetryPolicy, is_transient
-from core.settings import Settings
+from helpdesk.core.notify import AutoSubmitted, enqueue, notify_agents, public_recipients
+from helpdesk.core.retry import RetryPolicy, is_transient
+from helpdesk.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ class Intake:
         ticket = match.ticket
         automatic = verdicts.automatic and not verdicts.mailing_list
         # Every command line at the top (ticket commands, #approve/#reject, #done, #note) is read as one block.
-        text = None if automatic else commands.split_commands(mail.reply_text or mail.text)
+        text = None if automatic else mailcommands.split_commands(mail.reply_text or mail.text)
         outsider_commands = text is not None and text.has_commands and not match.participant
         if not automatic and not outsider_commands:
             # (Command lines from outside the ticket are refused below: they make nobody a watcher.)
@@ -287,7 +287,7 @@ class Intake:
             agent = None  # an agent asking for help writes as a user
         if text is not None and (approval := text.approval) is not None:
             # ``#approve``/``#reject``: whoever sends it, the approval policy decides (and audits a refusal).
-            decision = commands.handle_approval_mail(
+            decision = mailcommands.handle_approval_mail(
                 session, self.settings, ticket, tickets.contact_for(session, mail.from_ or mail.sender), mail,
                 approval, inbound_id=inbound.id, attachments=self._attachments(mail), token_valid=match.token_valid,
                 text=text, agent=agent,
@@ -295,12 +295,12 @@ class Intake:
             reason = f"approval by mail via {match.via.value}: {decision.outcome}"
             return self._finish(inbound, InboundStatus.PROCESSED, ticket.id, reason=reason)
         if agent is not None:
-            commands.handle_agent_mail(
+            mailcommands.handle_agent_mail(
                 session, self.settings, ticket, agent, mail,
                 inbound_id=inbound.id, attachments=self._attachments(mail), token_valid=match.token_valid, text=text,
             )
         elif outsider_commands and text is not None:
-            commands.handle_refused_mail(
+            mailcommands.handle_refused_mail(
                 session, self.settings, ticket, mail.sender, mail, text,
                 inbound_id=inbound.id, attachments=self._attachments(mail),
             )

@@ -20,8 +20,8 @@ from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import transaction
-from core.models import MailboxCursor, utcnow
+from helpdesk.core.db import transaction
+from helpdesk.core.models import MailboxCursor, utcnow
 
 
 def holder_name() -> str:

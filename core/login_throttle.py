@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import transaction
-from core.models import LoginAttempt, utcnow
+from helpdesk.core.db import transaction
+from helpdesk.core.models import LoginAttempt, utcnow
 
 
 @dataclass(frozen=True)

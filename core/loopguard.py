@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
-from core.mail import ParsedMail
+from helpdesk.core.mail import ParsedMail
 
 __all__ = [
     "Flag",

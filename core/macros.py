@@ -19,11 +19,11 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import audit, processes, tickets
-from core.models import Contact, Macro, Message, Role, Ticket, TicketStatus
-from core.notify import OutboundAttachment, notify_status
-from core.priority import DESK_PRIORITIES
-from core.settings import Settings
+from helpdesk.core import audit, processes, tickets
+from helpdesk.core.models import Contact, Macro, Message, Role, Ticket, TicketStatus
+from helpdesk.core.notify import OutboundAttachment, notify_status
+from helpdesk.core.priority import DESK_PRIORITIES
+from helpdesk.core.settings import Settings
 
 PLACEHOLDERS = {
     "requester_name": "the requester's name (or address)",

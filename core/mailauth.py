@@ -21,12 +21,12 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import audit
-from core.conversation import make_message_id
-from core.db import transaction
-from core.models import Contact, MailLogin, Outbox, Role, aware, utcnow
-from core.notify import SEND_DEADLINE
-from core.settings import AuthKind, Settings
+from helpdesk.core import audit
+from helpdesk.core.conversation import make_message_id
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Contact, MailLogin, Outbox, Role, aware, utcnow
+from helpdesk.core.notify import SEND_DEADLINE
+from helpdesk.core.settings import AuthKind, Settings
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from core import audit, locks, sla, tickets
-from core.models import (
+from helpdesk.core import audit, locks, sla, tickets
+from helpdesk.core.models import (
     AccessRequest, AccessStatus, Contact, Direction, Event, Message, Ticket, TicketKind, TicketMerge, TicketStatus,
     Watcher, utcnow,
 )
-from core.notify import AutoSubmitted, enqueue
-from core.settings import Settings
+from helpdesk.core.notify import AutoSubmitted, enqueue
+from helpdesk.core.settings import Settings
 
 
 class MergeError(tickets.TicketError):

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from core import mailauth
-from core.models import Inbound, InboundStatus, Outbox, OutboxStatus, SlaLevel, SlaMark, SlaMetric
+from helpdesk.core import mailauth
+from helpdesk.core.models import Inbound, InboundStatus, Outbox, OutboxStatus, SlaLevel, SlaMark, SlaMetric
 
 # Seconds from a mail's arrival (stored) to the end of its processing: a mail normally takes well under
 # a second; retries after a transient failure take minutes to hours.

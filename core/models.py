@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from core.mail import Protection
+from helpdesk.core.mail import Protection
 
 
 def utcnow() -> datetime:

@@ -18,17 +18,17 @@ import jinja2
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import csat, ratelimit
-from core.attachments import store_for
-from core.conversation import STAFF_ROLES, agent_addresses, make_message_id, reply_address, subject_tag
-from core.models import Attachment, Contact, Direction, Message, Outbox, Ticket, TicketStatus, utcnow
-from core.settings import Settings
-from core.text import SUBJECT_LIMIT, one_line
+from helpdesk.core import csat, ratelimit
+from helpdesk.core.attachments import store_for
+from helpdesk.core.conversation import STAFF_ROLES, agent_addresses, make_message_id, reply_address, subject_tag
+from helpdesk.core.models import Attachment, Contact, Direction, Message, Outbox, Ticket, TicketStatus, utcnow
+from helpdesk.core.settings import Settings
+from helpdesk.core.text import SUBJECT_LIMIT, one_line
 
 log = logging.getLogger(__name__)
 
 _env = jinja2.Environment(
-    loader=jinja2.PackageLoader("templates", "mail"),
+    loader=jinja2.PackageLoader("helpdesk.templates", "mail"),
     autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
     trim_blocks=True,
     lstrip_blocks=True,

@@ -26,8 +26,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Update, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import transaction
-from core.models import Outbox, OutboxStatus, WebhookDelivery, aware, utcnow
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Outbox, OutboxStatus, WebhookDelivery, aware, utcnow
 
 log = logging.getLogger(__name__)
 

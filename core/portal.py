@@ -25,17 +25,17 @@ from email.utils import format_datetime, formataddr
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from core import audit, tickets
-from core.attachments import store_for
-from core.conversation import make_message_id
-from core.fulfilment import step_of
-from core.models import (
+from helpdesk.core import audit, tickets
+from helpdesk.core.attachments import store_for
+from helpdesk.core.conversation import make_message_id
+from helpdesk.core.fulfilment import step_of
+from helpdesk.core.models import (
     MAX_ID, AccessRequest, Attachment, Contact, Direction, Fulfilment, Message, Outbox, PortalLink, PortalSession,
     Ticket, TicketStatus, Watcher, aware, utcnow,
 )
-from core.notify import OutboundAttachment, notify_status, render
-from core.settings import Settings
-from core.users import normalise_email
+from helpdesk.core.notify import OutboundAttachment, notify_status, render
+from helpdesk.core.settings import Settings
+from helpdesk.core.users import normalise_email
 
 SESSION_PREFIX = "hdp_"  # never the console's "hd_": a portal token is no API token
 LINK_PURPOSE = "portal link"

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from core.models import Contact, Message, Presence, PresenceState, Ticket, utcnow
+from helpdesk.core.models import Contact, Message, Presence, PresenceState, Ticket, utcnow
 
 POLL_SECONDS = 5
 FRESH = timedelta(seconds=3 * POLL_SECONDS)  # three missed polls: the page is gone

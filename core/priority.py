@@ -14,10 +14,10 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.mail import ParsedMail
+from helpdesk.core.mail import ParsedMail
 
 if TYPE_CHECKING:
-    from core.settings import Settings
+    from helpdesk.core.settings import Settings
 
 PRIORITY_FILE = "priority.toml"
 
@@ -80,7 +80,7 @@ def priority_for(impact: int, urgency: int, matrix: PriorityMatrix | None = None
 def load_matrix(path: Path | None = None) -> PriorityMatrix:
     """Load `matrix = [[...], ...]` from a TOML file; None = shipped core/data/priority.toml."""
     if path is None:
-        text = resources.files("core").joinpath("data/priority.toml").read_text("utf-8")
+        text = resources.files("helpdesk.core").joinpath("data/priority.toml").read_text("utf-8")
         where = "core/data/priority.toml"
     else:
         where = str(path)

@@ -31,10 +31,10 @@ from typing import Any, Iterable
 from sqlalchemy import Text, cast, delete, event, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from core import audit
-from core.attachments import AttachmentStore, store_for
-from core.files import FILE_MODE
-from core.models import (
+from helpdesk.core import audit
+from helpdesk.core.attachments import AttachmentStore, store_for
+from helpdesk.core.files import FILE_MODE
+from helpdesk.core.models import (
     AccessGrant,
     AccessRequest,
     Attachment,
@@ -61,7 +61,7 @@ from core.models import (
     aware,
     utcnow,
 )
-from core.settings import RetentionAction, Settings
+from helpdesk.core.settings import RetentionAction, Settings
 
 ERASED = "[erased]"
 EXPORT_FORMAT = "helpdesk-export/1"

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from core import access, audit, fulfilment, sla, tickets
-from core.catalogue import Catalogue, CatalogueItem
-from core.mail import ParsedMail
-from core.models import Ticket, TicketKind, TicketStatus
-from core.settings import Settings
+from helpdesk.core import access, audit, fulfilment, sla, tickets
+from helpdesk.core.catalogue import Catalogue, CatalogueItem
+from helpdesk.core.mail import ParsedMail
+from helpdesk.core.models import Ticket, TicketKind, TicketStatus
+from helpdesk.core.settings import Settings
 
 
 def settle_kind(session: Session, catalogue: Catalogue, ticket: Ticket, mail: ParsedMail) -> None:

@@ -9,9 +9,9 @@ from dataclasses import dataclass, replace
 from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from core import search
-from core.tickets import OPEN_STATUSES
-from core.models import Contact, Role, SlaLevel, SlaMark, Ticket, TicketKind, TicketStatus, Watcher
+from helpdesk.core import search
+from helpdesk.core.tickets import OPEN_STATUSES
+from helpdesk.core.models import Contact, Role, SlaLevel, SlaMark, Ticket, TicketKind, TicketStatus, Watcher
 
 OPEN = OPEN_STATUSES
 

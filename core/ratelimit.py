@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.orm import Session
 
-from core.models import Outbox, utcnow
+from helpdesk.core.models import Outbox, utcnow
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from core.models import AccessGrant, AccessRequest, AccessStatus, Event, SlaMetric, Ticket
-from core.settings import SlaSettings
-from core.sla import OPEN, ClockedTicket, aware, policy_clocks
+from helpdesk.core.models import AccessGrant, AccessRequest, AccessStatus, Event, SlaMetric, Ticket
+from helpdesk.core.settings import SlaSettings
+from helpdesk.core.sla import OPEN, ClockedTicket, aware, policy_clocks
 
 # (label, upper bound of age) for the open backlog; the last bucket takes the rest.
 AGE_BUCKETS: tuple[tuple[str, timedelta | None], ...] = (

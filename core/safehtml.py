@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import nh3
 
-from core.models import Message
+from helpdesk.core.models import Message
 
 # The policy's version, stored with each sanitised body: a body cleaned under an older policy (or
 # none, before this was stored) is cleaned again, once, when it is first shown.

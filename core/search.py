@@ -14,7 +14,7 @@ import re
 from sqlalchemy import ColumnElement, Engine, Float, Integer, Subquery, column, exists, or_, text
 from sqlalchemy.orm import Session
 
-from core.models import Message, Ticket
+from helpdesk.core.models import Message, Ticket
 
 # Message text is indexed contentless, under a rowid that carries the ticket number
 # (ticket * TICKET_SHIFT + message id): a match yields ticket numbers without reading a single

@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
-from core import audit
-from core.conversation import agent_addresses
-from core.locks import serialise
-from core.models import (
+from helpdesk.core import audit
+from helpdesk.core.conversation import agent_addresses
+from helpdesk.core.locks import serialise
+from helpdesk.core.models import (
     AuditEntry,
     SlaLevel,
     SlaMark,
@@ -30,8 +30,8 @@ from core.models import (
     TicketStatus,
     aware,
 )
-from core.notify import enqueue
-from core.settings import BusinessHours, Settings, SlaSettings, SlaTarget
+from helpdesk.core.notify import enqueue
+from helpdesk.core.settings import BusinessHours, Settings, SlaSettings, SlaTarget
 
 # Time in these statuses does not count: waiting on the user, or resolved before a reopen.
 PAUSED = frozenset({TicketStatus.PENDING, TicketStatus.RESOLVED, TicketStatus.CLOSED})

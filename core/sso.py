@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from core import audit
-from core.models import Contact, Role
-from core.settings import OidcSettings
-from core.users import create_user, find_user, normalise_email, set_role
+from helpdesk.core import audit
+from helpdesk.core.models import Contact, Role
+from helpdesk.core.settings import OidcSettings
+from helpdesk.core.users import create_user, find_user, normalise_email, set_role
 
 
 class SignOnRefused(Exception):

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
 
-from core import audit, safehtml, webhooks
-from core.mail import Address, ParsedMail
-from core.models import (
+from helpdesk.core import audit, safehtml, webhooks
+from helpdesk.core.mail import Address, ParsedMail
+from helpdesk.core.models import (
     Attachment,
     Contact,
     Direction,
@@ -23,12 +23,12 @@ from core.models import (
     Watcher,
     utcnow,
 )
-from core import presence
-from core.attachments import store_for
-from core.notify import AutoSubmitted, OutboundAttachment, enqueue, fit_attachments, notify_agents, public_recipients
-from core.priority import DESK_PRIORITIES
-from core.settings import ConversationSettings, Settings
-from core.text import SUBJECT_LIMIT, display_name, one_line
+from helpdesk.core import presence
+from helpdesk.core.attachments import store_for
+from helpdesk.core.notify import AutoSubmitted, OutboundAttachment, enqueue, fit_attachments, notify_agents, public_recipients
+from helpdesk.core.priority import DESK_PRIORITIES
+from helpdesk.core.settings import ConversationSettings, Settings
+from helpdesk.core.text import SUBJECT_LIMIT, display_name, one_line
 
 KIND_LABELS = {
     TicketKind.INCIDENT: "incident",

@@ -17,9 +17,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from core import audit
-from core.conversation import forget_agents
-from core.models import ConsoleSession, Contact, Role, aware, utcnow
+from helpdesk.core import audit
+from helpdesk.core.conversation import forget_agents
+from helpdesk.core.models import ConsoleSession, Contact, Role, aware, utcnow
 
 _hasher = PasswordHasher()
 # Verifying against this hash when the email is unknown keeps the time of a failed login the same.

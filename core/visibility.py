@@ -10,10 +10,10 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
-from core.approval import APPROVER_ROLE, approvers_for
-from core.catalogue import catalogue_for
-from core.models import AccessRequest, Contact, Fulfilment, Role, Ticket
-from core.settings import Settings
+from helpdesk.core.approval import APPROVER_ROLE, approvers_for
+from helpdesk.core.catalogue import catalogue_for
+from helpdesk.core.models import AccessRequest, Contact, Fulfilment, Role, Ticket
+from helpdesk.core.settings import Settings
 
 
 def _limited(settings: Settings, user: Contact) -> bool:

@@ -34,10 +34,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from core import audit
-from core.locks import transaction_memo
-from core.mailauth import seal, unseal
-from core.models import (
+from helpdesk.core import audit
+from helpdesk.core.locks import transaction_memo
+from helpdesk.core.mailauth import seal, unseal
+from helpdesk.core.models import (
     AccessRequest,
     AuditEntry,
     OutboxStatus,
@@ -47,7 +47,7 @@ from core.models import (
     WebhookFormat,
     utcnow,
 )
-from core.settings import Settings
+from helpdesk.core.settings import Settings
 
 SEALING = b"helpdesk webhook secrets"
 REPLAY_WINDOW = timedelta(minutes=5)  # documented for receivers

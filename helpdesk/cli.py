@@ -7,8 +7,8 @@ import logging
 import sys
 from typing import Callable
 
-from core.db import UNAVAILABLE, unavailable_reason
-from core.models import MAX_ID
+from helpdesk.core.db import UNAVAILABLE, unavailable_reason
+from helpdesk.core.models import MAX_ID
 
 from helpdesk.commands.common import CONFIG_ERRORS, EX_TEMPFAIL, EX_USAGE
 from helpdesk.commands.data import cmd_backup, cmd_erase, cmd_export, cmd_restore, cmd_retention
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"helpdesk: HELPDESK_DATABASE_URL: database unavailable: {unavailable_reason(exc)}", file=sys.stderr)
         return EX_TEMPFAIL
     except _imap_errors() as exc:
-        from mailgateway.imap import FolderMissing, LoginFailed, ServerUnreachable
+        from helpdesk.mailgateway.imap import FolderMissing, LoginFailed, ServerUnreachable
 
         setting = (
             "HELPDESK_IMAP_USER/HELPDESK_IMAP_PASSWORD" if isinstance(exc, LoginFailed)
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _imap_errors() -> tuple[type[BaseException], ...]:
-    from mailgateway.imap import ImapError
+    from helpdesk.mailgateway.imap import ImapError
 
     return (ImapError,)
 

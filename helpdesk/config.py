@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.files import private_dir, write_private_once
-from core.settings import (
+from helpdesk.core.files import private_dir, write_private_once
+from helpdesk.core.settings import (
     DEFAULT_SLA_TARGETS,
     EVENT_SOURCES,
     AccessSettings,
@@ -43,7 +43,7 @@ from core.settings import (
     TlsMode,
 )
 # The same readers the logins use, so a key file that passes here works there.
-from mailgateway.oauth import TokenError, read_certificate, read_service_account
+from helpdesk.mailgateway.oauth import TokenError, read_certificate, read_service_account
 
 
 class ConfigError(Exception):

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.files import private_dir, write_private
-from core.settings import MailboxSettings, Settings, SmtpSettings, TlsMode
+from helpdesk.core.files import private_dir, write_private
+from helpdesk.core.settings import MailboxSettings, Settings, SmtpSettings, TlsMode
 from helpdesk.config import data_dir_error, ensure_data_dir
 
 log = logging.getLogger("helpdesk.demo")
@@ -67,7 +67,7 @@ class _Handler:
         return domain == self.settings.help_domain and local.split("+")[0] == self.settings.help_local
 
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
-        from mailgateway.imap import MailboxClient
+        from helpdesk.mailgateway.imap import MailboxClient
 
         raw = envelope.content if isinstance(envelope.content, bytes) else envelope.content.encode()
         if any(self._is_help(r) for r in envelope.rcpt_tos):
@@ -170,9 +170,9 @@ def ensure_demo_login(factory: "sessionmaker[Session]", settings: Settings) -> s
     """A console login for the demo: an admin with a random password, made once, kept in DATA_DIR/demo-login.txt."""
     from sqlalchemy import select
 
-    from core import users
-    from core.db import transaction
-    from core.models import Contact, Role
+    from helpdesk.core import users
+    from helpdesk.core.db import transaction
+    from helpdesk.core.models import Contact, Role
 
     login_file = settings.data_dir / "demo-login.txt"
     with transaction(factory) as session:

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-from core.db import UNAVAILABLE, unavailable_reason
-from core.outbox import RetryPolicy
-from core.settings import MailboxSettings, Settings
+from helpdesk.core.db import UNAVAILABLE, unavailable_reason
+from helpdesk.core.outbox import RetryPolicy
+from helpdesk.core.settings import MailboxSettings, Settings
 from helpdesk.config import ConfigError
 from helpdesk.wiring import App, build
-from mailgateway.watcher import Backoff
+from helpdesk.mailgateway.watcher import Backoff
 
 log = logging.getLogger("helpdesk.run")
 
@@ -48,8 +48,8 @@ def build_when_ready(settings: Settings, stop: threading.Event) -> App | None:
 
 def watch_mailbox(app: App, mailbox: MailboxSettings, stop: threading.Event) -> None:
     """Keep one mailbox drained (see mailgateway.watcher.watch_mailbox)."""
-    from mailgateway.watcher import WatchOptions
-    from mailgateway.watcher import watch_mailbox as watch
+    from helpdesk.mailgateway.watcher import WatchOptions
+    from helpdesk.mailgateway.watcher import watch_mailbox as watch
 
     options = WatchOptions(
         lease_seconds=app.settings.lease_seconds, poll_interval=app.settings.poll_interval,
@@ -65,8 +65,8 @@ def send_policy(settings: Settings) -> RetryPolicy:
 
 def send_loop(app: App, stop: threading.Event, interval: float = 2.0) -> None:
     """The outbox over SMTP (when a server is configured) and webhook deliveries over HTTP."""
-    from mailgateway.smtp import send_once
-    from mailgateway.webhook import deliver_once
+    from helpdesk.mailgateway.smtp import send_once
+    from helpdesk.mailgateway.webhook import deliver_once
 
     backoff = database_backoff()
     while not stop.is_set():
@@ -90,9 +90,9 @@ def send_loop(app: App, stop: threading.Event, interval: float = 2.0) -> None:
 def sla_loop(app: App, stop: threading.Event, interval: float = 60.0) -> None:
     """The scheduled SLA check of `helpdesk run` (the same as `helpdesk sla --check`), with grant expiry and
     retention (as `helpdesk retention --apply`, when HELPDESK_RETENTION_DAYS is set)."""
-    from core import access, privacy, sla
-    from core.db import transaction
-    from core.models import utcnow
+    from helpdesk.core import access, privacy, sla
+    from helpdesk.core.db import transaction
+    from helpdesk.core.models import utcnow
 
     while not stop.wait(interval):
         try:
@@ -173,15 +173,15 @@ def _listening(host: str, port: int, host_setting: str, port_setting: str) -> It
 
 def serve_web(app: App, host: str, port: int, *, host_setting: str = "HELPDESK_WEB_HOST",
               port_setting: str = "HELPDESK_WEB_PORT", workers: int = 1) -> None:
-    from web import create_app, serve
+    from helpdesk.web import create_app, serve
 
     flask_app = create_app(app.settings, app.factory)
     if workers == 1:
         with _listening(host, port, host_setting, port_setting):
             serve(flask_app, host, port)
         return
-    from web.server import listen_socket
-    from web.workers import serve_workers
+    from helpdesk.web.server import listen_socket
+    from helpdesk.web.workers import serve_workers
 
     with _listening(host, port, host_setting, port_setting):
         sock = listen_socket(host, port)
@@ -207,7 +207,7 @@ def run(settings: Settings) -> int:
         app = build_when_ready(settings, stop)
         if app is None:
             return 0
-        from web import WebServer, create_app
+        from helpdesk.web import WebServer, create_app
 
         # Bound before anything else starts, so that a busy port stops `run` with one line, not amid their logs.
         with _listening(settings.web_host, settings.web_port, "HELPDESK_WEB_HOST", "HELPDESK_WEB_PORT"):

@@ -7,15 +7,15 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import audit, db
-from core.classify import load_rules
-from core.intake import Intake
-from core.mailauth import DbTokenStore
-from core.priority import matrix_for
-from core.settings import Settings
+from helpdesk.core import audit, db
+from helpdesk.core.classify import load_rules
+from helpdesk.core.intake import Intake
+from helpdesk.core.mailauth import DbTokenStore
+from helpdesk.core.priority import matrix_for
+from helpdesk.core.settings import Settings
 from helpdesk.config import ensure_data_dir
-from mailgateway import oauth
-from mailgateway.parse import parse_message
+from helpdesk.mailgateway import oauth
+from helpdesk.mailgateway.parse import parse_message
 
 
 @dataclass

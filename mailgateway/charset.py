@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.header import Header
 
-from mailgateway.guess import guess_text, implausibility
-from mailgateway.iso2022jp import decode_iso2022jp, looks_iso2022jp
+from helpdesk.mailgateway.guess import guess_text, implausibility
+from helpdesk.mailgateway.iso2022jp import decode_iso2022jp, looks_iso2022jp
 
 # Charsets that senders use for their wider supersets.
 _SUPERSETS = {

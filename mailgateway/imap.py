@@ -25,8 +25,8 @@ from typing import Iterator, Sequence
 from imapclient import DELETED, SEEN, IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from core.settings import AuthKind, MailboxSettings, TlsMode
-from mailgateway import oauth
+from helpdesk.core.settings import AuthKind, MailboxSettings, TlsMode
+from helpdesk.mailgateway import oauth
 
 PROCESSED_KEYWORD = "$HelpdeskProcessed"
 MAX_UID = 2**32 - 1

@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 from icalendar import Calendar
 
-from core.mail import CalendarEvent
+from helpdesk.core.mail import CalendarEvent
 
 CALENDAR_TYPES = ("text/calendar", "application/ics")
 MAX_EVENTS = 20  # shown per invitation; a feed of thousands is still kept whole as the .ics

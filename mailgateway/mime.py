@@ -17,11 +17,11 @@ from email.generator import BytesGenerator
 from email.policy import Compat32
 from io import BytesIO
 
-from core.mail import CalendarEvent, Part, Protection
-from mailgateway import invitation, names, protection, tnef
-from mailgateway.charset import MailCharsets, decode_bytes, decode_header_value, header_text
-from mailgateway.transfer import decode_transfer
-from mailgateway.uuencode import extract_uuencoded
+from helpdesk.core.mail import CalendarEvent, Part, Protection
+from helpdesk.mailgateway import invitation, names, protection, tnef
+from helpdesk.mailgateway.charset import MailCharsets, decode_bytes, decode_header_value, header_text
+from helpdesk.mailgateway.transfer import decode_transfer
+from helpdesk.mailgateway.uuencode import extract_uuencoded
 
 MAX_PARTS = 2000  # parts walked; the rest of a MIME bomb is cut off (and said so)
 MAX_DEPTH = 120  # nesting walked

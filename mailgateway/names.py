@@ -13,7 +13,7 @@ import mimetypes
 import re
 from email.message import Message
 
-from mailgateway.charset import MailCharsets, codec_for, decode_bytes, decode_words
+from helpdesk.mailgateway.charset import MailCharsets, codec_for, decode_bytes, decode_words
 
 # Types whose files have a conventional name: a signature is smime.p7s wherever it is saved.
 _CONVENTIONAL = {

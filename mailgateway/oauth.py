@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from core.settings import MICROSOFT_AUTHORITY, AuthKind, OAuthFlow, OAuthProvider, OAuthSettings
+from helpdesk.core.settings import MICROSOFT_AUTHORITY, AuthKind, OAuthFlow, OAuthProvider, OAuthSettings
 
 log = logging.getLogger(__name__)
 

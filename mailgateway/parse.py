@@ -22,15 +22,15 @@ from typing import Any
 from mailparser.dates import parse_mail_date
 from mailparser.utils import get_addresses
 
-from core.mail import Address, ParsedMail
-from core.safehtml import SafeHtml, sanitise
-from mailgateway.charset import MailCharsets, decode_words, header_text, utf7_text, word_charsets
-from mailgateway.folding import repair_folding
-from mailgateway.guess import SAMPLE_BYTES, guess_text
-from mailgateway.html import html_to_text
-from mailgateway.mime import READ_POLICY, MimeContent, declared_charsets, message_ids, read_headers, walk_tree
-from mailgateway.quotes import strip_quotes
-from mailgateway.protection import inline_pgp, stronger
+from helpdesk.core.mail import Address, ParsedMail
+from helpdesk.core.safehtml import SafeHtml, sanitise
+from helpdesk.mailgateway.charset import MailCharsets, decode_words, header_text, utf7_text, word_charsets
+from helpdesk.mailgateway.folding import repair_folding
+from helpdesk.mailgateway.guess import SAMPLE_BYTES, guess_text
+from helpdesk.mailgateway.html import html_to_text
+from helpdesk.mailgateway.mime import READ_POLICY, MimeContent, declared_charsets, message_ids, read_headers, walk_tree
+from helpdesk.mailgateway.quotes import strip_quotes
+from helpdesk.mailgateway.protection import inline_pgp, stronger
 
 MAX_ADDRESS_HEADER = 64 * 1024  # characters of one address header given to the address parser
 _FEED_CHUNK = 64 * 1024

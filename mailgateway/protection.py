@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from core.mail import Protection
+from helpdesk.core.mail import Protection
 
 PKCS7_MIME = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 SIGNATURES = ("application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature")

@@ -15,11 +15,11 @@ import aiosmtplib
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import UNAVAILABLE, transaction, unavailable_reason
-from core.models import Outbox
-from core.outbox import Claimed, Queue, RetryPolicy, claim_due, mark_failed, mark_sent, release, renew_claim
-from core.settings import AuthKind, SmtpSettings, TlsMode
-from mailgateway import oauth
+from helpdesk.core.db import UNAVAILABLE, transaction, unavailable_reason
+from helpdesk.core.models import Outbox
+from helpdesk.core.outbox import Claimed, Queue, RetryPolicy, claim_due, mark_failed, mark_sent, release, renew_claim
+from helpdesk.core.settings import AuthKind, SmtpSettings, TlsMode
+from helpdesk.mailgateway import oauth
 
 log = logging.getLogger(__name__)
 

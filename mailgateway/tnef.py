@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from tnefparse.tnef import TNEF
 
-from mailgateway.charset import codec_for, decode_bytes
+from helpdesk.mailgateway.charset import codec_for, decode_bytes
 
 TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
 _SIGNATURE = b"\x78\x9f\x3e\x22"  # 0x223E9F78, little-endian

@@ -11,7 +11,7 @@ import binascii
 import quopri
 import re
 
-from mailgateway.uuencode import decode_uu_lines
+from helpdesk.mailgateway.uuencode import decode_uu_lines
 
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 _UU = {"x-uuencode", "uuencode", "x-uue", "uue"}

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import lease
-from core.db import UNAVAILABLE, transaction, unavailable_reason
-from core.intake import Intake, IntakeResult, process_pending
-from core.mailauth import WHAT_TO_CHECK
-from core.models import Inbound, MailboxCursor
-from core.settings import MailboxSettings
-from mailgateway.imap import ImapError, LoginFailed, MailboxClient
+from helpdesk.core import lease
+from helpdesk.core.db import UNAVAILABLE, transaction, unavailable_reason
+from helpdesk.core.intake import Intake, IntakeResult, process_pending
+from helpdesk.core.mailauth import WHAT_TO_CHECK
+from helpdesk.core.models import Inbound, MailboxCursor
+from helpdesk.core.settings import MailboxSettings
+from helpdesk.mailgateway.imap import ImapError, LoginFailed, MailboxClient
 
 log = logging.getLogger(__name__)
 

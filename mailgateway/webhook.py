@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import webhooks
-from core.db import transaction
-from core.models import WebhookDelivery, utcnow
-from core.outbox import RetryPolicy, claim_rows, release
-from core.settings import Settings
-from mailgateway.smtp import SendFailed, _Lease, drain, worker_name
+from helpdesk.core import webhooks
+from helpdesk.core.db import transaction
+from helpdesk.core.models import WebhookDelivery, utcnow
+from helpdesk.core.outbox import RetryPolicy, claim_rows, release
+from helpdesk.core.settings import Settings
+from helpdesk.mailgateway.smtp import SendFailed, _Lease, drain, worker_name
 
 log = logging.getLogger(__name__)
 

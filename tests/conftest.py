@@ -13,7 +13,7 @@ from typing import Iterator
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import db
+from helpdesk.core import db
 from tests.servers import require, running_as_root
 from tests.servers.imap import DovecotInstance, DovecotServer, ImapServer, PymapServer, dovecot_binary, pymap_binary
 from tests.servers.oauth import OAuthServer

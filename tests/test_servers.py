@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.settings import MailboxSettings, TlsMode
+from helpdesk.core.settings import MailboxSettings, TlsMode
 from tests.servers.imap import ImapServer
 from tests.servers.postgres import PostgresCluster
 from tests.servers.smtp import SmtpSink

@@ -18,13 +18,13 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from core.db import UNAVAILABLE, unavailable_reason
-from core.search import ensure_index
-from core.settings import Settings
-from web import admin, api, approvals, auth, connect, csat, db, events, macros, ops, presence, reports, security, sso
-from web import tickets, views, webhooks
-from web import portal, portal_api
-from web.server import WebServer, serve
+from helpdesk.core.db import UNAVAILABLE, unavailable_reason
+from helpdesk.core.search import ensure_index
+from helpdesk.core.settings import Settings
+from helpdesk.web import admin, api, approvals, auth, connect, csat, db, events, macros, ops, presence, reports, security, sso
+from helpdesk.web import tickets, views, webhooks
+from helpdesk.web import portal, portal_api
+from helpdesk.web.server import WebServer, serve
 
 __all__ = ["create_app", "serve", "WebServer"]
 
@@ -65,7 +65,7 @@ def _search_index_when_reachable(app: Flask, bind: Engine, language: str) -> Non
 def create_app(settings: Settings, session_factory: sessionmaker[Session], *, testing: bool = False) -> Flask:
     app = Flask(
         __name__,
-        template_folder=str(resources.files("templates")),
+        template_folder=str(resources.files("helpdesk.templates")),
         static_folder="static",
     )
     app.url_map.converters["int"] = security.IdConverter  # before any route is added

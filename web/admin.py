@@ -9,13 +9,13 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from core import intake, outbox
-from core.models import Contact, Inbound, InboundStatus, Outbox, OutboxStatus, Role
-from core.users import (
+from helpdesk.core import intake, outbox
+from helpdesk.core.models import Contact, Inbound, InboundStatus, Outbox, OutboxStatus, Role
+from helpdesk.core.users import (
     TokenScope, WeakPassword, create_user, issue_api_token, revoke_api_token, set_password, set_role, token_scope,
 )
-from web.db import db
-from web.security import current_user, roles
+from helpdesk.web.db import db
+from helpdesk.web.security import current_user, roles
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 CONSOLE_ROLES = (Role.ADMIN, Role.AGENT, Role.APPROVER)

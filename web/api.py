@@ -11,18 +11,18 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request
 
-from core import csat, events, macros, merge, presence, queue, visibility, webhooks
-from core import tickets as ticket_service
-from core.models import Contact, Macro, Role, Ticket, TicketStatus
-from core.notify import OutboundAttachment
-from web import approvals
-from web import presence as presence_views
-from web import webhooks as hooks_views
-from web.db import db
-from web.openapi import document
-from web.security import STAFF, current_user, roles
-from web.macros import fields_from
-from web.tickets import WORKERS, change_ticket, merge_into, message_of, queue_query, readable_ticket, upload_name
+from helpdesk.core import csat, events, macros, merge, presence, queue, visibility, webhooks
+from helpdesk.core import tickets as ticket_service
+from helpdesk.core.models import Contact, Macro, Role, Ticket, TicketStatus
+from helpdesk.core.notify import OutboundAttachment
+from helpdesk.web import approvals
+from helpdesk.web import presence as presence_views
+from helpdesk.web import webhooks as hooks_views
+from helpdesk.web.db import db
+from helpdesk.web.openapi import document
+from helpdesk.web.security import STAFF, current_user, roles
+from helpdesk.web.macros import fields_from
+from helpdesk.web.tickets import WORKERS, change_ticket, merge_into, message_of, queue_query, readable_ticket, upload_name
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 

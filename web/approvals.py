@@ -9,10 +9,10 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from core import access, visibility
-from core.models import AccessGrant, AccessRequest, Role
-from web.db import db
-from web.security import current_user, roles
+from helpdesk.core import access, visibility
+from helpdesk.core.models import AccessGrant, AccessRequest, Role
+from helpdesk.web.db import db
+from helpdesk.web.security import current_user, roles
 
 bp = Blueprint("approvals", __name__, url_prefix="/approvals")
 GRANT_LIMIT = 500

@@ -6,10 +6,10 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from core.users import normalise_email, verify_password
-from web import security, sso
-from web.db import db
-from web.security import STAFF, public, roles
+from helpdesk.core.users import normalise_email, verify_password
+from helpdesk.web import security, sso
+from helpdesk.web.db import db
+from helpdesk.web.security import STAFF, public, roles
 
 bp = Blueprint("auth", __name__)
 

@@ -11,12 +11,12 @@ from flask import (
     Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, session, url_for,
 )  # fmt: skip
 
-from core.db import transaction
-from core.mailauth import connect_mailbox, statuses
-from core.models import Role
-from core.settings import MailboxSettings, OAuthFlow, OAuthProvider, OAuthSettings, Settings
-from web.db import db
-from web.security import CSP, current_user, roles
+from helpdesk.core.db import transaction
+from helpdesk.core.mailauth import connect_mailbox, statuses
+from helpdesk.core.models import Role
+from helpdesk.core.settings import MailboxSettings, OAuthFlow, OAuthProvider, OAuthSettings, Settings
+from helpdesk.web.db import db
+from helpdesk.web.security import CSP, current_user, roles
 
 bp = Blueprint("connect", __name__, url_prefix="/admin/mailboxes")
 _PENDING = "connect_mailbox"  # the session key for the sign-in under way: mailbox, state, PKCE verifier

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, render_template, request
 
-from core import csat
-from core.models import Rating, Ticket
-from web.db import db
-from web.security import public
+from helpdesk.core import csat
+from helpdesk.core.models import Rating, Ticket
+from helpdesk.web.db import db
+from helpdesk.web.security import public
 
 bp = Blueprint("csat", __name__, url_prefix="/satisfaction")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from sqlalchemy import select
 
-from core import events
-from core.models import Event, Role, Ticket
-from core.tickets import OPEN_STATUSES
-from web.db import db
-from web.security import roles
+from helpdesk.core import events
+from helpdesk.core.models import Event, Role, Ticket
+from helpdesk.core.tickets import OPEN_STATUSES
+from helpdesk.web.db import db
+from helpdesk.web.security import roles
 
 bp = Blueprint("events", __name__, url_prefix="/events")
 RECENT = 200

@@ -6,11 +6,11 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
-from core import macros, queue
-from core.models import Contact, Macro, Role, TicketStatus
-from core.priority import DESK_PRIORITIES
-from web.db import db
-from web.security import current_user, roles
+from helpdesk.core import macros, queue
+from helpdesk.core.models import Contact, Macro, Role, TicketStatus
+from helpdesk.core.priority import DESK_PRIORITIES
+from helpdesk.web.db import db
+from helpdesk.web.security import current_user, roles
 
 bp = Blueprint("macros", __name__, url_prefix="/admin/macros")
 

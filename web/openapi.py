@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.priority import DESK_PRIORITIES
-from web.desk_openapi import DESK_SCHEMAS, SEEN, STALE_REPLY, desk_paths
-from web.portal_openapi import PORTAL_SCHEMAS, portal_paths
-from web.webhooks_openapi import WEBHOOK_SCHEMAS, webhook_paths
+from helpdesk.core.priority import DESK_PRIORITIES
+from helpdesk.web.desk_openapi import DESK_SCHEMAS, SEEN, STALE_REPLY, desk_paths
+from helpdesk.web.portal_openapi import PORTAL_SCHEMAS, portal_paths
+from helpdesk.web.webhooks_openapi import WEBHOOK_SCHEMAS, webhook_paths
 
 _TICKET_FILTERS = [
     ("kind", ["incident", "service_request", "access_request"]),

@@ -20,10 +20,10 @@ from prometheus_client.registry import Collector
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from core import mailauth
-from core.metrics import DeskFigures, figures
-from web.db import db
-from web.security import public
+from helpdesk.core import mailauth
+from helpdesk.core.metrics import DeskFigures, figures
+from helpdesk.web.db import db
+from helpdesk.web.security import public
 
 bp = Blueprint("ops", __name__)
 

@@ -11,12 +11,12 @@ from collections.abc import Callable
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 
-from core import portal
-from core.models import Contact, Ticket
-from core.settings import Settings
-from web.db import db
-from web.security import PORTAL_SESSION, current_requester, public, requester
-from web.tickets import attachment_response, uploads
+from helpdesk.core import portal
+from helpdesk.core.models import Contact, Ticket
+from helpdesk.core.settings import Settings
+from helpdesk.web.db import db
+from helpdesk.web.security import PORTAL_SESSION, current_requester, public, requester
+from helpdesk.web.tickets import attachment_response, uploads
 
 bp = Blueprint("portal", __name__, url_prefix="/portal")
 

@@ -11,13 +11,13 @@ from typing import Any
 
 from flask import Blueprint, abort, jsonify, request
 
-from core import portal
-from core.models import Attachment, Contact, Message, Ticket
-from web.api import _files, _text
-from web.db import db
-from web.portal import ask_for_link, me, settings, ticket_of_mine
-from web.security import bearer_token, public, requester
-from web.tickets import attachment_response
+from helpdesk.core import portal
+from helpdesk.core.models import Attachment, Contact, Message, Ticket
+from helpdesk.web.api import _files, _text
+from helpdesk.web.db import db
+from helpdesk.web.portal import ask_for_link, me, settings, ticket_of_mine
+from helpdesk.web.security import bearer_token, public, requester
+from helpdesk.web.tickets import attachment_response
 
 bp = Blueprint("portal_api", __name__, url_prefix="/api/portal")
 LINK_ANSWER = "If the address has tickets with us, a sign-in link is on its way to it."

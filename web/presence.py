@@ -9,11 +9,11 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
 
-from core import presence, visibility
-from core import tickets as ticket_service
-from core.models import Contact, PresenceState, Ticket
-from web.db import db
-from web.security import STAFF, current_user, roles
+from helpdesk.core import presence, visibility
+from helpdesk.core import tickets as ticket_service
+from helpdesk.core.models import Contact, PresenceState, Ticket
+from helpdesk.web.db import db
+from helpdesk.web.security import STAFF, current_user, roles
 
 bp = Blueprint("presence", __name__)
 

@@ -11,13 +11,13 @@ from datetime import timedelta
 from flask import Blueprint, current_app, render_template
 from sqlalchemy import select
 
-from core import csat, reports
-from core.models import Role, Ticket, TicketKind, utcnow
-from core.models import aware
-from core.priority import DESK_PRIORITIES
-from web.charts import Series, bars, stacked_columns
-from web.db import db
-from web.security import roles
+from helpdesk.core import csat, reports
+from helpdesk.core.models import Role, Ticket, TicketKind, utcnow
+from helpdesk.core.models import aware
+from helpdesk.core.priority import DESK_PRIORITIES
+from helpdesk.web.charts import Series, bars, stacked_columns
+from helpdesk.web.db import db
+from helpdesk.web.security import roles
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 WEEKS = 12

@@ -14,11 +14,11 @@ from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.routing import IntegerConverter, Map
 
-from core import portal
-from core.login_throttle import ThrottlePolicy, begin_attempt, login_succeeded
-from core.models import MAX_ID, Contact, Role
-from core.users import TokenScope, end_session, open_session, session_user, token_scope, user_for_token
-from web.db import db
+from helpdesk.core import portal
+from helpdesk.core.login_throttle import ThrottlePolicy, begin_attempt, login_succeeded
+from helpdesk.core.models import MAX_ID, Contact, Role
+from helpdesk.core.users import TokenScope, end_session, open_session, session_user, token_scope, user_for_token
+from helpdesk.web.db import db
 
 F = TypeVar("F", bound=Callable[..., object])
 STAFF = frozenset({Role.ADMIN, Role.AGENT, Role.APPROVER})

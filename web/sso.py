@@ -17,11 +17,11 @@ from flask import Blueprint, Flask, abort, current_app, redirect, render_templat
 from joserfc.errors import JoseError
 from requests import RequestException
 
-from core.settings import OidcSettings, Settings
-from core.sso import SignOnRefused, sign_on
-from web import security
-from web.db import db
-from web.security import public
+from helpdesk.core.settings import OidcSettings, Settings
+from helpdesk.core.sso import SignOnRefused, sign_on
+from helpdesk.web import security
+from helpdesk.web.db import db
+from helpdesk.web.security import public
 
 bp = Blueprint("sso", __name__, url_prefix="/login/sso")
 _NEXT = "sso_next"  # where to go after signing in, kept in the session across the round trip
@@ -97,7 +97,7 @@ def callback():  # type: ignore[no-untyped-def]
     db().commit()
     target = session.pop(_NEXT, "")
     security.login(user)
-    from web.auth import _safe_next  # the login view's rule for where to go next
+    from helpdesk.web.auth import _safe_next  # the login view's rule for where to go next
 
     return redirect(_safe_next(target))
 

@@ -12,19 +12,19 @@ from urllib.parse import quote
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from core import audit, fulfilment, macros, merge, presence, processes, queue, safehtml, sla, visibility
-from core import tickets as ticket_service
-from core.attachments import AttachmentStore
-from core.models import (
+from helpdesk.core import audit, fulfilment, macros, merge, presence, processes, queue, safehtml, sla, visibility
+from helpdesk.core import tickets as ticket_service
+from helpdesk.core.attachments import AttachmentStore
+from helpdesk.core.models import (
     MAX_ID, AccessRequest, Attachment, Contact, Fulfilment, Message, Role, Ticket, TicketKind, TicketStatus, utcnow,
 )
-from core.notify import OutboundAttachment, notify_status
-from core.priority import DESK_PRIORITIES, matrix_for, priority_for
-from core.queue import QueueQuery, SlaState, Sort
-from core.settings import Settings
-from web import presence as presence_views
-from web.db import db
-from web.security import STAFF, current_user, has_session, roles
+from helpdesk.core.notify import OutboundAttachment, notify_status
+from helpdesk.core.priority import DESK_PRIORITIES, matrix_for, priority_for
+from helpdesk.core.queue import QueueQuery, SlaState, Sort
+from helpdesk.core.settings import Settings
+from helpdesk.web import presence as presence_views
+from helpdesk.web.db import db
+from helpdesk.web.security import STAFF, current_user, has_session, roles
 
 bp = Blueprint("tickets", __name__)
 WORKERS = (Role.AGENT, Role.ADMIN)

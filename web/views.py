@@ -9,11 +9,11 @@ from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from core.mailauth import LoginStatus, failing
-from core.models import Role
-from core.models import aware
-from web.db import db
-from web.security import current_user, allowed_roles
+from helpdesk.core.mailauth import LoginStatus, failing
+from helpdesk.core.models import Role
+from helpdesk.core.models import aware
+from helpdesk.web.db import db
+from helpdesk.web.security import current_user, allowed_roles
 
 NAV = (
     ("tickets.queue", "Queue"),

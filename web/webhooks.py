@@ -6,11 +6,11 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
-from core import outbox, webhooks
-from core.models import Role, Webhook, WebhookDelivery, WebhookFormat
-from core.settings import Settings
-from web.db import db
-from web.security import current_user, roles
+from helpdesk.core import outbox, webhooks
+from helpdesk.core.models import Role, Webhook, WebhookDelivery, WebhookFormat
+from helpdesk.core.settings import Settings
+from helpdesk.web.db import db
+from helpdesk.web.security import current_user, roles
 
 bp = Blueprint("webhooks", __name__, url_prefix="/admin/webhooks")
 

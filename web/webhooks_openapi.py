@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.models import WebhookFormat
-from core.webhooks import SUBSCRIBABLE
+from helpdesk.core.models import WebhookFormat
+from helpdesk.core.webhooks import SUBSCRIBABLE
 
 _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 _ID = {"name": "hook_id", "in": "path", "required": True, "schema": {"type": "integer"}}

@@ -23,7 +23,7 @@ import traceback
 
 from flask import Flask, Response
 
-from web.server import WebServer
+from helpdesk.web.server import WebServer
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from core.models import Base
+from helpdesk.core.models import Base
 
 engine = context.config.attributes["engine"]
 

@@ -1,6 +1,6 @@
 """Write the next migration for what changed in the models.
 
-    python -m core.migrations.revision "what changed"
+    python -m helpdesk.core.migrations.revision "what changed"
 
 The migrations are frozen once written (0001 is the schema of the first release): a database made
 by any earlier version is brought up to date by `helpdesk init` (and every command) running them
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from alembic import command
 
-from core.db import alembic_config, make_engine, upgrade
+from helpdesk.core.db import alembic_config, make_engine, upgrade
 
 VERSIONS = Path(__file__).parent / "versions"
 
@@ -28,7 +28,7 @@ def next_rev_id() -> str:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or not argv[0].strip():
-        print('usage: python -m core.migrations.revision "what changed"', file=sys.stderr)
+        print('usage: python -m helpdesk.core.migrations.revision "what changed"', file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         engine = make_engine(f"sqlite:///{tmp}/head.db")

@@ -6,9 +6,9 @@ import argparse
 import json
 from typing import Any, Callable
 
-from core.catalogue import CatalogueError
-from core.classify import RuleError
-from core.priority import PriorityError
+from helpdesk.core.catalogue import CatalogueError
+from helpdesk.core.classify import RuleError
+from helpdesk.core.priority import PriorityError
 from helpdesk.config import ConfigError, load
 
 # A setting or a settings file is wrong: one line naming it, never a traceback.

@@ -11,7 +11,7 @@ from helpdesk.config import load
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from core import backup
+    from helpdesk.core import backup
 
     target = Path(args.file)
     if target.exists():
@@ -32,7 +32,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from core import backup
+    from helpdesk.core import backup
     from helpdesk.config import ensure_data_dir
     from helpdesk.wiring import build
 
@@ -57,7 +57,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from core import privacy
+    from helpdesk.core import privacy
 
     target = Path(args.output or f"{args.requester.strip().lower()}.zip")
     if target.exists():
@@ -76,8 +76,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
-    from core import privacy
-    from core.db import transaction
+    from helpdesk.core import privacy
+    from helpdesk.core.db import transaction
 
     app = build_app(args)
     try:
@@ -94,8 +94,8 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
-    from core import privacy
-    from core.models import utcnow
+    from helpdesk.core import privacy
+    from helpdesk.core.models import utcnow
 
     app = build_app(args)
     if not app.settings.retention_days:

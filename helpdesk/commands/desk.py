@@ -23,8 +23,8 @@ from helpdesk.config import is_address
 def cmd_tickets(args: argparse.Namespace) -> int:
     from sqlalchemy.orm import joinedload, selectinload
 
-    from core import tickets
-    from core.models import Message, Ticket, Watcher
+    from helpdesk.core import tickets
+    from helpdesk.core.models import Message, Ticket, Watcher
 
     app = build_app(args)
     # Everything to_json reads, in a few queries for all tickets rather than a few per ticket.
@@ -44,7 +44,7 @@ def cmd_tickets(args: argparse.Namespace) -> int:
 
 
 def cmd_ticket(args: argparse.Namespace) -> int:
-    from core import tickets
+    from helpdesk.core import tickets
 
     app = build_app(args)
     with app.factory() as session:
@@ -66,9 +66,9 @@ def cmd_ticket(args: argparse.Namespace) -> int:
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
-    from core import users
-    from core.db import transaction
-    from core.models import Role
+    from helpdesk.core import users
+    from helpdesk.core.db import transaction
+    from helpdesk.core.models import Role
 
     try:
         role = Role(args.role)
@@ -101,9 +101,9 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 def cmd_user_token(args: argparse.Namespace) -> int:
     """Issue (or rotate) a user's API token and print it once; --revoke ends it."""
-    from core import users
-    from core.db import transaction
-    from core.models import Role
+    from helpdesk.core import users
+    from helpdesk.core.db import transaction
+    from helpdesk.core.models import Role
 
     app = build_app(args)
     with transaction(app.factory) as session:
@@ -124,9 +124,9 @@ def cmd_user_token(args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    from core import intake
-    from core.db import transaction
-    from core.models import Inbound, InboundStatus
+    from helpdesk.core import intake
+    from helpdesk.core.db import transaction
+    from helpdesk.core.models import Inbound, InboundStatus
 
     app = build_app(args)
     if args.action == "list":
@@ -183,9 +183,9 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    from core import outbox
-    from core.db import transaction
-    from core.models import Outbox, OutboxStatus
+    from helpdesk.core import outbox
+    from helpdesk.core.db import transaction
+    from helpdesk.core.models import Outbox, OutboxStatus
 
     app = build_app(args)
     if args.action == "list":

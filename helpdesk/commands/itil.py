@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.models import MAX_ID
+from helpdesk.core.models import MAX_ID
 from helpdesk.commands.common import EX_USAGE, build_app, json_text, print_items, print_json
 
 
 def cmd_sla(args: argparse.Namespace) -> int:
-    from core import access, sla
-    from core.db import transaction
-    from core.models import utcnow
+    from helpdesk.core import access, sla
+    from helpdesk.core.db import transaction
+    from helpdesk.core.models import utcnow
 
     app = build_app(args)
     with transaction(app.factory) as session:
@@ -39,7 +39,7 @@ def cmd_sla(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    from core import events
+    from helpdesk.core import events
 
     if args.limit is not None and args.limit < 1:
         # SQLite reads LIMIT -1 as "no limit", PostgreSQL refuses it: neither is what was asked.
@@ -59,7 +59,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from core import audit
+    from helpdesk.core import audit
 
     app = build_app(args)
     with app.factory() as session:
@@ -72,8 +72,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from core import reports
-    from core.models import utcnow
+    from helpdesk.core import reports
+    from helpdesk.core.models import utcnow
 
     app = build_app(args)
     with app.factory() as session:

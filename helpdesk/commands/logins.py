@@ -6,8 +6,8 @@ import argparse
 from datetime import datetime
 from typing import Any
 
-from core.mailauth import LoginStatus, statuses
-from core.settings import AuthKind
+from helpdesk.core.mailauth import LoginStatus, statuses
+from helpdesk.core.settings import AuthKind
 from helpdesk.commands.common import build_app, print_json, say
 
 

@@ -10,14 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.settings import SmtpSettings, TlsMode
+from helpdesk.core.settings import SmtpSettings, TlsMode
 
 from helpdesk.commands.common import CONFIG_ERRORS, EX_NOINPUT, EX_TEMPFAIL, build_app, print_json, safe_url, say
 from helpdesk.config import ConfigError, ensure_data_dir, load
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from core import db
+    from helpdesk.core import db
 
     settings = load(config_file=args.config)
     ensure_data_dir(settings.data_dir)
@@ -35,8 +35,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     Exit 75 tells the MTA to keep the mail and try again: only before the mail is stored. Once
     stored it is ours; if processing then hits a hiccup, `poll`/`run` finish it later.
     """
-    from core.db import transaction
-    from core.intake import process_pending
+    from helpdesk.core.db import transaction
+    from helpdesk.core.intake import process_pending
 
     try:
         sources = [
@@ -71,8 +71,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    from core import conversation, events, loopguard
-    from mailgateway.parse import UnreadableMail, parse_message, parsed_to_json
+    from helpdesk.core import conversation, events, loopguard
+    from helpdesk.mailgateway.parse import UnreadableMail, parse_message, parsed_to_json
 
     settings = None
     try:
@@ -103,7 +103,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
 def cmd_poll(args: argparse.Namespace) -> int:
     from helpdesk.runner import watch_forever
     from helpdesk.wiring import build
-    from mailgateway.watcher import poll_once
+    from helpdesk.mailgateway.watcher import poll_once
 
     settings = load(config_file=args.config)
     if not settings.mailboxes:
@@ -111,7 +111,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
     if not args.once:
         watch_forever(settings)  # waits for the database when it is down
         return 0
-    from mailgateway.watcher import LeaseLost
+    from helpdesk.mailgateway.watcher import LeaseLost
 
     app = build(settings)  # a database that is down: main() exits EX_TEMPFAIL
     for mailbox in app.settings.mailboxes:
@@ -127,8 +127,8 @@ def cmd_poll(args: argparse.Namespace) -> int:
 def cmd_send(args: argparse.Namespace) -> int:
     from helpdesk.runner import send_forever, send_policy
     from helpdesk.wiring import build
-    from mailgateway.smtp import send_once
-    from mailgateway.webhook import deliver_once
+    from helpdesk.mailgateway.smtp import send_once
+    from helpdesk.mailgateway.webhook import deliver_once
 
     settings = load(config_file=args.config)
     if settings.smtp is None:
@@ -152,7 +152,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def _unsent_attempts(factory: sessionmaker[Session]) -> dict[int, tuple[int, str | None]]:
     """Unsent mail: id -> (attempts, last error)."""
-    from core.models import Outbox, OutboxStatus
+    from helpdesk.core.models import Outbox, OutboxStatus
 
     with factory() as session:
         rows = session.execute(

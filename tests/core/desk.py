@@ -12,14 +12,14 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import tickets
-from core.classify import load_rules
-from core.db import transaction
-from core.intake import Intake, IntakeResult, process_pending
-from core.models import Outbox, Role, Ticket
-from core.settings import ConversationSettings, EventSettings, Settings
-from core.users import create_user
-from mailgateway.parse import parse_message
+from helpdesk.core import tickets
+from helpdesk.core.classify import load_rules
+from helpdesk.core.db import transaction
+from helpdesk.core.intake import Intake, IntakeResult, process_pending
+from helpdesk.core.models import Outbox, Role, Ticket
+from helpdesk.core.settings import ConversationSettings, EventSettings, Settings
+from helpdesk.core.users import create_user
+from helpdesk.mailgateway.parse import parse_message
 
 
 def mail(

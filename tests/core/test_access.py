@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from core import access, audit, tickets
-from core.access import AccessError, PolicyViolation
-from core.db import transaction
-from core.mail import Address, ParsedMail
-from core.models import AccessStatus, Fulfilment, Outbox, Role, Ticket, TicketKind, TicketStatus, utcnow
-from core.settings import AccessSettings, Settings
-from core.models import aware
+from helpdesk.core import access, audit, tickets
+from helpdesk.core.access import AccessError, PolicyViolation
+from helpdesk.core.db import transaction
+from helpdesk.core.mail import Address, ParsedMail
+from helpdesk.core.models import AccessStatus, Fulfilment, Outbox, Role, Ticket, TicketKind, TicketStatus, utcnow
+from helpdesk.core.settings import AccessSettings, Settings
+from helpdesk.core.models import aware
 
 SETTINGS = Settings(data_dir=Path("."), database_url="sqlite://", address="help@example.org")
 

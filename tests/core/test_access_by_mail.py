@@ -8,11 +8,11 @@ from email.message import EmailMessage
 import pytest
 from sqlalchemy import select
 
-from core import fulfilment, tickets
-from core.approval import PolicyViolation
-from core.db import transaction
-from core.models import AccessGrant, AccessRequest, Contact, Role, Ticket, TicketKind
-from core.settings import AccessSettings
+from helpdesk.core import fulfilment, tickets
+from helpdesk.core.approval import PolicyViolation
+from helpdesk.core.db import transaction
+from helpdesk.core.models import AccessGrant, AccessRequest, Contact, Role, Ticket, TicketKind
+from helpdesk.core.settings import AccessSettings
 from tests.core.desk import Desk, mail, make_desk
 
 ALICE = "alice@example.com"

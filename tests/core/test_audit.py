@@ -7,8 +7,8 @@ import threading
 import pytest
 from sqlalchemy import text
 
-from core import audit
-from core.db import transaction
+from helpdesk.core import audit
+from helpdesk.core.db import transaction
 
 
 def test_entries_chain_and_verify(session_factory):
@@ -51,7 +51,7 @@ def test_deleting_a_row_breaks_verify(session_factory):
 def test_values_that_are_not_json_are_stored_as_they_hash(session_factory):
     from datetime import datetime, timezone
 
-    from core.models import TicketStatus
+    from helpdesk.core.models import TicketStatus
 
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     with transaction(session_factory) as session:
@@ -132,7 +132,7 @@ def test_a_chain_rebuilt_without_the_key_breaks_verify(session_factory):
     import hashlib
     import json
 
-    from core.models import AuditEntry, AuditHead
+    from helpdesk.core.models import AuditEntry, AuditHead
 
     ids = _entries(session_factory, 3)
     with transaction(session_factory) as session:

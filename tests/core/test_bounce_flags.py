@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.models import Contact, InboundStatus
+from helpdesk.core.models import Contact, InboundStatus
 from tests.core.desk import Desk, mail
 from tests.core.test_conversation import _ack, desk  # noqa: F401 (desk is a fixture)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from core.classify import ClassKind, RuleError, classify, load_rules, parse_rules
-from core.mail import Address, ParsedMail
+from helpdesk.core.classify import ClassKind, RuleError, classify, load_rules, parse_rules
+from helpdesk.core.mail import Address, ParsedMail
 
 
 def mail(subject: str = "", body: str = "", sender: str = "user@example.org", **headers: str) -> ParsedMail:
@@ -384,7 +384,7 @@ def test_missing_rule_file_is_a_rule_error(tmp_path: Path) -> None:
 
 
 def test_an_edited_copy_of_the_shipped_rules_loads_and_takes_effect(tmp_path: Path) -> None:
-    shipped_text = resources.files("core").joinpath("data/rules.toml").read_text("utf-8")
+    shipped_text = resources.files("helpdesk.core").joinpath("data/rules.toml").read_text("utf-8")
     path = tmp_path / "rules.toml"
     path.write_text(
         shipped_text + '\n[[rule]]\nname = "coffee"\norder = 1\n[rule.when]\ntext = "coffee machine"\n'

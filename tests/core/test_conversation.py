@@ -9,9 +9,9 @@ from email.utils import make_msgid
 import pytest
 from sqlalchemy import select
 
-from core import conversation, tickets
-from core.db import transaction
-from core.models import Contact, InboundStatus, Message, Outbox, Role, Ticket, TicketStatus, utcnow
+from helpdesk.core import conversation, tickets
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Contact, InboundStatus, Message, Outbox, Role, Ticket, TicketStatus, utcnow
 from tests.core.desk import Desk, make_desk, mail
 
 
@@ -247,7 +247,7 @@ def test_automatic_mail_per_address_is_rate_limited(sqlite_session_factory, tmp_
         assert desk.deliver(mail(subject=f"problem {n}", body=f"number {n}")).created
     assert len(desk.sent("acknowledgement")) == 3
     with desk.factory() as session:
-        from core import ratelimit
+        from helpdesk.core import ratelimit
 
         assert ratelimit.usage(session, "alice@example.com") == ratelimit.Usage(last_hour=3, last_day=3)
         assert ratelimit.usage(session, "alice@example.com", utcnow() + timedelta(hours=2)).last_hour == 0

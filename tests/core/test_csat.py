@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import csat, privacy, tickets
-from core.db import transaction
-from core.models import AuditEntry, Contact, Rating, Role, Satisfaction, TicketStatus, utcnow
-from core.notify import notify_status
+from helpdesk.core import csat, privacy, tickets
+from helpdesk.core.db import transaction
+from helpdesk.core.models import AuditEntry, Contact, Rating, Role, Satisfaction, TicketStatus, utcnow
+from helpdesk.core.notify import notify_status
 from tests.core.desk import Desk, make_desk, mail
 
 ALERTS = Path(__file__).parent / "alerts"

@@ -11,11 +11,11 @@ from typing import TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import access, fulfilment, tickets
-from core.catalogue import load_catalogue
-from core.db import transaction
-from core.models import AccessGrant, AccessRequest, AccessStatus, Contact, Role, Ticket, TicketKind, TicketStatus
-from core.settings import Settings
+from helpdesk.core import access, fulfilment, tickets
+from helpdesk.core.catalogue import load_catalogue
+from helpdesk.core.db import transaction
+from helpdesk.core.models import AccessGrant, AccessRequest, AccessStatus, Contact, Role, Ticket, TicketKind, TicketStatus
+from helpdesk.core.settings import Settings
 
 SETTINGS = Settings(data_dir=Path("."), database_url="sqlite://", address="help@example.org")
 T = TypeVar("T")

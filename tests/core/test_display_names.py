@@ -8,7 +8,7 @@ import email.policy
 import pytest
 from sqlalchemy import select
 
-from core.models import Contact, Role
+from helpdesk.core.models import Contact, Role
 from tests.core.desk import Desk, make_desk, mail
 
 AGENT = "agent@example.org"

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from core import events
-from core.db import transaction
-from core.events import Alert, EventAction, EventPayloadError
-from core.mail import Address, ParsedMail
-from core.models import Event, Message, Outbox, Severity, Ticket, TicketKind, TicketStatus
-from core.settings import EventSettings, Settings
+from helpdesk.core import events
+from helpdesk.core.db import transaction
+from helpdesk.core.events import Alert, EventAction, EventPayloadError
+from helpdesk.core.mail import Address, ParsedMail
+from helpdesk.core.models import Event, Message, Outbox, Severity, Ticket, TicketKind, TicketStatus
+from helpdesk.core.settings import EventSettings, Settings
 from helpdesk.config import event_settings
-from mailgateway.parse import parse_message
+from helpdesk.mailgateway.parse import parse_message
 from tests.core.desk import make_desk
 from tests.core.desk import mail as desk_mail
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from core import audit, fulfilment, processes, tickets
-from core.approval import PolicyViolation
-from core.catalogue import CatalogueError, catalogue_for, load_catalogue
-from core.db import transaction
-from core.fulfilment import FulfilmentError, Step
-from core.models import Direction, Message, Outbox, Role, TicketKind, TicketStatus
-from core.settings import AccessSettings, Settings
-from core.models import aware
+from helpdesk.core import audit, fulfilment, processes, tickets
+from helpdesk.core.approval import PolicyViolation
+from helpdesk.core.catalogue import CatalogueError, catalogue_for, load_catalogue
+from helpdesk.core.db import transaction
+from helpdesk.core.fulfilment import FulfilmentError, Step
+from helpdesk.core.models import Direction, Message, Outbox, Role, TicketKind, TicketStatus
+from helpdesk.core.settings import AccessSettings, Settings
+from helpdesk.core.models import aware
 
 SETTINGS = Settings(data_dir=Path("."), database_url="sqlite://", address="help@example.org")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.models import AuditEntry, Inbound, InboundStatus, Ticket
+from helpdesk.core.models import AuditEntry, Inbound, InboundStatus, Ticket
 from tests.core.desk import make_desk
 
 

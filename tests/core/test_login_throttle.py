@@ -11,9 +11,9 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import db
-from core.login_throttle import ThrottlePolicy, begin_attempt, login_succeeded
-from core.models import LoginAttempt, utcnow
+from helpdesk.core import db
+from helpdesk.core.login_throttle import ThrottlePolicy, begin_attempt, login_succeeded
+from helpdesk.core.models import LoginAttempt, utcnow
 
 POLICY = ThrottlePolicy(per_account=5, per_client=20, window=timedelta(minutes=15))
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.loopguard import RULES, Verdicts, bounced_message_ids, failed_recipients, judge, may_auto_answer
-from core.mail import Address, ParsedMail
+from helpdesk.core.loopguard import RULES, Verdicts, bounced_message_ids, failed_recipients, judge, may_auto_answer
+from helpdesk.core.mail import Address, ParsedMail
 
 HELP = "help@example.org"
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from core.loopguard import Verdicts, bounced_message_ids, failed_recipients, judge
-from core.mail import ParsedMail
-from mailgateway.parse import UnreadableMail, parse_message
+from helpdesk.core.loopguard import Verdicts, bounced_message_ids, failed_recipients, judge
+from helpdesk.core.mail import ParsedMail
+from helpdesk.mailgateway.parse import UnreadableMail, parse_message
 
 NOT_BOUNCE_REASONS = {"vacation", "feedback", "delivered"}
 

@@ -7,9 +7,9 @@ from email.message import EmailMessage
 import pytest
 from sqlalchemy import select
 
-from core import macros
-from core.db import transaction
-from core.models import AuditEntry, Contact, Role, TicketStatus
+from helpdesk.core import macros
+from helpdesk.core.db import transaction
+from helpdesk.core.models import AuditEntry, Contact, Role, TicketStatus
 from tests.core.desk import Desk, mail, make_desk
 
 AGENT = "agent@example.org"

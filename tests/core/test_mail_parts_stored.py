@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from core.mail import Protection
-from core.models import Attachment, Direction, InboundStatus, Message
+from helpdesk.core.mail import Protection
+from helpdesk.core.models import Attachment, Direction, InboundStatus, Message
 from tests.core.desk import make_desk
 
 HEAD = (b"From: Anna <anna@example.org>\r\nTo: help@example.org\r\nSubject: %s\r\nMessage-ID: <%s@example.org>\r\n"

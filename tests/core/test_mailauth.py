@@ -7,11 +7,11 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import transaction
-from core.mailauth import ALERT_PURPOSE, DbTokenStore, connect_mailbox, failing, statuses
-from core.models import MailLogin, Outbox, Role
-from core.settings import Settings
-from core.users import create_user
+from helpdesk.core.db import transaction
+from helpdesk.core.mailauth import ALERT_PURPOSE, DbTokenStore, connect_mailbox, failing, statuses
+from helpdesk.core.models import MailLogin, Outbox, Role
+from helpdesk.core.settings import Settings
+from helpdesk.core.users import create_user
 
 
 def _store(factory: sessionmaker[Session], tmp_path, key: str = "secret-one") -> DbTokenStore:  # type: ignore[no-untyped-def]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from core import backup, merge
-from core.db import transaction
-from core.models import Contact, Event, Message, Ticket, TicketMerge
+from helpdesk.core import backup, merge
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Contact, Event, Message, Ticket, TicketMerge
 from tests.core.desk import Desk, mail, make_desk
 
 AGENT = "agent@example.org"

@@ -9,10 +9,10 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import transaction
-from core.mailauth import DbTokenStore
-from core.metrics import LATENCY_BUCKETS, figures
-from core.models import Inbound, Outbox, OutboxStatus, SlaLevel, SlaMark, SlaMetric
+from helpdesk.core.db import transaction
+from helpdesk.core.mailauth import DbTokenStore
+from helpdesk.core.metrics import LATENCY_BUCKETS, figures
+from helpdesk.core.models import Inbound, Outbox, OutboxStatus, SlaLevel, SlaMark, SlaMetric
 from tests.core.desk import mail, make_desk
 
 

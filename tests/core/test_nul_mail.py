@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.models import InboundStatus
+from helpdesk.core.models import InboundStatus
 from tests.core.desk import make_desk
 
 
@@ -19,7 +19,7 @@ def test_mail_with_nul_characters_becomes_a_ticket_on_every_database(session_fac
 
 
 def test_a_quarantine_reason_is_one_line_without_the_sql_and_the_mails_values() -> None:
-    from core.intake import _why
+    from helpdesk.core.intake import _why
 
     exc = ValueError("(psycopg.DataError) cannot store this\n[SQL: INSERT INTO message ...]\n[parameters: ('secret text',)]")
     assert _why(exc) == "ValueError: (psycopg.DataError) cannot store this"

@@ -13,11 +13,11 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from core import outbox
-from core.db import transaction
-from core.models import Outbox, OutboxStatus, utcnow
-from core.settings import SmtpSettings
-from mailgateway.smtp import send_once
+from helpdesk.core import outbox
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Outbox, OutboxStatus, utcnow
+from helpdesk.core.settings import SmtpSettings
+from helpdesk.mailgateway.smtp import send_once
 from tests.core.desk import Desk, make_desk, mail
 from tests.e2e.helpers import helpdesk_env, run, run_json
 from tests.servers import free_port

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from core import db, tickets
-from core.db import transaction
-from core.models import Outbox, OutboxStatus, TicketKind
-from core.notify import AutoSubmitted, enqueue
-from core.settings import Settings
+from helpdesk.core import db, tickets
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Outbox, OutboxStatus, TicketKind
+from helpdesk.core.notify import AutoSubmitted, enqueue
+from helpdesk.core.settings import Settings
 from tests.e2e.helpers import HELPDESK, helpdesk_env, run
 from tests.servers.smtp import SmtpSink
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.settings import Settings, SmtpSettings
-from mailgateway.smtp import send_once
+from helpdesk.core.settings import Settings, SmtpSettings
+from helpdesk.mailgateway.smtp import send_once
 from tests.core.desk import Desk
 from tests.servers.smtp import SmtpSink
 

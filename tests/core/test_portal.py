@@ -9,10 +9,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import portal, tickets
-from core.db import transaction
-from core.models import Outbox, PortalSession, TicketKind
-from core.settings import Settings
+from helpdesk.core import portal, tickets
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Outbox, PortalSession, TicketKind
+from helpdesk.core.settings import Settings
 
 CAROL = "carol@example.com"
 

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import presence, tickets
-from core.db import transaction
-from core.models import Direction, Message, Presence, PresenceState, Role, utcnow
+from helpdesk.core import presence, tickets
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Direction, Message, Presence, PresenceState, Role, utcnow
 from tests.core.desk import make_desk, mail
 
 

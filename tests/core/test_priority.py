@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core.mail import Address, ParsedMail
-from core.priority import (
+from helpdesk.core.mail import Address, ParsedMail
+from helpdesk.core.priority import (
     ITIL_3X3,
     PriorityError,
     PriorityMatrix,
@@ -16,7 +16,7 @@ from core.priority import (
     matrix_for,
     priority_for,
 )
-from core.settings import Settings
+from helpdesk.core.settings import Settings
 
 
 def mail(subject: str = "", body: str = "", **headers: str) -> ParsedMail:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from core import access, sla, tickets
-from core.db import transaction
-from core.models import Role, TicketKind, utcnow
-from core.settings import Settings, SlaSettings, SmtpSettings
-from mailgateway.smtp import send_once
+from helpdesk.core import access, sla, tickets
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Role, TicketKind, utcnow
+from helpdesk.core.settings import Settings, SlaSettings, SmtpSettings
+from helpdesk.mailgateway.smtp import send_once
 
 
 def _settings(sink) -> Settings:

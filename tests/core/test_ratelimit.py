@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from core import ratelimit
-from core.db import transaction
-from core.models import Outbox, utcnow
-from core.ratelimit import RateLimit
+from helpdesk.core import ratelimit
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Outbox, utcnow
+from helpdesk.core.ratelimit import RateLimit
 
 
 def _queued(session, rcpt: str, ago: timedelta, *, automatic: bool = True, n: int = 1) -> None:

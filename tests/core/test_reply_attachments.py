@@ -8,7 +8,7 @@ import email.policy
 import hashlib
 from email.message import EmailMessage
 
-from core.notify import OutboundAttachment, fit_attachments
+from helpdesk.core.notify import OutboundAttachment, fit_attachments
 from tests.core.desk import Desk, mail, make_desk
 
 AGENT = "agent@example.org"

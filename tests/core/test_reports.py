@@ -6,10 +6,10 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from core import events, reports, tickets
-from core.db import transaction
-from core.models import Role, TicketKind, TicketStatus, utcnow
-from core.settings import Settings
+from helpdesk.core import events, reports, tickets
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Role, TicketKind, TicketStatus, utcnow
+from helpdesk.core.settings import Settings
 
 SETTINGS = Settings(data_dir=Path("."), database_url="sqlite://", address="help@example.org")
 

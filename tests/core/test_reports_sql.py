@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta, timezone
 
-from core import reports, tickets
-from core.db import transaction
-from core.models import TicketKind, TicketStatus, utcnow
+from helpdesk.core import reports, tickets
+from helpdesk.core.db import transaction
+from helpdesk.core.models import TicketKind, TicketStatus, utcnow
 
 
 def test_backlog_buckets_at_their_edges_with_a_non_utc_now(session_factory):

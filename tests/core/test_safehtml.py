@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.safehtml import sanitise
+from helpdesk.core.safehtml import sanitise
 
 HOSTILE = {
     "nested div": "<div>" * 200_000 + "x" + "</div>" * 200_000,

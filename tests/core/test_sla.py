@@ -8,10 +8,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from core import audit, sla, tickets
-from core.db import transaction
-from core.models import AuditEntry, Outbox, Role, SlaLevel, SlaMetric, TicketKind, TicketStatus, utcnow
-from core.settings import BusinessHours, Settings, SlaSettings
+from helpdesk.core import audit, sla, tickets
+from helpdesk.core.db import transaction
+from helpdesk.core.models import AuditEntry, Outbox, Role, SlaLevel, SlaMetric, TicketKind, TicketStatus, utcnow
+from helpdesk.core.settings import BusinessHours, Settings, SlaSettings
 
 UTC = timezone.utc
 SETTINGS = Settings(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import transaction
-from core.models import Role
-from core.settings import OidcSettings
-from core.sso import SignOnRefused, role_from_claims, sign_on
-from core.users import create_user, find_user
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Role
+from helpdesk.core.settings import OidcSettings
+from helpdesk.core.sso import SignOnRefused, role_from_claims, sign_on
+from helpdesk.core.users import create_user, find_user
 
 OIDC = OidcSettings(issuer="https://sso.example.org", client_id="helpdesk", name="Corp SSO",
                     roles=(("admin", ("it-admins",)), ("agent", ("it-staff", "servicedesk")), ("approver", ("sec",))))

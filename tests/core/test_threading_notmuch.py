@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from core.models import Inbound, InboundStatus, Outbox, Ticket
+from helpdesk.core.models import Inbound, InboundStatus, Outbox, Ticket
 from tests.core.desk import make_desk
 
 _LINE = re.compile(r"^thread:XXX\s+\S+\s+\[(\d+)/(\d+)(?:\((\d+)\))?\]\s+([^;]*);\s+(.*)\s+\([^()]*\)$")

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import transaction
-from core.intake import RetryPolicy, process_pending
-from core.models import Inbound, InboundStatus
+from helpdesk.core.db import transaction
+from helpdesk.core.intake import RetryPolicy, process_pending
+from helpdesk.core.models import Inbound, InboundStatus
 from tests.core.desk import Desk, make_desk
 from tests.core.test_oversize_attachment import mail_with_files
 from tests.servers import require, running_as_root
@@ -140,7 +140,7 @@ _ACTIONS = {
 def test_mail_whose_database_fails_mid_mail_is_retried_not_quarantined(
     postgres_cluster, tmp_path: Path, failure: str  # type: ignore[no-untyped-def]
 ) -> None:
-    from core import db
+    from helpdesk.core import db
     from sqlalchemy import text
 
     name = postgres_cluster.create_database()

@@ -7,9 +7,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import transaction
-from core.intake import process_pending
-from core.models import Inbound, InboundStatus
+from helpdesk.core.db import transaction
+from helpdesk.core.intake import process_pending
+from helpdesk.core.models import Inbound, InboundStatus
 from tests.core.desk import make_desk, mail
 
 

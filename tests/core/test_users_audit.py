@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import audit, users
-from core.db import transaction
-from core.models import Role
+from helpdesk.core import audit, users
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Role
 
 
 def test_user_changes_are_audited_without_secrets(sqlite_session_factory: sessionmaker[Session]) -> None:

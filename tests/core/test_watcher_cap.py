@@ -14,11 +14,11 @@ from pathlib import Path
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import tickets
-from core.db import transaction
-from core.models import AuditEntry, Contact, Ticket, TicketStatus, Watcher
-from core.notify import notify_status
-from core.settings import ConversationSettings
+from helpdesk.core import tickets
+from helpdesk.core.db import transaction
+from helpdesk.core.models import AuditEntry, Contact, Ticket, TicketStatus, Watcher
+from helpdesk.core.notify import notify_status
+from helpdesk.core.settings import ConversationSettings
 from tests.core.desk import Desk, mail, make_desk
 
 CAP = ConversationSettings().max_watchers

@@ -11,12 +11,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from core import access, outbox, sla, tickets, webhooks
-from core.db import transaction
-from core.models import (
+from helpdesk.core import access, outbox, sla, tickets, webhooks
+from helpdesk.core.db import transaction
+from helpdesk.core.models import (
     Contact, OutboxStatus, Role, TicketKind, TicketStatus, Webhook, WebhookDelivery, utcnow,
 )
-from mailgateway.webhook import deliver_once
+from helpdesk.mailgateway.webhook import deliver_once
 from tests.core.desk import Desk, make_desk, mail
 from tests.servers.webhook import Received, WebhookReceiver
 

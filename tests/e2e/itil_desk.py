@@ -17,12 +17,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.models import AuditEntry, Outbox, Ticket, utcnow
-from core.db import transaction
+from helpdesk.core.models import AuditEntry, Outbox, Ticket, utcnow
+from helpdesk.core.db import transaction
 from helpdesk import config
 from helpdesk.wiring import App, build
-from mailgateway.smtp import send_once
-from mailgateway.watcher import poll_once
+from helpdesk.mailgateway.smtp import send_once
+from helpdesk.mailgateway.watcher import poll_once
 from tests.e2e.helpers import helpdesk_env, run, run_json
 from tests.servers.imap import ImapServer
 from tests.servers.smtp import ReceivedMail, SmtpSink
@@ -147,8 +147,8 @@ def desk(tmp_path: Path, database_url: str | None, imap: ImapServer, smtp: SmtpS
 
 def add_users(d: Desk, roles: dict[str, str]) -> None:
     """Contacts with roles, as `helpdesk user add` makes them (in-process: no passwords needed here)."""
-    from core import users
-    from core.models import Role
+    from helpdesk.core import users
+    from helpdesk.core.models import Role
 
     with d.session() as s:
         for address, role in roles.items():

@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
-from core.models import utcnow
+from helpdesk.core.models import utcnow
 from tests.e2e.itil_desk import add_users, desk, mail, text, to
 from tests.servers.imap import DovecotServer
 from tests.servers.smtp import SmtpSink

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from core.db import transaction
-from core.intake import process_pending
-from core.models import Inbound, InboundStatus
-from core.settings import Settings
+from helpdesk.core.db import transaction
+from helpdesk.core.intake import process_pending
+from helpdesk.core.models import Inbound, InboundStatus
+from helpdesk.core.settings import Settings
 from helpdesk.wiring import build
 
 SWEEP_SECONDS = 90

@@ -10,16 +10,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from core import fulfilment, users
-from core.catalogue import catalogue_for
-from core.csat import results
-from core.models import Role, Ticket
+from helpdesk.core import fulfilment, users
+from helpdesk.core.catalogue import catalogue_for
+from helpdesk.core.csat import results
+from helpdesk.core.models import Role, Ticket
 from tests.e2e.itil_desk import add_users, desk, mail, text, to
 from tests.e2e.test_itil_events import NAGIOS, _nagios
 from tests.servers.imap import DovecotServer
 from tests.servers.smtp import SmtpSink
 from tests.web.conftest import csrf_token
-from web import create_app
+from helpdesk.web import create_app
 
 AGENT = "agent@example.org"
 APPROVER = "approver@example.org"

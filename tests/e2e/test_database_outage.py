@@ -19,11 +19,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 
-from core import db
-from core.models import Outbox, OutboxStatus, Ticket
-from core.outbox import RetryPolicy
-from core.settings import SmtpSettings
-from mailgateway.smtp import send_once
+from helpdesk.core import db
+from helpdesk.core.models import Outbox, OutboxStatus, Ticket
+from helpdesk.core.outbox import RetryPolicy
+from helpdesk.core.settings import SmtpSettings
+from helpdesk.mailgateway.smtp import send_once
 from tests.core.desk import make_desk, mail
 from tests.e2e.helpers import HELPDESK, helpdesk_env, run
 from tests.e2e.mails import make_mail, token

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from core import conversation
-from core.models import AccessRequest, AccessStatus, Ticket
+from helpdesk.core import conversation
+from helpdesk.core.models import AccessRequest, AccessStatus, Ticket
 from tests.e2e.itil_desk import add_users, desk, mail, text, to
 from tests.servers.imap import DovecotServer
 from tests.servers.smtp import SmtpSink

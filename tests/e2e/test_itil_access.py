@@ -7,9 +7,9 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from core import access, users
-from core.models import AccessGrant, AccessRequest, AccessStatus, utcnow
-from core.models import aware
+from helpdesk.core import access, users
+from helpdesk.core.models import AccessGrant, AccessRequest, AccessStatus, utcnow
+from helpdesk.core.models import aware
 from tests.e2e.itil_desk import Desk, add_users, desk, mail, text, to
 from tests.servers.imap import DovecotServer
 from tests.servers.smtp import SmtpSink

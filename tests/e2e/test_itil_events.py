@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core import users
-from core.db import transaction
+from helpdesk.core import users
+from helpdesk.core.db import transaction
 from tests.e2e.itil_desk import desk
 from tests.servers.imap import DovecotServer
 from tests.servers.smtp import SmtpSink
-from web import create_app
+from helpdesk.web import create_app
 
 NAGIOS = "nagios@mon01.example.org"
 CRON = "root@backup01.example.org"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from core import fulfilment, users
-from core.catalogue import catalogue_for
-from core.models import Ticket
+from helpdesk.core import fulfilment, users
+from helpdesk.core.catalogue import catalogue_for
+from helpdesk.core.models import Ticket
 from tests.e2e.itil_desk import add_users, desk, mail, text, to
 from tests.servers.imap import DovecotServer
 from tests.servers.smtp import SmtpSink

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from core import audit, sla
-from core.models import Ticket, utcnow
+from helpdesk.core import audit, sla
+from helpdesk.core.models import Ticket, utcnow
 from tests.e2e.itil_desk import Desk, add_users, desk, mail, text, to
 from tests.servers.imap import DovecotServer
 from tests.servers.smtp import SmtpSink

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from core import db
-from core.models import Inbound, InboundStatus, Message, Ticket
+from helpdesk.core import db
+from helpdesk.core.models import Inbound, InboundStatus, Message, Ticket
 from tests.e2e.helpers import HELPDESK, helpdesk_env, run
 from tests.e2e.mails import make_mail, message_id, token
 from tests.servers.imap import DovecotServer

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from core.models import Contact, Inbound, InboundStatus, Outbox, Ticket
-from core.settings import ConversationSettings, Settings, SmtpSettings
+from helpdesk.core.models import Contact, Inbound, InboundStatus, Outbox, Ticket
+from helpdesk.core.settings import ConversationSettings, Settings, SmtpSettings
 from helpdesk.wiring import build
-from mailgateway.smtp import send_once
-from mailgateway.watcher import poll_once
+from helpdesk.mailgateway.smtp import send_once
+from helpdesk.mailgateway.watcher import poll_once
 from tests.servers.imap import ImapServer
 from tests.servers.smtp import ReceivedMail, SmtpSink
 

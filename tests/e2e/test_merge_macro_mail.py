@@ -6,8 +6,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from core import macros
-from core.models import Contact, TicketStatus
+from helpdesk.core import macros
+from helpdesk.core.models import Contact, TicketStatus
 from tests.e2e.itil_desk import add_users, desk, mail, text, to
 from tests.servers.imap import DovecotServer
 from tests.servers.smtp import SmtpSink

@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core.mailauth import ALERT_PURPOSE
-from core.models import Outbox
+from helpdesk.core.mailauth import ALERT_PURPOSE
+from helpdesk.core.models import Outbox
 from helpdesk.config import load
 from helpdesk.wiring import build
 from tests.e2e.helpers import HELPDESK, helpdesk_env, run, run_json, wait_for
@@ -22,7 +22,7 @@ from tests.servers.imap import DovecotServer
 from tests.servers.oauth import OAuthServer
 import tests.web.conftest  # noqa: F401 - first: it and tests.web.browser import each other
 from tests.web.browser import CHROMIUM_ARGS, LiveServer
-from web import create_app
+from helpdesk.web import create_app
 
 ADMIN, ADMIN_PASSWORD = "root@example.org", "admin-password-long-enough"
 SECRET = "client-secret-never-logged"

@@ -17,9 +17,9 @@ from email.policy import SMTP
 
 from sqlalchemy import select
 
-from core import db
-from core.intake import MAX_ATTEMPTS
-from core.models import Inbound, InboundStatus
+from helpdesk.core import db
+from helpdesk.core.intake import MAX_ATTEMPTS
+from helpdesk.core.models import Inbound, InboundStatus
 from tests.e2e.helpers import HELPDESK, helpdesk_env, run, run_json
 from tests.e2e.mails import make_mail, token
 from tests.servers.imap import DovecotServer

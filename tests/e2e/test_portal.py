@@ -10,8 +10,8 @@ import re
 import threading
 from pathlib import Path
 
-from core import fulfilment, tickets, users
-from core.models import Ticket
+from helpdesk.core import fulfilment, tickets, users
+from helpdesk.core.models import Ticket
 from tests.e2e.itil_desk import Desk, add_users, desk, mail, text, to
 from tests.e2e.test_itil_events import _nagios
 from tests.servers import free_port
@@ -19,7 +19,7 @@ from tests.servers.imap import DovecotServer
 from tests.servers.smtp import ReceivedMail, SmtpSink
 import tests.web.conftest  # noqa: F401  (first: it and tests.web.browser import each other)
 from tests.web.browser import LiveServer, browser, page, screenshot  # noqa: F401  (fixtures)
-from web import create_app
+from helpdesk.web import create_app
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"

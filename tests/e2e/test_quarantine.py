@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from core import db
-from core.models import AuditEntry
+from helpdesk.core import db
+from helpdesk.core.models import AuditEntry
 from tests.e2e.helpers import helpdesk_env, run, run_json
 from tests.e2e.mails import make_mail, token
 from tests.servers.imap import DovecotServer

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from core import db
-from core.models import Inbound, InboundStatus
+from helpdesk.core import db
+from helpdesk.core.models import Inbound, InboundStatus
 from tests.e2e.helpers import HELPDESK, helpdesk_env, run, run_json
 from tests.e2e.mails import make_mail, token
 from tests.servers.imap import DovecotServer

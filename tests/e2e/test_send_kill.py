@@ -24,9 +24,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import func, select
 
-from core import db
-from core.db import transaction
-from core.models import Outbox, OutboxStatus
+from helpdesk.core import db
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Outbox, OutboxStatus
 from tests.e2e.helpers import HELPDESK, helpdesk_env, run
 from tests.servers import free_port
 from tests.servers.postgres import PostgresCluster

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from core import db, webhooks
-from core.db import transaction
-from core.models import OutboxStatus, WebhookDelivery
-from core.settings import Settings
+from helpdesk.core import db, webhooks
+from helpdesk.core.db import transaction
+from helpdesk.core.models import OutboxStatus, WebhookDelivery
+from helpdesk.core.settings import Settings
 from tests.core.desk import mail
 from tests.e2e.helpers import HELPDESK, helpdesk_env, run, wait_for
 from tests.servers.smtp import SmtpSink

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from core import db
-from core.models import Inbound, InboundStatus, MailboxCursor, Ticket
+from helpdesk.core import db
+from helpdesk.core.models import Inbound, InboundStatus, MailboxCursor, Ticket
 from tests.e2e.helpers import HELPDESK, helpdesk_env, run
 from tests.e2e.mails import make_mail, token
 from tests.servers import terminate

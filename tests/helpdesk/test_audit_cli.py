@@ -6,8 +6,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from core import audit
-from core.db import transaction
+from helpdesk.core import audit
+from helpdesk.core.db import transaction
 from helpdesk import config
 from helpdesk.wiring import build
 from tests.e2e.helpers import helpdesk_env, run

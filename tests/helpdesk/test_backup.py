@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from core.attachments import store_for
+from helpdesk.core.attachments import store_for
 from helpdesk import config
 from helpdesk.wiring import build
 from tests.conftest import PostgresCluster
 from tests.e2e.helpers import helpdesk_env, run, run_json
 from tests.helpdesk.people import AGENT, PASSWORD, PHOTO, fill, mail
-from web import create_app
+from helpdesk.web import create_app
 
 
 def _tickets(env: dict[str, str]) -> object:

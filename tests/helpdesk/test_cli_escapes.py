@@ -10,8 +10,8 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from core import db
-from core.models import Event, Inbound, InboundStatus, Outbox, Ticket
+from helpdesk.core import db
+from helpdesk.core.models import Event, Inbound, InboundStatus, Outbox, Ticket
 from tests.e2e.helpers import HELPDESK, helpdesk_env, run
 
 TITLE, CLEAR, CSI, RLO = "\x1b]0;pwned\x07", "\x1b[2J", "\x9b", "\u202e"

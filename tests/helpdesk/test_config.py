@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import TlsMode
+from helpdesk.core.settings import TlsMode
 from helpdesk.config import ConfigError, load
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import AuthKind, OAuthFlow, OAuthProvider
+from helpdesk.core.settings import AuthKind, OAuthFlow, OAuthProvider
 from helpdesk.config import ConfigError, load
 
 IMAP = {"HELPDESK_IMAP_HOST": "outlook.office365.com", "HELPDESK_IMAP_USER": "help@contoso.example"}

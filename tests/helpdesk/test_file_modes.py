@@ -65,7 +65,7 @@ def test_init_and_ingest_leave_only_owner_only_files(tmp_path: Path, umask: int)
 def test_sqlite_journal_files_are_owner_only_while_the_database_is_open(tmp_path: Path) -> None:
     from sqlalchemy import text
 
-    from core import db
+    from helpdesk.core import db
 
     old = os.umask(0)
     try:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from core import merge, tickets
-from core.db import transaction
-from core.models import Contact, Ticket, TicketStatus, utcnow
+from helpdesk.core import merge, tickets
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Contact, Ticket, TicketStatus, utcnow
 from helpdesk import config
 from helpdesk.wiring import build
 from tests.e2e.helpers import helpdesk_env, run, run_json, wait_for

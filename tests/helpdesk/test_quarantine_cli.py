@@ -6,8 +6,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from core.db import make_engine, make_sessionmaker
-from core.models import AuditEntry
+from helpdesk.core.db import make_engine, make_sessionmaker
+from helpdesk.core.models import AuditEntry
 from tests.e2e.helpers import helpdesk_env, run, run_json
 from tests.e2e.mails import make_mail
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core import db, users
+from helpdesk.core import db, users
 from tests.e2e.helpers import helpdesk_env, run
 
 

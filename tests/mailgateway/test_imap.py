@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from mailgateway.imap import (
+from helpdesk.mailgateway.imap import (
     MAX_UID,
     FolderMissing,
     FolderState,
@@ -18,7 +18,7 @@ from mailgateway.imap import (
     MailboxClient,
     ServerUnreachable,
 )
-from core.settings import TlsMode
+from helpdesk.core.settings import TlsMode
 from tests.servers import free_port, require
 from tests.servers.imap import DovecotInstance, ImapServer, dovecot_binary
 

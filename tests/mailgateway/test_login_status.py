@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.mailauth import DbTokenStore, LoginStatus, statuses
-from core.outbox import RetryPolicy
-from core.settings import AuthKind, OAuthProvider, OAuthSettings, Settings, SmtpSettings
-from mailgateway import oauth
-from mailgateway.imap import LoginFailed, MailboxClient
-from mailgateway.smtp import SMTP_TOKEN_NAME, send_once
+from helpdesk.core.mailauth import DbTokenStore, LoginStatus, statuses
+from helpdesk.core.outbox import RetryPolicy
+from helpdesk.core.settings import AuthKind, OAuthProvider, OAuthSettings, Settings, SmtpSettings
+from helpdesk.mailgateway import oauth
+from helpdesk.mailgateway.imap import LoginFailed, MailboxClient
+from helpdesk.mailgateway.smtp import SMTP_TOKEN_NAME, send_once
 from tests.core.desk import mail, make_desk
 from tests.servers.imap import DovecotServer
 from tests.servers.oauth import OAuthServer

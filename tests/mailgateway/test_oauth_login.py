@@ -13,9 +13,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-from core.settings import AuthKind, OAuthProvider, OAuthSettings
-from mailgateway import oauth
-from mailgateway.imap import LoginFailed, MailboxClient
+from helpdesk.core.settings import AuthKind, OAuthProvider, OAuthSettings
+from helpdesk.mailgateway import oauth
+from helpdesk.mailgateway.imap import LoginFailed, MailboxClient
 from tests.servers import remove_dir, require, running_as_root, service_dir
 from tests.servers.imap import DovecotInstance, DovecotServer, dovecot_binary, make_self_signed_cert
 from tests.servers.oauth import OAuthServer
@@ -252,8 +252,8 @@ REDIRECT = "https://helpdesk.example.org/mailboxes/callback"
 def test_microsoft_delegated_refresh_through_msal_and_revocation_shows_in_mailboxes(
     authority: LocalAuthority, tmp_path: Path
 ) -> None:
-    from core.db import transaction
-    from core.mailauth import connect_mailbox
+    from helpdesk.core.db import transaction
+    from helpdesk.core.mailauth import connect_mailbox
     from helpdesk.config import load
     from helpdesk.wiring import build
     from tests.e2e.helpers import helpdesk_env, run, run_json

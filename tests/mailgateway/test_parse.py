@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailgateway.parse import UnreadableMail, parse_message, parsed_to_json
+from helpdesk.mailgateway.parse import UnreadableMail, parse_message, parsed_to_json
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mail"
 HEAD = b"From: a@example.org\nTo: help@example.org\nSubject: hostile\nMessage-ID: <h@example.org>\n"

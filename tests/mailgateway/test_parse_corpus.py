@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from core.mail import ParsedMail
-from mailgateway.html import html_to_text
-from mailgateway.parse import UnreadableMail, parse_message
-from mailgateway.quotes import strip_quotes
-from mailgateway.uuencode import extract_uuencoded
+from helpdesk.core.mail import ParsedMail
+from helpdesk.mailgateway.html import html_to_text
+from helpdesk.mailgateway.parse import UnreadableMail, parse_message
+from helpdesk.mailgateway.quotes import strip_quotes
+from helpdesk.mailgateway.uuencode import extract_uuencoded
 
 SWEEP_SECONDS = 60
 # Not mail: licences and the corpus's own notes.

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from core.mail import CalendarEvent, Protection
-from mailgateway.parse import parse_message
+from helpdesk.core.mail import CalendarEvent, Protection
+from helpdesk.mailgateway.parse import parse_message
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mail"
 HEAD = b"From: Anna <anna@example.org>\nTo: help@example.org\nSubject: parts\nMessage-ID: <p@example.org>\nMIME-Version: 1.0\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mailgateway.parse import parse_message, parsed_to_json
+from helpdesk.mailgateway.parse import parse_message, parsed_to_json
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mail"
 

@@ -9,10 +9,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from core.models import OutboxStatus
-from core.outbox import RetryPolicy
-from core.settings import SmtpSettings
-from mailgateway.smtp import send_once
+from helpdesk.core.models import OutboxStatus
+from helpdesk.core.outbox import RetryPolicy
+from helpdesk.core.settings import SmtpSettings
+from helpdesk.mailgateway.smtp import send_once
 from tests.core.desk import make_desk, mail
 from tests.servers import free_port
 from tests.servers.smtp import HOST, ReceivedMail

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.models import OutboxStatus
-from core.outbox import RetryPolicy
-from core.settings import AuthKind, OAuthProvider, OAuthSettings, SmtpSettings
-from mailgateway import oauth
-from mailgateway.smtp import send_once
+from helpdesk.core.models import OutboxStatus
+from helpdesk.core.outbox import RetryPolicy
+from helpdesk.core.settings import AuthKind, OAuthProvider, OAuthSettings, SmtpSettings
+from helpdesk.mailgateway import oauth
+from helpdesk.mailgateway.smtp import send_once
 from tests.core.desk import mail, make_desk
 from tests.servers.oauth import OAuthServer
 from tests.servers.smtp import SmtpSink

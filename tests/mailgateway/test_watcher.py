@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from core import lease
-from core.models import Inbound, InboundStatus, MailboxCursor, Ticket
-from core.settings import AuthKind, MailboxSettings, OAuthProvider, OAuthSettings, Settings
+from helpdesk.core import lease
+from helpdesk.core.models import Inbound, InboundStatus, MailboxCursor, Ticket
+from helpdesk.core.settings import AuthKind, MailboxSettings, OAuthProvider, OAuthSettings, Settings
 from helpdesk.wiring import App, build
-from mailgateway.watcher import WatchOptions, fetch_new, poll_once, watch_mailbox
-from mailgateway.imap import MailboxClient
+from helpdesk.mailgateway.watcher import WatchOptions, fetch_new, poll_once, watch_mailbox
+from helpdesk.mailgateway.imap import MailboxClient
 from tests.e2e.mails import make_mail, token
 from tests.servers import require
 from tests.servers.imap import DovecotInstance, DovecotServer, ImapServer, PymapServer, dovecot_binary
@@ -137,7 +137,7 @@ def test_watcher_turns_mail_appended_while_idling_into_tickets(
 def test_watcher_reconnects_after_server_restart_and_reads_what_it_missed(
     make_app: Callable[..., App], imap_server: ImapServer, sqlite_url: str, watching: Callable[..., Running], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="mailgateway.watcher")
+    caplog.set_level(logging.INFO, logger="helpdesk.mailgateway.watcher")
     mailbox = imap_server.mailbox_settings()
     app = make_app(sqlite_url, mailbox)
     watching(app, mailbox)
@@ -156,7 +156,7 @@ def test_watcher_reconnects_after_server_restart_and_reads_what_it_missed(
 def test_login_failure_is_one_clear_line_retried_with_backoff_not_a_busy_loop(
     make_app: Callable[..., App], dovecot: DovecotServer, sqlite_url: str, watching: Callable[..., Running], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="mailgateway.watcher")
+    caplog.set_level(logging.INFO, logger="helpdesk.mailgateway.watcher")
     mailbox = dovecot.mailbox_settings(password="wrong")
     app = make_app(sqlite_url, mailbox)
     running = watching(app, mailbox, WatchOptions(lease_seconds=6, first_backoff=0.5, max_backoff=8))
@@ -286,7 +286,7 @@ def test_fetch_refuses_to_store_without_the_lease(make_app: Callable[..., App], 
     app = make_app(sqlite_url, mailbox)
     dovecot.append(make_mail(1))
     assert lease.acquire(app.factory, mailbox.name, "other-worker", 60)
-    from mailgateway.watcher import LeaseLost
+    from helpdesk.mailgateway.watcher import LeaseLost
 
     with MailboxClient(mailbox) as client, pytest.raises(LeaseLost):
         fetch_new(app.factory, app.intake, client, mailbox, holder="me")
@@ -303,7 +303,7 @@ def test_without_idle_the_watcher_polls(
     instance = DovecotInstance(binary, extra_config="protocol imap {\n  imap_capability = IMAP4rev1 UIDPLUS\n}\n")
     instance.start()
     try:
-        caplog.set_level(logging.INFO, logger="mailgateway.watcher")
+        caplog.set_level(logging.INFO, logger="helpdesk.mailgateway.watcher")
         server = instance.new_account()
         mailbox = server.mailbox_settings()
         app = make_app(sqlite_url, mailbox)
@@ -321,7 +321,7 @@ def test_an_oauth2_login_failure_names_what_to_check_for_oauth2(
     make_app: Callable[..., App], oauth_server: OAuthServer, oauth_dovecot: DovecotServer, sqlite_url: str,
     watching: Callable[..., Running], caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
-    caplog.set_level(logging.INFO, logger="mailgateway.watcher")
+    caplog.set_level(logging.INFO, logger="helpdesk.mailgateway.watcher")
     oauth_server.add_client("watched-expired", "s3cret", username=oauth_dovecot.user).disabled = True
     mailbox = oauth_dovecot.mailbox_settings(
         auth=AuthKind.OAUTH2, password="",
@@ -331,7 +331,7 @@ def test_an_oauth2_login_failure_names_what_to_check_for_oauth2(
     watching(app, mailbox, WatchOptions(lease_seconds=6, first_backoff=0.5, max_backoff=8))
 
     def failures() -> list[str]:
-        return [r.getMessage() for r in caplog.records if r.name == "mailgateway.watcher" and r.levelno == logging.ERROR]
+        return [r.getMessage() for r in caplog.records if r.name == "helpdesk.mailgateway.watcher" and r.levelno == logging.ERROR]
 
     wait_until(lambda: bool(failures()), 10, "a login failure logged")
     line = failures()[0]

@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterator, Sequence
 from imapclient import SEEN
 from sqlalchemy import func, select
 
-from core import lease
-from core.models import Inbound
+from helpdesk.core import lease
+from helpdesk.core.models import Inbound
 from helpdesk.wiring import App
-from mailgateway.imap import PROCESSED_KEYWORD, MailboxClient
-from mailgateway.watcher import fetch_new
+from helpdesk.mailgateway.imap import PROCESSED_KEYWORD, MailboxClient
+from helpdesk.mailgateway.watcher import fetch_new
 from tests.e2e.mails import make_mail
 from tests.mailgateway.test_watcher import make_app, sqlite_url  # noqa: F401 (fixtures)
 from tests.servers.imap import DovecotServer, ImapServer

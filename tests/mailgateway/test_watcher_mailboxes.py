@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import TlsMode
+from helpdesk.core.settings import TlsMode
 from helpdesk.config import ConfigError, load
 from tests.e2e.helpers import helpdesk_env, run, run_json
 from tests.e2e.mails import make_mail, token

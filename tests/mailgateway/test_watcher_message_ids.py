@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
-from core.models import Inbound, InboundStatus
+from helpdesk.core.models import Inbound, InboundStatus
 from helpdesk.wiring import App
-from mailgateway.watcher import poll_once
+from helpdesk.mailgateway.watcher import poll_once
 from tests.core.test_intake_dedup import crlf_mail
 from tests.mailgateway.test_watcher import make_app, sqlite_url, tickets  # noqa: F401 (fixtures)
 from tests.servers.imap import ImapServer

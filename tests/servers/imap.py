@@ -22,7 +22,7 @@ from typing import IO, Iterable, Iterator
 
 from imapclient import IMAPClient
 
-from core.settings import MailboxSettings, TlsMode
+from helpdesk.core.settings import MailboxSettings, TlsMode
 from tests.servers import (
     chown_tree,
     drop_privileges_prefix,

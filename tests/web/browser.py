@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from core.models import Role
+from helpdesk.core.models import Role
 from tests.servers import require
 from tests.web.conftest import PASSWORD, STAFF
 

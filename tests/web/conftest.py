@@ -13,12 +13,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import tickets
-from core.db import transaction
-from core.models import Direction, Message, Role, Ticket, TicketKind
-from core.settings import Settings
-from core.users import create_user
-from web import create_app
+from helpdesk.core import tickets
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Direction, Message, Role, Ticket, TicketKind
+from helpdesk.core.settings import Settings
+from helpdesk.core.users import create_user
+from helpdesk.web import create_app
 
 PASSWORD = "correct horse battery"
 STAFF = {Role.ADMIN: "admin@example.org", Role.AGENT: "agent@example.org", Role.APPROVER: "approver@example.org"}

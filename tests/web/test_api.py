@@ -6,13 +6,13 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import access
-from core.db import transaction
-from core.models import AccessGrant, AccessRequest, AccessStatus, AuditEntry, Contact, Outbox, Role, TicketKind
-from core.settings import Settings
-from core.users import issue_api_token
+from helpdesk.core import access
+from helpdesk.core.db import transaction
+from helpdesk.core.models import AccessGrant, AccessRequest, AccessStatus, AuditEntry, Contact, Outbox, Role, TicketKind
+from helpdesk.core.settings import Settings
+from helpdesk.core.users import issue_api_token
 from tests.web.conftest import STAFF, make_ticket
-from web.security import public
+from helpdesk.web.security import public
 
 
 def _auth(factory: sessionmaker[Session], role: Role) -> dict[str, str]:

@@ -10,9 +10,9 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import transaction
-from core.models import Contact, Outbox, Role
-from core.users import issue_api_token
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Contact, Outbox, Role
+from helpdesk.core.users import issue_api_token
 from tests.web.conftest import STAFF, make_ticket
 
 LINK = re.compile(r"https?://[^/\s]+(/satisfaction/\S+/(?:good|bad))")

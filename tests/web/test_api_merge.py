@@ -6,10 +6,10 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import access, tickets
-from core.db import transaction
-from core.models import Contact, Direction, Message, Outbox, Role, Ticket, TicketKind
-from core.users import issue_api_token
+from helpdesk.core import access, tickets
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Contact, Direction, Message, Outbox, Role, Ticket, TicketKind
+from helpdesk.core.users import issue_api_token
 from tests.web.conftest import STAFF, make_ticket
 
 

@@ -10,13 +10,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import transaction
-from core.models import Contact, Message, Role
-from core.settings import Settings
-from core.users import create_user, issue_api_token
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Contact, Message, Role
+from helpdesk.core.settings import Settings
+from helpdesk.core.users import create_user, issue_api_token
 from tests.web.conftest import PASSWORD, STAFF, csrf_token, login, make_ticket
-from web import create_app
-from web.security import MAX_ID, allowed_roles
+from helpdesk.web import create_app
+from helpdesk.web.security import MAX_ID, allowed_roles
 
 HUGE = "99999999999999999999"  # past 64 bits: OverflowError in SQLite's driver
 METHODS = ("GET", "POST")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from core.db import transaction
-from core.models import Role
-from core.users import create_user
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Role
+from helpdesk.core.users import create_user
 from tests.core.desk import Desk, make_desk, mail
 from tests.core.test_bounce_flags import _ack, _text_bounce
 from tests.web.conftest import PASSWORD, STAFF, login
-from web import create_app
+from helpdesk.web import create_app
 
 
 def test_the_ticket_page_says_when_mail_to_the_requester_bounces(sqlite_session_factory, tmp_path) -> None:

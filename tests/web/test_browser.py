@@ -9,9 +9,9 @@ import threading
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import access
-from core.db import transaction
-from core.models import (
+from helpdesk.core import access
+from helpdesk.core.db import transaction
+from helpdesk.core.models import (
     AccessStatus,
     AuditEntry,
     Direction,
@@ -23,11 +23,11 @@ from core.models import (
     Ticket,
     TicketKind,
 )
-from core.settings import Settings, SmtpSettings
-from core.classify import load_rules
-from core.intake import Intake, process_pending
-from mailgateway.parse import parse_message
-from mailgateway.smtp import send_once
+from helpdesk.core.settings import Settings, SmtpSettings
+from helpdesk.core.classify import load_rules
+from helpdesk.core.intake import Intake, process_pending
+from helpdesk.mailgateway.parse import parse_message
+from helpdesk.mailgateway.smtp import send_once
 from tests.web.browser import LiveServer, log_in, screenshot
 from tests.web.conftest import make_ticket
 

@@ -7,9 +7,9 @@ import threading
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.models import AuditEntry, Message, Role
-from core.settings import Settings, SmtpSettings
-from mailgateway.smtp import send_once
+from helpdesk.core.models import AuditEntry, Message, Role
+from helpdesk.core.settings import Settings, SmtpSettings
+from helpdesk.mailgateway.smtp import send_once
 from tests.core.desk import Desk, mail
 from tests.web.browser import LiveServer, log_in, screenshot
 

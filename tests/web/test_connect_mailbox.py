@@ -11,15 +11,15 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.mailauth import DbTokenStore
-from core.models import AuditEntry, MailLogin, Role
-from core.settings import AuthKind, OAuthFlow, OAuthProvider, OAuthSettings, Settings
-from mailgateway import oauth
-from mailgateway.imap import LoginFailed, MailboxClient
+from helpdesk.core.mailauth import DbTokenStore
+from helpdesk.core.models import AuditEntry, MailLogin, Role
+from helpdesk.core.settings import AuthKind, OAuthFlow, OAuthProvider, OAuthSettings, Settings
+from helpdesk.mailgateway import oauth
+from helpdesk.mailgateway.imap import LoginFailed, MailboxClient
 from tests.servers.imap import DovecotServer
 from tests.servers.oauth import OAuthServer
 from tests.web.browser import LiveServer, log_in
-from web import create_app
+from helpdesk.web import create_app
 
 MAILBOX = "hr"
 

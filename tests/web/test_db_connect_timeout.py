@@ -15,10 +15,10 @@ import pytest
 
 from flask import Flask
 
-from core import db
-from core.settings import Settings
+from helpdesk.core import db
+from helpdesk.core.settings import Settings
 from helpdesk import runner
-from web import create_app
+from helpdesk.web import create_app
 
 
 @contextmanager

@@ -9,13 +9,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from core import fulfilment, tickets
-from core.catalogue import load_catalogue
-from core.db import transaction
-from core.models import Outbox, Role, Ticket, TicketKind, TicketStatus
-from core.settings import Settings
+from helpdesk.core import fulfilment, tickets
+from helpdesk.core.catalogue import load_catalogue
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Outbox, Role, Ticket, TicketKind, TicketStatus
+from helpdesk.core.settings import Settings
 from tests.web.conftest import STAFF, csrf_token, login
-from web import create_app
+from helpdesk.web import create_app
 
 USER = "erin@example.com"
 

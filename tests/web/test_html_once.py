@@ -14,8 +14,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import safehtml
-from core.models import Message
+from helpdesk.core import safehtml
+from helpdesk.core.models import Message
 from tests.core.desk import make_desk
 from tests.web.conftest import make_ticket
 

@@ -11,12 +11,12 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event
 
-from core import db
-from core.mailauth import DbTokenStore
-from core.settings import Settings
+from helpdesk.core import db
+from helpdesk.core.mailauth import DbTokenStore
+from helpdesk.core.settings import Settings
 from tests.core.desk import mail, make_desk
 from tests.servers import free_port
-from web import create_app
+from helpdesk.web import create_app
 
 
 def scrape(client: FlaskClient) -> dict[str, float]:

@@ -9,9 +9,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, select
 
-from core import tickets as ticket_service
-from core.db import transaction
-from core.models import (
+from helpdesk.core import tickets as ticket_service
+from helpdesk.core.db import transaction
+from helpdesk.core.models import (
     AuditEntry,
     Contact,
     Event,
@@ -23,9 +23,9 @@ from core.models import (
     SlaMetric,
     Ticket,
 )
-from core.users import issue_api_token, verify_password
+from helpdesk.core.users import issue_api_token, verify_password
 from tests.web.conftest import STAFF, csrf_token, login, make_ticket
-from web import WebServer, create_app
+from helpdesk.web import WebServer, create_app
 
 
 def _numbers(page: str) -> list[str]:
@@ -209,8 +209,8 @@ def test_waitress_server_serves_and_stops_cleanly(app: Flask) -> None:
 
 
 def _access_request(factory, settings, requester: str = "dave@example.com") -> tuple[int, int]:  # type: ignore[no-untyped-def]
-    from core import access
-    from core.models import TicketKind
+    from helpdesk.core import access
+    from helpdesk.core.models import TicketKind
 
     made = make_ticket(factory, "Access to payroll", "need access to payroll", kind=TicketKind.ACCESS_REQUEST,
                        requester=requester)
@@ -219,7 +219,7 @@ def _access_request(factory, settings, requester: str = "dave@example.com") -> t
 
 
 def test_approver_rejects_from_the_ticket_page_with_a_reason(app: Flask, factory, settings) -> None:
-    from core.models import AccessRequest, AccessStatus
+    from helpdesk.core.models import AccessRequest, AccessStatus
     from tests.web.conftest import login
 
     number, request_id = _access_request(factory, settings)
@@ -239,7 +239,7 @@ def test_approver_rejects_from_the_ticket_page_with_a_reason(app: Flask, factory
 
 
 def test_the_service_refuses_an_approver_deciding_their_own_request(app: Flask, factory, settings) -> None:
-    from core.models import AccessRequest, AccessStatus
+    from helpdesk.core.models import AccessRequest, AccessStatus
     from tests.web.conftest import login
 
     _, request_id = _access_request(factory, settings, requester=STAFF[Role.APPROVER])
@@ -255,8 +255,8 @@ def test_the_service_refuses_an_approver_deciding_their_own_request(app: Flask, 
 
 
 def test_approver_revokes_a_grant_with_a_reason(app: Flask, factory, settings) -> None:
-    from core import access
-    from core.models import AccessGrant
+    from helpdesk.core import access
+    from helpdesk.core.models import AccessGrant
     from tests.web.conftest import login
 
     _, request_id = _access_request(factory, settings)

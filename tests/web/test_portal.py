@@ -16,13 +16,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import portal, tickets
-from core.db import transaction
-from core.models import Attachment, AuditEntry, Contact, Fulfilment, Outbox, PortalLink, PortalSession, Role, Ticket, TicketKind, TicketStatus, utcnow
-from core.notify import OutboundAttachment
-from core.privacy import erase_person
-from core.settings import Settings
-from core.users import find_user, issue_api_token
+from helpdesk.core import portal, tickets
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Attachment, AuditEntry, Contact, Fulfilment, Outbox, PortalLink, PortalSession, Role, Ticket, TicketKind, TicketStatus, utcnow
+from helpdesk.core.notify import OutboundAttachment
+from helpdesk.core.privacy import erase_person
+from helpdesk.core.settings import Settings
+from helpdesk.core.users import find_user, issue_api_token
 from tests.web.conftest import STAFF, csrf_token, login, make_ticket
 
 CAROL, DAVE = "carol@example.com", "dave@example.com"
@@ -100,7 +100,7 @@ def test_an_unknown_address_gets_the_same_answer_and_no_mail(client: FlaskClient
 
 def test_known_and_unknown_addresses_take_the_same_time(app: Flask, factory) -> None:
     """Writing the mail takes longer than not writing it: every answer is held to the same floor."""
-    from web.portal import ANSWER_FLOOR
+    from helpdesk.web.portal import ANSWER_FLOOR
 
     make_ticket(factory, "Printer offline", requester=CAROL)
     client = app.test_client()

@@ -9,8 +9,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import transaction
-from core.models import AuditEntry, Inbound, InboundStatus, RawMail, Role
+from helpdesk.core.db import transaction
+from helpdesk.core.models import AuditEntry, Inbound, InboundStatus, RawMail, Role
 from tests.web.conftest import STAFF, csrf_token, login
 
 

@@ -10,13 +10,13 @@ from dataclasses import replace
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.models import Message, Ticket
-from core.settings import Settings, SmtpSettings
-from mailgateway.smtp import send_once
+from helpdesk.core.models import Message, Ticket
+from helpdesk.core.settings import Settings, SmtpSettings
+from helpdesk.mailgateway.smtp import send_once
 from tests.web.conftest import csrf_token, login, make_ticket
 from tests.web.test_api import _auth
-from web import create_app
-from core.models import Role
+from helpdesk.web import create_app
+from helpdesk.core.models import Role
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40  # binary, ~10 kB
 NOTES = "Schritte für den Drucker\r\n1. Aus\r\n2. An\r\n".encode()
@@ -90,7 +90,7 @@ def test_only_a_signed_in_user_may_send_a_large_body(settings: Settings, factory
 
 
 def test_upload_names_lose_paths_and_control_characters() -> None:
-    from web.tickets import upload_name as _upload_name
+    from helpdesk.web.tickets import upload_name as _upload_name
 
     assert _upload_name("C:\\Users\\gina\\steps.txt") == "steps.txt"
     assert _upload_name("../../etc/passwd") == "passwd"

@@ -8,15 +8,15 @@ from dataclasses import replace
 from flask import Flask
 from sqlalchemy import select
 
-from core import access, tickets
-from core.db import transaction
-from core.models import Contact, Event, Role, Ticket, TicketKind
-from core.settings import EventSettings, EventSource, Settings
-from core.users import TokenScope, issue_api_token
+from helpdesk.core import access, tickets
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Contact, Event, Role, Ticket, TicketKind
+from helpdesk.core.settings import EventSettings, EventSource, Settings
+from helpdesk.core.users import TokenScope, issue_api_token
 from tests.web.conftest import STAFF, csrf_token, login, make_ticket
 from tests.web.test_security import _routes
-from web.security import allowed_roles
-from web import create_app
+from helpdesk.web.security import allowed_roles
+from helpdesk.web import create_app
 
 ALERT = {"status": "firing", "labels": {"alertname": "DiskFull", "instance": "db1:9100", "severity": "critical"},
          "annotations": {"summary": "disk / is 97% full"}, "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "abc1"}

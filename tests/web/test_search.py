@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import tickets
-from core.models import Direction, Message, Ticket
-from core.queue import QueueQuery, Sort, list_tickets
-from core.search import UnknownSearchLanguage, ensure_index, fts_query, ts_query
+from helpdesk.core import tickets
+from helpdesk.core.models import Direction, Message, Ticket
+from helpdesk.core.queue import QueueQuery, Sort, list_tickets
+from helpdesk.core.search import UnknownSearchLanguage, ensure_index, fts_query, ts_query
 from tests.web.conftest import make_ticket
 
 

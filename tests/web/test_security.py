@@ -12,14 +12,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.attachments import AttachmentStore
-from core.db import transaction
-from core.models import Attachment, Contact, Message, Role
-from core.settings import Settings
-from core.users import issue_api_token
+from helpdesk.core.attachments import AttachmentStore
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Attachment, Contact, Message, Role
+from helpdesk.core.settings import Settings
+from helpdesk.core.users import issue_api_token
 from tests.web.conftest import PASSWORD, STAFF, csrf_token, login, make_ticket
-from web import create_app
-from web.security import allowed_roles
+from helpdesk.web import create_app
+from helpdesk.web.security import allowed_roles
 
 PUBLIC = {"static", "auth.login", "sso.start", "sso.callback", "ops.healthz", "ops.readyz", "ops.metrics",
           "portal.start", "portal.confirm", "portal.sign_in", "portal_api.link", "portal_api.session_open",
@@ -239,7 +239,7 @@ def test_api_uses_bearer_tokens_only(app: Flask, client: FlaskClient, factory, s
 
 
 def test_a_password_change_ends_the_sessions_opened_with_the_old_one(app: Flask, factory) -> None:
-    from core.users import set_password
+    from helpdesk.core.users import set_password
 
     client = login(app.test_client(), Role.AGENT)
     assert client.get("/tickets").status_code == 200

@@ -15,9 +15,9 @@ SERVE = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from core.db import make_engine, make_sessionmaker, upgrade
-    from core.settings import Settings
-    from web import create_app, serve
+    from helpdesk.core.db import make_engine, make_sessionmaker, upgrade
+    from helpdesk.core.settings import Settings
+    from helpdesk.web import create_app, serve
 
     data = Path(sys.argv[1])
     settings = Settings(data_dir=data, database_url=f"sqlite:///{data / 'h.sqlite3'}", secret_key="x")

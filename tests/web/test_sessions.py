@@ -10,14 +10,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import audit
-from core.db import transaction
-from core.models import ConsoleSession, Contact, Role
-from core.settings import Settings
-from core.users import issue_api_token, user_for_token
+from helpdesk.core import audit
+from helpdesk.core.db import transaction
+from helpdesk.core.models import ConsoleSession, Contact, Role
+from helpdesk.core.settings import Settings
+from helpdesk.core.users import issue_api_token, user_for_token
 from tests.e2e.helpers import helpdesk_env, run
 from tests.web.conftest import STAFF, csrf_token, login
-from web import create_app
+from helpdesk.web import create_app
 
 COOKIE = "helpdesk_session"
 
@@ -110,7 +110,7 @@ def test_rotating_a_token_on_the_users_page_gives_a_new_one_and_the_old_one_stop
 
 
 def test_rotating_a_token_from_the_command_line(tmp_path: Path) -> None:
-    from core import db
+    from helpdesk.core import db
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     env = helpdesk_env(tmp_path / "data", url)
@@ -157,7 +157,7 @@ def test_in_chromium_a_cookie_copied_before_logout_opens_only_the_login_page(bro
 
 
 def test_user_add_with_a_new_password_ends_the_sessions_of_an_existing_user(app: Flask, factory) -> None:
-    from core.users import create_user
+    from helpdesk.core.users import create_user
 
     copied = _copy_of(login(app.test_client(), Role.AGENT))
     with transaction(factory) as session:
@@ -168,8 +168,8 @@ def test_user_add_with_a_new_password_ends_the_sessions_of_an_existing_user(app:
 def test_a_session_ends_after_its_lifetime_whatever_the_cookie_says(factory) -> None:
     from datetime import timedelta
 
-    from core.models import utcnow
-    from core.users import open_session, session_user
+    from helpdesk.core.models import utcnow
+    from helpdesk.core.users import open_session, session_user
 
     lifetime = timedelta(hours=12)
     with transaction(factory) as session:

@@ -12,8 +12,8 @@ from joserfc.jwk import RSAKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.models import AuditEntry, ConsoleSession, Contact, Role
-from core.settings import OidcSettings, Settings
+from helpdesk.core.models import AuditEntry, ConsoleSession, Contact, Role
+from helpdesk.core.settings import OidcSettings, Settings
 from tests.servers.oidc import KEY_ID, OidcServer
 from tests.web.browser import LiveServer, screenshot
 from tests.web.conftest import PASSWORD, STAFF

@@ -6,12 +6,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from core import tickets
-from core.db import transaction
-from core.models import Contact, Outbox, Role, Ticket
-from core.settings import SmtpSettings
-from core.users import issue_api_token
-from mailgateway.smtp import send_once
+from helpdesk.core import tickets
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Contact, Outbox, Role, Ticket
+from helpdesk.core.settings import SmtpSettings
+from helpdesk.core.users import issue_api_token
+from helpdesk.mailgateway.smtp import send_once
 from tests.web.conftest import STAFF, csrf_token, make_ticket
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from core.db import transaction
-from core.mail import Protection
-from core.models import Message
+from helpdesk.core.db import transaction
+from helpdesk.core.mail import Protection
+from helpdesk.core.models import Message
 from tests.web.conftest import make_ticket
 
 EVENT = {"summary": "Printer maintenance", "start": "2025-03-10T09:00:00+01:00", "end": "2025-03-10T10:00:00+01:00",

@@ -12,11 +12,11 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import transaction
-from core.models import AuditEntry, Contact, Role, WebhookDelivery
-from core.settings import Settings
-from core.users import issue_api_token
-from mailgateway.webhook import deliver_once
+from helpdesk.core.db import transaction
+from helpdesk.core.models import AuditEntry, Contact, Role, WebhookDelivery
+from helpdesk.core.settings import Settings
+from helpdesk.core.users import issue_api_token
+from helpdesk.mailgateway.webhook import deliver_once
 from tests.core.desk import Desk, mail
 from tests.servers.webhook import Received, WebhookReceiver
 from tests.web.browser import LiveServer, log_in, screenshot

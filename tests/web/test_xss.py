@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import transaction
-from core.models import Attachment, Message, Role
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Attachment, Message, Role
 from tests.web.browser import LiveServer, log_in, screenshot
 from tests.web.conftest import make_ticket
 

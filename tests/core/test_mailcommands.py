@@ -6,8 +6,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from core.commands import Verb, split_commands
-from core.models import Role
+from helpdesk.core.mailcommands import Verb, split_commands
+from helpdesk.core.models import Role
 from tests.core.desk import Desk, make_desk, mail
 
 AGENT = "agent@example.org"

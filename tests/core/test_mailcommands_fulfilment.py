@@ -6,7 +6,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from core.commands import Verb, split_commands
+from helpdesk.core.mailcommands import Verb, split_commands
 from tests.core.desk import Desk, make_desk, mail
 
 AGENT = "agent@example.org"

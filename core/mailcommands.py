@@ -16,16 +16,16 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import access, audit, conversation, fulfilment, macros, merge, processes, tickets, visibility
-from core.mail import ParsedMail
-from core.approval import PolicyViolation
-from core.models import (
+from helpdesk.core import access, audit, conversation, fulfilment, macros, merge, processes, tickets, visibility
+from helpdesk.core.mail import ParsedMail
+from helpdesk.core.approval import PolicyViolation
+from helpdesk.core.models import (
     MAX_ID, AccessRequest, AccessStatus, Attachment, Contact, Direction, Message, Ticket, TicketKind, TicketStatus,
     utcnow,
 )
-from core.notify import OutboundAttachment, fit_attachments, load_attachments, notify_status
-from core.priority import DESK_PRIORITIES
-from core.settings import Settings
+from helpdesk.core.notify import OutboundAttachment, fit_attachments, load_attachments, notify_status
+from helpdesk.core.priority import DESK_PRIORITIES
+from helpdesk.core.settings import Settings
 
 
 class Verb(enum.Enum):

@@ -7,8 +7,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from core.commands import Verb, split_commands
-from core.models import Role
+from helpdesk.core.mailcommands import Verb, split_commands
+from helpdesk.core.models import Role
 from tests.core.desk import Desk, mail, make_desk
 
 AGENT = "agent@example.org"
