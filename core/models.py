@@ -667,3 +667,66 @@ class Presence(Base):
     contact: Mapped[Contact] = relationship(lazy="joined")
 
     __table_args__ = (UniqueConstraint("ticket_id", "contact_id", name="uq_presence_ticket_contact"),)
+
+
+# --- custom fields and groups (core.fields, core.groups) ---------------------------------
+
+
+class FieldType(enum.Enum):
+    TEXT = "text"
+    CHOICE = "choice"  # one of the definition's choices
+    DATE = "date"  # an ISO date, YYYY-MM-DD
+    USER = "user"  # an agent's address
+
+
+class FieldDef(Base):
+    """An admin-defined ticket field: shown and edited on tickets of the kind it applies to."""
+
+    __tablename__ = "field_def"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(40), unique=True)  # what #set, the API and queue filters name it by
+    label: Mapped[str] = mapped_column(String(80))
+    applies_to: Mapped[str] = mapped_column(String(16), default="all")  # all | incident | request | access | event
+    type: Mapped[FieldType] = mapped_column(_enum(FieldType))
+    choices: Mapped[list[Any]] = mapped_column(default=list)
+    required: Mapped[bool] = mapped_column(Boolean, default=False)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FieldValue(Base):
+    """One field's value on one ticket, as text (a date as YYYY-MM-DD, a user as the address)."""
+
+    __tablename__ = "field_value"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"))
+    field_id: Mapped[int] = mapped_column(ForeignKey("field_def.id"))
+    value: Mapped[str] = mapped_column(String(500))
+
+    # One value per field and ticket; the queue filters by (field, value).
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "field_id", name="uq_field_value_ticket_field"),
+        Index("ix_field_value_field_value", "field_id", "value"),
+    )
+
+
+class GroupMember(Base):
+    __tablename__ = "group_member"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("desk_group.id"), primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"), primary_key=True)
+
+
+class Group(Base):
+    """A team of agents; a ticket's ``group`` names one. Rules route by that name."""
+
+    __tablename__ = "desk_group"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))  # an optional alias the team reads
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    members: Mapped[list[Contact]] = relationship(secondary="group_member", order_by="Contact.email")
