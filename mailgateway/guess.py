@@ -31,6 +31,11 @@ _JAPANESE = {"cp932", "euc_jp", "shift_jis", "euc_jis_2004", "shift_jis_2004", "
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 _ODD_AFTER_LETTER = {"Sm", "Sc", "Sk", "So", "No"}
+_KOREAN = {"cp949", "euc_kr"}
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+# Arabic letters that have a fixed place in a word: alef with hamza below starts one, teh marbuta
+# ends one. A KOI8-R word read as windows-1256 puts them anywhere.
+_ARABIC_MISPLACED = re.compile(r"[\u0621-\u064a]\u0625|\u0629[\u0621-\u064a]")
 
 
 def guess_text(data: bytes, preferred: Iterable[str] = ()) -> tuple[str, str] | None:
@@ -63,10 +68,14 @@ def guess_text(data: bytes, preferred: Iterable[str] = ()) -> tuple[str, str] | 
 
 def _language_mismatch(text: str, codec: str) -> int:
     """Japanese is rarely written without kana, and nothing else is written with it: a kana-less
-    Japanese reading of Chinese, or a Chinese reading of Japanese (GB 2312 has kana too), ranks after."""
+    Japanese reading of Chinese, or a Chinese reading of Japanese (GB 2312 has kana too), ranks after.
+    Likewise a Korean reading made of Hanja only."""
     kana = len(_KANA.findall(text))
-    if codecs.lookup(codec).name in _JAPANESE:
+    name = codecs.lookup(codec).name
+    if name in _JAPANESE:
         return 1 if not kana and _HAN.search(text) else 0
+    if name in _KOREAN and _HAN.search(text) and not _HANGUL.search(text):
+        return 1 + kana  # Korean is written in Hangul; Hanja alone is another script misread
     return kana
 
 
@@ -99,7 +108,7 @@ def implausibility(text: str) -> int:
         if prev_script == script and ch.isupper() and (prev_lower or script in ("CYRILLIC", "GREEK")):
             score += 1  # case changing inside a word; capitals throughout are mostly KOI8 misread
         prev_script, prev_lower = script, ch.islower()
-    return score
+    return score + 2 * len(_ARABIC_MISPLACED.findall(text))
 
 
 @functools.lru_cache(maxsize=8192)

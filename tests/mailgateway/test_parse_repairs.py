@@ -45,6 +45,15 @@ def test_raw_legacy_subject_follows_the_body_charset(text: str, charset: str) ->
     assert (mail.subject, mail.text) == (text, text)
 
 
+@pytest.mark.parametrize("subject", ["тест тест", "пароль сброшен", "сервер упал", "не работает почта"])
+def test_short_koi8_r_subject_with_nothing_declared_reads_as_russian(subject: str) -> None:
+    # Request Tracker's corpus has such a mail: a few KOI8-R words tie with Arabic (windows-1256)
+    # and Korean (Hanja only) readings that decode as cleanly.
+    raw = b"From: a@example.org\nSubject: " + subject.encode("koi8_r") + b"\n\nhello\n"
+    mail = parse_message(raw)
+    assert (mail.subject, mail.repairs) == (subject, ["header-charset-guessed:koi8-r"])
+
+
 def test_raw_8bit_bytes_inside_an_encoded_word() -> None:
     mail = parse_message(b"From: a@example.org\nSubject: =?iso-8859-1?Q?Fr\xf6sche_im_Keller?=\n\nx\n")
     assert mail.subject == "Frösche im Keller"
