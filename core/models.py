@@ -108,6 +108,8 @@ class Contact(Base):
     api_token_scope: Mapped[str | None] = mapped_column(String(32))
     undeliverable: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The desk's mail to them is in this language (core.i18n); None: not known yet, the default.
+    language: Mapped[str | None] = mapped_column(String(16))
 
 
 class ConsoleSession(Base):
@@ -334,6 +336,8 @@ class MailboxCursor(Base):
     mailbox: Mapped[str] = mapped_column(String(200), primary_key=True)
     uidvalidity: Mapped[int | None] = mapped_column(BigInteger)  # unsigned 32-bit in IMAP
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Microsoft Graph: where the next delta round of the folder starts (a nextLink or deltaLink); None: from scratch.
+    delta_link: Mapped[str | None] = mapped_column(Text)
     lease_holder: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[datetime | None]
 
