@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
 
+from helpdesk.core.rulebook import Rulebook, shipped_rulebook
+
 
 class TlsMode(enum.Enum):
     NONE = "none"
@@ -31,7 +33,15 @@ class OAuthFlow(enum.Enum):
     DELEGATED = "delegated"  # an admin signed in once ("Connect mailbox"); a stored refresh token
 
 
+class Transport(enum.Enum):
+    """How a mailbox's mail is read and the helpdesk's mail sent."""
+
+    IMAP = "imap"  # IMAP in, SMTP out
+    GRAPH = "graph"  # Microsoft Graph over HTTPS: for tenants that turned IMAP and SMTP off
+
+
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
+GRAPH_URL = "https://graph.microsoft.com/v1.0"
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 
 
@@ -72,6 +82,8 @@ class MailboxSettings:
     address: str | None = None  # the help address mail to this mailbox is sent to
     auth: AuthKind = AuthKind.PASSWORD
     oauth: OAuthSettings | None = None  # set when auth is OAUTH2
+    transport: Transport = Transport.IMAP  # GRAPH: host/port/tls unused, `user` is the mailbox (shared or not)
+    graph_url: str = GRAPH_URL  # a national cloud's Graph, or a local stand-in in tests
 
 
 @dataclass(frozen=True)
@@ -217,6 +229,8 @@ class Settings:
     catalogue_path: Path | None = None  # None: data_dir/catalogue.toml if present, else shipped
     rules_path: Path | None = None  # None: data_dir/rules.toml if present, else shipped
     priority_path: Path | None = None  # None: data_dir/priority.toml if present, else shipped
+    # Rules, catalogue and matrix as read from those files once at start (helpdesk.config.load).
+    rulebook: Rulebook = field(default_factory=shipped_rulebook, repr=False)
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
     retention_days: int | None = None  # closed tickets older than this are anonymised or deleted; None: kept
     retention_action: RetentionAction = RetentionAction.ANONYMISE

@@ -9,7 +9,6 @@ import enum
 import math
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import date, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,7 +17,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from helpdesk.core import configfile
+# Defined in core, so that bad rules, catalogue and priority files are configuration errors too.
+from helpdesk.core.configfile import ConfigError
 from helpdesk.core.files import private_dir, write_private_once
+from helpdesk.core.rulebook import load_rulebook
 from helpdesk.core.settings import (
     DEFAULT_SLA_TARGETS,
     EVENT_SOURCES,
@@ -27,6 +30,7 @@ from helpdesk.core.settings import (
     EventSource,
     BusinessHours,
     ConversationSettings,
+    GRAPH_URL,
     MICROSOFT_AUTHORITY,
     GOOGLE_TOKEN_URL,
     AuthKind,
@@ -41,13 +45,10 @@ from helpdesk.core.settings import (
     SlaTarget,
     SmtpSettings,
     TlsMode,
+    Transport,
 )
 # The same readers the logins use, so a key file that passes here works there.
 from helpdesk.mailgateway.oauth import TokenError, read_certificate, read_service_account
-
-
-class ConfigError(Exception):
-    """A setting is missing or wrong; the message names it."""
 
 
 OAUTH_KEYS = (
@@ -69,6 +70,8 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_IMAP_TLS": "none | starttls | ssl (default starttls)",
     "HELPDESK_IMAP_FOLDER": "folder to watch (default INBOX)",
     "HELPDESK_IMAP_PROCESSED_FOLDER": "folder processed mail is moved to (default Processed; empty: only flag it)",
+    "HELPDESK_IMAP_TRANSPORT": "imap | graph (Microsoft Graph instead of IMAP and SMTP; needs oauth2 with microsoft, no HELPDESK_IMAP_HOST)",
+    "HELPDESK_GRAPH_URL": f"Microsoft Graph's address for mailboxes with transport graph (default {GRAPH_URL}; a national cloud's otherwise)",
     "HELPDESK_IMAP_AUTH": "password | oauth2 (XOAUTH2 with a token from HELPDESK_IMAP_OAUTH_*; default password)",
     "HELPDESK_IMAP_OAUTH_PROVIDER": "microsoft | google | generic",
     "HELPDESK_IMAP_OAUTH_FLOW": "app (client credentials, default) | delegated (an admin connects the mailbox in the console)",
@@ -184,17 +187,7 @@ class _Tables:
 
 def _read_toml(path: str) -> tuple[dict[str, str], _Tables]:
     """The scalar settings (as HELPDESK_* strings) and the tables of a TOML file."""
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"HELPDESK_CONFIG: no such file {path!r}") from None
-    except OSError as exc:  # a directory, no permission, ...
-        raise ConfigError(f"HELPDESK_CONFIG: cannot read {path!r}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"HELPDESK_CONFIG: {path} is not UTF-8 text (TOML files must be)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"HELPDESK_CONFIG: {path} is not valid TOML: {exc}") from None
+    data = configfile.read_toml(Path(path), f"HELPDESK_CONFIG: {path}")
     tables = data.pop("mailboxes", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise ConfigError(f"HELPDESK_CONFIG: `mailboxes` in {path} must be [[mailboxes]] tables")
@@ -216,7 +209,7 @@ def _read_toml(path: str) -> tuple[dict[str, str], _Tables]:
 
 
 MAILBOX_KEYS = (
-    "name", "host", "port", "user", "password", "tls", "folder", "processed_folder", "address", "auth",
+    "name", "transport", "host", "port", "user", "password", "tls", "folder", "processed_folder", "address", "auth",
     *(f"oauth_{k.lower()}" for k in OAUTH_KEYS),
 )  # fmt: skip
 
@@ -310,6 +303,10 @@ def _oauth_files(name: Callable[[str], str], text: dict[str, str], provider: OAu
 def _default_scopes(provider: OAuthProvider, flow: OAuthFlow, protocol: str) -> tuple[str, ...]:
     if provider is OAuthProvider.GOOGLE:
         return ("https://mail.google.com/",)
+    if provider is OAuthProvider.MICROSOFT and protocol == "graph":
+        if flow is OAuthFlow.APP:  # the application permissions Mail.ReadWrite and Mail.Send granted to the app
+            return ("https://graph.microsoft.com/.default",)
+        return ("https://graph.microsoft.com/Mail.ReadWrite", "https://graph.microsoft.com/Mail.Send")
     if provider is OAuthProvider.MICROSOFT:
         if flow is OAuthFlow.APP:  # app-only tokens carry the permissions granted to the app
             return ("https://outlook.office365.com/.default",)
@@ -318,13 +315,14 @@ def _default_scopes(provider: OAuthProvider, flow: OAuthFlow, protocol: str) -> 
     return ()
 
 
-def _mailbox_table(n: int, table: dict[str, Any], default_address: str) -> MailboxSettings:
+def _mailbox_table(n: int, table: dict[str, Any], default_address: str, graph_url: str) -> MailboxSettings:
     """One ``[[mailboxes]]`` table; errors name it as mailboxes[n].key."""
     where = f"HELPDESK_CONFIG: mailboxes[{n}]"
     unknown = sorted(set(table) - set(MAILBOX_KEYS))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(MAILBOX_KEYS)})")
-    for key in ("host", "user"):
+    transport = _one_of(f"{where}.transport", str(table.get("transport") or "imap"), Transport)
+    for key in ("host", "user") if transport is Transport.IMAP else ("user",):
         if not str(table.get(key) or "").strip():
             raise ConfigError(f"{where}.{key}: required")
     tls = _tls(f"{where}.tls", str(table.get("tls") or "starttls"))
@@ -332,10 +330,12 @@ def _mailbox_table(n: int, table: dict[str, Any], default_address: str) -> Mailb
     folder = str(table.get("folder") or "INBOX")
     processed = table.get("processed_folder", "Processed")
     address = table.get("address")
-    auth, oauth = _auth(lambda key: f"{where}.{key}", table.get, "imap", str(table["user"]))
+    auth, oauth = _auth(lambda key: f"{where}.{key}", table.get, transport.value, str(table["user"]))
+    _check_graph(lambda key: f"{where}.{key}", transport, oauth, processed)
+    host = str(table["host"]) if transport is Transport.IMAP else "graph"  # the name's default says where
     return MailboxSettings(
-        name=str(table.get("name") or f"{table['user']}@{table['host']}/{folder}"),
-        host=str(table["host"]),
+        name=str(table.get("name") or f"{table['user']}@{host}/{folder}"),
+        host=host,
         port=port,
         user=str(table["user"]),
         password=str(table.get("password") or ""),
@@ -345,7 +345,19 @@ def _mailbox_table(n: int, table: dict[str, Any], default_address: str) -> Mailb
         address=_address(f"{where}.address", str(address)) if address else default_address,
         auth=auth,
         oauth=oauth,
+        transport=transport,
+        graph_url=graph_url,
     )
+
+
+def _check_graph(name: Callable[[str], str], transport: Transport, oauth: OAuthSettings | None, processed: object) -> None:
+    """Graph takes only Microsoft's tokens, and must move what it read: a read mark would come back as a change."""
+    if transport is not Transport.GRAPH:
+        return
+    if oauth is None or oauth.provider is not OAuthProvider.MICROSOFT:
+        raise ConfigError(f"{name('transport')}: graph needs auth = oauth2 with oauth_provider = microsoft")
+    if not processed:
+        raise ConfigError(f"{name('processed_folder')}: required with transport = graph (mail is moved there once stored)")
 
 
 def load(environ: Mapping[str, str] | None = None, config_file: str | None = None) -> Settings:
@@ -365,18 +377,22 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
     address = _address("HELPDESK_ADDRESS", get("HELPDESK_ADDRESS") or "help@example.org")
 
     mailboxes: tuple[MailboxSettings, ...] = ()
-    if get("HELPDESK_IMAP_HOST"):
+    graph_url = _url("HELPDESK_GRAPH_URL", get("HELPDESK_GRAPH_URL") or GRAPH_URL).rstrip("/")
+    transport = _one_of("HELPDESK_IMAP_TRANSPORT", get("HELPDESK_IMAP_TRANSPORT") or "imap", Transport)
+    if get("HELPDESK_IMAP_HOST") or transport is Transport.GRAPH:
         tls = _tls("HELPDESK_IMAP_TLS", get("HELPDESK_IMAP_TLS") or "starttls")
         port = _int("HELPDESK_IMAP_PORT", get("HELPDESK_IMAP_PORT") or ("993" if tls is TlsMode.SSL else "143"), low=1, high=65535)
         user = get("HELPDESK_IMAP_USER")
         if not user:
-            raise ConfigError("HELPDESK_IMAP_USER: required when HELPDESK_IMAP_HOST is set")
+            raise ConfigError(f"HELPDESK_IMAP_USER: required when {'HELPDESK_IMAP_HOST' if transport is Transport.IMAP else 'HELPDESK_IMAP_TRANSPORT = graph'} is set")
         processed = get("HELPDESK_IMAP_PROCESSED_FOLDER")
-        imap_auth, imap_oauth = _auth(lambda key: f"HELPDESK_IMAP_{key.upper()}", lambda key: get(f"HELPDESK_IMAP_{key.upper()}"), "imap", user)
+        imap_auth, imap_oauth = _auth(lambda key: f"HELPDESK_IMAP_{key.upper()}", lambda key: get(f"HELPDESK_IMAP_{key.upper()}"), transport.value, user)
+        _check_graph(lambda key: f"HELPDESK_IMAP_{key.upper()}", transport, imap_oauth, "Processed" if processed is None else processed)
+        host = get("HELPDESK_IMAP_HOST") if transport is Transport.IMAP else "graph"
         mailboxes = (
             MailboxSettings(
-                name=f"{user}@{get('HELPDESK_IMAP_HOST')}/{get('HELPDESK_IMAP_FOLDER') or 'INBOX'}",
-                host=get("HELPDESK_IMAP_HOST") or "",
+                name=f"{user}@{host}/{get('HELPDESK_IMAP_FOLDER') or 'INBOX'}",
+                host=host or "",
                 port=port,
                 user=user,
                 password=get("HELPDESK_IMAP_PASSWORD") or "",
@@ -386,13 +402,17 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
                 address=address,
                 auth=imap_auth,
                 oauth=imap_oauth,
+                transport=transport,
+                graph_url=graph_url,
             ),
         )
 
-    mailboxes += tuple(_mailbox_table(n, t, address) for n, t in enumerate(tables.mailboxes))
+    mailboxes += tuple(_mailbox_table(n, t, address, graph_url) for n, t in enumerate(tables.mailboxes))
     names = [m.name for m in mailboxes]
     if len(set(names)) != len(names):
         raise ConfigError(f"HELPDESK_CONFIG: mailbox names must differ (got {', '.join(names)})")
+    files = {name: _file(f"HELPDESK_{name.upper()}_FILE", get(f"HELPDESK_{name.upper()}_FILE"))
+             for name in ("rules", "catalogue", "priority")}
 
     smtp = None
     if get("HELPDESK_SMTP_HOST"):
@@ -437,9 +457,10 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
                 high=MAX_DAYS,
             ),
         ),
-        catalogue_path=_file("HELPDESK_CATALOGUE_FILE", get("HELPDESK_CATALOGUE_FILE")),
-        rules_path=_file("HELPDESK_RULES_FILE", get("HELPDESK_RULES_FILE")),
-        priority_path=_file("HELPDESK_PRIORITY_FILE", get("HELPDESK_PRIORITY_FILE")),
+        catalogue_path=files["catalogue"],
+        rules_path=files["rules"],
+        priority_path=files["priority"],
+        rulebook=load_rulebook(data_dir, **files),  # read and checked here, once per process
         conversation=_conversation(get),
         retention_days=_int("HELPDESK_RETENTION_DAYS", get("HELPDESK_RETENTION_DAYS"), low=1, high=MAX_DAYS)
         if get("HELPDESK_RETENTION_DAYS") else None,
