@@ -267,13 +267,13 @@ def warn_expiring(session: Session, settings: Settings, now: datetime | None = N
 def _warn(session: Session, settings: Settings, grant: AccessGrant) -> None:
     request = grant.request
     approvers = [a.email for a in approvers_for(session, settings, request.resource_group) if a.id != grant.contact_id]
-    rows = enqueue(
+    queued = enqueue(
         session, settings, template="access_expiring", ticket=request.ticket, to=[grant.contact.email, *approvers],
         context={"grant": grant, "expires_at": aware(grant.expires_at)}, purpose="access_expiring", record=False,
     )
     audit.record(
         session, actor=audit.SYSTEM, action=EXPIRY_WARNING, object_type="access_grant", object_id=grant.id,
-        after={"expires_at": grant.expires_at, "notified": [r for row in rows for r in row.recipients]},
+        after={"expires_at": grant.expires_at, "notified": [r for row in queued.rows for r in row.recipients]},
         reason=f"expires within {settings.access.expiry_warning_days} days",
     )
 

@@ -315,7 +315,7 @@ def check(session: Session, settings: Settings, now: datetime) -> list[SlaFindin
 
 def _escalate(session: Session, settings: Settings, ticket: Ticket, clock: Clock, level: SlaLevel) -> SlaFinding:
     to = _escalation_recipients(session, settings, ticket, level)
-    rows = enqueue(
+    queued = enqueue(
         session,
         settings,
         template="sla_warning",
@@ -331,7 +331,7 @@ def _escalate(session: Session, settings: Settings, ticket: Ticket, clock: Clock
         purpose=f"sla_{level.value}",
         record=False,
     )
-    notified = tuple(r for row in rows for r in row.recipients)
+    notified = tuple(r for row in queued.rows for r in row.recipients)
     audit.record(
         session,
         actor=audit.SYSTEM,

@@ -285,7 +285,7 @@ def reply(
     if not text.strip() and not attachments:
         raise TicketError("a reply needs some text")
     presence.refuse_stale(ticket, seen)
-    queued = enqueue(
+    message = enqueue(
         session,
         settings,
         template="reply",
@@ -295,10 +295,7 @@ def reply(
         auto_submitted=AutoSubmitted.NO,
         purpose="reply",
         attachments=attachments,
-    )
-    # enqueue records the mail as the thread's newest message, but only when it queued something:
-    # otherwise the newest message is an older one (an acknowledgement, an earlier reply).
-    message = ticket.messages[-1] if queued else None
+    ).message
     if ticket.first_response_at is None:
         ticket.first_response_at = utcnow()
     if ticket.status is TicketStatus.NEW:

@@ -32,11 +32,11 @@ def test_four_senders_share_the_outbox_without_sending_twice(postgres_cluster, s
         with transaction(factory) as session:
             requester = tickets.contact_for(session, "alice@example.com")
             ticket = tickets.open_ticket(session, requester=requester, subject="Announcement", kind=TicketKind.INCIDENT)
-            rows = enqueue(session, settings, template="reply", ticket=ticket,
-                           to=[f"user{n}@example.com" for n in range(MAILS)],
-                           context={"text": "Maintenance tonight.", "author": requester},
-                           auto_submitted=AutoSubmitted.NO)
-            assert len(rows) == MAILS
+            queued = enqueue(session, settings, template="reply", ticket=ticket,
+                             to=[f"user{n}@example.com" for n in range(MAILS)],
+                             context={"text": "Maintenance tonight.", "author": requester},
+                             auto_submitted=AutoSubmitted.NO)
+            assert len(queued.rows) == MAILS
         procs = [subprocess.Popen([HELPDESK, "send", "--once"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                  for _ in range(WORKERS)]
         outputs = [p.communicate(timeout=120) for p in procs]
