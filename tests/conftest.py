@@ -166,6 +166,14 @@ def sqlite_session_factory(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     yield from _migrated_sessions(f"sqlite:///{tmp_path / 'helpdesk.sqlite3'}")
 
 
+@pytest.fixture
+def pg_session_factory(postgres_cluster: PostgresCluster) -> Iterator[sessionmaker[Session]]:
+    """A migrated, empty PostgreSQL database, for what only PostgreSQL has (text search configurations...)."""
+    name = postgres_cluster.create_database()
+    yield from _migrated_sessions(postgres_cluster.url(name))
+    postgres_cluster.drop_database(name)
+
+
 def _migrated_sessions(url: str) -> Iterator[sessionmaker[Session]]:
     engine = db.make_engine(url)
     try:
