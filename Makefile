@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install bench clean
+.PHONY: run test check install bench clean
 
 $(BIN)/helpdesk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,14 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Types (mypy, strict on core and mailgateway), lint (ruff) and the import rule web -> core <- mailgateway.
+# Settings in pyproject.toml; tools/typecheck.py shows mypy the installed names (helpdesk.core, ...).
+LINT_PATHS := core mailgateway web helpdesk templates tools tests/test_import_rule.py
+check: install
+	$(BIN)/python tools/typecheck.py
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/python -m pytest -q tests/test_import_rule.py
 
 # Benchmarks print ratios against a baseline measured in the same run (see bench/).
 bench: install
