@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from datetime import timedelta
-from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from helpdesk.core.settings import Settings
+from helpdesk.core.configfile import ConfigError, read_toml, shipped
+
+if TYPE_CHECKING:
+    from helpdesk.core.settings import Settings
 
 CATALOGUE_FILE = "catalogue.toml"
 _KEYS = frozenset({"code", "name", "keywords", "fulfilment_hours", "approval", "approver", "group", "steps"})
 
 
-class CatalogueError(Exception):
+class CatalogueError(ConfigError):
     """A catalogue file that cannot be used."""
 
 
@@ -78,18 +80,12 @@ def _item(raw: dict[str, object], where: str) -> CatalogueItem:
 
 def load_catalogue(path: Path | None = None) -> Catalogue:
     """Load a catalogue file; None = the shipped core/data/catalogue.toml."""
-    if path is None:
-        text, where = resources.files("helpdesk.core").joinpath("data", CATALOGUE_FILE).read_text("utf-8"), "shipped catalogue"
-    else:
-        where = str(path)
-        try:
-            text = path.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:  # TOML is UTF-8: a Latin-1 file is unreadable too
-            raise CatalogueError(f"{where}: cannot read catalogue file: {exc}") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise CatalogueError(f"{where}: {exc}") from exc
+    where = str(path) if path else "shipped catalogue"
+    return catalogue_from(read_toml(path or shipped(CATALOGUE_FILE), where, CatalogueError), where)
+
+
+def catalogue_from(data: dict[str, Any], where: str) -> Catalogue:
+    """Validate the tables of a catalogue file into typed items; errors name `where` and the item."""
     raw_items = data.get("item")
     if not isinstance(raw_items, list) or not raw_items:
         raise CatalogueError(f"{where}: no [[item]] tables")
@@ -101,6 +97,5 @@ def load_catalogue(path: Path | None = None) -> Catalogue:
 
 
 def catalogue_for(settings: Settings) -> Catalogue:
-    """The configured catalogue: settings.catalogue_path, else <data dir>/catalogue.toml, else shipped."""
-    path = settings.catalogue_path or settings.data_dir / CATALOGUE_FILE
-    return load_catalogue(path if path.is_file() else None)
+    """The configured catalogue, loaded once at start (see core.rulebook)."""
+    return settings.rulebook.catalogue

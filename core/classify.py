@@ -14,12 +14,11 @@ from __future__ import annotations
 import enum
 import fnmatch
 import re
-import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from helpdesk.core.configfile import ConfigError, parse_toml, read_toml, shipped
 from helpdesk.core.mail import ParsedMail
 from helpdesk.core.priority import Fired, Keyword, PriorityMatrix, Wording, priority_for, read_signals
 
@@ -37,7 +36,7 @@ __all__ = [
 ]
 
 
-class RuleError(Exception):
+class RuleError(ConfigError):
     """A rules file that cannot be used; the message names the file and the rule."""
 
 
@@ -209,23 +208,16 @@ class RuleSet:
 
 def load_rules(path: Path | None = None, *, matrix: PriorityMatrix | None = None) -> RuleSet:
     """Load and validate a rules file; None = the shipped defaults."""
-    if path is None:
-        where = "core/data/rules.toml"
-        text = resources.files("helpdesk.core").joinpath("data/rules.toml").read_text("utf-8")
-    else:
-        where = str(path)
-        try:
-            text = path.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:  # TOML is UTF-8: a Latin-1 file is unreadable too
-            raise RuleError(f"{where}: cannot read rules file: {exc}") from exc
-    return parse_rules(text, source=where, matrix=matrix)
+    where = str(path) if path else "core/data/rules.toml"
+    return rules_from(read_toml(path or shipped("rules.toml"), where, RuleError), source=where, matrix=matrix)
 
 
 def parse_rules(text: str, *, source: str = "<rules>", matrix: PriorityMatrix | None = None) -> RuleSet:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RuleError(f"{source}: not valid TOML: {exc}") from exc
+    return rules_from(parse_toml(text, source, RuleError), source=source, matrix=matrix)
+
+
+def rules_from(data: dict[str, Any], *, source: str, matrix: PriorityMatrix | None = None) -> RuleSet:
+    """Validate the tables of a rules file into typed rules; errors name `source` and the rule."""
     _no_unknown(data, _TOP_KEYS, f"{source}: top level")
     levels = matrix.levels if matrix else 3
     defaults = _outcome(data.get("defaults", {}), f"{source}: [defaults]", levels)

@@ -6,14 +6,12 @@ Levels run from 1 (high) to N (low); the default matrix is ITIL's 3x3 giving P1.
 from __future__ import annotations
 
 import functools
-
 import re
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from helpdesk.core.configfile import ConfigError, read_toml, shipped
 from helpdesk.core.mail import ParsedMail
 
 if TYPE_CHECKING:
@@ -22,7 +20,7 @@ if TYPE_CHECKING:
 PRIORITY_FILE = "priority.toml"
 
 
-class PriorityError(Exception):
+class PriorityError(ConfigError):
     """A priority matrix file that cannot be used."""
 
 
@@ -79,19 +77,8 @@ def priority_for(impact: int, urgency: int, matrix: PriorityMatrix | None = None
 
 def load_matrix(path: Path | None = None) -> PriorityMatrix:
     """Load `matrix = [[...], ...]` from a TOML file; None = shipped core/data/priority.toml."""
-    if path is None:
-        text = resources.files("helpdesk.core").joinpath("data/priority.toml").read_text("utf-8")
-        where = "core/data/priority.toml"
-    else:
-        where = str(path)
-        try:
-            text = path.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PriorityError(f"{where}: cannot read priority file: {exc}") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PriorityError(f"{where}: {exc}") from exc
+    where = str(path) if path else "core/data/priority.toml"
+    data = read_toml(path or shipped(PRIORITY_FILE), where, PriorityError)
     unknown = set(data) - {"matrix"}
     if unknown:
         raise PriorityError(f"{where}: unknown keys {sorted(unknown)}")
@@ -110,12 +97,10 @@ DESK_LEVELS = 3
 DESK_PRIORITIES = ("P1", "P2", "P3", "P4", "P5")  # what the desk's tickets, forms and commands take
 
 
-def matrix_for(settings: Settings) -> PriorityMatrix:
-    """The configured matrix: settings.priority_path, else <data dir>/priority.toml, else shipped."""
-    path = settings.priority_path or settings.data_dir / PRIORITY_FILE
-    chosen = path if path.is_file() else None
-    matrix = load_matrix(chosen)
-    where = str(chosen or "core/data/priority.toml")
+def load_desk_matrix(path: Path | None = None) -> PriorityMatrix:
+    """A matrix file (None: the shipped one) that also fits the desk: 3x3 and P1..P5."""
+    matrix = load_matrix(path)
+    where = str(path or "core/data/priority.toml")
     if matrix.levels != DESK_LEVELS:
         raise PriorityError(f"{where}: the matrix must be {DESK_LEVELS}x{DESK_LEVELS} (impact and urgency 1..3), "
                             f"got {matrix.levels}x{matrix.levels}")
@@ -123,6 +108,11 @@ def matrix_for(settings: Settings) -> PriorityMatrix:
     if unknown:
         raise PriorityError(f"{where}: priorities must be P1..P5 (SLA targets exist for those), got {unknown}")
     return matrix
+
+
+def matrix_for(settings: Settings) -> PriorityMatrix:
+    """The configured matrix, loaded once at start (see core.rulebook)."""
+    return settings.rulebook.matrix
 
 
 # --- inference -------------------------------------------------------------------------

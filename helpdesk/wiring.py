@@ -7,13 +7,11 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from helpdesk.config import ensure_data_dir
 from helpdesk.core import audit, db
-from helpdesk.core.classify import load_rules
 from helpdesk.core.intake import Intake
 from helpdesk.core.mailauth import DbTokenStore
-from helpdesk.core.priority import matrix_for
 from helpdesk.core.settings import Settings
-from helpdesk.config import ensure_data_dir
 from helpdesk.mailgateway import oauth
 from helpdesk.mailgateway.parse import parse_message
 
@@ -31,8 +29,7 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
     engine = db.make_engine(settings.database_url)
     if migrate:
         db.upgrade(engine)
-    rules_file = settings.rules_path or settings.data_dir / "rules.toml"
-    rules = load_rules(rules_file if rules_file.is_file() else None, matrix=matrix_for(settings))
+    rules = settings.rulebook.rules  # read and checked once, by helpdesk.config.load
 
     def parse(raw: bytes):  # type: ignore[no-untyped-def]
         return parse_message(raw, max_attachment_bytes=settings.max_message_bytes)

@@ -13,6 +13,7 @@ from helpdesk.core.db import transaction
 from helpdesk.core.events import Alert, EventAction, EventPayloadError
 from helpdesk.core.mail import Address, ParsedMail
 from helpdesk.core.models import Event, Message, Outbox, Severity, Ticket, TicketKind, TicketStatus
+from helpdesk.core.rulebook import load_rulebook
 from helpdesk.core.settings import EventSettings, Settings
 from helpdesk.config import event_settings
 from helpdesk.mailgateway.parse import parse_message
@@ -330,7 +331,8 @@ def test_alertmanager_group_is_one_incident_whatever_its_common_labels(sqlite_se
 
 def test_an_alert_incident_takes_its_priority_from_the_configured_matrix(sqlite_session_factory, tmp_path) -> None:
     (tmp_path / "priority.toml").write_text("matrix = [\n" + '  ["P5", "P5", "P5"],\n' * 3 + "]\n")
-    settings = Settings(data_dir=tmp_path, database_url="sqlite://", address="help@example.org")
+    settings = Settings(data_dir=tmp_path, database_url="sqlite://", address="help@example.org",
+                        rulebook=load_rulebook(tmp_path))
     alert = events.parse_alert(mail("nagios_service_problem"))
     assert alert is not None and alert.severity is Severity.EXCEPTION
     with transaction(sqlite_session_factory) as session:

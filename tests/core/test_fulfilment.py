@@ -12,6 +12,7 @@ from sqlalchemy import select
 from helpdesk.core import audit, fulfilment, processes, tickets
 from helpdesk.core.approval import PolicyViolation
 from helpdesk.core.catalogue import CatalogueError, catalogue_for, load_catalogue
+from helpdesk.core.rulebook import load_rulebook
 from helpdesk.core.db import transaction
 from helpdesk.core.fulfilment import FulfilmentError, Step
 from helpdesk.core.models import Direction, Message, Outbox, Role, TicketKind, TicketStatus
@@ -35,11 +36,11 @@ def test_data_dir_catalogue_replaces_the_shipped_one(tmp_path):
     (tmp_path / "catalogue.toml").write_text(
         '[[item]]\ncode = "coffee"\nname = "Coffee"\nfulfilment_hours = 1\nsteps = ["brew"]\n', "utf-8"
     )
-    catalogue = catalogue_for(Settings(data_dir=tmp_path, database_url="sqlite://"))
+    catalogue = load_rulebook(tmp_path).catalogue
     assert [i.code for i in catalogue.items] == ["coffee"]
     (tmp_path / "catalogue.toml").write_text('[[item]]\ncode = "x"\nname = "X"\nfulfilment_hours = 1\napproval = true\n')
     with pytest.raises(CatalogueError, match="names no approver"):
-        catalogue_for(Settings(data_dir=tmp_path, database_url="sqlite://"))
+        load_rulebook(tmp_path)
 
 
 def _request(session, item_code: str, subject: str):
@@ -129,7 +130,8 @@ def test_only_the_items_approver_group_decides_its_requests(sqlite_session_facto
         'approver = "finance"\nsteps = ["book it"]\n', "utf-8"
     )
     settings = replace(
-        SETTINGS, data_dir=tmp_path, access=AccessSettings(approvers_by_group={"finance": ("fiona@example.org",)})
+        SETTINGS, data_dir=tmp_path, access=AccessSettings(approvers_by_group={"finance": ("fiona@example.org",)}),
+        rulebook=load_rulebook(tmp_path),
     )
     item = catalogue_for(settings).get("budget")
     with transaction(sqlite_session_factory) as session:

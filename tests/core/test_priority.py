@@ -13,10 +13,9 @@ from helpdesk.core.priority import (
     PriorityMatrix,
     infer_impact_urgency,
     load_matrix,
-    matrix_for,
     priority_for,
 )
-from helpdesk.core.settings import Settings
+from helpdesk.core.rulebook import load_rulebook
 
 
 def mail(subject: str = "", body: str = "", **headers: str) -> ParsedMail:
@@ -140,17 +139,13 @@ def test_high_importance_flag_wins_over_relaxed_wording() -> None:
     assert fired[0].reason == "header `importance: high`"
 
 
-def _settings(tmp_path: Path, **values: object) -> Settings:
-    return Settings(data_dir=tmp_path, database_url="sqlite://", **values)  # type: ignore[arg-type]
-
-
 def test_desk_matrix_is_the_data_dir_file_else_the_shipped_one(tmp_path: Path) -> None:
-    assert matrix_for(_settings(tmp_path)) == ITIL_3X3
+    assert load_rulebook(tmp_path).matrix == ITIL_3X3
     (tmp_path / "priority.toml").write_text('matrix = [["P1", "P1", "P2"], ["P2", "P3", "P4"], ["P3", "P4", "P5"]]\n')
-    assert priority_for(1, 2, matrix_for(_settings(tmp_path))) == "P1"
+    assert priority_for(1, 2, load_rulebook(tmp_path).matrix) == "P1"
     other = tmp_path / "other.toml"
     other.write_text('matrix = [["P2", "P2", "P2"], ["P2", "P3", "P4"], ["P3", "P4", "P5"]]\n')
-    assert priority_for(1, 1, matrix_for(_settings(tmp_path, priority_path=other))) == "P2"
+    assert priority_for(1, 1, load_rulebook(tmp_path, priority=other).matrix) == "P2"
 
 
 @pytest.mark.parametrize(
@@ -161,7 +156,7 @@ def test_desk_matrix_is_the_data_dir_file_else_the_shipped_one(tmp_path: Path) -
 def test_desk_matrix_must_fit_the_console_and_sla_targets(tmp_path: Path, text: str, problem: str) -> None:
     (tmp_path / "priority.toml").write_text(text)
     with pytest.raises(PriorityError, match=rf"priority\.toml: .*{problem}"):
-        matrix_for(_settings(tmp_path))
+        load_rulebook(tmp_path)
 
 
 def test_unreadable_matrix_file_is_a_priority_error(tmp_path: Path) -> None:
