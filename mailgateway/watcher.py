@@ -129,11 +129,12 @@ def fetch_new(
     fetched = stored = 0
     for start in range(0, len(uids), batch):
         chunk = uids[start : start + batch]
+        # Fetched before the transaction begins: a slow server must hold no lock and no open transaction.
+        mails: list[tuple[int | None, bytes]] = list(client.fetch(chunk, batch))
+        got = {uid for uid, _ in mails}
+        fetched += len(mails)
         with transaction(factory) as session:
             cursor = _held_cursor(session, mailbox, holder, lease_seconds)
-            mails: list[tuple[int | None, bytes]] = list(client.fetch(chunk, batch))
-            got = {uid for uid, _ in mails}
-            fetched += len(mails)
             new = intake.store_many(session, mails, source=mailbox.name, uidvalidity=state.uidvalidity)
             fresh = sum(1 for inbound in new if inbound is not None)
             stored += fresh
