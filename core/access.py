@@ -14,12 +14,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from helpdesk.core import audit, fulfilment, tickets
-from helpdesk.core.locks import serialise
 from helpdesk.core.approval import (
-    PolicyViolation, approvers_for, ensure_may_decide, lock_for_decision, may_be_asked, named_beneficiaries,
-    named_beneficiary, opening_texts,
+    PolicyViolation,
+    approvers_for,
+    ensure_may_decide,
+    lock_for_decision,
+    may_be_asked,
+    named_beneficiaries,
+    named_beneficiary,
+    opening_texts,
 )
 from helpdesk.core.catalogue import catalogue_for
+from helpdesk.core.locks import serialise
 from helpdesk.core.mail import ParsedMail
 from helpdesk.core.models import (
     AccessGrant,
@@ -31,11 +37,11 @@ from helpdesk.core.models import (
     Ticket,
     TicketKind,
     TicketStatus,
+    aware,
     utcnow,
 )
 from helpdesk.core.notify import enqueue, enqueue_resolution
 from helpdesk.core.settings import Settings
-from helpdesk.core.models import aware
 
 __all__ = [
     "AccessError", "PolicyViolation", "decide", "expiring", "open_request", "read_request", "revoke", "warn_expiring",

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -80,7 +80,7 @@ def _jsonable(value: Any) -> Any:
 def _instant(at: datetime) -> str:
     # SQLite hands datetimes back naive; both forms must hash the same.
     if at.tzinfo is not None:
-        at = at.astimezone(timezone.utc).replace(tzinfo=None)
+        at = at.astimezone(UTC).replace(tzinfo=None)
     return at.isoformat(timespec="microseconds")
 
 

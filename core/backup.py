@@ -23,14 +23,26 @@ import secrets
 import sqlite3
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 from sqlalchemy import (
-    Connection, DateTime, Engine, Enum, LargeBinary, Table, bindparam, create_engine, func, inspect, select, text,
+    Connection,
+    DateTime,
+    Engine,
+    Enum,
+    LargeBinary,
+    Table,
+    bindparam,
+    create_engine,
+    func,
+    inspect,
+    select,
+    text,
 )
 
 from helpdesk.core.attachments import store_for
@@ -105,7 +117,7 @@ def _write(engine: Engine, settings: Settings, zf: zipfile.ZipFile) -> Summary:
         "rows": rows,
         "attachments": len(hashes) - len(missing),
         "key_check": key_check(settings.secret_key),
-        "made_at": datetime.now(timezone.utc).isoformat(),
+        "made_at": datetime.now(UTC).isoformat(),
     }
     zf.writestr("meta.json", json.dumps(meta, indent=1))
     return Summary(revision, rows, len(hashes) - len(missing), local_key is not None, tuple(missing))
@@ -157,8 +169,8 @@ def _dump_table(conn: Connection, table: Table, out: IO[bytes]) -> int:
 def _encode(value: Any) -> Any:
     if isinstance(value, datetime):
         # SQLite gives naive UTC back, PostgreSQL aware: both leave as UTC with an offset.
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
-        return aware.astimezone(timezone.utc).isoformat()
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).isoformat()
     if isinstance(value, (bytes, memoryview)):
         return base64.b64encode(bytes(value)).decode("ascii")
     if hasattr(value, "value") and not isinstance(value, (dict, list)):  # enums

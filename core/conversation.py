@@ -19,9 +19,21 @@ from sqlalchemy.orm import Session
 
 from helpdesk.core.identity import list_id, list_marks
 from helpdesk.core.locks import transaction_memo
-from helpdesk.core.mail import ParsedMail
 from helpdesk.core.loopguard import Verdicts
-from helpdesk.core.models import MAX_ID, Contact, Inbound, Message, Outbox, Role, Ticket, TicketStatus, Watcher, aware, utcnow
+from helpdesk.core.mail import ParsedMail
+from helpdesk.core.models import (
+    MAX_ID,
+    Contact,
+    Inbound,
+    Message,
+    Outbox,
+    Role,
+    Ticket,
+    TicketStatus,
+    Watcher,
+    aware,
+    utcnow,
+)
 from helpdesk.core.settings import Settings
 
 _OUR_MID = re.compile(r"^hd\.(\d+)\.([0-9a-z]+)\.([0-9a-f]{12})@(.+)$")

@@ -11,7 +11,7 @@ import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, exists, func, select
@@ -80,7 +80,7 @@ def read_token(session: Session, settings: Settings, token: str, *, now: datetim
     if not hmac.compare_digest(_sign(settings, payload), parts[3]):
         raise BadToken("this satisfaction link is not valid")
     ticket_id, requester_id, expires = (int(p) for p in parts[:3])
-    if datetime.fromtimestamp(expires, timezone.utc) < (now or utcnow()):
+    if datetime.fromtimestamp(expires, UTC) < (now or utcnow()):
         raise BadToken("this satisfaction link has expired")
     ticket = session.get(Ticket, ticket_id)
     if ticket is None or ticket.requester_id != requester_id:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select

@@ -6,7 +6,7 @@ logged -> (awaiting approval) -> in progress -> fulfilled -> closed; the user is
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -14,8 +14,15 @@ from sqlalchemy.orm import Session
 
 from helpdesk.core import audit, tickets
 from helpdesk.core.approval import (
-    APPROVER_ROLE, PolicyViolation, approvers_for, ensure_may_decide, lock_for_decision, may_be_asked,
-    named_beneficiaries, named_beneficiary, opening_texts,
+    APPROVER_ROLE,
+    PolicyViolation,
+    approvers_for,
+    ensure_may_decide,
+    lock_for_decision,
+    may_be_asked,
+    named_beneficiaries,
+    named_beneficiary,
+    opening_texts,
 )
 from helpdesk.core.catalogue import CatalogueItem, catalogue_for
 from helpdesk.core.models import Contact, Fulfilment, Ticket, TicketStatus, utcnow
@@ -170,7 +177,7 @@ def _tell_user(session: Session, settings: Settings, ticket: Ticket, step: Step,
     context: dict[str, Any] = {
         "step": step.value,
         "reason": reason,
-        "due_at": aware(ticket.due_at).astimezone(timezone.utc) if ticket.due_at else None,
+        "due_at": aware(ticket.due_at).astimezone(UTC) if ticket.due_at else None,
         "checklist": record.checklist if record else [],
     }
     send = enqueue_resolution if step is Step.FULFILLED else enqueue  # the fulfilled mail asks for satisfaction

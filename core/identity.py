@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 from email.parser import BytesHeaderParser
-from email.utils import getaddresses
 from email.policy import compat32
+from email.utils import getaddresses
 
 # The header block is read from this much of the mail at most (a longer one is hostile).
 _HEAD_MAX = 65536

@@ -14,7 +14,7 @@ import os
 import socket
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
@@ -79,7 +79,7 @@ def holds(cursor: MailboxCursor, holder: str) -> bool:
     """Whether ``holder`` still holds the lease on a (locked) cursor row."""
     until = cursor.lease_until
     if until is not None and until.tzinfo is None:
-        until = until.replace(tzinfo=timezone.utc)  # SQLite hands datetimes back naive
+        until = until.replace(tzinfo=UTC)  # SQLite hands datetimes back naive
     return cursor.lease_holder == holder and until is not None and until > utcnow()
 
 

@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session, SessionTransaction
 
-
 # Every writer that audits holds this lock until commit anyway (the audit chain has one head), so
 # sections that need serialising take the same lock: one lock, no lock-ordering deadlocks.
 WRITES = "helpdesk-writes"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
@@ -148,7 +148,7 @@ class DbTokenStore:
         with transaction(self.factory) as session:
             row = _row(session, mailbox, kind)
             row.last_success_at = utcnow()
-            row.token_expires_at = datetime.fromtimestamp(expires_at, timezone.utc) if expires_at else None
+            row.token_expires_at = datetime.fromtimestamp(expires_at, UTC) if expires_at else None
             row.alerted_at = None
 
     def failed(self, mailbox: str, error: str, kind: AuthKind = AuthKind.OAUTH2) -> None:

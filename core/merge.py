@@ -12,17 +12,26 @@ it was answered there, and nothing records which of the source's marks brought i
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from helpdesk.core import audit, locks, sla, tickets
 from helpdesk.core.models import (
-    AccessRequest, AccessStatus, Contact, Direction, Event, Message, Ticket, TicketKind, TicketMerge, TicketStatus,
-    Watcher, utcnow,
+    AccessRequest,
+    AccessStatus,
+    Contact,
+    Direction,
+    Event,
+    Message,
+    Ticket,
+    TicketKind,
+    TicketMerge,
+    TicketStatus,
+    Watcher,
+    utcnow,
 )
-from helpdesk.core.notify import AutoSubmitted, enqueue
+from helpdesk.core.notify import enqueue
 from helpdesk.core.settings import Settings
 
 

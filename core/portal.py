@@ -30,8 +30,21 @@ from helpdesk.core.attachments import store_for
 from helpdesk.core.conversation import make_message_id
 from helpdesk.core.fulfilment import step_of
 from helpdesk.core.models import (
-    MAX_ID, AccessRequest, Attachment, Contact, Direction, Fulfilment, Message, Outbox, PortalLink, PortalSession,
-    Ticket, TicketStatus, Watcher, aware, utcnow,
+    MAX_ID,
+    AccessRequest,
+    Attachment,
+    Contact,
+    Direction,
+    Fulfilment,
+    Message,
+    Outbox,
+    PortalLink,
+    PortalSession,
+    Ticket,
+    TicketStatus,
+    Watcher,
+    aware,
+    utcnow,
 )
 from helpdesk.core.notify import OutboundAttachment, notify_status, render
 from helpdesk.core.settings import Settings

@@ -21,12 +21,13 @@ import hashlib
 import json
 import os
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import Text, cast, delete, event, exists, func, or_, select, update
 from sqlalchemy.orm import Session

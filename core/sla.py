@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -57,14 +57,14 @@ def _working_windows(start: datetime, end: datetime, hours: BusinessHours) -> li
             # In UTC: arithmetic between two datetimes of one zone is wall-clock time, wrong by
             # an hour across a daylight-saving change.
             opens, closes = datetime.combine(day, hours.start, tz), datetime.combine(day, hours.end, tz)
-            windows.append((opens.astimezone(timezone.utc), closes.astimezone(timezone.utc)))
+            windows.append((opens.astimezone(UTC), closes.astimezone(UTC)))
         day += timedelta(days=1)
     return windows
 
 
 def business_time(start: datetime, end: datetime, hours: BusinessHours | None) -> timedelta:
     """How much of [start, end) counts: all of it, or only the working hours."""
-    start, end = aware(start).astimezone(timezone.utc), aware(end).astimezone(timezone.utc)
+    start, end = aware(start).astimezone(UTC), aware(end).astimezone(UTC)
     if end <= start:
         return timedelta(0)
     if hours is None:
@@ -79,7 +79,7 @@ def business_time(start: datetime, end: datetime, hours: BusinessHours | None) -
 
 def add_business_time(start: datetime, amount: timedelta, hours: BusinessHours | None) -> datetime:
     """The instant at which ``amount`` of counted time has passed since ``start``."""
-    start = aware(start).astimezone(timezone.utc)
+    start = aware(start).astimezone(UTC)
     if hours is None:
         return start + amount
     left = amount

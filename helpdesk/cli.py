@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Callable
-
-from helpdesk.core.db import UNAVAILABLE, unavailable_reason
-from helpdesk.core.models import MAX_ID
+from collections.abc import Callable
 
 from helpdesk.commands.common import CONFIG_ERRORS, EX_TEMPFAIL, EX_USAGE
 from helpdesk.commands.data import cmd_backup, cmd_erase, cmd_export, cmd_restore, cmd_retention
@@ -26,6 +23,8 @@ from helpdesk.commands.mail import (
     cmd_web,
 )
 from helpdesk.config import VARIABLES
+from helpdesk.core.db import UNAVAILABLE, unavailable_reason
+from helpdesk.core.models import MAX_ID
 
 log = logging.getLogger("helpdesk")
 

@@ -9,15 +9,16 @@ import enum
 import math
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, time
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from helpdesk.core import configfile
+
 # Defined in core, so that bad rules, catalogue and priority files are configuration errors too.
 from helpdesk.core.configfile import ConfigError
 from helpdesk.core.files import private_dir, write_private_once
@@ -25,15 +26,15 @@ from helpdesk.core.rulebook import load_rulebook
 from helpdesk.core.settings import (
     DEFAULT_SLA_TARGETS,
     EVENT_SOURCES,
-    AccessSettings,
-    EventSettings,
-    EventSource,
-    BusinessHours,
-    ConversationSettings,
+    GOOGLE_TOKEN_URL,
     GRAPH_URL,
     MICROSOFT_AUTHORITY,
-    GOOGLE_TOKEN_URL,
+    AccessSettings,
     AuthKind,
+    BusinessHours,
+    ConversationSettings,
+    EventSettings,
+    EventSource,
     MailboxSettings,
     OAuthFlow,
     OAuthProvider,
@@ -47,9 +48,9 @@ from helpdesk.core.settings import (
     TlsMode,
     Transport,
 )
+
 # The same readers the logins use, so a key file that passes here works there.
 from helpdesk.mailgateway.oauth import TokenError, read_certificate, read_service_account
-
 
 OAUTH_KEYS = (
     "PROVIDER", "FLOW", "CLIENT_ID", "CLIENT_SECRET", "TENANT", "AUTHORITY", "TOKEN_URL", "AUTHORIZE_URL", "SCOPES",

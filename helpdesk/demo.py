@@ -22,9 +22,9 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from helpdesk.config import data_dir_error, ensure_data_dir
 from helpdesk.core.files import private_dir, write_private
 from helpdesk.core.settings import MailboxSettings, Settings, SmtpSettings, TlsMode
-from helpdesk.config import data_dir_error, ensure_data_dir
 
 log = logging.getLogger("helpdesk.demo")
 
@@ -166,7 +166,7 @@ def start(settings: Settings) -> DemoServers:
     return servers
 
 
-def ensure_demo_login(factory: "sessionmaker[Session]", settings: Settings) -> str:
+def ensure_demo_login(factory: sessionmaker[Session], settings: Settings) -> str:
     """A console login for the demo: an admin with a random password, made once, kept in DATA_DIR/demo-login.txt."""
     from sqlalchemy import select
 

@@ -18,9 +18,9 @@ import select
 import socket
 import ssl
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 from imapclient import DELETED, SEEN, IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError

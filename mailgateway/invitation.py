@@ -35,7 +35,7 @@ def read_events(data: bytes) -> list[CalendarEvent]:
                 location=_text(event.get("location")),
                 method=method,
             ))
-    except Exception as exc:  # noqa: BLE001 - any failure on a hostile calendar means "unreadable"
+    except Exception as exc:  # any failure on a hostile calendar means "unreadable"
         raise UnreadableCalendar(f"{type(exc).__name__}: {exc}"[:200]) from exc
     if not events and not calendar.walk("VTODO"):
         raise UnreadableCalendar("no event in the calendar")

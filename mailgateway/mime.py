@@ -12,8 +12,8 @@ import enum
 import mimetypes
 import re
 from dataclasses import dataclass, field
-from email.message import Message
 from email.generator import BytesGenerator
+from email.message import Message
 from email.policy import Compat32
 from io import BytesIO
 

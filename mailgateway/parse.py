@@ -29,8 +29,8 @@ from helpdesk.mailgateway.folding import repair_folding
 from helpdesk.mailgateway.guess import SAMPLE_BYTES, guess_text
 from helpdesk.mailgateway.html import html_to_text
 from helpdesk.mailgateway.mime import READ_POLICY, MimeContent, declared_charsets, message_ids, read_headers, walk_tree
-from helpdesk.mailgateway.quotes import strip_quotes
 from helpdesk.mailgateway.protection import inline_pgp, stronger
+from helpdesk.mailgateway.quotes import strip_quotes
 
 MAX_ADDRESS_HEADER = 64 * 1024  # characters of one address header given to the address parser
 _FEED_CHUNK = 64 * 1024
@@ -79,7 +79,7 @@ def parse_message(raw: bytes, *, max_attachment_bytes: int = 25 * 1024 * 1024) -
         raise UnreadableMail("message nested too deeply") from None
     except MemoryError:
         raise UnreadableMail("message too large to read") from None
-    except Exception as exc:  # noqa: BLE001 - any parser bug on hostile input is "unreadable"
+    except Exception as exc:  # any parser bug on hostile input is "unreadable"
         raise UnreadableMail(f"parser failed: {type(exc).__name__}: {exc}"[:200]) from exc
     if structure_defect:
         parsed.defects.insert(0, structure_defect)

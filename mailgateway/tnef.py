@@ -51,7 +51,7 @@ def unpack(data: bytes) -> TnefContent:
             content.files.append((name, ctype, bytes(attachment.data or b"")))
     except UnreadableTnef:
         raise
-    except Exception as exc:  # noqa: BLE001 - any failure inside a hostile stream means "unreadable"
+    except Exception as exc:  # any failure inside a hostile stream means "unreadable"
         raise UnreadableTnef(f"{type(exc).__name__}: {exc}"[:200]) from exc
     return content
 

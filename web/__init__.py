@@ -6,11 +6,10 @@ thread and stops it cleanly (for `helpdesk run` and tests).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources
-
-import logging
 
 from flask import Flask, request
 from flask_wtf.csrf import CSRFProtect
@@ -21,9 +20,27 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from helpdesk.core.db import UNAVAILABLE, unavailable_reason
 from helpdesk.core.search import ensure_index
 from helpdesk.core.settings import Settings
-from helpdesk.web import admin, api, approvals, auth, connect, csat, db, events, macros, ops, presence, reports, security, sso
-from helpdesk.web import tickets, views, webhooks
-from helpdesk.web import portal, portal_api
+from helpdesk.web import (
+    admin,
+    api,
+    approvals,
+    auth,
+    connect,
+    csat,
+    db,
+    events,
+    macros,
+    ops,
+    portal,
+    portal_api,
+    presence,
+    reports,
+    security,
+    sso,
+    tickets,
+    views,
+    webhooks,
+)
 from helpdesk.web.server import WebServer, serve
 
 __all__ = ["create_app", "serve", "WebServer"]

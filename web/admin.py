@@ -12,7 +12,14 @@ from sqlalchemy.orm import joinedload
 from helpdesk.core import intake, outbox
 from helpdesk.core.models import Contact, Inbound, InboundStatus, Outbox, OutboxStatus, Role
 from helpdesk.core.users import (
-    TokenScope, WeakPassword, create_user, issue_api_token, revoke_api_token, set_password, set_role, token_scope,
+    TokenScope,
+    WeakPassword,
+    create_user,
+    issue_api_token,
+    revoke_api_token,
+    set_password,
+    set_role,
+    token_scope,
 )
 from helpdesk.web.db import db
 from helpdesk.web.security import current_user, roles

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Flask, current_app, render_template, request
 from flask_wtf.csrf import generate_csrf
@@ -10,10 +10,9 @@ from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from helpdesk.core.mailauth import LoginStatus, failing
-from helpdesk.core.models import Role
-from helpdesk.core.models import aware
+from helpdesk.core.models import Role, aware
 from helpdesk.web.db import db
-from helpdesk.web.security import current_user, allowed_roles
+from helpdesk.web.security import allowed_roles, current_user
 
 NAV = (
     ("tickets.queue", "Queue"),
@@ -42,7 +41,7 @@ def nav_for(role: Role) -> list[tuple[str, str]]:
 def when(value: datetime | None) -> str:
     if value is None:
         return "—"
-    return aware(value).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return aware(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def label(value: object) -> str:

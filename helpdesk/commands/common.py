@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from helpdesk.config import ConfigError, load
 from helpdesk.core.catalogue import CatalogueError
 from helpdesk.core.classify import RuleError
 from helpdesk.core.priority import PriorityError
-from helpdesk.config import ConfigError, load
 
 # A setting or a settings file is wrong: one line naming it, never a traceback.
 CONFIG_ERRORS = (ConfigError, RuleError, CatalogueError, PriorityError)

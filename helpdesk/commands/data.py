@@ -32,8 +32,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from helpdesk.core import backup
     from helpdesk.config import ensure_data_dir
+    from helpdesk.core import backup
     from helpdesk.wiring import build
 
     source = Path(args.file)

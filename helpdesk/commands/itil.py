@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from helpdesk.core.models import MAX_ID
 from helpdesk.commands.common import EX_USAGE, build_app, json_text, print_items, print_json
+from helpdesk.core.models import MAX_ID
 
 
 def cmd_sla(args: argparse.Namespace) -> int:

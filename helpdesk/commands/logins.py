@@ -6,9 +6,9 @@ import argparse
 from datetime import datetime
 from typing import Any
 
+from helpdesk.commands.common import build_app, print_json, say
 from helpdesk.core.mailauth import LoginStatus, statuses
 from helpdesk.core.settings import AuthKind
-from helpdesk.commands.common import build_app, print_json, say
 
 
 def cmd_mailboxes(args: argparse.Namespace) -> int:
