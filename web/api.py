@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, abort, current_app, jsonify, request
+from flask import Blueprint, abort, jsonify, request
 
 from helpdesk.core import csat, events, macros, merge, presence, queue, visibility, webhooks
 from helpdesk.core import tickets as ticket_service
@@ -18,7 +18,7 @@ from helpdesk.core.notify import OutboundAttachment
 from helpdesk.web import approvals
 from helpdesk.web import presence as presence_views
 from helpdesk.web import webhooks as hooks_views
-from helpdesk.web.db import db
+from helpdesk.web.db import current_settings, db
 from helpdesk.web.openapi import document
 from helpdesk.web.security import STAFF, current_user, roles
 from helpdesk.web.macros import fields_from
@@ -56,7 +56,7 @@ def openapi():  # type: ignore[no-untyped-def]
 @bp.get("/tickets")
 @roles(*STAFF)
 def tickets():  # type: ignore[no-untyped-def]
-    settings = current_app.extensions["helpdesk"].settings
+    settings = current_settings()
     only = visibility.ticket_filter(db(), settings, _user())
     page = queue.list_tickets(db(), queue_query(request.args), with_watchers=True, only=only)
     return jsonify(
@@ -71,7 +71,7 @@ def tickets():  # type: ignore[no-untyped-def]
 @roles(*STAFF)
 def ticket(number: int):  # type: ignore[no-untyped-def]
     data = ticket_service.to_json(_ticket(number))
-    if not visibility.sees_notes(current_app.extensions["helpdesk"].settings, _user()):
+    if not visibility.sees_notes(current_settings(), _user()):
         data["messages"] = [m for m in data["messages"] if not m["internal"]]
     return jsonify(data)
 
@@ -114,7 +114,7 @@ def _files() -> list[OutboundAttachment]:
 @roles(*WORKERS)
 def reply(number: int):  # type: ignore[no-untyped-def]
     ticket = _ticket(number)
-    settings = current_app.extensions["helpdesk"].settings
+    settings = current_settings()
     text, files = _text(), _files()
     seen = _body().get("seen")  # the newest message id the caller saw: a newer public one is a 409
     try:
@@ -168,10 +168,6 @@ def _body() -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _settings() -> Any:
-    return current_app.extensions["helpdesk"].settings
-
-
 def _ticket_action(act: Callable[[], Ticket], status: int = 200):  # type: ignore[no-untyped-def]
     """Run a ticket use case; a refusal is a 422 with its reason, else the ticket it names."""
     try:
@@ -201,7 +197,7 @@ def unmerge_ticket(number: int):  # type: ignore[no-untyped-def]
     ticket = _ticket(number)
 
     def undo() -> Ticket:
-        merge.undo(db(), _settings(), ticket, _user())
+        merge.undo(db(), current_settings(), ticket, _user())
         return ticket
     return _ticket_action(undo)
 
@@ -210,7 +206,7 @@ def unmerge_ticket(number: int):  # type: ignore[no-untyped-def]
 @roles(*WORKERS)
 def split_message(number: int, message_id: int):  # type: ignore[no-untyped-def]
     message = message_of(_ticket(number), message_id)
-    return _ticket_action(lambda: merge.split(db(), _settings(), message, _user()), 201)
+    return _ticket_action(lambda: merge.split(db(), current_settings(), message, _user()), 201)
 
 
 @bp.post("/tickets/<int:number>/macro")
@@ -223,7 +219,7 @@ def apply_macro(number: int):  # type: ignore[no-untyped-def]
         abort(404 if isinstance(name, str) else 400, f"no macro named {name!r}" if isinstance(name, str)
               else 'send a JSON object {"name": "macro name"}')
     try:
-        done = macros.apply(db(), _settings(), chosen, ticket, _user())
+        done = macros.apply(db(), current_settings(), chosen, ticket, _user())
     except ticket_service.TicketError as exc:
         abort(422, str(exc))
     db().commit()
@@ -285,7 +281,7 @@ def save_webhook(hook_id: int | None):  # type: ignore[no-untyped-def]
     fields = hooks_views.fields_from(body, body.get("events"))
     try:
         if hook_id is None:
-            hook, secret = webhooks.create(db(), _settings(), _user().email, **fields)
+            hook, secret = webhooks.create(db(), current_settings(), _user().email, **fields)
         else:
             hook, secret = webhooks.update(db(), _user().email, hooks_views.found(hook_id), **fields), None
     except webhooks.WebhookError as exc:
@@ -298,7 +294,7 @@ def save_webhook(hook_id: int | None):  # type: ignore[no-untyped-def]
 @roles(Role.ADMIN)
 def new_webhook_secret(hook_id: int):  # type: ignore[no-untyped-def]
     hook = hooks_views.found(hook_id)
-    secret = webhooks.rotate_secret(db(), _settings(), _user().email, hook)
+    secret = webhooks.rotate_secret(db(), current_settings(), _user().email, hook)
     db().commit()
     return jsonify(hooks_views.to_json(hook) | {"secret": secret})
 
@@ -345,7 +341,7 @@ def alertmanager():  # type: ignore[no-untyped-def]
 
     `[events.alertmanager] enabled = false` turns it off (404, so Alertmanager does not retry); the `sender`
     pattern is for alert mail only: the bearer token is what vouches for a webhook call."""
-    settings = current_app.extensions["helpdesk"].settings
+    settings = current_settings()
     if not settings.events.source("alertmanager").enabled:
         abort(404, "the Alertmanager integration is turned off ([events.alertmanager] enabled = false)")
     payload = request.get_json(silent=True)

@@ -5,13 +5,13 @@ The policy (who may decide, no self-approval) is core.access's; this only asks a
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from helpdesk.core import access, visibility
 from helpdesk.core.models import AccessGrant, AccessRequest, Role
-from helpdesk.web.db import db
+from helpdesk.web.db import current_settings, db
 from helpdesk.web.security import current_user, roles
 
 bp = Blueprint("approvals", __name__, url_prefix="/approvals")
@@ -22,7 +22,7 @@ GRANT_LIMIT = 500
 @roles(Role.APPROVER)
 def pending():  # type: ignore[no-untyped-def]
     # Only what this approver decides: another group's requests are not theirs to see.
-    settings, user = current_app.extensions["helpdesk"].settings, current_user()
+    settings, user = current_settings(), current_user()
     assert user is not None
     mine = [r for r in access.pending(db()) if visibility.decides_group(db(), settings, user, r.resource_group)]
     return render_template("web/approvals/pending.html", requests=mine)
@@ -33,7 +33,7 @@ def decision(request_id: int, approve: bool, reason: str | None) -> tuple[bool, 
     item = db().get(AccessRequest, request_id)
     if item is None:
         abort(404, "No such access request.")
-    settings = current_app.extensions["helpdesk"].settings
+    settings = current_settings()
     user = current_user()
     assert user is not None
     try:
@@ -88,7 +88,7 @@ def revoke(grant_id: int):  # type: ignore[no-untyped-def]
     user = current_user()
     assert user is not None
     try:
-        access.revoke(db(), current_app.extensions["helpdesk"].settings, grant, user, reason)
+        access.revoke(db(), current_settings(), grant, user, reason)
     except (access.AccessError, access.PolicyViolation) as exc:
         db().rollback()
         flash(str(exc), "error")

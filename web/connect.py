@@ -14,20 +14,16 @@ from flask import (
 from helpdesk.core.db import transaction
 from helpdesk.core.mailauth import connect_mailbox, statuses
 from helpdesk.core.models import Role
-from helpdesk.core.settings import MailboxSettings, OAuthFlow, OAuthProvider, OAuthSettings, Settings
-from helpdesk.web.db import db
+from helpdesk.core.settings import MailboxSettings, OAuthFlow, OAuthProvider, OAuthSettings
+from helpdesk.web.db import current_settings, db
 from helpdesk.web.security import CSP, current_user, roles
 
 bp = Blueprint("connect", __name__, url_prefix="/admin/mailboxes")
 _PENDING = "connect_mailbox"  # the session key for the sign-in under way: mailbox, state, PKCE verifier
 
 
-def _settings() -> Settings:
-    return current_app.extensions["helpdesk"].settings  # type: ignore[no-any-return]
-
-
 def _delegated(name: str) -> MailboxSettings:
-    for mailbox in _settings().mailboxes:
+    for mailbox in current_settings().mailboxes:
         if mailbox.name == name and mailbox.oauth is not None and mailbox.oauth.flow is OAuthFlow.DELEGATED:
             return mailbox
     abort(404)
@@ -65,7 +61,7 @@ def _client(oauth: OAuthSettings):  # type: ignore[no-untyped-def]
 @roles(Role.ADMIN)
 def mailboxes():  # type: ignore[no-untyped-def]
     known = statuses(db())
-    rows = [(m, known.get(m.name)) for m in _settings().mailboxes]
+    rows = [(m, known.get(m.name)) for m in current_settings().mailboxes]
     response = make_response(render_template("web/admin/mailboxes.html", rows=rows, delegated=OAuthFlow.DELEGATED))
     # "Connect mailbox" posts here and is redirected to the sign-in page: the browser checks that redirect
     # against this page's form-action, so the configured sign-in origins (and only they) are allowed.
@@ -120,6 +116,6 @@ def callback():  # type: ignore[no-untyped-def]
     user = current_user()
     assert user is not None
     with transaction(current_app.extensions["helpdesk"].session_factory) as tx:
-        connect_mailbox(tx, _settings(), mailbox.name, str(token["refresh_token"]), actor=user.email)
+        connect_mailbox(tx, current_settings(), mailbox.name, str(token["refresh_token"]), actor=user.email)
     flash(f"{mailbox.name}: connected; the helpdesk logs in with it from now on", "info")
     return redirect(url_for("connect.mailboxes"))

@@ -6,11 +6,11 @@ form the same token authorises). No login: the requester may have none.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, abort, render_template, request
 
 from helpdesk.core import csat
 from helpdesk.core.models import Rating, Ticket
-from helpdesk.web.db import db
+from helpdesk.web.db import current_settings, db
 from helpdesk.web.security import public
 
 bp = Blueprint("csat", __name__, url_prefix="/satisfaction")
@@ -18,7 +18,7 @@ bp = Blueprint("csat", __name__, url_prefix="/satisfaction")
 
 def _ticket(token: str) -> Ticket:
     try:
-        return csat.read_token(db(), current_app.extensions["helpdesk"].settings, token)
+        return csat.read_token(db(), current_settings(), token)
     except csat.BadToken as exc:
         abort(404, f"Sorry: {exc}.")
 

@@ -1,9 +1,12 @@
-"""One database session per request, closed (rolled back if uncommitted) when the request ends."""
+"""What a request works with: one database session, closed (rolled back if uncommitted) when the request ends,
+and the helpdesk's settings (read once per process, when the app is made)."""
 
 from __future__ import annotations
 
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session, sessionmaker
+
+from helpdesk.core.settings import Settings
 
 
 def db() -> Session:
@@ -11,6 +14,11 @@ def db() -> Session:
         factory: sessionmaker[Session] = current_app.extensions["helpdesk"].session_factory
         g.db = factory()
     return g.db
+
+
+def current_settings() -> Settings:
+    found: Settings = current_app.extensions["helpdesk"].settings
+    return found
 
 
 def _close(_exc: BaseException | None) -> None:

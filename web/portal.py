@@ -9,20 +9,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 
 from helpdesk.core import portal
 from helpdesk.core.models import Contact, Ticket
-from helpdesk.core.settings import Settings
-from helpdesk.web.db import db
+from helpdesk.web.db import current_settings, db
 from helpdesk.web.security import PORTAL_SESSION, current_requester, public, requester
 from helpdesk.web.tickets import attachment_response, uploads
 
 bp = Blueprint("portal", __name__, url_prefix="/portal")
-
-
-def settings() -> Settings:
-    return current_app.extensions["helpdesk"].settings
 
 
 def me() -> Contact:
@@ -62,7 +57,7 @@ def ask_for_link(address: str) -> None:
     """Mail a sign-in link if the address is on file (raises portal.TooManyLinks), in steady time."""
     started = time.monotonic()
     try:
-        portal.request_link(db(), settings(), address, client_address())
+        portal.request_link(db(), current_settings(), address, client_address())
     except portal.TooManyLinks:
         db().commit()  # nothing was counted; the commit only ends the transaction
         raise
@@ -99,13 +94,13 @@ def confirm(token: str):  # type: ignore[no-untyped-def]
 @public
 def sign_in():  # type: ignore[no-untyped-def]
     try:
-        contact = portal.redeem_link(db(), settings(), request.form.get("token", ""))
+        contact = portal.redeem_link(db(), current_settings(), request.form.get("token", ""))
     except portal.LinkRefused as exc:
         db().commit()  # the refusal is audited
         return render_template("web/portal/start.html", error=str(exc)), 400
     session.pop(PORTAL_SESSION, None)
     session.permanent = True
-    session[PORTAL_SESSION] = portal.open_session(db(), settings(), contact)
+    session[PORTAL_SESSION] = portal.open_session(db(), current_settings(), contact)
     db().commit()
     return redirect(url_for("portal.tickets"))
 
@@ -124,7 +119,7 @@ def sign_out():  # type: ignore[no-untyped-def]
 @requester
 def tickets():  # type: ignore[no-untyped-def]
     return render_template("web/portal/tickets.html", me=me(), tickets=portal.my_tickets(db(), me()),
-                           help_address=settings().address)
+                           help_address=current_settings().address)
 
 
 @bp.get("/tickets/<int:number>")
@@ -150,10 +145,10 @@ def attachment(number: int, attachment_id: int):  # type: ignore[no-untyped-def]
 @requester
 def reply(number: int):  # type: ignore[no-untyped-def]
     text, files = request.form.get("text", ""), uploads()
-    return _act(number, lambda t: portal.reply(db(), settings(), t, me(), text, files), "Reply sent.")
+    return _act(number, lambda t: portal.reply(db(), current_settings(), t, me(), text, files), "Reply sent.")
 
 
 @bp.post("/tickets/<int:number>/close")
 @requester
 def close(number: int):  # type: ignore[no-untyped-def]
-    return _act(number, lambda t: portal.close(db(), settings(), t, me()), "Ticket closed.")
+    return _act(number, lambda t: portal.close(db(), current_settings(), t, me()), "Ticket closed.")

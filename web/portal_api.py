@@ -14,8 +14,8 @@ from flask import Blueprint, abort, jsonify, request
 from helpdesk.core import portal
 from helpdesk.core.models import Attachment, Contact, Message, Ticket
 from helpdesk.web.api import _files, _text
-from helpdesk.web.db import db
-from helpdesk.web.portal import ask_for_link, me, settings, ticket_of_mine
+from helpdesk.web.db import current_settings, db
+from helpdesk.web.portal import ask_for_link, me, ticket_of_mine
 from helpdesk.web.security import bearer_token, public, requester
 from helpdesk.web.tickets import attachment_response
 
@@ -82,11 +82,11 @@ def link():  # type: ignore[no-untyped-def]
 def session_open():  # type: ignore[no-untyped-def]
     token = _field("token").rsplit("/", 1)[-1]  # the link's last part, or the whole link
     try:
-        contact = portal.redeem_link(db(), settings(), token)
+        contact = portal.redeem_link(db(), current_settings(), token)
     except portal.LinkRefused as exc:
         db().commit()
         abort(400, str(exc))
-    opened = portal.open_session(db(), settings(), contact)
+    opened = portal.open_session(db(), current_settings(), contact)
     db().commit()
     lifetime = portal.PortalPolicy().session_lifetime
     return jsonify(token=opened, requester=contact.email, expires_in=int(lifetime.total_seconds())), 201
@@ -126,7 +126,7 @@ def attachment(number: int, attachment_id: int):  # type: ignore[no-untyped-def]
 def reply(number: int):  # type: ignore[no-untyped-def]
     found = ticket_of_mine(number)
     try:
-        message = portal.reply(db(), settings(), found, me(), _text(), _files())
+        message = portal.reply(db(), current_settings(), found, me(), _text(), _files())
     except portal.PortalError as exc:
         abort(422, str(exc))
     db().commit()
@@ -138,7 +138,7 @@ def reply(number: int):  # type: ignore[no-untyped-def]
 def close(number: int):  # type: ignore[no-untyped-def]
     found = ticket_of_mine(number)
     try:
-        portal.close(db(), settings(), found, me())
+        portal.close(db(), current_settings(), found, me())
     except portal.PortalError as exc:
         abort(422, str(exc))
     db().commit()

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, jsonify, render_template, request
+from flask import Blueprint, abort, jsonify, render_template, request
 
 from helpdesk.core import presence, visibility
 from helpdesk.core import tickets as ticket_service
 from helpdesk.core.models import Contact, PresenceState, Ticket
-from helpdesk.web.db import db
+from helpdesk.web.db import current_settings, db
 from helpdesk.web.security import STAFF, current_user, roles
 
 bp = Blueprint("presence", __name__)
@@ -35,7 +35,7 @@ def confirm_reply(ticket: Ticket, text: str, refused: presence.NewerReply) -> st
 
 def _ticket(number: int, user: Contact) -> Ticket:
     ticket = ticket_service.get(db(), number)
-    if ticket is None or not visibility.may_read(db(), current_app.extensions["helpdesk"].settings, user, ticket):
+    if ticket is None or not visibility.may_read(db(), current_settings(), user, ticket):
         abort(404, f"There is no ticket #{number}.")
     return ticket
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, render_template
 from sqlalchemy import select
 
 from helpdesk.core import csat, reports
@@ -16,7 +16,7 @@ from helpdesk.core.models import Role, Ticket, TicketKind, utcnow
 from helpdesk.core.models import aware
 from helpdesk.core.priority import DESK_PRIORITIES
 from helpdesk.web.charts import Series, bars, stacked_columns
-from helpdesk.web.db import db
+from helpdesk.web.db import current_settings, db
 from helpdesk.web.security import roles
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
@@ -40,7 +40,7 @@ def weekly(field: str, keys: list[str]) -> tuple[list[str], list[Series]]:
 @bp.get("")
 @roles(Role.ADMIN, Role.AGENT, Role.APPROVER)
 def overview():  # type: ignore[no-untyped-def]
-    settings = current_app.extensions["helpdesk"].settings
+    settings = current_settings()
     figures = reports.report(db(), utcnow(), sla=settings.sla)
     kind_labels, by_kind = weekly("kind", [k.value for k in TicketKind])
     prio_labels, by_priority = weekly("priority", list(PRIORITIES))

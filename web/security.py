@@ -18,7 +18,7 @@ from helpdesk.core import portal
 from helpdesk.core.login_throttle import ThrottlePolicy, begin_attempt, login_succeeded
 from helpdesk.core.models import MAX_ID, Contact, Role
 from helpdesk.core.users import TokenScope, end_session, open_session, session_user, token_scope, user_for_token
-from helpdesk.web.db import db
+from helpdesk.web.db import current_settings, db
 
 F = TypeVar("F", bound=Callable[..., object])
 STAFF = frozenset({Role.ADMIN, Role.AGENT, Role.APPROVER})
@@ -124,7 +124,7 @@ def _requester_guard(endpoint: str) -> Response | None:
     # requester never reaches a staff view and a staff session never stands in for a requester.
     is_api = endpoint.startswith("portal_api.")
     token = bearer_token() if is_api else session.get(PORTAL_SESSION)
-    settings = current_app.extensions["helpdesk"].settings
+    settings = current_settings()
     contact = portal.session_contact(db(), settings, token) if isinstance(token, str) else None
     db().commit()  # its last use, written now and then
     if contact is None:

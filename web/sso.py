@@ -20,19 +20,15 @@ from requests import RequestException
 from helpdesk.core.settings import OidcSettings, Settings
 from helpdesk.core.sso import SignOnRefused, sign_on
 from helpdesk.web import security
-from helpdesk.web.db import db
+from helpdesk.web.db import current_settings, db
 from helpdesk.web.security import public
 
 bp = Blueprint("sso", __name__, url_prefix="/login/sso")
 _NEXT = "sso_next"  # where to go after signing in, kept in the session across the round trip
 
 
-def _settings() -> Settings:
-    return current_app.extensions["helpdesk"].settings  # type: ignore[no-any-return]
-
-
 def _oidc() -> OidcSettings:
-    oidc = _settings().oidc
+    oidc = current_settings().oidc
     if oidc is None:
         abort(404)
     return oidc
@@ -60,7 +56,7 @@ def _client() -> Any:
 
 def refuse_password_login() -> None:
     """HELPDESK_LOCAL_LOGIN=no: a password is not accepted, right or wrong."""
-    if not _settings().local_login:
+    if not current_settings().local_login:
         abort(403, "Password logins are turned off here: sign in with single sign-on.")
 
 

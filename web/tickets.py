@@ -21,9 +21,8 @@ from helpdesk.core.models import (
 from helpdesk.core.notify import OutboundAttachment, notify_status
 from helpdesk.core.priority import DESK_PRIORITIES, matrix_for, priority_for
 from helpdesk.core.queue import QueueQuery, SlaState, Sort
-from helpdesk.core.settings import Settings
 from helpdesk.web import presence as presence_views
-from helpdesk.web.db import db
+from helpdesk.web.db import current_settings, db
 from helpdesk.web.security import STAFF, current_user, has_session, roles
 
 bp = Blueprint("tickets", __name__)
@@ -96,7 +95,7 @@ def home():  # type: ignore[no-untyped-def]
 @roles(*STAFF)
 def queue_page():  # type: ignore[no-untyped-def]
     query = queue_query(request.args)
-    page = queue.list_tickets(db(), query, only=visibility.ticket_filter(db(), _settings(), _author()))
+    page = queue.list_tickets(db(), query, only=visibility.ticket_filter(db(), current_settings(), _author()))
     # Only the filters go into the pager's links: url_for would read "endpoint" or "_external" as its own.
     args = {k: v for k, v in request.args.items() if k in FILTERS and v}
     return render_template(
@@ -114,14 +113,10 @@ def queue_page():  # type: ignore[no-untyped-def]
     )
 
 
-def _settings() -> Settings:
-    return current_app.extensions["helpdesk"].settings
-
-
 def readable_ticket(number: int) -> Ticket | None:
     """The ticket, if there is one and the signed-in user may read it (core.visibility): else None, as if missing."""
     ticket = ticket_service.get(db(), number)
-    if ticket is None or not visibility.may_read(db(), _settings(), _author(), ticket):
+    if ticket is None or not visibility.may_read(db(), current_settings(), _author(), ticket):
         return None
     return ticket
 
@@ -142,10 +137,10 @@ def show(number: int):  # type: ignore[no-untyped-def]
     return render_template(
         "web/tickets/ticket.html",
         ticket=ticket,
-        messages=[m for m in ticket.messages if not m.internal or visibility.sees_notes(_settings(), _author())],
+        messages=[m for m in ticket.messages if not m.internal or visibility.sees_notes(current_settings(), _author())],
         history=audit.history(db(), "ticket", ticket.id),
         sla=queue.sla_state(db(), ticket),
-        clocks=sla.clocks(db(), current_app.extensions["helpdesk"].settings, ticket, utcnow()),
+        clocks=sla.clocks(db(), current_settings(), ticket, utcnow()),
         kinds=list(TicketKind),
         statuses=processes.statuses_by_hand(ticket),
         priorities=PRIORITIES,
@@ -167,7 +162,7 @@ def attachment(number: int, attachment_id: int):  # type: ignore[no-untyped-def]
     message = db().get(Message, item.message_id) if item is not None else None
     if item is None or message is None or message.ticket_id != number or item.sha256 is None:
         abort(404, "No such attachment.")
-    if message.internal and not visibility.sees_notes(_settings(), _author()):
+    if message.internal and not visibility.sees_notes(current_settings(), _author()):
         abort(404, "No such attachment.")
     return attachment_response(item)
 
@@ -175,7 +170,7 @@ def attachment(number: int, attachment_id: int):  # type: ignore[no-untyped-def]
 def attachment_response(item: Attachment) -> Response:
     """A stored file as a download (console and portal alike): never rendered in our origin."""
     assert item.sha256 is not None
-    store = AttachmentStore(current_app.extensions["helpdesk"].settings.data_dir / "attachments")
+    store = AttachmentStore(current_settings().data_dir / "attachments")
     try:
         data = store.get(item.sha256)
     except FileNotFoundError:
@@ -210,7 +205,7 @@ def make_room_for_reply_files() -> None:
     Runs before CSRF protection, which reads the form (and so the body) before the view. An API reply's
     token is checked before its body is read; its files come base64-encoded, a third larger.
     """
-    limit = current_app.extensions["helpdesk"].settings.max_message_bytes
+    limit = current_settings().max_message_bytes
     if request.endpoint in ("tickets.reply", "portal.reply") and has_session(of_portal=request.endpoint == "portal.reply"):
         request.max_content_length = limit + _UPLOAD_SLACK
     elif request.endpoint in ("api.reply", "portal_api.reply") and request.headers.get("Authorization", "").startswith("Bearer "):
@@ -237,7 +232,7 @@ def uploads() -> list[OutboundAttachment]:
 @roles(*WORKERS)
 def reply(number: int):  # type: ignore[no-untyped-def]
     ticket = _ticket_or_404(number)
-    settings = current_app.extensions["helpdesk"].settings
+    settings = current_settings()
     text = request.form.get("text", "")
     try:
         _, too_big = ticket_service.reply_with_files(
@@ -288,7 +283,7 @@ def requested_changes(form: Any, ticket: Any) -> dict[str, Any]:
     if priority in PRIORITIES and priority != ticket.priority:
         fields["priority"] = priority
     elif "impact" in fields or "urgency" in fields:
-        matrix = matrix_for(current_app.extensions["helpdesk"].settings)
+        matrix = matrix_for(current_settings())
         fields["priority"] = priority_for(fields.get("impact", ticket.impact), fields.get("urgency", ticket.urgency), matrix)
     category = (form.get("category") or "").strip()[:80]
     if category and category != ticket.category:
@@ -312,7 +307,7 @@ def change_ticket(ticket: Ticket, actor: Contact, fields: dict[str, Any], reason
     processes.check_staff_change(db(), ticket, fields)
     changed = ticket_service.change(db(), ticket, actor.email, reason=reason, **fields)
     if "status" in changed:
-        notify_status(db(), current_app.extensions["helpdesk"].settings, ticket, actor=actor.email)
+        notify_status(db(), current_settings(), ticket, actor=actor.email)
     return changed
 
 
@@ -359,7 +354,7 @@ def step_done(number: int, step: int):  # type: ignore[no-untyped-def]
 @bp.post("/tickets/<int:number>/fulfilled")
 @roles(*WORKERS)
 def fulfilled(number: int):  # type: ignore[no-untyped-def]
-    settings = current_app.extensions["helpdesk"].settings
+    settings = current_settings()
     return _fulfilment_action(
         number, lambda ticket: fulfilment.fulfil(db(), settings, ticket, _author()),
         "Request fulfilled; the requester is told by email.",
@@ -388,7 +383,7 @@ def merge_into(numbers: list[int], into: int, actor: Contact) -> tuple[Ticket, l
         raise ticket_service.TicketError("choose tickets to merge, other than the one they go into")
     for source in sources:
         assert source is not None
-        merge.merge(db(), _settings(), source, target, actor)
+        merge.merge(db(), current_settings(), source, target, actor)
     return target, [s.id for s in sources if s is not None]
 
 
@@ -432,7 +427,7 @@ def merge_one(number: int):  # type: ignore[no-untyped-def]
 def unmerge(number: int):  # type: ignore[no-untyped-def]
     ticket = _ticket_or_404(number)
     try:
-        merge.undo(db(), _settings(), ticket, _author())
+        merge.undo(db(), current_settings(), ticket, _author())
     except ticket_service.TicketError as exc:
         return _back(number, error=str(exc))
     return _back(number, "Merge undone.")
@@ -450,7 +445,7 @@ def message_of(ticket: Ticket, message_id: int) -> Message:
 def split(number: int, message_id: int):  # type: ignore[no-untyped-def]
     ticket = _ticket_or_404(number)
     try:
-        new = merge.split(db(), _settings(), message_of(ticket, message_id), _author())
+        new = merge.split(db(), current_settings(), message_of(ticket, message_id), _author())
     except ticket_service.TicketError as exc:
         return _back(number, error=str(exc))
     return _back(new.id, f"Split off #{number} into this ticket; the sender is told its number.")
@@ -464,7 +459,7 @@ def macro(number: int):  # type: ignore[no-untyped-def]
     if chosen is None:
         return _back(number, error="Choose a canned reply.")
     try:
-        done = macros.apply(db(), _settings(), chosen, ticket, _author())
+        done = macros.apply(db(), current_settings(), chosen, ticket, _author())
     except ticket_service.TicketError as exc:
         return _back(number, error=str(exc))
     changed = ", ".join(f"{k} -> {v}" for k, v in done.changed.items())

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
 from helpdesk.core import outbox, webhooks
 from helpdesk.core.models import Role, Webhook, WebhookDelivery, WebhookFormat
-from helpdesk.core.settings import Settings
-from helpdesk.web.db import db
+from helpdesk.web.db import current_settings, db
 from helpdesk.web.security import current_user, roles
 
 bp = Blueprint("webhooks", __name__, url_prefix="/admin/webhooks")
-
-
-def settings() -> Settings:
-    found: Settings = current_app.extensions["helpdesk"].settings
-    return found
 
 
 def actor() -> str:
@@ -88,7 +82,7 @@ def save(hook_id: int | None = None):  # type: ignore[no-untyped-def]
     fields = fields_from(request.form, request.form.getlist("events")) | {"enabled": "enabled" in request.form}
     try:
         if hook_id is None:
-            hook, secret = webhooks.create(db(), settings(), actor(), **fields)
+            hook, secret = webhooks.create(db(), current_settings(), actor(), **fields)
         else:
             hook = webhooks.update(db(), actor(), found(hook_id), **fields)
     except webhooks.WebhookError as exc:
@@ -105,7 +99,7 @@ def save(hook_id: int | None = None):  # type: ignore[no-untyped-def]
 @roles(Role.ADMIN)
 def new_secret(hook_id: int):  # type: ignore[no-untyped-def]
     hook = found(hook_id)
-    secret = webhooks.rotate_secret(db(), settings(), actor(), hook)
+    secret = webhooks.rotate_secret(db(), current_settings(), actor(), hook)
     db().commit()
     return _page(secret=(hook.name, secret))
 
