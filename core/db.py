@@ -52,6 +52,9 @@ def make_engine(url: str) -> Engine:
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    # Imported for its flush listener: every process that writes tickets keeps their SLA outcomes.
+    from helpdesk.core import slastate  # noqa: F401
+
     return sessionmaker(engine, expire_on_commit=False)
 
 

@@ -206,6 +206,12 @@ class Ticket(Base):
     resolved_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
     due_at: Mapped[datetime | None]
+    # SLA outcomes kept by core.slastate with every change that moves a clock, so reports count them in SQL:
+    # the instant after which each clock is over its target (None: it is not, and stands still), and
+    # the policy (targets, business hours) they were worked out under.
+    response_breach_at: Mapped[datetime | None]
+    resolution_breach_at: Mapped[datetime | None]
+    sla_policy: Mapped[str | None] = mapped_column(String(16))
 
     requester: Mapped[Contact] = relationship(foreign_keys=[requester_id])
     assignee: Mapped[Contact | None] = relationship(foreign_keys=[assignee_id])

@@ -17,7 +17,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from helpdesk.core.db import UNAVAILABLE, unavailable_reason
+from helpdesk.core import slastate
+from helpdesk.core.db import UNAVAILABLE, transaction, unavailable_reason
 from helpdesk.core.search import ensure_index
 from helpdesk.core.settings import Settings
 from helpdesk.web import (
@@ -56,16 +57,23 @@ class Helpdesk:
     session_factory: sessionmaker[Session]
 
 
-def _search_index_when_reachable(app: Flask, bind: Engine, language: str) -> None:
-    """Make the search index now, or before the first request once the database answers.
+def _derived_data(bind: Engine, settings: Settings, factory: sessionmaker[Session]) -> None:
+    """The search index, and the tickets' SLA outcomes under the configured policy (both kept current after)."""
+    ensure_index(bind, settings.search_language)
+    with transaction(factory) as session:
+        slastate.refresh(session, settings.sla)
+
+
+def _derived_data_when_reachable(app: Flask, bind: Engine, settings: Settings, factory: sessionmaker[Session]) -> None:
+    """Make the derived data now, or before the first request once the database answers.
 
     A console started while the database is down must still come up (``/healthz``, ``/readyz`` 503).
     """
     try:
-        ensure_index(bind, language)
+        _derived_data(bind, settings, factory)
         return
     except UNAVAILABLE as exc:
-        log.warning("search index not checked yet, the database is unavailable: %s", unavailable_reason(exc))
+        log.warning("search index and SLA outcomes not checked yet, the database is unavailable: %s", unavailable_reason(exc))
     done = False
 
     @app.before_request
@@ -73,7 +81,7 @@ def _search_index_when_reachable(app: Flask, bind: Engine, language: str) -> Non
         nonlocal done
         if not done and request.blueprint != "ops":  # health checks answer without waiting on it
             try:
-                ensure_index(bind, language)
+                _derived_data(bind, settings, factory)
                 done = True
             except UNAVAILABLE:
                 pass  # the view's own query reports it; tried again on the next request
@@ -97,9 +105,10 @@ def create_app(settings: Settings, session_factory: sessionmaker[Session], *, te
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
     )
     app.extensions["helpdesk"] = Helpdesk(settings=settings, session_factory=session_factory)
+    slastate.use_policy(session_factory, settings.sla)  # tickets changed here keep outcomes under it
     bind = session_factory.kw.get("bind")
     if bind is not None:
-        _search_index_when_reachable(app, bind, settings.search_language)
+        _derived_data_when_reachable(app, bind, settings, session_factory)
 
     if settings.web_proxies:
         # Only as many hops as are really ours: a client could send X-Forwarded-* itself.
