@@ -64,17 +64,21 @@ def send_policy(settings: Settings) -> RetryPolicy:
 
 
 def send_loop(app: App, stop: threading.Event, interval: float = 2.0) -> None:
-    """The outbox over SMTP (when a server is configured) and webhook deliveries over HTTP."""
+    """The outbox over SMTP (when a server is configured) or Microsoft Graph, and webhook deliveries over HTTP."""
+    from helpdesk.mailgateway import graphsend
     from helpdesk.mailgateway.smtp import send_once
     from helpdesk.mailgateway.webhook import deliver_once
 
     backoff = database_backoff()
     while not stop.is_set():
         try:
+            sent = failed = 0
             if app.settings.smtp is not None:
                 sent, failed = send_once(app.factory, app.settings.smtp, policy=send_policy(app.settings), stop=stop)
-                if sent or failed:
-                    log.info("outbox: sent %d, failed %d", sent, failed)
+            elif graphsend.sends_through_graph(app.settings):
+                sent, failed = graphsend.send_once(app.factory, app.settings, policy=send_policy(app.settings), stop=stop)
+            if sent or failed:
+                log.info("outbox: sent %d, failed %d", sent, failed)
             sent, failed = deliver_once(app.factory, app.settings, policy=send_policy(app.settings), stop=stop)
             backoff.reset()
             if sent or failed:

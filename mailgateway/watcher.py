@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -22,7 +23,8 @@ from helpdesk.core.db import UNAVAILABLE, transaction, unavailable_reason
 from helpdesk.core.intake import Intake, IntakeResult, process_pending
 from helpdesk.core.mailauth import WHAT_TO_CHECK
 from helpdesk.core.models import Inbound, MailboxCursor
-from helpdesk.core.settings import MailboxSettings
+from helpdesk.core.settings import MailboxSettings, Transport
+from helpdesk.mailgateway.graph import GraphError, GraphLoginFailed
 from helpdesk.mailgateway.imap import ImapError, LoginFailed, MailboxClient
 
 log = logging.getLogger(__name__)
@@ -190,12 +192,19 @@ def poll_once(
         raise LeaseLost(f"{mailbox.name}: held by {lease.current_holder(factory, mailbox.name)}; try again later")
     started = time.perf_counter()
     try:
-        client = MailboxClient(mailbox)
-        client.connect()
-        try:
-            result = fetch_new(factory, intake, client, mailbox, holder=holder, lease_seconds=lease_seconds, sweep=True)
-        finally:
-            client.close()
+        if mailbox.transport is Transport.GRAPH:
+            from helpdesk.mailgateway import graphwatch
+            from helpdesk.mailgateway.graph import GraphClient
+
+            with GraphClient(mailbox) as graph:
+                result = graphwatch.fetch_new(factory, intake, graph, mailbox, holder=holder, lease_seconds=lease_seconds)
+        else:
+            client = MailboxClient(mailbox)
+            client.connect()
+            try:
+                result = fetch_new(factory, intake, client, mailbox, holder=holder, lease_seconds=lease_seconds, sweep=True)
+            finally:
+                client.close()
     finally:
         lease.release(factory, mailbox.name, holder)
     stored_at = time.perf_counter()
@@ -240,14 +249,14 @@ def watch_mailbox(
                         stop.wait(min(renew_every, 5.0))
                     continue
                 waiting_logged = False
-                _serve(factory, intake, mailbox, stop, options, holder, backoff)
+                _serve_for(mailbox)(factory, intake, mailbox, stop, options, holder, backoff)
             except LeaseLost as exc:
                 log.warning("%s: lease lost (%s); standing by", mailbox.name, exc)
-            except LoginFailed as exc:
+            except (LoginFailed, GraphLoginFailed) as exc:
                 delay = backoff.next()
                 log.error("%s: %s; %s; retrying in %.0f s", mailbox.name, exc, WHAT_TO_CHECK[mailbox.auth], delay)
                 stop.wait(delay)
-            except (ImapError, OSError) as exc:
+            except (ImapError, GraphError, OSError) as exc:
                 delay = backoff.next()
                 log.warning("%s: %s; reconnecting in %.0f s", mailbox.name, exc, delay)
                 stop.wait(delay)
@@ -265,6 +274,17 @@ def watch_mailbox(
             lease.release(factory, mailbox.name, holder)
         except Exception:
             log.warning("%s: could not release the lease; it runs out by itself", mailbox.name)
+
+
+def _serve_for(mailbox: MailboxSettings) -> Callable[
+    [sessionmaker[Session], Intake, MailboxSettings, threading.Event, WatchOptions, str, Backoff], None
+]:
+    """How a mailbox is kept drained: an IMAP connection, or Microsoft Graph's delta rounds."""
+    if mailbox.transport is Transport.GRAPH:
+        from helpdesk.mailgateway import graphwatch  # it builds on this module
+
+        return graphwatch.serve
+    return _serve
 
 
 def _serve(

@@ -127,20 +127,26 @@ def cmd_poll(args: argparse.Namespace) -> int:
 def cmd_send(args: argparse.Namespace) -> int:
     from helpdesk.runner import send_forever, send_policy
     from helpdesk.wiring import build
+    from helpdesk.mailgateway import graphsend
     from helpdesk.mailgateway.smtp import send_once
     from helpdesk.mailgateway.webhook import deliver_once
 
     settings = load(config_file=args.config)
-    if settings.smtp is None:
-        raise ConfigError("HELPDESK_SMTP_HOST: no SMTP server configured to send through")
+    graph = graphsend.sends_through_graph(settings)
+    if settings.smtp is None and not graph:
+        raise ConfigError("HELPDESK_SMTP_HOST: no SMTP server (nor a mailbox with transport = graph) configured to send through")
     if not args.once:
         send_forever(settings)  # waits for the database when it is down
         return 0
     app = build(settings)  # a database that is down: main() exits EX_TEMPFAIL
     before = _unsent_attempts(app.factory)
-    sent, failed = send_once(app.factory, settings.smtp, policy=send_policy(settings))
+    if graph:
+        sent, failed = graphsend.send_once(app.factory, settings, policy=send_policy(settings))
+    else:
+        assert settings.smtp is not None
+        sent, failed = send_once(app.factory, settings.smtp, policy=send_policy(settings))
     print(f"sent {sent}, failed {failed}")
-    if failed and not sent:
+    if failed and not sent and settings.smtp is not None:
         problem = _smtp_problem(settings.smtp, _errors_since(app.factory, before))
         if problem:
             print(f"helpdesk send: {problem}", file=sys.stderr)
