@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check install bench clean
+.PHONY: run test check install bench clean translations
 
 $(BIN)/helpdesk: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ bench: install
 	$(BIN)/python bench/ingest.py 1000
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/web.py
+
+# Catalogues (one domain, messages): extract every marked string into the .pot, merge it into each
+# language's .po (the only source: the desk compiles the .po in memory at start), and check that each compiles.
+I18N := templates/translations
+translations: install
+	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output --project=helpdesk -o $(I18N)/messages.pot .
+	$(BIN)/pybabel update -i $(I18N)/messages.pot -d $(I18N) -D messages --ignore-obsolete -w 120
+	for po in $(I18N)/*/LC_MESSAGES/messages.po; do $(BIN)/pybabel compile --statistics -i $$po -o /dev/null || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -16,7 +16,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from helpdesk.core import audit, mailcommands, conversation, csat, events, locks, loopguard, processes, tickets
+from helpdesk.core import audit, mailcommands, contacts, conversation, csat, events, locks, loopguard, processes, tickets
 from helpdesk.core.attachments import store_for
 from helpdesk.core.db import transaction
 from helpdesk.core.identity import fingerprint, header_message_id, usable_message_id
@@ -222,6 +222,8 @@ class Intake:
             return self._quarantine(session, inbound, "no sender: no usable address in From, Sender, "
                                     "Reply-To, Return-Path or the mbox From line")
         requester = tickets.contact_for(session, mail.from_ or mail.sender)
+        if may_answer:  # a person's mail: their language is what the desk answers in
+            contacts.learn_language(session, requester, mail)
         message = self._new_message(inbound, mail)
         ticket = tickets.open_ticket(
             session,

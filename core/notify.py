@@ -6,6 +6,7 @@ Everything is rendered at enqueue time, so a retry resends the very same bytes a
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import jinja2
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk.core import csat, ratelimit
+from helpdesk.core import csat, i18n, ratelimit
 from helpdesk.core.attachments import store_for
 from helpdesk.core.conversation import STAFF_ROLES, agent_addresses, make_message_id, reply_address, subject_tag
 from helpdesk.core.models import Attachment, Contact, Direction, Message, Outbox, Ticket, TicketStatus, utcnow
@@ -27,13 +28,20 @@ from helpdesk.core.text import SUBJECT_LIMIT, one_line
 
 log = logging.getLogger(__name__)
 
-_env = jinja2.Environment(
-    loader=jinja2.PackageLoader("helpdesk.templates", "mail"),
-    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
-    trim_blocks=True,
-    lstrip_blocks=True,
-    undefined=jinja2.StrictUndefined,
-)
+
+@functools.cache
+def _env(language: str) -> jinja2.Environment:
+    """The mail templates' environment for one language (one each: rendering never swaps them in between)."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("helpdesk.templates", "mail"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
+    )
+    env.install_gettext_translations(i18n.translations(language), newstyle=True)  # type: ignore[attr-defined]
+    return env
 
 SEND_DEADLINE = timedelta(days=2)
 
@@ -44,14 +52,15 @@ class AutoSubmitted(enum.Enum):
     AUTO_GENERATED = "auto-generated"  # notifications, status changes
 
 
-def render(template: str, context: dict[str, Any]) -> tuple[str, str, str | None]:
-    """Return (subject, text, html or None). The text template's first line is ``Subject: ...``."""
-    text = _env.get_template(f"{template}.txt").render(**context)
+def render(template: str, context: dict[str, Any], language: str = i18n.DEFAULT) -> tuple[str, str, str | None]:
+    """Return (subject, text, html or None) in ``language``. The text template's first line is ``Subject: ...``."""
+    env = _env(i18n.supported(language) or i18n.DEFAULT)
+    text = env.get_template(f"{template}.txt").render(**context)
     first, _, body = text.partition("\n")
     if not first.startswith("Subject:"):
         raise ValueError(f"mail template {template}.txt must start with a 'Subject:' line")
     try:
-        html: str | None = _env.get_template(f"{template}.html").render(**context)
+        html: str | None = env.get_template(f"{template}.html").render(**context)
     except jinja2.TemplateNotFound:
         html = None
     # (A CR left in the line would make the header refuse it; the context's text is cleaned on intake.)
@@ -154,12 +163,15 @@ def enqueue(
     appears in the ticket's thread as one outgoing message. ``attachments`` go along as MIME parts
     as far as they fit within ``settings.max_message_bytes``; the rest are left out (and logged).
     """
-    recipients = _recipients(session, settings, to, template, automatic=auto_submitted is not AutoSubmitted.NO)
+    recipients, languages = _recipients(session, settings, to, template,
+                                        automatic=auto_submitted is not AutoSubmitted.NO)
     if not recipients:
         return Queued([])
     ctx = {"ticket": ticket, "settings": settings, "tag": subject_tag(settings, ticket.id), **(context or {})}
-    subject, text, html = render(template, ctx)
-    room = settings.max_message_bytes - _MAIL_OVERHEAD - 2 * len((html or "").encode()) - 2 * len(text.encode())
+    # Each recipient reads it in their contact's language; the first recipient's version is the one recorded.
+    rendered = {lang: render(template, ctx, lang) for lang in dict.fromkeys(languages[r] for r in recipients)}
+    largest = max(len((h or "").encode()) + len(t.encode()) for _, t, h in rendered.values())
+    room = settings.max_message_bytes - _MAIL_OVERHEAD - 2 * largest
     files, dropped = fit_attachments(settings, attachments, room=room)
     if dropped:
         log.warning("ticket %s: %s left out of %r, over the size limit", ticket.id, ", ".join(dropped), template)
@@ -168,6 +180,7 @@ def enqueue(
     rows: list[Outbox] = []
     for rcpt in recipients:
         mid = make_message_id(settings, ticket.id)
+        subject, text, html = rendered[languages[rcpt]]
         msg = EmailMessage()
         msg["From"] = formataddr(("IT Service Desk", settings.address))
         msg["To"] = rcpt
@@ -190,6 +203,7 @@ def enqueue(
             msg.add_alternative(html, subtype="html")
         for file in files:
             _attach(msg, file)
+        msg["Content-Language"] = languages[rcpt]  # after the parts: setting content drops Content-* headers
         row = Outbox(
             ticket_id=ticket.id,
             message_id=mid,
@@ -204,6 +218,7 @@ def enqueue(
         session.add(row)
         rows.append(row)
     message = None
+    subject, text, _ = rendered[languages[recipients[0]]]
     if record:
         message = Message(
             direction=Direction.OUT,
@@ -220,20 +235,27 @@ def enqueue(
     return Queued(rows, message)
 
 
-def _recipients(session: Session, settings: Settings, addresses: list[str], template: str, *, automatic: bool) -> list[str]:
-    """Drop duplicates and addresses known to bounce; for automatic mail, also recipients over the rate limit."""
+def _recipients(
+    session: Session, settings: Settings, addresses: list[str], template: str, *, automatic: bool
+) -> tuple[list[str], dict[str, str]]:
+    """Drop duplicates and addresses known to bounce; for automatic mail, also recipients over the rate limit.
+
+    Also each wanted address's language: its contact's, else the default.
+    """
     wanted = list(dict.fromkeys(a.lower() for a in addresses if a))
     if not wanted:
-        return []
+        return [], {}
     known = session.execute(
-        select(Contact.email, Contact.undeliverable, Contact.role).where(Contact.email.in_(wanted))
+        select(Contact.email, Contact.undeliverable, Contact.role, Contact.language).where(Contact.email.in_(wanted))
     ).all()
-    bouncing = {email for email, undeliverable, _ in known if undeliverable}
+    bouncing = {email for email, undeliverable, _, _ in known if undeliverable}
     kept = [a for a in wanted if a not in bouncing]
     if automatic:
-        staff = {email for email, _, role in known if role in STAFF_ROLES}
+        staff = {email for email, _, role, _ in known if role in STAFF_ROLES}
         kept = _within_rate_limit(session, settings, kept, staff, template)
-    return kept
+    languages = dict.fromkeys(wanted, i18n.DEFAULT)
+    languages.update({email: i18n.supported(language) or i18n.DEFAULT for email, _, _, language in known})
+    return kept, languages
 
 
 def _within_rate_limit(

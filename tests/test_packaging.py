@@ -32,6 +32,7 @@ def test_wheel_carries_templates_migrations_rules_and_static_files(tmp_path: Pat
         | _in_repo("core/migrations/*.py")
         | _in_repo("core/migrations/script.py.mako")
         | _in_repo("web/static/**/*.*")
+        | _in_repo("templates/translations/**/*.po")
     )
     assert any(n.startswith("helpdesk/templates/mail/") for n in needed)
     missing = sorted(needed - names)

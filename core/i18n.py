@@ -1,0 +1,65 @@
+"""The languages the desk speaks and their catalogues (gettext domain ``messages``).
+
+The .po files in the package are the only source: they are read and compiled in memory once per
+process and language (a few milliseconds), so an installed desk can never run on a stale .mo.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from importlib import resources
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+
+DOMAIN = "messages"
+DEFAULT = "en"  # the language the templates and code are written in
+SUPPORTED = ("en", "de")
+NAMES = {"en": "English", "de": "Deutsch"}  # each in its own language, for pickers
+
+
+def N_(message: str) -> str:
+    """Marks a word for extraction that is translated later, where it is shown."""
+    return message
+
+
+# Words that reach mail and pages as data (a ticket's kind and status): translated where shown.
+DATA_WORDS = (
+    N_("incident"), N_("service request"), N_("access request"), N_("event"),
+    N_("new"), N_("open"), N_("pending"), N_("awaiting approval"), N_("in progress"), N_("resolved"), N_("closed"),
+    N_("logged"), N_("fulfilled"), N_("approved"), N_("rejected"),
+    N_("response"), N_("resolution"),  # SLA targets
+)
+
+
+def supported(tag: str | None) -> str | None:
+    """The shipped language a tag like ``de-AT`` or ``EN_gb`` names; None for any other."""
+    if not tag:
+        return None
+    primary = tag.strip().replace("_", "-").split("-", 1)[0].lower()
+    return primary if primary in SUPPORTED else None
+
+
+def catalogue_path(language: str) -> resources.abc.Traversable:
+    return resources.files("helpdesk.templates") / "translations" / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+@functools.cache
+def translations(language: str) -> NullTranslations:
+    """gettext translations for ``language``; the identity for English and for anything not shipped."""
+    if supported(language) in (None, DEFAULT):
+        return NullTranslations()
+    with catalogue_path(language).open("rb") as po:
+        catalog = read_po(po, locale=language, domain=DOMAIN)
+    mo = io.BytesIO()
+    write_mo(mo, catalog)  # fuzzy entries are left out: they show in English until reviewed
+    mo.seek(0)
+    return Translations(mo, domain=DOMAIN)
+
+
+def gettext(language: str, message: str, **variables: object) -> str:
+    """``message`` in ``language``, with ``%(name)s`` filled from ``variables``."""
+    text = translations(language).ugettext(message)
+    return text % variables if variables else text
