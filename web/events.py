@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, render_template
+from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from helpdesk.core import events
@@ -17,7 +18,7 @@ RECENT = 200
 
 @bp.get("")
 @roles(Role.AGENT, Role.ADMIN)
-def recent():  # type: ignore[no-untyped-def]
+def recent() -> ResponseReturnValue:
     incidents = db().scalars(
         select(Ticket)
         .where(Ticket.id.in_(select(Event.ticket_id)), Ticket.status.in_(OPEN_STATUSES))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from helpdesk.core import macros, queue
 from helpdesk.core.models import Contact, Macro, Role, TicketStatus
@@ -38,7 +39,7 @@ def fields_from(data: Any) -> dict[str, Any]:
         raise macros.MacroError(f"unknown status {status!r}") from None
 
 
-def _page(**more: Any):  # type: ignore[no-untyped-def]
+def _page(**more: Any) -> str:
     return render_template(
         "web/admin/macros.html", macros=macros.list_all(db()), placeholders=macros.PLACEHOLDERS,
         statuses=[s for s in TicketStatus if s is not TicketStatus.AWAITING_APPROVAL], priorities=DESK_PRIORITIES,
@@ -48,14 +49,14 @@ def _page(**more: Any):  # type: ignore[no-untyped-def]
 
 @bp.get("", endpoint="index")
 @roles(Role.ADMIN)
-def index():  # type: ignore[no-untyped-def]
+def index() -> ResponseReturnValue:
     return _page()
 
 
 @bp.post("")
 @bp.post("/<int:macro_id>")
 @roles(Role.ADMIN)
-def save(macro_id: int | None = None):  # type: ignore[no-untyped-def]
+def save(macro_id: int | None = None) -> ResponseReturnValue:
     macro = db().get(Macro, macro_id) if macro_id is not None else None
     if macro_id is not None and macro is None:
         abort(404, "No such macro.")
@@ -75,7 +76,7 @@ def save(macro_id: int | None = None):  # type: ignore[no-untyped-def]
 
 @bp.post("/<int:macro_id>/delete")
 @roles(Role.ADMIN)
-def delete(macro_id: int):  # type: ignore[no-untyped-def]
+def delete(macro_id: int) -> ResponseReturnValue:
     macro = db().get(Macro, macro_id)
     actor = current_user()
     if macro is None or actor is None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, jsonify
+from flask.typing import ResponseReturnValue
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -33,7 +34,7 @@ OK, UNREACHABLE, FAILING, UNKNOWN = "ok", "unreachable", "failing", "unknown"
 @bp.get("/health")
 @bp.get("/healthz")
 @public
-def healthz():  # type: ignore[no-untyped-def]
+def healthz() -> ResponseReturnValue:
     return jsonify(status=OK)
 
 
@@ -51,7 +52,7 @@ def _readiness() -> dict[str, str]:
 
 @bp.get("/readyz")
 @public
-def readyz():  # type: ignore[no-untyped-def]
+def readyz() -> ResponseReturnValue:
     checks = _readiness()
     ready = all(value == OK for value in checks.values())
     response = jsonify(status=OK if ready else "unavailable", checks=checks)
@@ -81,7 +82,9 @@ class _DeskCollector(Collector):
             buckets=[*((repr(bound), n) for bound, n in desk.latency.buckets), ("+Inf", desk.latency.count)],
             sum_value=desk.latency.total_seconds,
         )
-        yield GaugeMetricFamily("helpdesk_outbox_depth", "Outgoing mails not yet sent (pending or sending)", value=desk.outbox_depth)
+        yield GaugeMetricFamily(
+            "helpdesk_outbox_depth", "Outgoing mails not yet sent (pending or sending)", value=desk.outbox_depth
+        )
         yield GaugeMetricFamily(
             "helpdesk_outbox_retrying", "Unsent outgoing mails whose last attempt failed", value=desk.outbox_retrying
         )
@@ -137,7 +140,7 @@ def _setup(state) -> None:  # type: ignore[no-untyped-def]
 
 @bp.get("/metrics")
 @public
-def metrics():  # type: ignore[no-untyped-def]
+def metrics() -> ResponseReturnValue:
     try:
         desk = current_app.extensions["desk_figures"].get(current_app.config["METRICS_REUSE_SECONDS"])
     except SQLAlchemyError:

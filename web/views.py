@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask import Flask, current_app, render_template, request
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -67,12 +68,13 @@ def csrf() -> Markup:
     return Markup('<input type="hidden" name="csrf_token" value="{}">').format(escape(generate_csrf()))
 
 
-def _error(exc: HTTPException):  # type: ignore[no-untyped-def]
+def _error(exc: HTTPException) -> ResponseReturnValue:
     if exc.code == 500:
         exc = InternalServerError()  # its stock text: never the exception's
+    code = exc.code or 500  # every HTTPException Flask hands here has one
     if request.path.startswith("/api/"):
-        return {"error": exc.description or exc.name}, exc.code
-    return render_template("web/error.html", error=exc), exc.code
+        return {"error": exc.description or exc.name}, code
+    return render_template("web/error.html", error=exc), code
 
 
 def install(app: Flask) -> None:
