@@ -19,6 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from helpdesk.core import slastate
 from helpdesk.core.db import UNAVAILABLE, transaction, unavailable_reason
+from helpdesk.core.queueindex import ensure_sort_indexes
 from helpdesk.core.search import ensure_index
 from helpdesk.core.settings import Settings
 from helpdesk.web import (
@@ -27,9 +28,11 @@ from helpdesk.web import (
     approvals,
     auth,
     connect,
+    contacts,
     csat,
     db,
     events,
+    i18n,
     macros,
     ops,
     portal,
@@ -58,8 +61,9 @@ class Helpdesk:
 
 
 def _derived_data(bind: Engine, settings: Settings, factory: sessionmaker[Session]) -> None:
-    """The search index, and the tickets' SLA outcomes under the configured policy (both kept current after)."""
+    """The search and queue indexes, and the tickets' SLA outcomes under the configured policy (kept current after)."""
     ensure_index(bind, settings.search_language)
+    ensure_sort_indexes(bind)
     with transaction(factory) as session:
         slastate.refresh(session, settings.sla)
 
@@ -122,11 +126,12 @@ def create_app(settings: Settings, session_factory: sessionmaker[Session], *, te
     sso.install(app)
 
     for blueprint in (auth.bp, sso.bp, tickets.bp, approvals.bp, events.bp, admin.bp, macros.bp, connect.bp, reports.bp,
-                      api.bp, ops.bp, csat.bp, presence.bp, webhooks.bp):
+                      api.bp, ops.bp, csat.bp, presence.bp, webhooks.bp, contacts.bp):
         app.register_blueprint(blueprint)
     csrf.exempt(api.bp)  # token-authenticated, never cookie-authenticated
     app.register_blueprint(portal.bp)  # the requester portal: its own sessions (web.security.requester)
     app.register_blueprint(portal_api.bp)
     csrf.exempt(portal_api.bp)  # a portal token in the Authorization header, never a cookie
     views.install(app)
+    i18n.install(app)  # after views: wraps its label filter
     return app
