@@ -17,6 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from helpdesk.core import access, audit, conversation, fulfilment, macros, merge, processes, tickets, visibility
+from helpdesk.core import groups
+from helpdesk.core import fields as custom_fields  # (``fields`` names a command's ticket changes here)
 from helpdesk.core.mail import ParsedMail
 from helpdesk.core.approval import PolicyViolation
 from helpdesk.core.models import (
@@ -40,6 +42,8 @@ class Verb(enum.Enum):
     FULFILLED = "fulfilled"  # the request is fulfilled (every step done); the user is told
     MERGE = "merge"  # ``#merge 12``: this ticket is a duplicate of #12 and goes into it
     MACRO = "macro"  # ``#macro NAME``: the canned reply NAME (and what it sets)
+    SET = "set"  # ``#set KEY=VALUE``: a custom field (core.fields); ``#set KEY=`` clears it
+    GROUP = "group"  # ``#group NAME``: the ticket goes to group NAME (``#group none``: to no group)
     APPROVE = "approve"  # an approver's decision: the approval policy, not the agent rules, applies
     REJECT = "reject"
 
@@ -291,6 +295,26 @@ def _reply(
     return tickets.reply(session, settings, ticket, agent, text.body, attachments=files), None, ""
 
 
+def _set_field(session: Session, ticket: Ticket, agent: Contact, command: Command) -> str:
+    """``#set KEY=VALUE``: checked as the console checks it (a choice in the list, a date, an agent)."""
+    key, equals, value = command.argument.partition("=")
+    if not equals or not key.strip():
+        raise CommandError("#set needs KEY=VALUE, e.g. #set site=Berlin")
+    key = key.strip().lower()
+    if not custom_fields.set_value(session, ticket, agent.email, key, value):
+        return "no change"
+    return f"{key} -> {custom_fields.ticket_values(ticket).get(key, '(none)')}"
+
+
+def _group(session: Session, ticket: Ticket, agent: Contact, command: Command) -> str:
+    name = command.argument.strip()
+    if not name:
+        raise CommandError("#group needs a group name, or none")
+    wanted = None if name.lower() == "none" else name
+    changed = groups.assign(session, ticket, agent.email, wanted, reason=f"by email: {command.line}")
+    return f"group -> {ticket.group or '(none)'}" if changed else "no change"
+
+
 def apply_commands(
     session: Session, settings: Settings, ticket: Ticket, agent: Contact, commands: list[Command]
 ) -> list[str]:
@@ -307,10 +331,17 @@ def apply_commands(
             if command.verb is Verb.MACRO:
                 outcomes.append(f"{command.line}: " + _macro(session, settings, ticket, agent, command)[0])
                 continue
+            if command.verb is Verb.SET:
+                outcomes.append(f"{command.line}: " + _set_field(session, ticket, agent, command))
+                continue
+            if command.verb is Verb.GROUP:
+                outcomes.append(f"{command.line}: " + _group(session, ticket, agent, command))
+                continue
             fields = _fields(session, settings, agent, command)
             processes.check_staff_change(session, ticket, fields)
             changed = tickets.change(session, ticket, agent.email, reason=f"by email: {command.line}", **fields)
-        except (CommandError, tickets.TicketError, fulfilment.FulfilmentError, macros.MacroError) as exc:
+        except (CommandError, tickets.TicketError, fulfilment.FulfilmentError, macros.MacroError,
+                custom_fields.FieldError) as exc:
             outcomes.append(f"{command.line}: not applied, {exc}")
             continue
         if not changed:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, select
+from sqlalchemy import ColumnElement, and_, case, exists, func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from helpdesk.core import search
+from helpdesk.core import fields, search
 from helpdesk.core.tickets import OPEN_STATUSES
 from helpdesk.core.models import Contact, Role, SlaLevel, SlaMark, Ticket, TicketKind, TicketStatus, Watcher
 
@@ -52,6 +53,10 @@ class QueueQuery:
     category: str | None = None
     assignee: str | None = None  # an email, or "none" for unassigned
     sla: SlaState | None = None
+    groups: tuple[str, ...] | None = None  # tickets in any of these groups (a "My groups" view); () matches none
+    no_group: bool = False  # tickets in no group
+    field: tuple[str, str] | None = None  # (key, value): a custom field holds this value (core.fields)
+    first: tuple[str, ...] = ()  # these groups' tickets come first (an agent's own groups), then the sort
     text: str = ""
     sort: Sort = Sort.NEWEST
     page: int = 1
@@ -128,6 +133,12 @@ def conditions(session: Session, query: QueueQuery) -> list[ColumnElement[bool]]
         where.append(Ticket.assignee_id == assignee)
     if query.sla is not None:
         where.append(_sla_condition(query.sla))
+    if query.groups is not None:
+        where.append(Ticket.group.in_(query.groups))
+    if query.no_group:
+        where.append(Ticket.group.is_(None))
+    if query.field is not None:
+        where.append(fields.matching(*query.field))
     if query.text.strip():
         where.append(search.matches(session, query.text))
     return where
@@ -145,12 +156,14 @@ def list_tickets(
     if with_watchers:
         options.append(selectinload(Ticket.watchers).joinedload(Watcher.contact))
     listed = select(Ticket)
-    order = _ORDER[query.sort]
+    order: tuple[ColumnElement[Any], ...] = _ORDER[query.sort]
     ranked = search.relevance(session, query.text) if query.sort is Sort.RELEVANCE else None
     if ranked is not None:
         # A ticket found by its number has no score: it comes first.
         listed = listed.outerjoin(ranked, ranked.c.ticket_id == Ticket.id)
         order = (func.coalesce(ranked.c.score, -1e9), *order)
+    if query.first:
+        order = (case((Ticket.group.in_(query.first), 0), else_=1), *order)
     rows = session.scalars(
         listed
         .where(*where)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
 
-from helpdesk.core import audit, safehtml, webhooks
+from helpdesk.core import audit, fields, safehtml, webhooks
 from helpdesk.core.mail import Address, ParsedMail
 from helpdesk.core.models import (
     Attachment,
@@ -218,6 +218,7 @@ def snapshot(ticket: Ticket) -> dict[str, Any]:
         "urgency": ticket.urgency,
         "status": ticket.status.value,
         "assignee": ticket.assignee.email if ticket.assignee else None,
+        "group": ticket.group,
     }
 
 
@@ -382,6 +383,8 @@ def to_json(ticket: Ticket, *, with_messages: bool = True) -> dict[str, Any]:
         "merged_into": ticket.merged_into_id,  # mail to this ticket goes there (core.merge)
         "classification": ticket.classification,
         "watchers": [w.contact.email for w in ticket.watchers],
+        "group": ticket.group,
+        "fields": fields.ticket_values(ticket),  # custom fields by key (core.fields)
     }
     if with_messages:
         data["messages"] = [message_json(m) for m in ticket.messages]
