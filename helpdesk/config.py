@@ -71,8 +71,10 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_IMAP_TLS": "none | starttls | ssl (default starttls)",
     "HELPDESK_IMAP_FOLDER": "folder to watch (default INBOX)",
     "HELPDESK_IMAP_PROCESSED_FOLDER": "folder processed mail is moved to (default Processed; empty: only flag it)",
-    "HELPDESK_IMAP_TRANSPORT": "imap | graph (Microsoft Graph instead of IMAP and SMTP; needs oauth2 with microsoft, no HELPDESK_IMAP_HOST)",
-    "HELPDESK_GRAPH_URL": f"Microsoft Graph's address for mailboxes with transport graph (default {GRAPH_URL}; a national cloud's otherwise)",
+    "HELPDESK_IMAP_TRANSPORT": "imap | graph (Microsoft Graph instead of IMAP and SMTP; "
+    "needs oauth2 with microsoft, no HELPDESK_IMAP_HOST)",
+    "HELPDESK_GRAPH_URL": f"Microsoft Graph's address for mailboxes with transport graph (default {GRAPH_URL}; "
+    "a national cloud's otherwise)",
     "HELPDESK_IMAP_AUTH": "password | oauth2 (XOAUTH2 with a token from HELPDESK_IMAP_OAUTH_*; default password)",
     "HELPDESK_IMAP_OAUTH_PROVIDER": "microsoft | google | generic",
     "HELPDESK_IMAP_OAUTH_FLOW": "app (client credentials, default) | delegated (an admin connects the mailbox in the console)",
@@ -385,10 +387,12 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         port = _int("HELPDESK_IMAP_PORT", get("HELPDESK_IMAP_PORT") or ("993" if tls is TlsMode.SSL else "143"), low=1, high=65535)
         user = get("HELPDESK_IMAP_USER")
         if not user:
-            raise ConfigError(f"HELPDESK_IMAP_USER: required when {'HELPDESK_IMAP_HOST' if transport is Transport.IMAP else 'HELPDESK_IMAP_TRANSPORT = graph'} is set")
+            given = "HELPDESK_IMAP_HOST" if transport is Transport.IMAP else "HELPDESK_IMAP_TRANSPORT = graph"
+            raise ConfigError(f"HELPDESK_IMAP_USER: required when {given} is set")
         processed = get("HELPDESK_IMAP_PROCESSED_FOLDER")
         imap_auth, imap_oauth = _auth(lambda key: f"HELPDESK_IMAP_{key.upper()}", lambda key: get(f"HELPDESK_IMAP_{key.upper()}"), transport.value, user)
-        _check_graph(lambda key: f"HELPDESK_IMAP_{key.upper()}", transport, imap_oauth, "Processed" if processed is None else processed)
+        _check_graph(lambda key: f"HELPDESK_IMAP_{key.upper()}", transport, imap_oauth,
+                     "Processed" if processed is None else processed)  # fmt: skip
         host = get("HELPDESK_IMAP_HOST") if transport is Transport.IMAP else "graph"
         mailboxes = (
             MailboxSettings(
