@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk.core import audit, processes, tickets
 from helpdesk.core.models import Contact, Macro, Message, Role, Ticket, TicketStatus
-from helpdesk.core.notify import OutboundAttachment, notify_status
+from helpdesk.core.notify import OutboundAttachment
 from helpdesk.core.priority import DESK_PRIORITIES
 from helpdesk.core.settings import Settings
 
@@ -45,10 +45,15 @@ class MacroError(tickets.TicketError):
     """A macro that cannot be saved or applied, with the reason to show."""
 
 
+class NoMacro(MacroError):
+    """No macro has the name asked for."""
+
+
 @dataclass(frozen=True)
 class Applied:
     reply: Message
     changed: dict[str, Any]
+    macro: str  # its name
 
 
 def context(settings: Settings, ticket: Ticket, agent: Contact) -> dict[str, str]:
@@ -161,12 +166,21 @@ def apply(
     processes.check_staff_change(session, ticket, wanted)  # before anything is sent
     text = "\n\n".join(p for p in (lead.strip(), render_text(macro.body, context(settings, ticket, agent))) if p)
     message = tickets.reply(session, settings, ticket, agent, text, attachments=attachments)
-    changed = tickets.change(session, ticket, agent.email, reason=f"macro {macro.name}", **wanted) if wanted else {}
-    if "status" in changed:
-        notify_status(session, settings, ticket, actor=agent.email)
+    changed = processes.staff_change(session, settings, ticket, agent, wanted, reason=f"macro {macro.name}") if wanted else {}
     audit.record(session, actor=agent.email, action="ticket.macro", object_type="ticket", object_id=ticket.id,
                  after={"macro": macro.name, "changed": changed})
-    return Applied(message, changed)
+    return Applied(message, changed, macro.name)
+
+
+def apply_named(
+    session: Session, settings: Settings, name: str, ticket: Ticket, agent: Contact, *, lead: str = "",
+    attachments: Sequence[OutboundAttachment] = (),
+) -> Applied:
+    """The macro called ``name`` (console, API, ``#macro NAME`` by email); MacroError if there is none."""
+    found = find(session, name)
+    if found is None:
+        raise NoMacro(f"no macro named {name.strip()!r}")
+    return apply(session, settings, found, ticket, agent, lead=lead, attachments=attachments)
 
 
 def to_json(macro: Macro) -> dict[str, Any]:

@@ -16,16 +16,15 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk.core import access, audit, conversation, fulfilment, macros, merge, processes, tickets, visibility
-from helpdesk.core import groups
+from helpdesk.core import access, audit, conversation, fulfilment, groups, macros, merge, processes, tickets
 from helpdesk.core import fields as custom_fields  # (``fields`` names a command's ticket changes here)
 from helpdesk.core.mail import ParsedMail
 from helpdesk.core.approval import PolicyViolation
 from helpdesk.core.models import (
-    MAX_ID, AccessRequest, AccessStatus, Attachment, Contact, Direction, Message, Ticket, TicketKind, TicketStatus,
+    AccessRequest, AccessStatus, Attachment, Contact, Direction, Message, Ticket, TicketKind, TicketStatus,
     utcnow,
 )
-from helpdesk.core.notify import OutboundAttachment, fit_attachments, load_attachments, notify_status
+from helpdesk.core.notify import OutboundAttachment, fit_attachments, load_attachments
 from helpdesk.core.priority import DESK_PRIORITIES
 from helpdesk.core.settings import Settings
 
@@ -258,10 +257,10 @@ def _fulfilment(session: Session, settings: Settings, ticket: Ticket, agent: Con
 def _merge(session: Session, settings: Settings, ticket: Ticket, agent: Contact, command: Command) -> str:
     """``#merge N``: this ticket (the duplicate) goes into #N."""
     number = command.argument.strip().lstrip("#")
-    target = session.get(Ticket, int(number)) if number.isdigit() and int(number) <= MAX_ID else None
-    if target is None or not visibility.may_read(session, settings, agent, target):
-        raise CommandError(f"#merge needs the number of a ticket to merge into, not {command.argument!r}")
-    merge.merge(session, settings, ticket, target, agent)
+    try:
+        target, _ = merge.merge_into(session, settings, [ticket.id], int(number) if number.isdigit() else 0, agent)
+    except merge.NoTarget:
+        raise CommandError(f"#merge needs the number of a ticket to merge into, not {command.argument!r}") from None
     return f"merged into #{target.id}"
 
 
@@ -270,10 +269,7 @@ def _macro(
     files: Sequence[OutboundAttachment] = (),
 ) -> tuple[str, Message]:
     """``#macro NAME``: the canned reply (after ``lead``, the agent's own text) goes to requester and watchers."""
-    found = macros.find(session, command.argument)
-    if found is None:
-        raise CommandError(f"no macro named {command.argument.strip()!r}")
-    done = macros.apply(session, settings, found, ticket, agent, lead=lead, attachments=files)
+    done = macros.apply_named(session, settings, command.argument, ticket, agent, lead=lead, attachments=files)
     changed = ", ".join(f"{k} -> {v}" for k, v in done.changed.items())
     return "reply sent" + (f", {changed}" if changed else ""), done.reply
 
@@ -338,8 +334,7 @@ def apply_commands(
                 outcomes.append(f"{command.line}: " + _group(session, ticket, agent, command))
                 continue
             fields = _fields(session, settings, agent, command)
-            processes.check_staff_change(session, ticket, fields)
-            changed = tickets.change(session, ticket, agent.email, reason=f"by email: {command.line}", **fields)
+            changed = processes.staff_change(session, settings, ticket, agent, fields, reason=f"by email: {command.line}")
         except (CommandError, tickets.TicketError, fulfilment.FulfilmentError, macros.MacroError,
                 custom_fields.FieldError) as exc:
             outcomes.append(f"{command.line}: not applied, {exc}")
@@ -348,8 +343,6 @@ def apply_commands(
             outcomes.append(f"{command.line}: no change")
             continue
         outcomes.append(f"{command.line}: " + ", ".join(f"{k} -> {v}" for k, v in changed.items()))
-        if "status" in changed:
-            notify_status(session, settings, ticket, actor=agent.email)
     return outcomes
 
 
@@ -477,11 +470,6 @@ def _system_note(session: Session, settings: Settings, ticket: Ticket, text: str
 class ApprovalResult:
     decided: bool
     outcome: str
-
-
-def find_approval(text: str) -> ApprovalCommand | None:
-    """``#approve`` or ``#reject`` among the command lines at the top of a reply, else None."""
-    return split_commands(text).approval
 
 
 def handle_approval_mail(

@@ -12,13 +12,15 @@ it was answered there, and nothing records which of the source's marks brought i
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from helpdesk.core import audit, locks, sla, tickets
+from helpdesk.core import audit, locks, sla, tickets, visibility
 from helpdesk.core.models import (
     AccessRequest,
+    MAX_ID,
     AccessStatus,
     Contact,
     Direction,
@@ -37,6 +39,36 @@ from helpdesk.core.settings import Settings
 
 class MergeError(tickets.TicketError):
     """A merge, undo or split that is refused, with the reason to show."""
+
+
+class NoTarget(MergeError):
+    """The ticket to merge into does not exist, or is not the actor's to read."""
+
+
+def _readable(session: Session, settings: Settings, actor: Contact, number: int) -> Ticket | None:
+    ticket = tickets.get(session, number) if 0 < number <= MAX_ID else None
+    return ticket if ticket is not None and visibility.may_read(session, settings, actor, ticket) else None
+
+
+def merge_into(
+    session: Session, settings: Settings, numbers: Sequence[int], into: int, actor: Contact
+) -> tuple[Ticket, list[int]]:
+    """Merge the tickets ``numbers`` into ``into`` (console, API, ``#merge N`` by email), each one the actor may read.
+
+    Returns the target and the numbers merged; NoTarget or MergeError when refused.
+    """
+    target = _readable(session, settings, actor, into)
+    if target is None:
+        raise NoTarget(f"there is no ticket #{into}")
+    sources = [_readable(session, settings, actor, n) for n in dict.fromkeys(numbers)]
+    if not sources or any(s is None for s in sources):
+        raise MergeError("choose tickets to merge, other than the one they go into")
+    merged = []
+    for source in sources:
+        assert source is not None
+        merge(session, settings, source, target, actor)
+        merged.append(source.id)
+    return target, merged
 
 
 def _awaiting_approval(session: Session, ticket: Ticket) -> bool:

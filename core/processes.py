@@ -8,12 +8,15 @@ Staff set statuses by hand (console, API, ``#resolve`` by email); those may not 
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from helpdesk.core import access, audit, fulfilment, sla, tickets
 from helpdesk.core.catalogue import Catalogue, CatalogueItem
 from helpdesk.core.mail import ParsedMail
-from helpdesk.core.models import Ticket, TicketKind, TicketStatus
+from helpdesk.core.models import Contact, Ticket, TicketKind, TicketStatus
+from helpdesk.core.notify import notify_status
 from helpdesk.core.settings import Settings
 
 
@@ -69,3 +72,15 @@ def check_staff_change(session: Session, ticket: Ticket, fields: dict[str, objec
         fulfilment.check_status(session, ticket, status)
     except fulfilment.FulfilmentError as exc:
         raise tickets.TicketError(str(exc)) from exc
+
+
+def staff_change(
+    session: Session, settings: Settings, ticket: Ticket, actor: Contact, fields: dict[str, Any], *, reason: str | None
+) -> dict[str, Any]:
+    """Staff change fields by hand (console, API, a command by email): within the process, audited; a new status
+    is mailed to requester and watchers. Returns what really changed."""
+    check_staff_change(session, ticket, fields)
+    changed = tickets.change(session, ticket, actor.email, reason=reason, **fields)
+    if "status" in changed:
+        notify_status(session, settings, ticket, actor=actor.email)
+    return changed

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, abort, jsonify, request
 
-from helpdesk.core import csat, events, macros, merge, presence, queue, visibility, webhooks
+from helpdesk.core import csat, events, macros, merge, presence, processes, queue, visibility, webhooks
 from helpdesk.core import tickets as ticket_service
 from helpdesk.core.models import Contact, Macro, Role, Ticket, TicketStatus
 from helpdesk.core.notify import OutboundAttachment
@@ -22,7 +22,7 @@ from helpdesk.web.db import current_settings, db
 from helpdesk.web.openapi import document
 from helpdesk.web.security import STAFF, current_user, roles
 from helpdesk.web.macros import fields_from
-from helpdesk.web.tickets import WORKERS, change_ticket, merge_into, message_of, queue_query, readable_ticket, upload_name
+from helpdesk.web.tickets import WORKERS, message_of, queue_query, readable_ticket, upload_name
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -156,7 +156,7 @@ def status(number: int):  # type: ignore[no-untyped-def]
               + ", ".join(s.value for s in TicketStatus))
     reason = body.get("reason") if isinstance(body.get("reason"), str) else ""
     try:
-        change_ticket(ticket, _user(), {"status": new}, reason.strip()[:500] or None)
+        processes.staff_change(db(), current_settings(), ticket, _user(), {"status": new}, reason=reason.strip()[:500] or None)
     except ticket_service.TicketError as exc:
         abort(422, str(exc))
     db().commit()
@@ -188,7 +188,7 @@ def merge_ticket(number: int):  # type: ignore[no-untyped-def]
     into = _body().get("into")
     if not isinstance(into, int) or isinstance(into, bool):
         abort(400, 'send a JSON object {"into": 12}')
-    return _ticket_action(lambda: merge_into([number], into, _user())[0])
+    return _ticket_action(lambda: merge.merge_into(db(), current_settings(), [number], into, _user())[0])
 
 
 @bp.post("/tickets/<int:number>/unmerge")
@@ -214,12 +214,12 @@ def split_message(number: int, message_id: int):  # type: ignore[no-untyped-def]
 def apply_macro(number: int):  # type: ignore[no-untyped-def]
     ticket = _ticket(number)
     name = _body().get("name")
-    chosen = macros.find(db(), name) if isinstance(name, str) else None
-    if chosen is None:
-        abort(404 if isinstance(name, str) else 400, f"no macro named {name!r}" if isinstance(name, str)
-              else 'send a JSON object {"name": "macro name"}')
+    if not isinstance(name, str):
+        abort(400, 'send a JSON object {"name": "macro name"}')
     try:
-        done = macros.apply(db(), current_settings(), chosen, ticket, _user())
+        done = macros.apply_named(db(), current_settings(), name, ticket, _user())
+    except macros.NoMacro as exc:
+        abort(404, str(exc))
     except ticket_service.TicketError as exc:
         abort(422, str(exc))
     db().commit()

@@ -18,7 +18,7 @@ from helpdesk.core.attachments import AttachmentStore
 from helpdesk.core.models import (
     MAX_ID, AccessRequest, Attachment, Contact, Fulfilment, Message, Role, Ticket, TicketKind, TicketStatus, utcnow,
 )
-from helpdesk.core.notify import OutboundAttachment, notify_status
+from helpdesk.core.notify import OutboundAttachment
 from helpdesk.core.priority import DESK_PRIORITIES, matrix_for, priority_for
 from helpdesk.core.queue import QueueQuery, SlaState, Sort
 from helpdesk.web import presence as presence_views
@@ -302,15 +302,6 @@ def _assignable(email: str) -> Contact:
     return person
 
 
-def change_ticket(ticket: Ticket, actor: Contact, fields: dict[str, Any], reason: str | None) -> dict[str, Any]:
-    """Change a ticket, audited; a new status is mailed to requester and watchers, as ``#resolve`` by email is."""
-    processes.check_staff_change(db(), ticket, fields)
-    changed = ticket_service.change(db(), ticket, actor.email, reason=reason, **fields)
-    if "status" in changed:
-        notify_status(db(), current_settings(), ticket, actor=actor.email)
-    return changed
-
-
 @bp.post("/tickets/<int:number>/change")
 @roles(*WORKERS)
 def change(number: int):  # type: ignore[no-untyped-def]
@@ -321,7 +312,7 @@ def change(number: int):  # type: ignore[no-untyped-def]
         return redirect(url_for("tickets.show", number=number))
     reason = (request.form.get("reason") or "").strip()[:500] or None
     try:
-        changed = change_ticket(ticket, _author(), fields, reason)
+        changed = processes.staff_change(db(), current_settings(), ticket, _author(), fields, reason=reason)
     except ticket_service.TicketError as exc:
         flash(str(exc), "error")
         return redirect(url_for("tickets.show", number=number))
@@ -373,20 +364,6 @@ def _back(number: int, done: str | None = None, error: str | None = None):  # ty
     return redirect(url_for("tickets.show", number=number))
 
 
-def merge_into(numbers: list[int], into: int, actor: Contact) -> tuple[Ticket, list[int]]:
-    """Merge each readable ticket of ``numbers`` into ``into``; raises TicketError."""
-    target = readable_ticket(into)
-    if target is None:
-        raise ticket_service.TicketError(f"there is no ticket #{into}")
-    sources = [readable_ticket(n) for n in dict.fromkeys(numbers)]
-    if not sources or any(s is None for s in sources):
-        raise ticket_service.TicketError("choose tickets to merge, other than the one they go into")
-    for source in sources:
-        assert source is not None
-        merge.merge(db(), current_settings(), source, target, actor)
-    return target, [s.id for s in sources if s is not None]
-
-
 def _numbers(values: list[str]) -> list[int]:
     return [int(v) for v in values if v.isdigit() and int(v) <= MAX_ID]
 
@@ -401,7 +378,7 @@ def merge_selected():  # type: ignore[no-untyped-def]
         flash("Choose the tickets to merge.", "error")
         return redirect(url_for("tickets.queue"))
     try:
-        target, merged = merge_into([n for n in chosen if n != into[0]], into[0], _author())
+        target, merged = merge.merge_into(db(), current_settings(), [n for n in chosen if n != into[0]], into[0], _author())
     except ticket_service.TicketError as exc:
         flash(str(exc), "error")
         return redirect(url_for("tickets.queue"))
@@ -416,7 +393,7 @@ def merge_one(number: int):  # type: ignore[no-untyped-def]
     try:
         if not into:
             raise ticket_service.TicketError("give the number of the ticket to merge into")
-        target, _ = merge_into([number], into[0], _author())
+        target, _ = merge.merge_into(db(), current_settings(), [number], into[0], _author())
     except ticket_service.TicketError as exc:
         return _back(number, error=str(exc))
     return _back(target.id, f"Merged #{number} into #{target.id}.")
@@ -455,12 +432,12 @@ def split(number: int, message_id: int):  # type: ignore[no-untyped-def]
 @roles(*WORKERS)
 def macro(number: int):  # type: ignore[no-untyped-def]
     ticket = _ticket_or_404(number)
-    chosen = macros.find(db(), request.form.get("macro", ""))
-    if chosen is None:
+    name = request.form.get("macro", "")
+    if not name.strip():
         return _back(number, error="Choose a canned reply.")
     try:
-        done = macros.apply(db(), current_settings(), chosen, ticket, _author())
+        done = macros.apply_named(db(), current_settings(), name, ticket, _author())
     except ticket_service.TicketError as exc:
         return _back(number, error=str(exc))
     changed = ", ".join(f"{k} -> {v}" for k, v in done.changed.items())
-    return _back(number, f"Canned reply {chosen.name} sent." + (f" Changed: {changed}." if changed else ""))
+    return _back(number, f"Canned reply {done.macro} sent." + (f" Changed: {changed}." if changed else ""))
