@@ -1,7 +1,7 @@
 """Benchmark: console pages on a large database, against a small one of the same kind as baseline.
 
     python bench/web.py [--database sqlite|postgresql|both] [--postgres-url URL] [--tickets 100000]
-                        [--messages-per-ticket 5] [--small 1000] [--runs 60]
+                        [--messages-per-ticket 5] [--small 1000] [--runs 60] [--pages due,reports]
 
 Generates both databases (bulk inserts straight through sqlite3, or COPY through psycopg, then the
 search index is built once), logs in as an agent and measures the server time of the queue page,
@@ -239,6 +239,8 @@ def bench(kind: str, urls: dict[str, str], tmp: Path, args: argparse.Namespace) 
     print(f"\n{'page':<10}{'clock':<6}{header}")
     over = []
     pages = dict(PAGES, reports=REPORTS) if args.report_runs > 1 else PAGES
+    if args.pages:
+        pages = {name: page for name, page in pages.items() if name in args.pages.split(",")}
     for page, (url, target) in pages.items():
         runs, warmup = (args.report_runs, 1) if page == "reports" else (args.runs, 3)
         small = measure(clients["small"], url, runs, warmup)
@@ -260,6 +262,7 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=1_000)
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--report-runs", type=int, default=10, help="runs of the reports page (0: skip it)")
+    parser.add_argument("--pages", help="only these pages, comma-separated (e.g. due,reports)")
     args = parser.parse_args()
     kinds = ("sqlite", "postgresql") if args.database == "both" else (args.database,)
     over: list[str] = []

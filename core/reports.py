@@ -73,10 +73,23 @@ def _sla(session: Session, policy: SlaSettings, now: datetime) -> dict[str, Any]
     return result
 
 
-def _counts(session: Session, column: Any) -> dict[Any, int]:
-    """Tickets per value of a column, counted by the database; in order of first appearance."""
-    rows = session.execute(select(column, func.count()).group_by(column).order_by(func.min(Ticket.id)))
-    return {getattr(value, "value", value): n for value, n in rows}
+def _counts(session: Session, *columns: Any) -> list[dict[Any, int]]:
+    """Tickets per value of each column, in order of first appearance: one grouped scan for all of them."""
+    found: list[dict[Any, list[int]]] = [{} for _ in columns]  # value -> [count, first ticket]
+    for *values, n, first in session.execute(select(*columns, func.count(), func.min(Ticket.id)).group_by(*columns)):
+        for tally, value in zip(found, values, strict=True):
+            seen = tally.setdefault(getattr(value, "value", value), [0, first])
+            seen[0] += n
+            seen[1] = min(seen[1], first)
+    return [{value: n for value, (n, _) in sorted(t.items(), key=lambda item: item[1][1])} for t in found]
+
+
+def weekly_counts(session: Session, column: Any, start: datetime, weeks: int) -> Counter[tuple[int, Any]]:
+    """Tickets opened per (week since ``start``, value of ``column``), counted by the database."""
+    utc = start.astimezone(UTC)
+    week = case(*((Ticket.created_at < utc + timedelta(weeks=w + 1), w) for w in range(weeks)), else_=weeks)
+    rows = session.execute(select(week, column, func.count()).where(Ticket.created_at >= utc).group_by(week, column))
+    return Counter({(w, getattr(value, "value", value)): n for w, value, n in rows})
 
 
 def _backlog(session: Session, now: datetime) -> dict[str, int]:
@@ -105,7 +118,9 @@ def _mean_minutes(session: Session, until: Any) -> float | None:
 def report(session: Session, now: datetime, *, sla: SlaSettings | None = None) -> dict[str, Any]:
     """The figures of ``helpdesk report --json``: add keys, never rename them."""
     now = aware(now)
-    by_kind = _counts(session, Ticket.kind)
+    by_kind, by_category, by_priority, by_status = _counts(
+        session, Ticket.kind, Ticket.category, Ticket.priority, Ticket.status
+    )
     backlog = _backlog(session, now)
     severities = session.execute(select(Event.severity, func.count()).group_by(Event.severity)).all()
     active = select(func.count()).select_from(AccessGrant).where(AccessGrant.revoked_at.is_(None))
@@ -113,9 +128,9 @@ def report(session: Session, now: datetime, *, sla: SlaSettings | None = None) -
         "generated_at": now.isoformat(),
         "tickets": sum(by_kind.values()),
         "by_kind": by_kind,
-        "by_category": _counts(session, Ticket.category),
-        "by_priority": dict(sorted(_counts(session, Ticket.priority).items())),
-        "by_status": _counts(session, Ticket.status),
+        "by_category": by_category,
+        "by_priority": dict(sorted(by_priority.items())),
+        "by_status": by_status,
         "sla": _sla(session, sla or SlaSettings(), now),
         "mean_minutes_to_first_response": _mean_minutes(session, Ticket.first_response_at),
         "mean_minutes_to_resolution": _mean_minutes(session, Ticket.resolved_at),

@@ -5,15 +5,12 @@ The figures are core.reports'; only the weekly series is counted here, for the c
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import timedelta
 
 from flask import Blueprint, render_template
-from sqlalchemy import select
 
 from helpdesk.core import csat, reports
 from helpdesk.core.models import Role, Ticket, TicketKind, utcnow
-from helpdesk.core.models import aware
 from helpdesk.core.priority import DESK_PRIORITIES
 from helpdesk.web.charts import Series, bars, stacked_columns
 from helpdesk.web.db import current_settings, db
@@ -28,11 +25,7 @@ def weekly(field: str, keys: list[str]) -> tuple[list[str], list[Series]]:
     """Tickets opened per week over the last WEEKS weeks, split by a field."""
     now = utcnow()
     start = (now - timedelta(days=now.weekday(), weeks=WEEKS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    column = getattr(Ticket, field)
-    counts: Counter[tuple[int, str]] = Counter()
-    for created, value in db().execute(select(Ticket.created_at, column).where(Ticket.created_at >= start)):
-        week = (aware(created) - start).days // 7
-        counts[(week, getattr(value, "value", value))] += 1
+    counts = reports.weekly_counts(db(), getattr(Ticket, field), start, WEEKS)
     labels = [(start + timedelta(weeks=w)).strftime("%d %b") for w in range(WEEKS)]
     return labels, [Series(k.replace("_", " "), tuple(float(counts[(w, k)]) for w in range(WEEKS))) for k in keys]
 
