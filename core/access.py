@@ -284,14 +284,6 @@ def _warn(session: Session, settings: Settings, grant: AccessGrant) -> None:
     )
 
 
-def active_grants(session: Session, contact: Contact, now: datetime | None = None) -> list[AccessGrant]:
-    at = now or utcnow()
-    query = select(AccessGrant).where(
-        AccessGrant.contact_id == contact.id, AccessGrant.revoked_at.is_(None), AccessGrant.expires_at > at
-    )
-    return [g for g in session.scalars(query) if aware(g.expires_at) > aware(at)]
-
-
 def revoke(
     session: Session, settings: Settings, grant: AccessGrant, actor: Contact | str, reason: str
 ) -> AccessGrant:

@@ -236,9 +236,6 @@ _URGENCY = _compile(_URGENCY_SIGNALS)
 _IMPORTANCE = {"high": 1, "urgent": 1, "low": 3, "non-urgent": 3}
 _X_PRIORITY = {"1": 1, "2": 1, "4": 3, "5": 3}
 
-DEFAULT_IMPACT = 3
-DEFAULT_URGENCY = 3
-
 
 def _find(compiled: tuple[tuple[int, tuple[Keyword, ...]], ...], wording: Wording) -> tuple[int, str] | None:
     text = wording.lowered()
@@ -280,9 +277,3 @@ def read_signals(mail: ParsedMail) -> tuple[int | None, int | None, list[Fired]]
         urgency = found[0]
         fired.append(Fired("urgency-signal", found[1], (("urgency", str(urgency)),)))
     return impact, urgency, fired
-
-
-def infer_impact_urgency(mail: ParsedMail) -> tuple[int, int, list[Fired]]:
-    """Impact and urgency from wording and priority headers; defaults 3/3 when silent."""
-    impact, urgency, fired = read_signals(mail)
-    return impact or DEFAULT_IMPACT, urgency or DEFAULT_URGENCY, fired

@@ -62,9 +62,6 @@ class QueueQuery:
     page: int = 1
     per_page: int = 50
 
-    def with_page(self, page: int) -> QueueQuery:
-        return replace(self, page=page)
-
 
 @dataclass(frozen=True)
 class QueuePage:

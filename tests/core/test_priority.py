@@ -11,9 +11,9 @@ from helpdesk.core.priority import (
     ITIL_3X3,
     PriorityError,
     PriorityMatrix,
-    infer_impact_urgency,
     load_matrix,
     priority_for,
+    read_signals,
 )
 from helpdesk.core.rulebook import load_rulebook
 
@@ -70,8 +70,9 @@ def test_out_of_range_levels_are_refused() -> None:
         PriorityMatrix(rows=())
 
 
-def test_silent_mail_gets_lowest_impact_and_urgency() -> None:
-    assert infer_impact_urgency(mail("Printer", "The printer on floor 2 shows a paper jam.")) == (3, 3, [])
+def test_silent_mail_gives_no_impact_or_urgency() -> None:
+    # (classify then takes the rules' values, else the defaults)
+    assert read_signals(mail("Printer", "The printer on floor 2 shows a paper jam.")) == (None, None, [])
 
 
 @pytest.mark.parametrize(
@@ -85,7 +86,7 @@ def test_silent_mail_gets_lowest_impact_and_urgency() -> None:
     ],
 )
 def test_impact_from_wording(subject: str, body: str, impact: int) -> None:
-    got, _, fired = infer_impact_urgency(mail(subject, body))
+    got, _, fired = read_signals(mail(subject, body))
     assert got == impact
     assert fired[0].rule == "impact-signal"
 
@@ -104,17 +105,17 @@ def test_impact_from_wording(subject: str, body: str, impact: int) -> None:
     ],
 )
 def test_urgency_from_wording(subject: str, body: str, urgency: int) -> None:
-    assert infer_impact_urgency(mail(subject, body))[1] == urgency
+    assert read_signals(mail(subject, body))[1] == urgency
 
 
 def test_not_urgent_is_not_read_as_urgent() -> None:
-    _, urgency, fired = infer_impact_urgency(mail("New mouse", "This is not urgent."))
+    _, urgency, fired = read_signals(mail("New mouse", "This is not urgent."))
     assert urgency == 3
     assert fired[0].reason == "body keyword `not urgent`"
 
 
 def test_urgent_needs_a_whole_word() -> None:
-    assert infer_impact_urgency(mail("Resurgent errors", "downloads are slow"))[1] == 3
+    assert read_signals(mail("Resurgent errors", "downloads are slow"))[1] is None
 
 
 @pytest.mark.parametrize(
@@ -125,16 +126,16 @@ def test_urgent_needs_a_whole_word() -> None:
         ({"x_priority": "1 (Highest)"}, 1),
         ({"x_priority": "2 (High)"}, 1),
         ({"x_priority": "5 (Lowest)"}, 3),
-        ({"x_priority": "3 (Normal)"}, 3),
+        ({"x_priority": "3 (Normal)"}, None),
         ({"priority": "urgent"}, 1),
     ],
 )
-def test_urgency_from_priority_headers(headers: dict[str, str], urgency: int) -> None:
-    assert infer_impact_urgency(mail("Question", "Hello", **headers))[1] == urgency
+def test_urgency_from_priority_headers(headers: dict[str, str], urgency: int | None) -> None:
+    assert read_signals(mail("Question", "Hello", **headers))[1] == urgency
 
 
 def test_high_importance_flag_wins_over_relaxed_wording() -> None:
-    _, urgency, fired = infer_impact_urgency(mail("Question", "no rush", importance="high"))
+    _, urgency, fired = read_signals(mail("Question", "no rush", importance="high"))
     assert urgency == 1
     assert fired[0].reason == "header `importance: high`"
 
