@@ -183,7 +183,6 @@ class Intake:
         verdicts = loopguard.judge(
             mail,
             own_addresses=self.own_addresses(),
-            own_message_id_domain=None,  # our users may share the domain: recognise our signed IDs instead
             is_own_message_id=lambda mid: conversation.is_our_message_id(self.settings, mid),
         )
         if verdicts.own_mail:

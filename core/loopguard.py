@@ -85,7 +85,6 @@ class Verdicts:
 @dataclass(frozen=True)
 class Context:
     own_addresses: frozenset[str]
-    own_message_id_domain: str | None
     is_own_message_id: Callable[[str], bool] | None = None
 
 
@@ -324,14 +323,9 @@ def _own_address(mail: ParsedMail, context: Context) -> str | None:
 
 def _own_message_id(mail: ParsedMail, context: Context) -> str | None:
     mid = mail.message_id
-    if not mid:
+    if not mid or context.is_own_message_id is None:
         return None
-    if context.is_own_message_id is not None:
-        ours = context.is_own_message_id(mid)
-    else:
-        domain = (context.own_message_id_domain or "").lower()
-        ours = bool(domain) and mid.lower().rpartition("@")[2] == domain
-    return f"our own Message-ID <{mid}>" if ours else None
+    return f"our own Message-ID <{mid}>" if context.is_own_message_id(mid) else None
 
 
 # --- reports: DSN (RFC 3464), ARF (RFC 5965), MDN (RFC 8098) -------------------------
@@ -679,18 +673,14 @@ def judge(
     mail: ParsedMail,
     *,
     own_addresses: Collection[str],
-    own_message_id_domain: str | None,
     is_own_message_id: Callable[[str], bool] | None = None,
 ) -> Verdicts:
     """Run every rule over `mail`.
 
-    Our Message-IDs are recognised by `is_own_message_id` when given (e.g. a check of
-    their signature), else by their domain alone: that is only safe when no mail client
-    of our users writes Message-IDs in `own_message_id_domain`.
+    Our Message-IDs are recognised by `is_own_message_id` (a check of their signature: our
+    users' mail clients may write Message-IDs in our domain); without it, none is ours.
     """
-    context = Context(
-        frozenset(_canonical(a) for a in own_addresses if a), own_message_id_domain, is_own_message_id
-    )
+    context = Context(frozenset(_canonical(a) for a in own_addresses if a), is_own_message_id)
     flags: set[Flag] = set()
     reasons: list[str] = []
     for rule in RULES:

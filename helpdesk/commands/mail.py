@@ -87,7 +87,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
         try:
             raw = Path(name).read_bytes()
             parsed = parse_message(raw)
-            verdicts = loopguard.judge(parsed, own_addresses=own, own_message_id_domain=None, is_own_message_id=ours)
+            verdicts = loopguard.judge(parsed, own_addresses=own, is_own_message_id=ours)
             data = parsed_to_json(parsed, verdicts.as_json())
             data["file"] = name
             # Which loop rules fired, and which alert an alert parser read (and how: its "via").

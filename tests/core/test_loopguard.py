@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from helpdesk.core.conversation import is_our_message_id, make_message_id
 from helpdesk.core.loopguard import RULES, Verdicts, bounced_message_ids, failed_recipients, judge, may_auto_answer
 from helpdesk.core.mail import Address, ParsedMail
+from helpdesk.core.settings import Settings
 
 HELP = "help@example.org"
+DESK = Settings(data_dir=Path("unused"), address=HELP, database_url="unused", secret_key="test-secret")
 
 
 def mail(
@@ -34,7 +39,7 @@ def mail(
 
 
 def verdicts(m: ParsedMail) -> Verdicts:
-    return judge(m, own_addresses=[HELP], own_message_id_domain="hd.example.org")
+    return judge(m, own_addresses=[HELP], is_own_message_id=lambda mid: is_our_message_id(DESK, mid))
 
 
 def fired(v: Verdicts) -> set[str]:
@@ -165,20 +170,13 @@ def test_our_own_address_is_own_mail() -> None:
     assert v.own_mail and v.automatic
 
 
-def test_our_own_message_id_domain_is_own_mail() -> None:
-    assert verdicts(mail(message_id="hd.1.ab.cd@hd.example.org")).own_mail
-    assert not verdicts(mail(message_id="hd.1.ab.cd@example.org")).own_mail
-
-
-def test_a_message_id_check_replaces_the_domain_check() -> None:
-    def ours(mid: str) -> bool:
-        return mid.startswith("hd.")
-
-    signed = mail(message_id="hd.1.ab.cd@example.org")
+def test_a_message_id_we_signed_is_own_mail_and_one_from_our_domain_is_not() -> None:
+    signed = mail(message_id=make_message_id(DESK, 7))
     client = mail(message_id="5f1c9a@example.org")  # a user's mail client, same domain
-    for m, expected in ((signed, True), (client, False)):
-        v = judge(m, own_addresses=[HELP], own_message_id_domain="example.org", is_own_message_id=ours)
-        assert v.own_mail is expected
+    forged = mail(message_id=make_message_id(Settings(data_dir=Path("unused"), address=HELP, database_url="unused", secret_key="other"), 7))
+    for m, expected in ((signed, True), (client, False), (forged, False)):
+        assert verdicts(m).own_mail is expected
+    assert not judge(signed, own_addresses=[HELP]).own_mail  # no check given: no Message-ID is ours
 
 
 DSN_FAILED = """Reporting-MTA: dns; mx.example.com

@@ -65,7 +65,7 @@ def judge_file(path: Path) -> Judged:
         mail = parse_message(path.read_bytes())
     except UnreadableMail:
         return Judged(path, None, Verdicts(reasons=("unreadable",)))
-    return Judged(path, mail, judge(mail, own_addresses=["help@example.org"], own_message_id_domain=None))
+    return Judged(path, mail, judge(mail, own_addresses=["help@example.org"]))
 
 
 def judge_all(paths: Iterable[Path]) -> list[Judged]:
