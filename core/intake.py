@@ -1,6 +1,6 @@
 """Intake: store every arriving mail first, then turn it into a ticket, a reply, or a quarantine entry.
 
-One mail, step by step (see DESIGN.md "One mail, end to end"):
+One mail, step by step (the README's "What happens to a mail"):
 store -> parse -> loop guard -> de-duplicate -> thread -> classify/open or append -> notify.
 Any failure after the store quarantines that one mail with its reason; its raw bytes stay.
 """

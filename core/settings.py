@@ -152,7 +152,7 @@ class AccessSettings:
 
 @dataclass(frozen=True)
 class ConversationSettings:
-    """Threading, agents by email and automatic-mail limits (issue 4)."""
+    """Threading, agents by email and automatic-mail limits."""
 
     # Local-part suffix of the address for internal notes: help+comment@domain.
     comment_tag: str = "comment"
