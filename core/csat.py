@@ -115,11 +115,6 @@ def survey(session: Session, settings: Settings, ticket: Ticket) -> Survey | Non
     return Survey(good_url=f"{base}/good", bad_url=f"{base}/bad")
 
 
-def answer_of(session: Session, ticket: Ticket) -> Answer:
-    row = session.get(Satisfaction, ticket.id)
-    return Answer(ticket.id, ticket.subject, row.rating if row else None, row.comment if row else None)
-
-
 def record(
     session: Session, ticket: Ticket, *, rating: Rating | None = None, comment: str | None = None
 ) -> Answer:

@@ -57,10 +57,6 @@ def beat(session: Session, ticket: Ticket, user: Contact, state: PresenceState, 
     ))
 
 
-def leave(session: Session, ticket: Ticket, user: Contact) -> None:
-    session.execute(delete(Presence).where(Presence.ticket_id == ticket.id, Presence.contact_id == user.id))
-
-
 def others(session: Session, ticket: Ticket, user: Contact, *, now: datetime | None = None) -> list[Here]:
     """Everyone but ``user`` who polled on this ticket within FRESH, typing first."""
     since = (now or utcnow()) - FRESH
