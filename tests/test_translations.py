@@ -36,7 +36,8 @@ def test_every_marked_string_is_translated_into_german() -> None:
     assert not missing, f"not translated (or fuzzy) in de/messages.po, run `make translations`: {missing}"
     with (REPO / "templates/translations/messages.pot").open("rb") as fh:
         pot = read_po(fh)
-    assert {m.id for m in pot if m.id} >= _marked(), "messages.pot is behind the code: run `make translations`"
+    in_pot = {m.id if isinstance(m.id, str) else m.id[0] for m in pot if m.id}
+    assert in_pot >= _marked(), "messages.pot is behind the code: run `make translations`"
 
 
 # Sentences of the English mail that must not survive in the German one.

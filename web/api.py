@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, abort, jsonify, request
@@ -15,13 +15,13 @@ from helpdesk.core import csat, events, macros, merge, presence, processes, queu
 from helpdesk.core import tickets as ticket_service
 from helpdesk.core.models import Contact, Macro, Role, Ticket, TicketStatus
 from helpdesk.core.notify import OutboundAttachment
-from helpdesk.web import approvals
+from helpdesk.web import approvals, contacts
 from helpdesk.web import presence as presence_views
 from helpdesk.web import webhooks as hooks_views
 from helpdesk.web.db import current_settings, db
+from helpdesk.web.macros import fields_from
 from helpdesk.web.openapi import document
 from helpdesk.web.security import STAFF, current_user, roles
-from helpdesk.web.macros import fields_from
 from helpdesk.web.tickets import WORKERS, message_of, queue_query, readable_ticket, upload_name
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -377,7 +377,10 @@ def satisfaction():  # type: ignore[no-untyped-def]
     since = None
     if since_raw:
         try:
-            since = datetime.strptime(since_raw, "%Y-%m").replace(tzinfo=timezone.utc)
+            since = datetime.strptime(since_raw, "%Y-%m").replace(tzinfo=UTC)
         except ValueError:
             abort(400, "since is a month: YYYY-MM")
     return jsonify(results=csat.results_json(csat.results(db(), since=since)))
+
+
+contacts.register_api(bp)  # GET contacts/N, PUT contacts/N/language

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from helpdesk.core.priority import DESK_PRIORITIES
+from helpdesk.web.contacts import contact_paths
 from helpdesk.web.desk_openapi import DESK_SCHEMAS, SEEN, STALE_REPLY, desk_paths
 from helpdesk.web.portal_openapi import PORTAL_SCHEMAS, portal_paths
 from helpdesk.web.webhooks_openapi import WEBHOOK_SCHEMAS, webhook_paths
@@ -158,6 +159,7 @@ def document(server_url: str) -> dict[str, Any]:
     paths.update(_merge_and_macro_paths())
     paths.update(portal_paths())
     paths.update(desk_paths())
+    paths.update(contact_paths())
     paths.update(webhook_paths())
     paths["/access/{request_id}/{decision}"] = {"post": {
         "summary": "Approve or reject an access request (approvers; never one's own)",

@@ -1,0 +1,100 @@
+"""The console in the reader's language (Chromium with a German locale), and the requester's language set by agents.
+
+Mail in through intake, the page in the browser, the change audited, mail out to SMTP in the chosen language.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from helpdesk.core import audit, tickets
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Contact, Role
+from helpdesk.core.settings import Settings, SmtpSettings
+from helpdesk.core.users import issue_api_token
+from helpdesk.mailgateway.smtp import send_once
+from tests.core.desk import Desk, mail
+from tests.core.test_language import ENGLISH, GERMAN
+from tests.web.browser import LiveServer, log_in, screenshot
+from tests.web.conftest import STAFF
+
+# English text of the console pages that must not be left on a German page.
+ENGLISH_ON_PAGES = ("Log out", "Search subject and text", "any kind", "Reset", "Requester", "Updated",
+                    "Conversation", "as the mail reads", "Queue")
+
+
+def _send(factory: sessionmaker[Session], sink) -> None:  # type: ignore[no-untyped-def]
+    worker = threading.Thread(target=send_once, args=(factory, SmtpSettings(host=sink.host, port=sink.port)))
+    worker.start()
+    worker.join(30)
+
+
+def test_german_browser_gets_german_console_and_agent_switches_requester_to_english(
+    browser, live: LiveServer, factory: sessionmaker[Session], settings: Settings, smtp_sink  # type: ignore[no-untyped-def]
+) -> None:
+    desk = Desk(factory, settings)
+    number = desk.deliver(mail("greta@example.de", "Drucker defekt", GERMAN)).ticket_id
+    _send(factory, smtp_sink)
+    ack = next(m.message for m in smtp_sink.wait_for(1) if m.rcpt_tos == ["greta@example.de"])
+    assert "wir haben Ihre Nachricht erhalten" in ack.get_body(("plain",)).get_content()
+
+    context = browser.new_context(locale="de-DE", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        page.goto(f"{live.url}/login")
+        assert page.inner_text("h1") == "Anmelden" and page.get_attribute("html", "lang") == "de"
+        log_in(page, live, Role.AGENT)
+        text = page.inner_text("body")
+        assert "Warteschlange" in text and "Abmelden" in text and "Störung" in text
+        page.goto(f"{live.url}/tickets/{number}")
+        screenshot(page, "ticket-german")
+        text = page.inner_text("body")
+        for english in ENGLISH_ON_PAGES:
+            assert english not in text, english
+        page.select_option("form.requester-language select", "en")
+        page.click("form.requester-language button")
+        page.wait_for_selector("text=Sprache von greta@example.de: en")
+    finally:
+        context.close()
+
+    with factory() as session:
+        greta = session.scalars(select(Contact).where(Contact.email == "greta@example.de")).one()
+        assert greta.language == "en"
+        last = audit.history(session, "contact", greta.id)[-1]
+        assert (last.actor, last.before, last.after) == (STAFF[Role.AGENT], {"language": "de"}, {"language": "en"})
+    # Her next ticket, though in German words, is acknowledged in English: the agent's choice stands.
+    desk.deliver(mail("greta@example.de", "Noch ein Drucker", GERMAN))
+    _send(factory, smtp_sink)
+    later = [m.message for m in smtp_sink.wait_for(2) if m.rcpt_tos == ["greta@example.de"]][-1]
+    assert "we have received your message" in later.get_body(("plain",)).get_content()
+
+
+def test_api_reads_and_sets_a_contacts_language(app: Flask, factory: sessionmaker[Session],
+                                                settings: Settings) -> None:
+    Desk(factory, settings).deliver(mail("ed@example.com", "Printer broken", ENGLISH))
+    with transaction(factory) as session:
+        ed = tickets.contact_for(session, "ed@example.com")
+        agent = session.scalars(select(Contact).where(Contact.email == STAFF[Role.AGENT])).one()
+        approver = session.scalars(select(Contact).where(Contact.email == STAFF[Role.APPROVER])).one()
+        auth = {"Authorization": f"Bearer {issue_api_token(session, agent)}"}
+        approver_auth = {"Authorization": f"Bearer {issue_api_token(session, approver)}"}
+        ed_id = ed.id
+    client = app.test_client()
+    assert client.get(f"/api/contacts/{ed_id}", headers=auth).json["language"] == "en"
+    changed = client.put(f"/api/contacts/{ed_id}/language", json={"language": "de-AT"}, headers=auth)
+    assert changed.status_code == 200 and changed.json["language"] == "de"
+    refused = client.put(f"/api/contacts/{ed_id}/language", json={"language": "fr"}, headers=auth)
+    assert refused.status_code == 400 and "unknown language 'fr'" in refused.json["error"]
+    assert client.put(f"/api/contacts/{ed_id}/language", json={"language": "en"},
+                      headers=approver_auth).status_code == 403
+    assert client.put(f"/api/contacts/{ed_id}/language", json=["de"], headers=auth).status_code == 400
+    assert client.get("/api/contacts/999999", headers=auth).status_code == 404
+    with factory() as session:
+        assert [e.after for e in audit.history(session, "contact", ed_id)] == [{"language": "en"}, {"language": "de"}]
+    paths = client.get("/api/openapi.json", headers=auth).json["paths"]
+    assert "put" in paths["/contacts/{contact_id}/language"] and "get" in paths["/contacts/{contact_id}"]
