@@ -119,6 +119,25 @@ def unknown_in_rules(session: Session, rules: RuleSet) -> list[str]:
     return [f"{where} sets group {group!r}" for where, group in named if group and group not in known]
 
 
+def adopt(session: Session, rules: RuleSet) -> list[str]:
+    """A desk with no groups yet (new, or from before groups) gets the groups its rules and tickets name; audited.
+
+    Returns the names created. Once any group exists nothing is adopted: a rule naming another is an error.
+    """
+    if session.scalar(select(func.count()).select_from(Group)):
+        return []
+    named = {rules.defaults.group, *(r.then.group for r in rules.rules)}
+    named |= set(session.scalars(select(Ticket.group).where(Ticket.group.is_not(None)).distinct()))
+    created = sorted(n for n in named if n)
+    for name in created:
+        group = Group(name=name)
+        session.add(group)
+        session.flush()
+        audit.record(session, actor=audit.SYSTEM, action="group.create", object_type="group", object_id=group.id,
+                     after=_json(group), reason="named by the rules or a ticket before groups existed")
+    return created
+
+
 def check_rules(session: Session, rules: RuleSet) -> None:
     """At start: every group the rules route to exists, else GroupError naming the rules file and the rules."""
     unknown = unknown_in_rules(session, rules)

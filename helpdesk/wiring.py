@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from helpdesk.config import ensure_data_dir
-from helpdesk.core import audit, db
+from helpdesk.config import ConfigError, ensure_data_dir
+from helpdesk.core import audit, db, groups
+from helpdesk.core.classify import RuleSet
+from helpdesk.core.db import transaction
 from helpdesk.core.intake import Intake
 from helpdesk.core.mailauth import DbTokenStore
 from helpdesk.core.settings import Settings
@@ -38,4 +40,20 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
     factory = db.make_sessionmaker(engine)
     audit.use_secret(factory, settings.secret_key)  # the audit chain is keyed by a secret not in the database
     oauth.use_store(DbTokenStore(factory, settings))  # XOAUTH2 logins keep refresh tokens and statuses there
+    if migrate:  # (a restore brings its own schema first)
+        check_groups(factory, rules)
     return App(settings, engine, factory, intake)
+
+
+def check_groups(factory: sessionmaker[Session], rules: RuleSet) -> None:
+    """Routing to a group that does not exist would leave tickets in no one's queue: a configuration error.
+
+    A desk without any groups yet first adopts the ones its rules and tickets name (core.groups.adopt).
+    """
+    with transaction(factory) as session:
+        groups.adopt(session, rules)
+    with factory() as session:
+        try:
+            groups.check_rules(session, rules)
+        except groups.GroupError as exc:
+            raise ConfigError(str(exc)) from None

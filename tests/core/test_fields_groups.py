@@ -26,6 +26,8 @@ def desk(session_factory, tmp_path) -> Desk:  # type: ignore[no-untyped-def]
     desk.add_user(AGENT)
     desk.add_user(NET)
     desk.add_user(ADMIN, Role.ADMIN)
+    with transaction(desk.factory) as session:
+        groups.adopt(session, load_rules(None))  # as a start does: the shipped rules' groups
     return desk
 
 
@@ -171,8 +173,6 @@ SITE_RULES = (
 
 
 def test_a_mail_matching_a_rule_lands_in_the_rules_group(desk: Desk) -> None:
-    with desk.factory() as session:
-        groups.check_rules(session, load_rules(None))  # the shipped rules' groups exist after migrating
     with transaction(desk.factory) as session:
         groups.save(session, _contact(session, ADMIN), "Facilities")
     rules = parse_rules(SITE_RULES, source="site-rules.toml")
@@ -188,6 +188,22 @@ def test_a_mail_matching_a_rule_lands_in_the_rules_group(desk: Desk) -> None:
         opened = session.scalars(select(AuditEntry).where(AuditEntry.action == "ticket.open",
                                                           AuditEntry.object_id == routed)).one()
         assert opened.after is not None and opened.after["group"] == "Facilities"
+
+
+def test_a_desk_without_groups_adopts_those_its_rules_and_tickets_name_once(session_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    desk = make_desk(session_factory, tmp_path)
+    number = desk.deliver(mail(subject="Printer jammed")).ticket_id
+    with transaction(desk.factory) as session:
+        ticket = session.get(Ticket, number)
+        assert ticket is not None
+        ticket.group = "Old Team"  # named before groups existed
+    rules = parse_rules(SITE_RULES, source="site-rules.toml")
+    with transaction(desk.factory) as session:
+        assert groups.adopt(session, rules) == ["Facilities", "Old Team", "service-desk"]
+        assert groups.adopt(session, load_rules(None)) == []  # only while there are none
+    with desk.factory() as session:
+        groups.check_rules(session, rules)
+    assert [e.after["name"] for e in _audit(desk, "group.create") if e.after] == ["Facilities", "Old Team", "service-desk"]
 
 
 def test_rules_naming_an_unknown_group_are_a_configuration_error(desk: Desk) -> None:

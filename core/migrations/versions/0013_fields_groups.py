@@ -1,7 +1,7 @@
 """custom fields and groups: field definitions, values per ticket, groups with their agents
 
-The groups that the shipped rules and catalogue route to, and every group a ticket already
-names, are created, so that rules which worked before still name existing groups.
+No rows: a desk with no groups adopts the ones its rules and tickets name at start (core.groups.adopt),
+so a freshly migrated database stays empty for a restore.
 
 Revision ID: 0013
 Revises: 0012
@@ -9,17 +9,12 @@ Create Date: 2026-12-05 13:08:33.994549
 """
 from alembic import op
 import sqlalchemy as sa
-from datetime import datetime, timezone
 
 
 revision = '0013'
 down_revision = '0012'
 branch_labels = None
 depends_on = None
-
-# The groups named in core/data/rules.toml and catalogue.toml when this revision was written.
-_SHIPPED = ('desktop', 'identity', 'infrastructure', 'messaging', 'network', 'operations', 'security',
-            'service-desk', 'software-asset')
 
 
 def upgrade() -> None:
@@ -32,11 +27,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('name')
     )
-    desk_group = sa.table('desk_group', sa.column('name', sa.String), sa.column('created_at', sa.DateTime(timezone=True)))
-    ticket = sa.table('ticket', sa.column('group', sa.String))
-    named = {row[0] for row in op.get_bind().execute(sa.select(ticket.c.group).where(ticket.c.group.is_not(None)).distinct())}
-    now = datetime.now(timezone.utc)
-    op.bulk_insert(desk_group, [{'name': n, 'created_at': now} for n in sorted(set(_SHIPPED) | named)])
     op.create_table('field_def',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('key', sa.String(length=40), nullable=False),
