@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, event, inspect, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
-from helpdesk.core.models import Ticket, aware
+from helpdesk.core.models import Ticket, TicketStatus, aware
 from helpdesk.core.settings import BusinessHours, SlaSettings
 from helpdesk.core.sla import (
     PAUSED,
@@ -105,14 +105,24 @@ def outcomes(ticket: ClockedTicket, line: Timeline, policy: SlaSettings) -> tupl
     )
 
 
-def _store(session: Session, tickets: Sequence[ClockedTicket], policy: SlaSettings) -> list[dict[str, Any]]:
-    """Write the outcomes of these tickets (rows or entities) in one statement; the values written."""
-    if not tickets:
+def _store(
+    session: Session, tickets: Sequence[ClockedTicket], policy: SlaSettings, *, fresh: Sequence[ClockedTicket] = ()
+) -> list[dict[str, Any]]:
+    """Write the outcomes of these tickets (rows or entities) in one statement; the values written.
+
+    ``fresh``: tickets inserted by this flush, which no audit entry can name yet (it needs their number):
+    their timeline is their status alone, without a query (one mail, one new ticket: the hot path).
+    """
+    lines = _timelines(session, tickets) if tickets else {}
+    for t in fresh:
+        lines[t.id] = [(aware(t.created_at), TicketStatus.NEW)]
+        if t.status is not TicketStatus.NEW:
+            lines[t.id].append((aware(t.updated_at or t.created_at), t.status))
+    if not lines:
         return []
-    lines = _timelines(session, tickets)
     mark = fingerprint(policy)
     values = []
-    for t in tickets:
+    for t in (*tickets, *fresh):
         response, resolution = outcomes(t, lines[t.id], policy)
         values.append({"tid": t.id, "rb": response, "sb": resolution, "fp": mark})
     table = Ticket.__table__
@@ -129,9 +139,7 @@ def _store(session: Session, tickets: Sequence[ClockedTicket], policy: SlaSettin
     return values
 
 
-def _moved(ticket: Ticket, new: bool) -> bool:
-    if new:
-        return True
+def _moved(ticket: Ticket) -> bool:
     attrs = inspect(ticket).attrs
     return any(attrs[name].history.has_changes() for name in _MOVES)
 
@@ -139,15 +147,12 @@ def _moved(ticket: Ticket, new: bool) -> bool:
 @event.listens_for(Session, "after_flush")
 def _settle(session: Session, _context: Any) -> None:
     """Keep the outcomes of the tickets this flush wrote, in the same transaction."""
-    new = {id(o) for o in session.new}
-    changed = [
-        o for o in (*session.new, *session.dirty)
-        if isinstance(o, Ticket) and _moved(o, id(o) in new)
-    ]
-    if not changed:
+    fresh = [o for o in session.new if isinstance(o, Ticket)]
+    changed = [o for o in session.dirty if isinstance(o, Ticket) and _moved(o)]
+    if not changed and not fresh:
         return
-    written = {v["tid"]: v for v in _store(session, changed, policy_of(session))}
-    for ticket in changed:  # the entity shows what the row holds, without another change to flush
+    written = {v["tid"]: v for v in _store(session, changed, policy_of(session), fresh=fresh)}
+    for ticket in (*changed, *fresh):  # the entity shows what the row holds, without another change to flush
         row = written[ticket.id]
         set_committed_value(ticket, "response_breach_at", row["rb"])
         set_committed_value(ticket, "resolution_breach_at", row["sb"])
