@@ -22,17 +22,23 @@ class Rulebook:
     rules: RuleSet  # classified with `matrix`
     catalogue: Catalogue
     matrix: PriorityMatrix
+    # The files each was read from; None: the shipped one.
+    rules_file: Path | None = None
+    catalogue_file: Path | None = None
+    matrix_file: Path | None = None
 
 
 def load_rulebook(
     data_dir: Path, *, rules: Path | None = None, catalogue: Path | None = None, priority: Path | None = None
 ) -> Rulebook:
     """Each file from its setting, else from the data dir if there, else the shipped one."""
-    matrix = load_desk_matrix(_chosen(priority, data_dir / PRIORITY_FILE))
+    rules = _chosen(rules, data_dir / RULES_FILE)
+    catalogue = _chosen(catalogue, data_dir / CATALOGUE_FILE)
+    priority = _chosen(priority, data_dir / PRIORITY_FILE)
+    matrix = load_desk_matrix(priority)
     return Rulebook(
-        rules=load_rules(_chosen(rules, data_dir / RULES_FILE), matrix=matrix),
-        catalogue=load_catalogue(_chosen(catalogue, data_dir / CATALOGUE_FILE)),
-        matrix=matrix,
+        rules=load_rules(rules, matrix=matrix), catalogue=load_catalogue(catalogue), matrix=matrix,
+        rules_file=rules, catalogue_file=catalogue, matrix_file=priority,
     )
 
 

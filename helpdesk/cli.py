@@ -11,6 +11,7 @@ from helpdesk.commands.common import CONFIG_ERRORS, EX_TEMPFAIL, EX_USAGE
 from helpdesk.commands.data import cmd_backup, cmd_erase, cmd_export, cmd_restore, cmd_retention
 from helpdesk.commands.desk import cmd_outbox, cmd_quarantine, cmd_ticket, cmd_tickets, cmd_user_add, cmd_user_token
 from helpdesk.commands.itil import cmd_audit, cmd_events, cmd_report, cmd_sla
+from helpdesk.commands.checks import cmd_check_config
 from helpdesk.commands.logins import cmd_mailboxes
 from helpdesk.commands.mail import (
     cmd_demo_mail,
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     add("init", cmd_init, "create the database or migrate it to the newest schema")
+    add("check-config", cmd_check_config,
+        "read and check the settings, rules, catalogue and priority matrix as a start would; writes nothing")
     add("run", cmd_run, "run everything: poller, sender, SLA checks and web console (a demo mail server if none is configured)")
     p = add("poll", cmd_poll, "fetch new mail from IMAP and process it")
     p.add_argument("--once", action="store_true", help="poll once and exit")

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from helpdesk.core import configfile
 
 # Defined in core, so that bad rules, catalogue and priority files are configuration errors too.
-from helpdesk.core.configfile import ConfigError
+from helpdesk.core.configfile import ConfigError as ConfigError
 from helpdesk.core.files import private_dir, write_private_once
 from helpdesk.core.rulebook import load_rulebook
 from helpdesk.core.settings import (
@@ -440,7 +440,7 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         data_dir=data_dir,
         database_url=database_url,
         address=address,
-        secret_key=get("HELPDESK_SECRET_KEY") or _local_secret(data_dir),
+        secret_key=get("HELPDESK_SECRET_KEY") or _stored_secret(data_dir),  # "": made by ensure_secret
         subject_tag_prefix=_subject_tag_prefix(get("HELPDESK_SUBJECT_TAG_PREFIX")),
         mailboxes=mailboxes,
         smtp=smtp,
@@ -764,21 +764,33 @@ def _business_hours(value: str | None) -> BusinessHours | None:
     return BusinessHours(timezone=zone, weekdays=frozenset(range(first, last + 1)), start=start, end=end)
 
 
-def _local_secret(data_dir: Path) -> str:
-    """Without HELPDESK_SECRET_KEY, a random key kept in the data dir (stable across restarts)."""
+SECRET_FILE = "secret_key"
+
+
+def _stored_secret(data_dir: Path) -> str:
+    """The key a first start kept in the data dir; "" before that (load() writes nothing)."""
+    try:
+        return (data_dir / SECRET_FILE).read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):  # no key yet, or no data dir: ensure_data_dir names that
+        return ""
+    except OSError as exc:  # no permission, ...
+        raise data_dir_error(data_dir, exc) from None
+
+
+def ensure_secret(settings: Settings) -> Settings:
+    """Settings with a secret key: without HELPDESK_SECRET_KEY, a random one kept in the data dir and made
+    by the first command that needs one (init, run, web, poll, ...), the same on every start after."""
     import secrets
 
-    path = data_dir / "secret_key"
+    if settings.secret_key:
+        return settings
     try:
-        try:
-            return path.read_text().strip()
-        except FileNotFoundError:
-            pass
-        private_dir(data_dir)
+        private_dir(settings.data_dir)
         # Two commands starting at once agree on one key.
-        return write_private_once(path, secrets.token_hex(32).encode()).decode().strip()
+        key = write_private_once(settings.data_dir / SECRET_FILE, secrets.token_hex(32).encode()).decode().strip()
     except OSError as exc:  # a file, read-only, under /proc, ...
-        raise data_dir_error(data_dir, exc) from None
+        raise data_dir_error(settings.data_dir, exc) from None
+    return replace(settings, secret_key=key)
 
 
 def _search_language(value: str | None) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from helpdesk.config import ConfigError, ensure_data_dir
+from helpdesk.config import ConfigError, ensure_data_dir, ensure_secret
 from helpdesk.core import audit, db, groups
 from helpdesk.core.classify import RuleSet
 from helpdesk.core.db import transaction
@@ -28,6 +28,7 @@ class App:
 
 def build(settings: Settings, *, migrate: bool = True) -> App:
     ensure_data_dir(settings.data_dir)
+    settings = ensure_secret(settings)
     engine = db.make_engine(settings.database_url)
     if migrate:
         db.upgrade(engine)

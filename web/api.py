@@ -154,9 +154,10 @@ def status(number: int):  # type: ignore[no-untyped-def]
     except ValueError:
         abort(400, 'send a JSON object {"status": "resolved", "reason": "..."}; status is one of '
               + ", ".join(s.value for s in TicketStatus))
-    reason = body.get("reason") if isinstance(body.get("reason"), str) else ""
+    given = body.get("reason")
+    reason = given.strip()[:500] or None if isinstance(given, str) else None
     try:
-        processes.staff_change(db(), current_settings(), ticket, _user(), {"status": new}, reason=reason.strip()[:500] or None)
+        processes.staff_change(db(), current_settings(), ticket, _user(), {"status": new}, reason=reason)
     except ticket_service.TicketError as exc:
         abort(422, str(exc))
     db().commit()

@@ -44,7 +44,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     ensure_data_dir(settings.data_dir)
     app = build(settings, migrate=False)  # the archive's schema first, its rows, then the newest schema
     try:
-        summary = backup.restore(app.engine, settings, source, force=args.force)
+        summary = backup.restore(app.engine, app.settings, source, force=args.force)  # with the secret key
     except backup.BackupError as exc:
         print(f"helpdesk restore: {exc}", file=sys.stderr)
         return 1

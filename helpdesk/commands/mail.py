@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from helpdesk.core.settings import SmtpSettings, TlsMode
 
 from helpdesk.commands.common import CONFIG_ERRORS, EX_NOINPUT, EX_TEMPFAIL, build_app, print_json, safe_url, say
-from helpdesk.config import ConfigError, ensure_data_dir, load
+from helpdesk.config import ConfigError, ensure_data_dir, ensure_secret, load
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -21,6 +21,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     settings = load(config_file=args.config)
     ensure_data_dir(settings.data_dir)
+    ensure_secret(settings)  # made here, so that the first start of anything else finds it
     engine = db.make_engine(settings.database_url)
     before = db.current_revision(engine)
     db.upgrade(engine)
@@ -82,7 +83,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
     own = {settings.address} if settings else set()
 
     def ours(message_id: str) -> bool:
-        return settings is not None and conversation.is_our_message_id(settings, message_id)
+        # Without a secret key yet (load() makes none), no Message-ID can be one this desk signed.
+        return settings is not None and bool(settings.secret_key) and conversation.is_our_message_id(settings, message_id)
     for name in args.files:
         try:
             raw = Path(name).read_bytes()
@@ -105,7 +107,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
     from helpdesk.wiring import build
     from helpdesk.mailgateway.watcher import poll_once
 
-    settings = load(config_file=args.config)
+    settings = ensure_secret(load(config_file=args.config))
     if not settings.mailboxes:
         raise ConfigError("HELPDESK_IMAP_HOST: no mailbox configured to poll")
     if not args.once:
@@ -131,7 +133,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     from helpdesk.mailgateway.smtp import send_once
     from helpdesk.mailgateway.webhook import deliver_once
 
-    settings = load(config_file=args.config)
+    settings = ensure_secret(load(config_file=args.config))  # webhook secrets are sealed with it
     graph = graphsend.sends_through_graph(settings)
     if settings.smtp is None and not graph:
         raise ConfigError("HELPDESK_SMTP_HOST: no SMTP server (nor a mailbox with transport = graph) configured to send through")
@@ -195,7 +197,7 @@ def _smtp_problem(smtp: SmtpSettings, errors: list[str]) -> str | None:
 def cmd_run(args: argparse.Namespace) -> int:
     from helpdesk.runner import run
 
-    return run(load(config_file=args.config))
+    return run(ensure_secret(load(config_file=args.config)))
 
 
 def cmd_web(args: argparse.Namespace) -> int:

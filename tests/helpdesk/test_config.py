@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from helpdesk.config import ConfigError, ensure_secret, load
 from helpdesk.core.settings import TlsMode
-from helpdesk.config import ConfigError, load
 
 
 def _env(tmp_path: Path, **values: str) -> dict[str, str]:
@@ -20,8 +20,10 @@ def test_defaults_give_sqlite_under_the_data_dir_and_a_stable_local_secret(tmp_p
     assert first.database_url == f"sqlite:///{tmp_path / 'data' / 'helpdesk.db'}"
     assert first.address == "help@example.org"
     assert first.mailboxes == () and first.smtp is None
-    assert len(first.secret_key) == 64
-    assert load(_env(tmp_path)).secret_key == first.secret_key
+    assert first.secret_key == "" and not (tmp_path / "data").exists()  # load() writes nothing
+    made = ensure_secret(first).secret_key
+    assert len(made) == 64
+    assert load(_env(tmp_path)).secret_key == made == ensure_secret(load(_env(tmp_path))).secret_key
 
 
 def test_environment_overrides_the_toml_file(tmp_path: Path) -> None:
