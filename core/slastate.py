@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, event, inspect, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
-from helpdesk.core.models import Ticket, TicketStatus, aware
+from helpdesk.core.models import Ticket, TicketStatus, aware, utcnow
 from helpdesk.core.settings import BusinessHours, SlaSettings
 from helpdesk.core.sla import (
     PAUSED,
@@ -105,26 +105,20 @@ def outcomes(ticket: ClockedTicket, line: Timeline, policy: SlaSettings) -> tupl
     )
 
 
-def _store(
-    session: Session, tickets: Sequence[ClockedTicket], policy: SlaSettings, *, fresh: Sequence[ClockedTicket] = ()
-) -> list[dict[str, Any]]:
-    """Write the outcomes of these tickets (rows or entities) in one statement; the values written.
-
-    ``fresh``: tickets inserted by this flush, which no audit entry can name yet (it needs their number):
-    their timeline is their status alone, without a query (one mail, one new ticket: the hot path).
-    """
-    lines = _timelines(session, tickets) if tickets else {}
-    for t in fresh:
-        lines[t.id] = [(aware(t.created_at), TicketStatus.NEW)]
-        if t.status is not TicketStatus.NEW:
-            lines[t.id].append((aware(t.updated_at or t.created_at), t.status))
-    if not lines:
-        return []
+def _values(tickets: Sequence[ClockedTicket], lines: dict[int, Timeline], policy: SlaSettings) -> list[dict[str, Any]]:
     mark = fingerprint(policy)
     values = []
-    for t in (*tickets, *fresh):
+    for t in tickets:
         response, resolution = outcomes(t, lines[t.id], policy)
         values.append({"tid": t.id, "rb": response, "sb": resolution, "fp": mark})
+    return values
+
+
+def _store(session: Session, tickets: Sequence[ClockedTicket], policy: SlaSettings) -> list[dict[str, Any]]:
+    """Write the outcomes of these tickets (rows or entities) in one statement; the values written."""
+    if not tickets:
+        return []
+    values = _values(tickets, _timelines(session, tickets), policy)
     table = Ticket.__table__
     # updated_at is set to itself: keeping the outcomes is not a change of the ticket (no onupdate).
     statement = (
@@ -144,15 +138,37 @@ def _moved(ticket: Ticket) -> bool:
     return any(attrs[name].history.has_changes() for name in _MOVES)
 
 
+@event.listens_for(Session, "before_flush")
+def _settle_new(session: Session, _context: Any, _instances: Any) -> None:
+    """A ticket about to be inserted gets its outcomes in its INSERT: the hot path of the mail, one new ticket.
+
+    No audit entry can name it yet (that needs its number): its timeline is its status alone.
+    """
+    fresh = [o for o in session.new if isinstance(o, Ticket)]
+    if not fresh:
+        return
+    lines: dict[int, Timeline] = {}
+    for n, t in enumerate(fresh):
+        # The column defaults, now rather than at the insert, so that the clocks count from the same instant.
+        t.created_at = t.created_at or utcnow()
+        t.status = t.status or TicketStatus.NEW
+        lines[n] = [(aware(t.created_at), TicketStatus.NEW)]
+        if t.status is not TicketStatus.NEW:
+            lines[n].append((aware(t.updated_at or t.created_at), t.status))
+    policy = policy_of(session)
+    for n, t in enumerate(fresh):
+        t.response_breach_at, t.resolution_breach_at = outcomes(t, lines[n], policy)
+        t.sla_policy = fingerprint(policy)
+
+
 @event.listens_for(Session, "after_flush")
 def _settle(session: Session, _context: Any) -> None:
-    """Keep the outcomes of the tickets this flush wrote, in the same transaction."""
-    fresh = [o for o in session.new if isinstance(o, Ticket)]
+    """Keep the outcomes of the tickets this flush changed, in the same transaction."""
     changed = [o for o in session.dirty if isinstance(o, Ticket) and _moved(o)]
-    if not changed and not fresh:
+    if not changed:
         return
-    written = {v["tid"]: v for v in _store(session, changed, policy_of(session), fresh=fresh)}
-    for ticket in (*changed, *fresh):  # the entity shows what the row holds, without another change to flush
+    written = {v["tid"]: v for v in _store(session, changed, policy_of(session))}
+    for ticket in changed:  # the entity shows what the row holds, without another change to flush
         row = written[ticket.id]
         set_committed_value(ticket, "response_breach_at", row["rb"])
         set_committed_value(ticket, "resolution_breach_at", row["sb"])

@@ -114,3 +114,16 @@ def test_refresh_keeps_the_tickets_last_update(session_factory):
         slastate.refresh(session, SlaSettings(targets=dict(SHORT)))
         updated = session.scalar(select(Ticket.updated_at).where(Ticket.id == t.id).execution_options(populate_existing=True))
     assert slastate.aware(updated) == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def test_a_new_ticket_is_inserted_with_its_outcomes(session_factory):
+    policy = SlaSettings(targets=dict(SHORT))
+    slastate.use_policy(session_factory, policy)
+    with transaction(session_factory) as session:
+        user = tickets.contact_for(session, "ruth@example.org")
+        number = tickets.open_ticket(session, requester=user, subject="new", kind=TicketKind.INCIDENT, priority="P2").id
+    with transaction(session_factory) as session:
+        t = session.get(Ticket, number)
+        assert t.sla_policy == slastate.fingerprint(policy)
+        assert slastate.aware(t.response_breach_at) == slastate.aware(t.created_at) + timedelta(minutes=30)
+        assert slastate.aware(t.resolution_breach_at) == slastate.aware(t.created_at) + timedelta(hours=4)
