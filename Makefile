@@ -37,7 +37,7 @@ bench: install
 I18N := templates/translations
 translations: install
 	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output --project=helpdesk -o $(I18N)/messages.pot .
-	$(BIN)/pybabel update -i $(I18N)/messages.pot -d $(I18N) -D messages --ignore-obsolete -w 120
+	$(BIN)/pybabel update -i $(I18N)/messages.pot -d $(I18N) -D messages --ignore-obsolete --no-fuzzy-matching -w 120
 	for po in $(I18N)/*/LC_MESSAGES/messages.po; do $(BIN)/pybabel compile --statistics -i $$po -o /dev/null || exit 1; done
 
 clean:

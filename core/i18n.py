@@ -31,6 +31,7 @@ DATA_WORDS = (
     N_("new"), N_("open"), N_("pending"), N_("awaiting approval"), N_("in progress"), N_("resolved"), N_("closed"),
     N_("logged"), N_("fulfilled"), N_("approved"), N_("rejected"),
     N_("response"), N_("resolution"),  # SLA targets
+    N_("good"), N_("bad"),  # satisfaction ratings
 )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, flash, jsonify, redirect, request, url_for
-from flask_babel import gettext as _  # type: ignore[import-untyped]
+from flask_babel import gettext as _  # type: ignore[import-untyped, unused-ignore]
 from werkzeug.wrappers import Response
 
 from helpdesk.core import contacts, i18n

@@ -1,17 +1,19 @@
 """The console in the reader's language: Flask-Babel over the same catalogues as the mail (core.i18n).
 
-An agent's own language setting (their contact's) wins; else the browser's Accept-Language; else English.
+The reader's own language (an agent's or a portal requester's contact) wins; else the browser's Accept-Language;
+else English.
 """
 
 from __future__ import annotations
 
 from babel.support import NullTranslations
 from flask import Flask, request
-from flask_babel import Babel, Domain, get_locale, gettext  # type: ignore[import-untyped]
+from flask_babel import Babel, Domain, get_locale, gettext  # type: ignore[import-untyped, unused-ignore]
 
 from helpdesk.core import i18n
 from helpdesk.core.i18n import N_
-from helpdesk.web.security import current_user
+from helpdesk.core.language import from_header
+from helpdesk.web.security import current_requester, current_user
 
 # The navigation's labels (web.views.NAV), marked here for extraction: the template translates them.
 NAV_WORDS = (N_("Queue"), N_("Approvals"), N_("Grants"), N_("Events"), N_("Reports"), N_("Quarantine"),
@@ -28,10 +30,11 @@ class _Catalogues(Domain):  # type: ignore[misc]
 
 def language() -> str:
     """The language this request's pages are in."""
-    user = current_user()
-    if user is not None and user.language:
-        return user.language
-    return request.accept_languages.best_match(i18n.SUPPORTED) or i18n.DEFAULT
+    person = current_user() or current_requester()  # an agent in the console, a requester in the portal
+    if person is not None and person.language:
+        return person.language
+    # (Werkzeug's best_match would take "en;q=0.5" over "de-CH": the tag's own language counts here.)
+    return from_header(request.headers.get("Accept-Language")) or i18n.DEFAULT
 
 
 def install(app: Flask) -> None:

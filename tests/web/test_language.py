@@ -98,3 +98,13 @@ def test_api_reads_and_sets_a_contacts_language(app: Flask, factory: sessionmake
         assert [e.after for e in audit.history(session, "contact", ed_id)] == [{"language": "en"}, {"language": "de"}]
     paths = client.get("/api/openapi.json", headers=auth).json["paths"]
     assert "put" in paths["/contacts/{contact_id}/language"] and "get" in paths["/contacts/{contact_id}"]
+
+
+def test_portal_pages_follow_the_browsers_language(app: Flask) -> None:
+    client = app.test_client()
+    german = client.get("/portal/", headers={"Accept-Language": "de-CH, en;q=0.5"}).get_data(as_text=True)
+    assert '<html lang="de">' in german and "Ihre Tickets" in german and "Anmeldelink per Mail senden" in german
+    for english in ("Your tickets", "Mail me a sign-in link", "Type the address"):
+        assert english not in german
+    english_page = client.get("/portal/", headers={"Accept-Language": "fr, en;q=0.8"}).get_data(as_text=True)
+    assert "Your tickets" in english_page
