@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from helpdesk.core import tickets
 from helpdesk.core.db import transaction
 from helpdesk.core.models import Direction, Message, TicketKind
 from helpdesk.core.notify import AutoSubmitted, enqueue
-from sqlalchemy import select
-
 from tests.core.desk import make_desk
 
 

@@ -173,7 +173,8 @@ def test_our_own_address_is_own_mail() -> None:
 def test_a_message_id_we_signed_is_own_mail_and_one_from_our_domain_is_not() -> None:
     signed = mail(message_id=make_message_id(DESK, 7))
     client = mail(message_id="5f1c9a@example.org")  # a user's mail client, same domain
-    forged = mail(message_id=make_message_id(Settings(data_dir=Path("unused"), address=HELP, database_url="unused", secret_key="other"), 7))
+    other_desk = Settings(data_dir=Path("unused"), address=HELP, database_url="unused", secret_key="other")
+    forged = mail(message_id=make_message_id(other_desk, 7))
     for m, expected in ((signed, True), (client, False), (forged, False)):
         assert verdicts(m).own_mail is expected
     assert not judge(signed, own_addresses=[HELP]).own_mail  # no check given: no Message-ID is ours
