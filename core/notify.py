@@ -40,7 +40,7 @@ def _env(language: str) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         extensions=["jinja2.ext.i18n"],
     )
-    env.install_gettext_translations(i18n.translations(language), newstyle=True)  # type: ignore[attr-defined]
+    env.install_gettext_translations(i18n.translations(language), newstyle=True)  # type: ignore[attr-defined]  # added by jinja2.ext.i18n at run time
     return env
 
 SEND_DEADLINE = timedelta(days=2)
@@ -182,7 +182,7 @@ def enqueue(
         mid = make_message_id(settings, ticket.id)
         subject, text, html = rendered[languages[rcpt]]
         msg = EmailMessage()
-        msg["From"] = formataddr(("IT Service Desk", settings.address))
+        msg["From"] = formataddr((i18n.gettext(languages[rcpt], "IT Service Desk"), settings.address))
         msg["To"] = rcpt
         msg["Subject"] = subject
         msg["Date"] = format_datetime(utcnow())

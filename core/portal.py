@@ -25,7 +25,7 @@ from email.utils import format_datetime, formataddr
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from helpdesk.core import audit, tickets
+from helpdesk.core import audit, i18n, tickets
 from helpdesk.core.attachments import store_for
 from helpdesk.core.conversation import make_message_id
 from helpdesk.core.fulfilment import step_of
@@ -144,13 +144,14 @@ def request_link(
 def _queue_link_mail(
     session: Session, settings: Settings, contact: Contact, link: str, policy: PortalPolicy, expires_at: datetime
 ) -> None:
+    language = contact.language or i18n.DEFAULT
     subject, text, _ = render("portal_link", {
         "settings": settings, "contact": contact, "link": link,
         "minutes": int(policy.link_lifetime.total_seconds() // 60),
-    })
+    }, language)
     mid = make_message_id(settings, None)
     msg = EmailMessage()
-    msg["From"] = formataddr(("IT Service Desk", settings.address))
+    msg["From"] = formataddr((i18n.gettext(language, "IT Service Desk"), settings.address))
     msg["To"] = contact.email
     msg["Subject"] = subject
     msg["Date"] = format_datetime(utcnow())
@@ -158,6 +159,7 @@ def _queue_link_mail(
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
     msg.set_content(text)
+    msg["Content-Language"] = language
     session.add(Outbox(
         message_id=mid, purpose=LINK_PURPOSE, mail_from=settings.address, recipients=[contact.email],
         raw=msg.as_bytes(), deadline_at=expires_at,  # a link mailed after it expired helps nobody

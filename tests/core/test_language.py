@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from helpdesk.core import audit, contacts, tickets
+from helpdesk.core import audit, contacts, portal, tickets
 from helpdesk.core.db import transaction
 from helpdesk.core.language import detect, from_header, of_mail
 from helpdesk.core.mail import ParsedMail
@@ -79,3 +79,17 @@ def test_agent_sets_language_audited_and_unknown_refused(sqlite_session_factory:
             ("agent@example.org", {"language": "de"}, {"language": None}),
         ]
         assert audit.verify(session).ok
+
+
+def test_portal_link_and_sender_name_in_the_contacts_language(
+    sqlite_session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    desk = make_desk(sqlite_session_factory, tmp_path)
+    desk.deliver(mail("greta@example.de", "Drucker defekt", GERMAN))
+    with transaction(sqlite_session_factory) as session:
+        assert portal.request_link(session, desk.settings, "greta@example.de", "192.0.2.1") is portal.LinkOutcome.MAILED
+    [(_, link)] = desk.sent(portal.LINK_PURPOSE)
+    assert link["Subject"] == "Ihr Anmeldelink für den IT-Service-Desk" and link["Content-Language"] == "de"
+    assert "Mit diesem Link melden Sie sich an" in link.get_body(("plain",)).get_content()
+    [(_, ack)] = desk.sent("acknowledgement")
+    assert link["From"].addresses[0].display_name == ack["From"].addresses[0].display_name == "IT-Service-Desk"
