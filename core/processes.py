@@ -17,6 +17,7 @@ from helpdesk.core.catalogue import Catalogue, CatalogueItem
 from helpdesk.core.mail import ParsedMail
 from helpdesk.core.models import Contact, Ticket, TicketKind, TicketStatus
 from helpdesk.core.notify import notify_status
+from helpdesk.core.priority import matrix_for, priority_for
 from helpdesk.core.settings import Settings
 
 
@@ -79,6 +80,10 @@ def staff_change(
 ) -> dict[str, Any]:
     """Staff change fields by hand (console, API, a command by email): within the process, audited; a new status
     is mailed to requester and watchers. Returns what really changed."""
+    if ("impact" in fields or "urgency" in fields) and "priority" not in fields:
+        # The desk's matrix gives the priority, unless one is chosen with them.
+        impact, urgency = fields.get("impact", ticket.impact), fields.get("urgency", ticket.urgency)
+        fields = {**fields, "priority": priority_for(impact, urgency, matrix_for(settings))}
     check_staff_change(session, ticket, fields)
     changed = tickets.change(session, ticket, actor.email, reason=reason, **fields)
     if "status" in changed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -10,9 +11,10 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from helpdesk.core import macros, mailcommands
+from helpdesk.core import macros, mailcommands, processes
 from helpdesk.core.db import transaction
 from helpdesk.core.models import AuditEntry, Contact, Outbox, Role, Ticket, TicketStatus
+from helpdesk.core.priority import PriorityMatrix
 from helpdesk.core.settings import Settings
 from helpdesk.core.users import issue_api_token
 from tests.web.conftest import STAFF, csrf_token, login, make_ticket
@@ -112,3 +114,18 @@ def test_console_api_and_email_give_the_same_outcome(app: Flask, factory, settin
         outcomes.append(_outcome(factory, number, target))
     assert outcomes[0][3], "the use case did nothing"
     assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+def test_a_new_impact_or_urgency_sets_the_priority_of_the_configured_matrix(factory, settings: Settings) -> None:
+    """In core, not in the console's form: whichever surface changes impact or urgency gets the desk's matrix."""
+    all_p5 = PriorityMatrix(rows=(("P5",) * 3,) * 3)
+    desk = replace(settings, rulebook=replace(settings.rulebook, matrix=all_p5))
+    number = make_ticket(factory, "Slow laptop", priority="P4").number
+    with transaction(factory) as session:
+        ticket = session.get(Ticket, number)
+        assert ticket is not None
+        changed = processes.staff_change(session, desk, ticket, _agent(session), {"impact": 1, "urgency": 1}, reason=None)
+        assert changed["priority"] == "P5"  # not the ITIL P1
+        chosen = processes.staff_change(session, desk, ticket, _agent(session), {"urgency": 2, "priority": "P2"},
+                                        reason=None)
+        assert chosen["priority"] == "P2"  # a priority chosen with them stands
