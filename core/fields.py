@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy import delete as sql_delete
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session
 
 from helpdesk.core import audit
 from helpdesk.core.models import (
@@ -175,9 +175,8 @@ def values_of(session: Session, ticket_ids: Sequence[int]) -> dict[int, dict[str
 
 
 def ticket_values(ticket: Ticket) -> dict[str, str]:
-    """The ticket's values by key (for its JSON); a ticket outside a session has none."""
-    session = object_session(ticket)
-    return values_of(session, [ticket.id])[ticket.id] if session is not None and ticket.id else {}
+    """The ticket's values by key (for its JSON), as loaded with it."""
+    return {v.field.key: v.value for v in ticket.field_values}
 
 
 def shown(session: Session, ticket: Ticket) -> list[Shown]:
@@ -210,6 +209,8 @@ def set_value(session: Session, ticket: Ticket, actor: str, key: str, text: str)
     else:
         row.value = value
     ticket.updated_at = utcnow()
+    session.flush()
+    session.expire(ticket, ["field_values"])  # (read-only to the ORM: loaded again when next read)
     audit.record(session, actor=actor, action="ticket.field", object_type="ticket", object_id=ticket.id,
                  before={field.key: before}, after={field.key: value})
     session.flush()

@@ -219,6 +219,8 @@ class Ticket(Base):
         back_populates="ticket", order_by="Message.id", cascade="all, delete-orphan"
     )
     watchers: Mapped[list[Watcher]] = relationship(cascade="all, delete-orphan")
+    # Custom field values (core.fields), read with the ticket: a page of tickets costs one more query, not one each.
+    field_values: Mapped[list[FieldValue]] = relationship(viewonly=True, lazy="selectin")
 
     __table_args__ = (
         Index("ix_ticket_status_priority", "status", "priority"),
@@ -724,6 +726,8 @@ class FieldValue(Base):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"))
     field_id: Mapped[int] = mapped_column(ForeignKey("field_def.id"))
     value: Mapped[str] = mapped_column(String(500))
+
+    field: Mapped[FieldDef] = relationship(lazy="joined")
 
     # One value per field and ticket; the queue filters by (field, value).
     __table_args__ = (

@@ -32,6 +32,8 @@ from helpdesk.web import (
     csat,
     db,
     events,
+    fields_api,
+    fields_views,
     i18n,
     macros,
     ops,
@@ -126,9 +128,10 @@ def create_app(settings: Settings, session_factory: sessionmaker[Session], *, te
     sso.install(app)
 
     for blueprint in (auth.bp, sso.bp, tickets.bp, approvals.bp, events.bp, admin.bp, macros.bp, connect.bp, reports.bp,
-                      api.bp, ops.bp, csat.bp, presence.bp, webhooks.bp, contacts.bp):
+                      api.bp, ops.bp, csat.bp, presence.bp, webhooks.bp, contacts.bp, fields_views.bp):
         app.register_blueprint(blueprint)
     csrf.exempt(api.bp)  # token-authenticated, never cookie-authenticated
+    csrf.exempt(fields_api.bp)  # (nested in api.bp: exempt by its own name)
     app.register_blueprint(portal.bp)  # the requester portal: its own sessions (web.security.requester)
     app.register_blueprint(portal_api.bp)
     csrf.exempt(portal_api.bp)  # a portal token in the Authorization header, never a cookie

@@ -15,7 +15,7 @@ from helpdesk.core import csat, events, macros, merge, presence, processes, queu
 from helpdesk.core import tickets as ticket_service
 from helpdesk.core.models import Contact, Macro, Role, Ticket, TicketStatus
 from helpdesk.core.notify import OutboundAttachment
-from helpdesk.web import approvals, contacts
+from helpdesk.web import approvals, contacts, fields_api
 from helpdesk.web import presence as presence_views
 from helpdesk.web import webhooks as hooks_views
 from helpdesk.web.db import current_settings, db
@@ -25,6 +25,7 @@ from helpdesk.web.security import STAFF, current_user, roles
 from helpdesk.web.tickets import WORKERS, message_of, queue_query, readable_ticket, upload_name
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+bp.register_blueprint(fields_api.bp)  # /api/fields, /api/groups, /api/tickets/N/fields|group
 
 
 def _user() -> Contact:

@@ -7,6 +7,7 @@ from typing import Any
 from helpdesk.core.priority import DESK_PRIORITIES
 from helpdesk.web.contacts import contact_paths
 from helpdesk.web.desk_openapi import DESK_SCHEMAS, SEEN, STALE_REPLY, desk_paths
+from helpdesk.web.fields_openapi import FIELD_SCHEMAS, field_paths
 from helpdesk.web.portal_openapi import PORTAL_SCHEMAS, portal_paths
 from helpdesk.web.webhooks_openapi import WEBHOOK_SCHEMAS, webhook_paths
 
@@ -119,6 +120,8 @@ def document(server_url: str) -> dict[str, Any]:
     filters += [
         _query("category", "filter by category", {"type": "string"}),
         _query("assignee", "an assignee's email, or 'none'", {"type": "string"}),
+        _query("group", "a group's name, 'mine' (the caller's groups) or 'none'", {"type": "string"}),
+        _query("field", "KEY:VALUE, a custom field holding this value", {"type": "string"}),
         _query("q", "text in subject or messages, or #number", {"type": "string"}),
         _query("page", "page number, 50 tickets a page", {"type": "integer", "minimum": 1}),
     ]
@@ -161,6 +164,7 @@ def document(server_url: str) -> dict[str, Any]:
     paths.update(desk_paths())
     paths.update(contact_paths())
     paths.update(webhook_paths())
+    paths.update(field_paths())
     paths["/access/{request_id}/{decision}"] = {"post": {
         "summary": "Approve or reject an access request (approvers; never one's own)",
         "operationId": "decideAccess",
@@ -242,12 +246,15 @@ def document(server_url: str) -> dict[str, Any]:
                     "linked_ticket": {"type": ["integer", "null"]},
                     "merged_into": {"type": ["integer", "null"], "description": "merged as a duplicate into this one"},
                     "watchers": {"type": "array", "items": {"type": "string"}},
+                    "group": {"type": ["string", "null"], "description": "the group the ticket is in"},
+                    "fields": {"$ref": "#/components/schemas/FieldValues"},
                     "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
                 }},
                 "Macro": _MACRO_SCHEMA,
                 **PORTAL_SCHEMAS,
                 **DESK_SCHEMAS,
                 **WEBHOOK_SCHEMAS,
+                **FIELD_SCHEMAS,
                 "TicketPage": {"type": "object", "properties": {
                     "tickets": {"type": "array", "items": {"$ref": "#/components/schemas/Ticket"}},
                     "total": {"type": "integer"}, "page": {"type": "integer"}, "pages": {"type": "integer"},

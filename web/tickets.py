@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
+from dataclasses import replace
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -12,14 +13,15 @@ from urllib.parse import quote
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from helpdesk.core import audit, fulfilment, macros, merge, presence, processes, queue, safehtml, sla, visibility
+from helpdesk.core import audit, fields, fulfilment, groups, macros, merge, presence, processes, queue, safehtml, sla
+from helpdesk.core import visibility
 from helpdesk.core import tickets as ticket_service
 from helpdesk.core.attachments import AttachmentStore
 from helpdesk.core.models import (
     MAX_ID, AccessRequest, Attachment, Contact, Fulfilment, Message, Role, Ticket, TicketKind, TicketStatus, utcnow,
 )
 from helpdesk.core.notify import OutboundAttachment
-from helpdesk.core.priority import DESK_PRIORITIES
+from helpdesk.core.priority import DESK_PRIORITIES, matrix_for, priority_for
 from helpdesk.core.queue import QueueQuery, SlaState, Sort
 from helpdesk.web import presence as presence_views
 from helpdesk.web.db import current_settings, db
@@ -57,7 +59,7 @@ def categories() -> list[str]:
     return list(cache["values"])
 
 
-FILTERS = ("kind", "status", "priority", "category", "assignee", "sla", "q", "sort")
+FILTERS = ("kind", "status", "priority", "category", "assignee", "group", "field", "sla", "q", "sort")
 # No queue holds more tickets than there are ticket numbers; a larger page would overflow OFFSET.
 MAX_PAGE = MAX_ID // QueueQuery.per_page + 1
 
@@ -71,6 +73,8 @@ def queue_query(args: Any) -> QueueQuery:
     except ValueError:
         page = 1
     priority = args.get("priority") or None
+    group = (args.get("group") or "").strip()[:80]
+    key, colon, value = (args.get("field") or "").partition(":")  # field=KEY:VALUE
     return QueueQuery(
         kind=_enum(TicketKind, args.get("kind")),
         status=_enum(TicketStatus, status_raw),
@@ -79,10 +83,20 @@ def queue_query(args: Any) -> QueueQuery:
         category=(args.get("category") or "").strip()[:80] or None,
         assignee=(args.get("assignee") or "").strip()[:320] or None,
         sla=_enum(SlaState, args.get("sla")),
+        groups=_groups_named(group),
+        no_group=group == "none",
+        field=(key.strip().lower()[:40], value.strip()[:500]) if colon and key.strip() else None,
         text=(args.get("q") or "").strip()[:200],
         sort=_enum(Sort, args.get("sort")) or Sort.NEWEST,
         page=page,
     )
+
+
+def _groups_named(group: str) -> tuple[str, ...] | None:
+    """``mine``: the signed-in agent's groups; a name: that group; blank or ``none``: no such filter."""
+    if not group or group == "none":
+        return None
+    return tuple(groups.of_agent(db(), _author())) if group == "mine" else (group,)
 
 
 @bp.get("/")
@@ -95,6 +109,9 @@ def home():  # type: ignore[no-untyped-def]
 @roles(*STAFF)
 def queue_page():  # type: ignore[no-untyped-def]
     query = queue_query(request.args)
+    mine = groups.of_agent(db(), _author())
+    if "group" not in request.args:  # the default view: the agent's groups' tickets first
+        query = replace(query, first=tuple(mine))
     page = queue.list_tickets(db(), query, only=visibility.ticket_filter(db(), current_settings(), _author()))
     # Only the filters go into the pager's links: url_for would read "endpoint" or "_external" as its own.
     args = {k: v for k, v in request.args.items() if k in FILTERS and v}
@@ -110,6 +127,9 @@ def queue_page():  # type: ignore[no-untyped-def]
         categories=categories(),
         agents=queue.agents(db()),
         sla_of=queue.sla_states(db(), page.tickets),
+        group_names=groups.names(db()),
+        my_groups=mine,
+        field_choices=[(f, c) for f in fields.list_all(db()) if f.choices for c in f.choices],
     )
 
 
@@ -151,6 +171,8 @@ def show(number: int):  # type: ignore[no-untyped-def]
         request_step=fulfilment.step_of(ticket),
         macros=macros.list_all(db()),
         first_message_id=min((m.id for m in ticket.messages), default=None),
+        custom=fields.shown(db(), ticket),
+        group_names=groups.names(db()),
     )
 
 
@@ -281,7 +303,10 @@ def requested_changes(form: Any, ticket: Any) -> dict[str, Any]:
             fields[name] = level
     priority = form.get("priority")
     if priority in PRIORITIES and priority != ticket.priority:
-        fields["priority"] = priority  # else a new impact or urgency gives it (processes.staff_change)
+        fields["priority"] = priority
+    elif "impact" in fields or "urgency" in fields:
+        matrix = matrix_for(current_settings())
+        fields["priority"] = priority_for(fields.get("impact", ticket.impact), fields.get("urgency", ticket.urgency), matrix)
     category = (form.get("category") or "").strip()[:80]
     if category and category != ticket.category:
         fields["category"] = category

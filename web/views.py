@@ -25,6 +25,8 @@ NAV = (
     ("admin.outbox", "Outbox"),
     ("admin.users", "Users"),
     ("macros.index", "Macros"),
+    ("fields.index", "Fields"),
+    ("fields.groups", "Groups"),
     ("webhooks.index", "Webhooks"),
     ("connect.mailboxes", "Mailboxes"),
 )

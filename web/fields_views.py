@@ -1,0 +1,129 @@
+"""Console pages for custom fields and groups: admin pages, and a ticket's fields and group from its page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+
+from helpdesk.core import fields, groups, queue
+from helpdesk.core.fields import APPLIES_TO
+from helpdesk.core.models import FieldDef, FieldType, Group, Role
+from helpdesk.web.db import db
+from helpdesk.web.fields_api import define_from
+from helpdesk.web.security import current_user, roles
+from helpdesk.web.tickets import WORKERS, readable_ticket
+
+bp = Blueprint("fields", __name__)
+
+
+def _actor():  # type: ignore[no-untyped-def]
+    user = current_user()
+    assert user is not None
+    return user
+
+
+def _fields_page(**more: Any):  # type: ignore[no-untyped-def]
+    return render_template("web/admin/fields.html", fields=fields.list_all(db()), types=list(FieldType),
+                           applies=APPLIES_TO, **more)
+
+
+@bp.get("/admin/fields", endpoint="index")
+@roles(Role.ADMIN)
+def index():  # type: ignore[no-untyped-def]
+    return _fields_page()
+
+
+@bp.post("/admin/fields")
+@bp.post("/admin/fields/<int:field_id>")
+@roles(Role.ADMIN)
+def save(field_id: int | None = None):  # type: ignore[no-untyped-def]
+    existing = db().get(FieldDef, field_id) if field_id is not None else None
+    if field_id is not None and existing is None:
+        abort(404, "No such field.")
+    try:
+        saved = define_from(request.form, existing)
+    except fields.FieldError as exc:
+        db().rollback()
+        flash(str(exc), "error")
+        return _fields_page(draft=request.form), 422
+    db().commit()
+    flash(f"Field {saved.key} saved.", "info")
+    return redirect(url_for("fields.index"))
+
+
+@bp.post("/admin/fields/<int:field_id>/delete")
+@roles(Role.ADMIN)
+def delete(field_id: int):  # type: ignore[no-untyped-def]
+    found = db().get(FieldDef, field_id)
+    if found is None:
+        abort(404, "No such field.")
+    gone = fields.delete(db(), _actor(), found)
+    db().commit()
+    flash(f"Field {found.key} deleted with {gone} value(s).", "info")
+    return redirect(url_for("fields.index"))
+
+
+def _groups_page(**more: Any):  # type: ignore[no-untyped-def]
+    return render_template("web/admin/groups.html", groups=groups.list_all(db()), agents=queue.agents(db()), **more)
+
+
+@bp.get("/admin/groups", endpoint="groups")
+@roles(Role.ADMIN)
+def groups_index():  # type: ignore[no-untyped-def]
+    return _groups_page()
+
+
+@bp.post("/admin/groups")
+@bp.post("/admin/groups/<int:group_id>")
+@roles(Role.ADMIN)
+def save_group(group_id: int | None = None):  # type: ignore[no-untyped-def]
+    existing = db().get(Group, group_id) if group_id is not None else None
+    if group_id is not None and existing is None:
+        abort(404, "No such group.")
+    try:
+        saved = groups.save(db(), _actor(), request.form.get("name", ""), email=request.form.get("email"),
+                            group=existing)
+        groups.set_members(db(), _actor(), saved, request.form.getlist("members"))
+    except groups.GroupError as exc:
+        db().rollback()
+        flash(str(exc), "error")
+        return _groups_page(draft=request.form), 422
+    db().commit()
+    flash(f"Group {saved.name} saved.", "info")
+    return redirect(url_for("fields.groups"))
+
+
+@bp.post("/admin/groups/<int:group_id>/delete")
+@roles(Role.ADMIN)
+def delete_group(group_id: int):  # type: ignore[no-untyped-def]
+    found = db().get(Group, group_id)
+    if found is None:
+        abort(404, "No such group.")
+    groups.delete(db(), _actor(), found)
+    db().commit()
+    flash(f"Group {found.name} deleted.", "info")
+    return redirect(url_for("fields.groups"))
+
+
+@bp.post("/tickets/<int:number>/fields")
+@roles(*WORKERS)
+def ticket_fields(number: int):  # type: ignore[no-untyped-def]
+    """The ticket page's fields form: each field_KEY, and the group; all checked before any is set."""
+    ticket = readable_ticket(number)
+    if ticket is None:
+        abort(404, f"There is no ticket #{number}.")
+    values = {f.key: request.form.get(f"field_{f.key}", "") for f in fields.applicable(db(), ticket)
+              if f"field_{f.key}" in request.form}
+    try:
+        changed = fields.set_values(db(), ticket, _actor().email, values)
+        if "group" in request.form and (request.form["group"] or None) != ticket.group:
+            groups.assign(db(), ticket, _actor().email, request.form["group"] or None)
+            changed.append("group")
+    except (fields.FieldError, groups.GroupError) as exc:
+        db().rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("tickets.show", number=number))
+    db().commit()
+    flash("Changed: " + ", ".join(changed) if changed else "Nothing changed.", "info")
+    return redirect(url_for("tickets.show", number=number))
