@@ -5,23 +5,22 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from helpdesk.core import audit, fields, fulfilment, groups, macros, merge, presence, processes, queue, safehtml, sla
-from helpdesk.core import visibility
+from helpdesk.core import audit, fields, fulfilment, groups, macros, merge, presence, processes, queue, safehtml, sla, visibility
 from helpdesk.core import tickets as ticket_service
 from helpdesk.core.attachments import AttachmentStore
 from helpdesk.core.models import (
     MAX_ID, AccessRequest, Attachment, Contact, Fulfilment, Message, Role, Ticket, TicketKind, TicketStatus, utcnow,
 )
 from helpdesk.core.notify import OutboundAttachment
-from helpdesk.core.priority import DESK_PRIORITIES, matrix_for, priority_for
+from helpdesk.core.priority import DESK_PRIORITIES
 from helpdesk.core.queue import QueueQuery, SlaState, Sort
 from helpdesk.web import presence as presence_views
 from helpdesk.web.db import current_settings, db
@@ -303,10 +302,7 @@ def requested_changes(form: Any, ticket: Any) -> dict[str, Any]:
             fields[name] = level
     priority = form.get("priority")
     if priority in PRIORITIES and priority != ticket.priority:
-        fields["priority"] = priority
-    elif "impact" in fields or "urgency" in fields:
-        matrix = matrix_for(current_settings())
-        fields["priority"] = priority_for(fields.get("impact", ticket.impact), fields.get("urgency", ticket.urgency), matrix)
+        fields["priority"] = priority  # else a new impact or urgency gives it (processes.staff_change)
     category = (form.get("category") or "").strip()[:80]
     if category and category != ticket.category:
         fields["category"] = category
