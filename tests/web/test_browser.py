@@ -39,7 +39,8 @@ def deliver(factory: sessionmaker[Session], sink) -> None:  # type: ignore[no-un
 
 
 NAV = {
-    Role.ADMIN: {"Queue", "Grants", "Events", "Reports", "Quarantine", "Outbox", "Users", "Macros", "Mailboxes", "Webhooks"},
+    Role.ADMIN: {"Queue", "Grants", "Events", "Reports", "Quarantine", "Outbox", "Users", "Macros", "Fields", "Groups",
+                 "Mailboxes", "Webhooks"},
     Role.AGENT: {"Queue", "Events", "Reports"},
     Role.APPROVER: {"Queue", "Approvals", "Grants", "Reports"},
 }
