@@ -28,3 +28,5 @@ def test_a_rule_naming_an_unknown_group_stops_ingest_with_one_line_and_the_mail_
     (data / "rules.toml").write_text(RULES.replace('"Facilities"', '"service-desk"'))
     run(env, "ingest", input=MAIL)
     assert len(run_json(env, "tickets", "--json")) == 2
+    shown = run_json(env, "ticket", "2", "--json")
+    assert (shown["group"], shown["fields"]) == ("service-desk", {})
