@@ -242,3 +242,20 @@ def test_agent_sets_a_field_and_the_group_by_mail(desk: Desk) -> None:
         ticket = session.get(Ticket, number)
         assert ticket is not None and ticket.group == "network"
     assert [(e.actor, e.after) for e in _audit(desk, "ticket.field")] == [(AGENT, {"site": "Hamburg"})]
+
+
+def test_an_event_field_is_for_incidents_a_monitoring_alert_opened(desk: Desk) -> None:
+    _define(desk, "runbook", FieldType.TEXT, applies_to="event")
+    _define(desk, "site", FieldType.TEXT, applies_to="incident")
+    alert = desk.deliver(mail("nagios@mon01.example.org", "PROBLEM Service Alert: web01/HTTP is CRITICAL",
+                              "Host: web01\nState: CRITICAL\n")).ticket_id
+    person = desk.deliver(mail(subject="Printer jammed")).ticket_id
+    assert alert is not None and person is not None
+    _set(desk, alert, "runbook", "RB-7 restart httpd")
+    with pytest.raises(fields.FieldError, match="is for event tickets"):
+        _set(desk, person, "runbook", "RB-7")
+    with pytest.raises(fields.FieldError, match="is for incident tickets"):
+        _set(desk, alert, "site", "Berlin")
+    _set(desk, person, "site", "Berlin")
+    assert desk.ticket(alert)["fields"] == {"runbook": "RB-7 restart httpd"}
+    assert desk.ticket(person)["fields"] == {"site": "Berlin"}
