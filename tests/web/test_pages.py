@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 import urllib.request
 
 from flask import Flask
@@ -23,6 +24,7 @@ from helpdesk.core.models import (
     SlaMetric,
     Ticket,
 )
+from helpdesk.core.rulebook import load_rulebook
 from helpdesk.core.users import issue_api_token, verify_password
 from tests.web.conftest import STAFF, csrf_token, login, make_ticket
 from helpdesk.web import WebServer, create_app
@@ -322,6 +324,7 @@ def test_api_ticket_list_reads_a_page_in_the_same_few_queries_however_many_ticke
 
 def test_changing_impact_and_urgency_uses_the_configured_priority_matrix(settings, factory) -> None:
     (settings.data_dir / "priority.toml").write_text("matrix = [\n" + '  ["P5", "P5", "P5"],\n' * 3 + "]\n")
+    settings = replace(settings, rulebook=load_rulebook(settings.data_dir))  # read at start, as helpdesk.config does
     client = login(create_app(settings, factory, testing=True).test_client(), Role.AGENT)
     number = make_ticket(factory, "Slow laptop", priority="P4").number
     token = csrf_token(client, f"/tickets/{number}")
