@@ -387,8 +387,9 @@ def handle_alert(
     *,
     mail: ParsedMail | None = None,
     inbound_id: int | None = None,
+    group: str | None = None,
 ) -> EventOutcome:
-    """Record the event and open, update or resolve its incident. Never acknowledges."""
+    """Record the event and open, update or resolve its incident (a new one in ``group``). Never acknowledges."""
     fingerprint = alert.fingerprint
     serialise(session)  # one incident per fingerprint, even with two workers
     event = Event(
@@ -416,13 +417,13 @@ def handle_alert(
         event.ticket_id = incident.id
         _append(session, incident, alert, mail, inbound_id)
         return EventOutcome(event, EventAction.APPENDED, incident, _count(session, incident))
-    incident = _open(session, settings, alert, mail)
+    incident = _open(session, settings, alert, mail, group)
     event.ticket_id = incident.id
     _append(session, incident, alert, mail, inbound_id)
     return EventOutcome(event, EventAction.OPENED, incident, 1)
 
 
-def _open(session: Session, settings: Settings, alert: Alert, mail: ParsedMail | None) -> Ticket:
+def _open(session: Session, settings: Settings, alert: Alert, mail: ParsedMail | None, group: str | None) -> Ticket:
     impact, urgency = (2, 1) if alert.severity is Severity.EXCEPTION else (3, 2)
     priority = priority_for(impact, urgency, matrix_for(settings))
     monitor = tickets.contact_for(session, mail.from_ if mail and mail.from_ and mail.sender else WEBHOOK_SENDER)
@@ -435,6 +436,7 @@ def _open(session: Session, settings: Settings, alert: Alert, mail: ParsedMail |
         impact=impact,
         urgency=urgency,
         priority=priority,
+        group=group,
         classification=[
             {
                 "rule": f"event-{alert.source}",

@@ -317,7 +317,8 @@ class Intake:
 
     def _event(self, session: Session, inbound: Inbound, mail: ParsedMail, alert: events.Alert) -> IntakeResult:
         """Monitoring mail: event management decides; never acknowledged."""
-        outcome = events.handle_alert(session, self.settings, alert, mail=mail, inbound_id=inbound.id)
+        group = classify(mail, self.rules, recipient=self._recipient(mail)).group  # the rules route alerts too
+        outcome = events.handle_alert(session, self.settings, alert, mail=mail, inbound_id=inbound.id, group=group)
         ticket_id = outcome.ticket.id if outcome.ticket is not None else None
         reason = f"event {alert.source} {alert.host} {alert.state}: {outcome.action.value}"
         return self._finish(inbound, InboundStatus.PROCESSED if ticket_id else InboundStatus.IGNORED, ticket_id, reason=reason)
