@@ -62,7 +62,7 @@ def test_agent_merges_in_the_queue_undoes_it_and_splits_a_mail_off(
     page.locator("article.message", has_text="battery is swelling").locator("button", has_text="Split off").click()
     page.wait_for_selector("text=Split off #")
     new = int(page.url.rsplit("/", 1)[1])
-    assert new not in (first, dup) and f"linked to #{first}" in page.inner_text("p.facts")
+    assert new not in (first, dup) and f"linked to #{first}" in page.inner_text(".facts")
     assert "battery is swelling" in page.inner_text("section.thread")
     _send(factory, smtp_sink)
     told = _to(smtp_sink, "alice@example.com", f"[#{new}]").get_body(("plain",)).get_content()
@@ -98,7 +98,7 @@ def test_admin_keeps_macros_and_an_agent_sends_one_from_the_reply_form(
     page.click("text=Send canned reply")
     page.wait_for_selector("text=Canned reply vpn-known sent.")
     assert "priority -> P2" in page.inner_text("div.flash, .flashes, body")
-    facts = page.inner_text("p.facts")
+    facts = page.inner_text(".facts")
     assert "P2" in facts and "network" in facts
     screenshot(page, "ticket-after-macro")
 
