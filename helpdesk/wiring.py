@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from helpdesk.config import ConfigError, ensure_data_dir, ensure_secret
@@ -16,6 +18,8 @@ from helpdesk.core.mailauth import DbTokenStore
 from helpdesk.core.settings import Settings
 from helpdesk.mailgateway import oauth
 from helpdesk.mailgateway.parse import parse_message
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,8 +55,12 @@ def check_groups(factory: sessionmaker[Session], rules: RuleSet) -> None:
 
     A desk without any groups yet first adopts the ones its rules and tickets name (core.groups.adopt).
     """
-    with transaction(factory) as session:
-        groups.adopt(session, rules)
+    try:
+        with transaction(factory) as session:
+            groups.adopt(session, rules)
+    except IntegrityError:
+        # Another process started at the same moment and adopted them first: its groups stand.
+        log.info("groups adopted by another process starting at the same time")
     with factory() as session:
         try:
             groups.check_rules(session, rules)

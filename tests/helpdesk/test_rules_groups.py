@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from helpdesk.core import groups
+from helpdesk.core.classify import load_rules
+from helpdesk.wiring import check_groups
 
 from tests.e2e.helpers import helpdesk_env, run, run_json
 
@@ -30,3 +37,32 @@ def test_a_rule_naming_an_unknown_group_stops_ingest_with_one_line_and_the_mail_
     assert len(run_json(env, "tickets", "--json")) == 2
     shown = run_json(env, "ticket", "2", "--json")
     assert (shown["group"], shown["fields"]) == ("service-desk", {})
+
+
+
+def test_two_processes_starting_together_on_a_new_desk_both_start(pg_session_factory: sessionmaker[Session]) -> None:
+    """Both adopt the rules' groups at once: the one that commits second meets the unique names and must not crash."""
+    rules = load_rules(None)
+    outcome: list[BaseException | None] = []
+
+    def second_start() -> None:
+        try:
+            check_groups(pg_session_factory, rules)
+            outcome.append(None)
+        except BaseException as exc:  # what the test reads
+            outcome.append(exc)
+
+    first = pg_session_factory()
+    try:
+        assert groups.adopt(first, rules)  # the first process's rows, not yet committed
+        second = threading.Thread(target=second_start)
+        second.start()
+        second.join(1.0)
+        assert second.is_alive(), "the second start waits on the first one's uncommitted names"
+        first.commit()
+        second.join(30)
+    finally:
+        first.close()
+    assert outcome == [None]
+    with pg_session_factory() as session:
+        assert groups.names(session) == sorted({rules.defaults.group, *(r.then.group for r in rules.rules)} - {None})
