@@ -9,19 +9,31 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from sqlalchemy import or_, select
+from sqlalchemy import event, or_, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from helpdesk.core import audit, mailcommands, contacts, conversation, csat, events, locks, loopguard, processes, tickets
+from helpdesk.core import (
+    audit,
+    contacts,
+    conversation,
+    csat,
+    events,
+    locks,
+    loopguard,
+    mailcommands,
+    processes,
+    tickets,
+)
 from helpdesk.core.attachments import store_for
-from helpdesk.core.db import transaction
-from helpdesk.core.identity import fingerprint, header_message_id, usable_message_id
 from helpdesk.core.catalogue import catalogue_for
 from helpdesk.core.classify import ClassKind, RuleSet, classify
+from helpdesk.core.db import transaction
+from helpdesk.core.identity import fingerprint, header_message_id, usable_message_id
 from helpdesk.core.mail import ParsedMail
 from helpdesk.core.models import (
     Attachment,
@@ -38,6 +50,7 @@ from helpdesk.core.models import (
 from helpdesk.core.notify import AutoSubmitted, enqueue, notify_agents, public_recipients
 from helpdesk.core.retry import RetryPolicy, is_transient
 from helpdesk.core.settings import Settings
+from helpdesk.core.sharing import Sharing, sharing
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +89,8 @@ class Intake:
         self.catalogue = catalogue_for(settings)
         self.retry = RetryPolicy()
         self._max_watchers = settings.conversation.max_watchers
+        # Set when a transaction that stored mail commits: wakes the processing worker of this process.
+        self.arrived = threading.Event()
 
     # -- step 1: store -------------------------------------------------------------------------
     def store(
@@ -106,7 +121,7 @@ class Intake:
         digests = [hashlib.sha256(raw).hexdigest() for _, raw in mails]
         known = set(session.scalars(select(RawMail.sha256).where(RawMail.sha256.in_(set(digests)))))
         stored: list[Inbound | None] = []
-        for (uid, raw), digest in zip(mails, digests):
+        for (uid, raw), digest in zip(mails, digests, strict=True):
             if uid is not None and uid in seen:
                 stored.append(None)
                 continue
@@ -126,15 +141,20 @@ class Intake:
             session.add(inbound)
             stored.append(inbound)
         session.flush()
+        if any(inbound is not None for inbound in stored):
+            event.listen(session, "after_commit", self._wake, once=True)
         return stored
+
+    def _wake(self, _session: Session) -> None:
+        self.arrived.set()
 
     # -- steps 2..: process ----------------------------------------------------------------------
     def process(self, session: Session, inbound: Inbound) -> IntakeResult:
         """Process one stored mail. Never raises for a bad mail: it ends up quarantined instead."""
         try:
             # The bytes only, no RawMail object: a batch must not keep every raw mail in memory.
-            mail = self.parse(session.scalar(select(RawMail.data).where(RawMail.sha256 == inbound.sha256)))
-        except Exception as exc:  # any parser failure: keep the mail, say why
+            mail = self.parse(session.execute(select(RawMail.data).where(RawMail.sha256 == inbound.sha256)).scalar_one())
+        except Exception as exc:  # noqa: BLE001 - any parser failure: keep the mail, say why
             if is_transient(exc):
                 return self.retry_later(session, inbound, exc)
             return self._quarantine(session, inbound, f"unreadable: {_why(exc)}")
@@ -239,7 +259,7 @@ class Intake:
             linked_ticket_id=linked,
             first_message=message,
         )
-        processes.settle_kind(session, self.catalogue, ticket, mail)  # the acknowledgement names the kind
+        item = processes.settle_kind(session, self.catalogue, ticket, mail)  # the acknowledgement names the kind
         if not may_answer:
             csat.exclude(session, ticket, csat.AUTOMATIC_SENDER)  # nor asked, when resolved, how we did
         if not list_mail:  # a list's address must never get our public replies
@@ -263,7 +283,7 @@ class Intake:
                 auto_submitted=AutoSubmitted.AUTO_REPLIED,
                 in_reply_to=mail.message_id,
             )
-        processes.start(session, self.settings, self.catalogue, ticket, mail)  # after the acknowledgement
+        processes.start(session, self.settings, ticket, mail, item)  # after the acknowledgement
         log.info("inbound %s opened ticket %s (%s)", inbound.id, ticket.id, found.explain())
         return self._finish(inbound, InboundStatus.PROCESSED, ticket.id, created=True)
 
@@ -477,10 +497,6 @@ def _usable_ids(mail: ParsedMail) -> ParsedMail:
                    references=references)
 
 
-# Stored mails processed per transaction on SQLite, each in its own savepoint: a commit per mail
-# costs more than most mails' processing. A failing mail is still quarantined alone.
-PROCESS_BATCH = 50
-
 # Runs of one mail that never finished (the process died, or its transaction failed) before it is
 # quarantined: one poison mail must not hold up the queue forever. Not fewer: deaths that have
 # nothing to do with the mail (a deploy, a host restart, kill -9) land on whatever is in flight,
@@ -490,42 +506,36 @@ MAX_ATTEMPTS = 5
 
 
 def process_pending(
-    factory: sessionmaker[Session], intake: Intake, limit: int | None = None, *, batch: int = PROCESS_BATCH
+    factory: sessionmaker[Session], intake: Intake, limit: int | None = None, *, batch: int | None = None
 ) -> list[IntakeResult]:
     """Process stored mail not yet processed (fresh, or left by a crash), a batch per transaction.
 
-    Rows are claimed with SKIP LOCKED so that several workers on PostgreSQL never process one twice.
     Each run is counted on the row and committed before it starts, so a crash counts too. A mail
     with an unfinished earlier run goes alone, in its own transaction: a batch that died is retried
     mail by mail, and only the mail at fault reaches ``MAX_ATTEMPTS`` and is quarantined.
-    On PostgreSQL a transaction holds one mail: locks held across mails (a Message-ID's, the
-    writers', a ticket's row) could deadlock with another worker or the console.
+    How workers share the rows (claims, mails per transaction) is ``core.sharing``'s policy.
     """
-    bind = factory.kw.get("bind")
-    sqlite = bind is not None and bind.dialect.name == "sqlite"
-    if not sqlite:
-        batch = 1
+    share = sharing(factory)
+    batch = batch or share.process_batch
     results: list[IntakeResult] = []
     while limit is None or len(results) < limit:
         size = batch if limit is None else min(batch, limit - len(results))
-        claim = _claim(factory, intake, size, sqlite=sqlite)
+        claim = _claim(factory, intake, size, share)
         if claim is None:
             break
         ids, gave_up = claim
         results.extend(gave_up)
         if ids:
-            results.extend(_process_claimed(factory, intake, ids, sqlite=sqlite))
+            results.extend(_process_claimed(factory, intake, ids, share))
     return results
 
 
 def _claim(
-    factory: sessionmaker[Session], intake: Intake, size: int, *, sqlite: bool
+    factory: sessionmaker[Session], intake: Intake, size: int, share: Sharing
 ) -> tuple[list[int], list[IntakeResult]] | None:
     """Count a run on the next mails and commit that; quarantine those out of runs. None: nothing to do."""
     with transaction(factory) as session:
-        if sqlite:
-            # Take the database's write lock before reading, so the transaction never has to
-            # upgrade a read (which fails at once if another writer came between).
+        if share.write_lock_first:
             locks.serialise(session)
         rows = session.scalars(
             select(Inbound)
@@ -568,11 +578,11 @@ def _unfinished(row: Inbound) -> int:
 
 
 def _process_claimed(
-    factory: sessionmaker[Session], intake: Intake, ids: list[int], *, sqlite: bool
+    factory: sessionmaker[Session], intake: Intake, ids: list[int], share: Sharing
 ) -> list[IntakeResult]:
     try:
         with transaction(factory) as session:
-            if sqlite:
+            if share.write_lock_first:
                 locks.serialise(session)
             rows = session.scalars(
                 select(Inbound)

@@ -21,17 +21,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TypeVar, cast
 
 from sqlalchemy import ColumnElement, Connection, Update, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from helpdesk.core.db import transaction
+from helpdesk.core.db import rowcount, transaction
 from helpdesk.core.models import Outbox, OutboxStatus, WebhookDelivery, aware, utcnow
 
 log = logging.getLogger(__name__)
 
 Queue = type[Outbox] | type[WebhookDelivery]
+# One of the two queue tables (same claim columns), so that a row read from it has that table's type.
+Queued = TypeVar("Queued", Outbox, WebhookDelivery)
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,13 @@ def claim_due(
         return [Claimed(r.id, r.message_id, r.mail_from, list(r.recipients), r.raw) for r in rows]
 
 
-def claim_rows(session: Session, table: Queue, worker: str, *, limit: int, policy: RetryPolicy) -> list[Any]:
+def _get(session: Session, table: Queue, row_id: int) -> Outbox | WebhookDelivery | None:
+    """The row as it is in the database now; typed as the table's class (given the union of the two classes,
+    session.get's type would be their common base)."""
+    return cast("Outbox | WebhookDelivery | None", session.get(table, row_id, populate_existing=True))
+
+
+def claim_rows(session: Session, table: type[Queued], worker: str, *, limit: int, policy: RetryPolicy) -> list[Queued]:
     """Up to ``limit`` due rows of a queue table, claimed for ``worker`` (the caller commits)."""
     now = utcnow()
     rows = session.scalars(
@@ -104,9 +112,9 @@ def _write(bind: sessionmaker[Session] | Connection | Session, statement: Update
     """
     statement = statement.execution_options(synchronize_session=False)
     if isinstance(bind, (Connection, Session)):
-        return bind.execute(statement).rowcount
+        return rowcount(bind.execute(statement))
     with transaction(bind) as session:
-        return session.execute(statement).rowcount
+        return rowcount(session.execute(statement))
 
 
 def renew_claim(
@@ -141,16 +149,18 @@ def _take_back(session: Session, outbox_id: int, worker: str, result: str, table
     """The row, locked for this transaction, if ``worker`` still holds its claim; else None, and the row is left alone."""
     # A conditional UPDATE first: it checks the claim and takes the row lock (the database
     # lock on SQLite) in one step, so nobody can claim the row between our check and our write.
-    held = session.execute(
+    held = rowcount(session.execute(
         update(table)
         .where(_held_by(outbox_id, worker, table))
         .values(claimed_until=None)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if not held:
-        log.warning(f"{table.__tablename__} %s: late result %r from %s ignored: its claim was taken over", outbox_id, result, worker)
+        log.warning(
+            f"{table.__tablename__} %s: late result %r from %s ignored: its claim was taken over", outbox_id, result, worker
+        )
         return None
-    return session.get(table, outbox_id, populate_existing=True)
+    return _get(session, table, outbox_id)
 
 
 def mark_sent(bind: Session | Connection, outbox_id: int, worker: str, *, table: Queue = Outbox) -> bool:
@@ -193,7 +203,7 @@ def mark_failed(
     return row.status
 
 
-def retry(session: Session, outbox_id: int, *, table: Queue = Outbox) -> Any:
+def retry(session: Session, outbox_id: int, *, table: Queue = Outbox) -> Outbox | WebhookDelivery:
     """Put a failed mail back in the queue now (an admin's decision), with a fresh deadline.
 
     Refuses a sent mail and one a sender is sending under a live claim: queuing that
@@ -201,7 +211,7 @@ def retry(session: Session, outbox_id: int, *, table: Queue = Outbox) -> Any:
     """
     now = utcnow()
     # Conditional UPDATE, so a sender cannot claim the row between our check and our write.
-    queued = session.execute(
+    queued = rowcount(session.execute(
         update(table)
         .where(
             table.id == outbox_id,
@@ -219,8 +229,8 @@ def retry(session: Session, outbox_id: int, *, table: Queue = Outbox) -> Any:
             claimed_until=None,
         )
         .execution_options(synchronize_session=False)
-    ).rowcount
-    row = session.get(table, outbox_id, populate_existing=True)
+    ))
+    row = _get(session, table, outbox_id)
     if row is None:
         raise LookupError(f"no outbox mail {outbox_id}")
     if not queued:

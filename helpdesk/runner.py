@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
+from helpdesk.config import ConfigError
 from helpdesk.core.db import UNAVAILABLE, unavailable_reason
 from helpdesk.core.outbox import RetryPolicy
 from helpdesk.core.settings import MailboxSettings, Settings
-from helpdesk.config import ConfigError
-from helpdesk.wiring import App, build
 from helpdesk.mailgateway.watcher import Backoff
+from helpdesk.wiring import App, build
 
 log = logging.getLogger("helpdesk.run")
 
@@ -56,6 +56,41 @@ def watch_mailbox(app: App, mailbox: MailboxSettings, stop: threading.Event) -> 
         max_database_backoff=DATABASE_BACKOFF[1], database_label=DATABASE,
     )
     watch(app.factory, app.intake, mailbox, stop, options)
+
+
+# Stored mails per round of the processing worker, between looks at `stop`.
+PROCESS_CHUNK = 200
+
+
+def process_loop(app: App, stop: threading.Event, interval: float = 2.0) -> None:
+    """Process stored mail (every mailbox's, every source's) until stopped, in a thread of its own.
+
+    Woken by a commit that stored mail (``Intake.arrived``); otherwise it looks every ``interval``
+    seconds, for mail another process stored (PostgreSQL) and for retries that fell due.
+    """
+    from helpdesk.core.intake import process_pending
+
+    backoff = database_backoff()
+    while not stop.is_set():
+        app.intake.arrived.clear()
+        try:
+            done = process_pending(app.factory, app.intake, PROCESS_CHUNK)
+            backoff.reset()
+        except UNAVAILABLE as exc:
+            wait_for_database(exc, backoff, stop, "processing: ")
+            continue
+        except Exception:  # a bug: logged, and the worker lives on
+            log.exception("processing failed; trying again in %.0f s", interval)
+            stop.wait(interval)
+            continue
+        if not done:
+            app.intake.arrived.wait(interval)
+
+
+def mail_threads(app: App, stop: threading.Event) -> list[threading.Thread]:
+    """One watcher per mailbox (fetch and store) and one processing worker, as `poll` and `run` start them."""
+    threads = [_start(watch_mailbox, app, m, stop) for m in app.settings.mailboxes]
+    return [*threads, _start(process_loop, app, stop)]
 
 
 def send_policy(settings: Settings) -> RetryPolicy:
@@ -145,7 +180,7 @@ def watch_forever(settings: Settings) -> None:
     app = build_when_ready(settings, stop)
     if app is None:
         return
-    threads = [_start(watch_mailbox, app, m, stop) for m in app.settings.mailboxes]
+    threads = mail_threads(app, stop)
     _until_signal(stop)
     for t in threads:
         t.join(timeout=10)
@@ -216,7 +251,7 @@ def run(settings: Settings) -> int:
         # Bound before anything else starts, so that a busy port stops `run` with one line, not amid their logs.
         with _listening(settings.web_host, settings.web_port, "HELPDESK_WEB_HOST", "HELPDESK_WEB_PORT"):
             web_server = WebServer(create_app(settings, app.factory), settings.web_host, settings.web_port)
-        threads = [_start(watch_mailbox, app, m, stop) for m in settings.mailboxes]
+        threads = mail_threads(app, stop)
         threads.append(_start(send_loop, app, stop))  # mail (when SMTP is set) and webhooks
         threads.append(_start(sla_loop, app, stop))
         web_server.start()

@@ -20,9 +20,7 @@ from helpdesk.core.db import transaction
 from helpdesk.core.intake import Intake
 from helpdesk.core.settings import MailboxSettings
 from helpdesk.mailgateway.graph import GraphClient, SyncStateExpired
-from helpdesk.mailgateway.watcher import (
-    _PROCESS_CHUNK, Backoff, LeaseLost, PollResult, WatchOptions, _held_cursor, process_all,
-)
+from helpdesk.mailgateway.watcher import Backoff, LeaseLost, PollResult, WatchOptions, _held_cursor
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +75,8 @@ def serve(
     backoff: Backoff,
 ) -> None:
     """Read the folder every poll interval (Graph's change notifications need an address reachable from the
-    internet) until stopped or something breaks (the caller backs off). Stored mail is processed after
-    each round, as the IMAP watcher's is."""
+    internet) until stopped or something breaks (the caller backs off). Stored mail is processed by the
+    worker loop (``helpdesk.runner.process_loop``), as the IMAP watcher's is."""
     with GraphClient(mailbox) as client:
         wait = min(options.poll_interval, options.lease_seconds / 3)
         while not stop.is_set():
@@ -86,9 +84,6 @@ def serve(
             backoff.reset()
             if result.fetched:
                 log.info("%s: fetched %d, stored %d", mailbox.name, result.fetched, result.stored)
-            while process_all(factory, intake, _PROCESS_CHUNK):
-                if not lease.acquire(factory, mailbox.name, holder, options.lease_seconds):
-                    raise LeaseLost("ran out while processing a backlog")
             if stop.wait(wait):
                 break
             if not lease.acquire(factory, mailbox.name, holder, options.lease_seconds):

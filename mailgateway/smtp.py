@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -19,6 +20,7 @@ from helpdesk.core.db import UNAVAILABLE, transaction, unavailable_reason
 from helpdesk.core.models import Outbox
 from helpdesk.core.outbox import Claimed, Queue, RetryPolicy, claim_due, mark_failed, mark_sent, release, renew_claim
 from helpdesk.core.settings import AuthKind, SmtpSettings, TlsMode
+from helpdesk.core.sharing import sharing
 from helpdesk.mailgateway import oauth
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ def _client(settings: SmtpSettings) -> aiosmtplib.SMTP:
         hostname=settings.host,
         port=settings.port,
         use_tls=settings.tls is TlsMode.SSL,
-        start_tls=True if settings.tls is TlsMode.STARTTLS else False,
+        start_tls=settings.tls is TlsMode.STARTTLS,
         timeout=30,
         # aiosmtplib logs in on every connect(), so a reconnect mid-batch logs in again too.
         **login,  # type: ignore[arg-type]
@@ -159,7 +161,7 @@ class _Lease:
 
     @property
     def holds_rows(self) -> bool:
-        return self.conn.dialect.name == "postgresql"
+        return sharing(self.conn).holds_rows_while_sending
 
     def begin(self, mail: Queued) -> bool:
         """Before sending: False if another sender has taken the mail over (then it is not sent)."""
@@ -167,7 +169,8 @@ class _Lease:
             if mark_sent(self.conn, mail.id, self.worker, table=self.table):
                 return True  # uncommitted until the server's 250
             self.conn.rollback()
-            log.warning(f"{self.table.__tablename__} %s: %s lost its claim before sending; another sender has it", mail.id, self.worker)
+            log.warning("%s %s: %s lost its claim before sending; another sender has it",
+                        self.table.__tablename__, mail.id, self.worker)
             return False
         renewed = renew_claim(self.conn, mail.id, self.worker, policy=self.policy, table=self.table)
         self.conn.commit()
@@ -232,12 +235,12 @@ class _Lease:
             self.failed += 1
 
 
-async def _deliver_batch(settings: SmtpSettings, batch: list[Claimed], lease: _Lease) -> None:
+async def _deliver_batch(settings: SmtpSettings, batch: Sequence[Claimed], lease: _Lease) -> None:
     """Send a claimed batch over one connection. A mail whose claim was lost is not sent and not recorded."""
     client = _client(settings)
     try:
         await _connect(client, settings)  # and logs in, if settings.user is set
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to connect or log in is recorded on each mail
         # Can't reach or log in to the server: the whole batch waits for the next round.
         failure = SendFailed(f"SMTP {settings.host}:{settings.port}: {type(exc).__name__}: {exc}", permanent=False)
         for mail in batch:
@@ -254,7 +257,7 @@ async def _deliver_batch(settings: SmtpSettings, batch: list[Claimed], lease: _L
             keeper = asyncio.create_task(lease.keep(mail))
             try:
                 await asyncio.wait_for(client.sendmail(mail.mail_from, mail.recipients, mail.raw), SEND_TIMEOUT)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - recorded on the mail, classified as permanent or not
                 keeper.cancel()
                 lease.record(mail, _classify(exc))
                 if isinstance(exc, (aiosmtplib.SMTPServerDisconnected, TimeoutError)):
@@ -262,7 +265,7 @@ async def _deliver_batch(settings: SmtpSettings, batch: list[Claimed], lease: _L
                     client.close()
                     try:
                         await _connect(client, settings)
-                    except Exception as again:  # the rest of the batch waits for the next round
+                    except Exception as again:  # noqa: BLE001 - the rest of the batch waits for the next round
                         failure = SendFailed(f"reconnecting: {type(again).__name__}: {again}", permanent=False)
                         for later in batch[n + 1 :]:
                             lease.record(later, failure)
@@ -271,10 +274,8 @@ async def _deliver_batch(settings: SmtpSettings, batch: list[Claimed], lease: _L
                 keeper.cancel()
                 lease.record(mail, None)
     finally:
-        try:
+        with contextlib.suppress(Exception):  # the mail is recorded; a failed goodbye changes nothing
             await client.quit()
-        except Exception:
-            pass
 
 
 def send_once(

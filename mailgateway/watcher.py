@@ -1,10 +1,12 @@
-"""The IMAP watcher: fetch new mail past the stored cursor, store it, then process it.
+"""The IMAP watcher: fetch new mail past the stored cursor and store it. It processes nothing.
 
-Store and cursor move commit together; only after that commit is the mail moved or flagged on
-the server. A crash at any point therefore loses nothing and, thanks to the UID check and
-Message-ID de-duplication, creates nothing twice. A mailbox is read by one watcher at a time,
-the holder of its lease (``core.lease``); the lease is checked again under the cursor's row lock
-before every batch is committed.
+Per batch: FETCH (no database transaction open), then store and cursor move in one short
+transaction, then move or flag the mail on the server after that commit. A crash at any point
+therefore loses nothing and, thanks to the UID check and Message-ID de-duplication, creates
+nothing twice. A mailbox is read by one watcher at a time, the holder of its lease
+(``core.lease``); the lease is checked again under the cursor's row lock before every batch is
+committed. Stored mail (inbound rows, status new) is processed by the worker loop
+(``helpdesk.runner.process_loop``), which the store's commit wakes (``Intake.arrived``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from helpdesk.core import lease
 from helpdesk.core.db import UNAVAILABLE, transaction, unavailable_reason
-from helpdesk.core.intake import Intake, IntakeResult, process_pending
+from helpdesk.core.intake import Intake, process_pending
 from helpdesk.core.mailauth import WHAT_TO_CHECK
 from helpdesk.core.models import Inbound, MailboxCursor
 from helpdesk.core.settings import MailboxSettings, Transport
@@ -28,10 +30,6 @@ from helpdesk.mailgateway.graph import GraphError, GraphLoginFailed
 from helpdesk.mailgateway.imap import ImapError, LoginFailed, MailboxClient
 
 log = logging.getLogger(__name__)
-
-# Mail processed per transaction-claim round before the lease is renewed.
-_PROCESS_CHUNK = 200
-
 
 class LeaseLost(Exception):
     """Another watcher holds this mailbox now (ours ran out); stop reading it."""
@@ -80,7 +78,9 @@ def _cursor(session: Session, name: str) -> MailboxCursor:
 
 def _held_cursor(session: Session, mailbox: MailboxSettings, holder: str, lease_seconds: float) -> MailboxCursor:
     cursor = _cursor(session, mailbox.name)
-    if not lease.holds(cursor, holder):
+    # Under the row lock the mailbox is ours unless another watcher took it (taking writes its name): a
+    # lease that ran out while a long FETCH was on the wire, with nobody taking over, is renewed here.
+    if cursor.lease_holder != holder:
         raise LeaseLost(f"{mailbox.name}: now held by {cursor.lease_holder}")
     lease.extend(cursor, lease_seconds)
     return cursor
@@ -132,8 +132,11 @@ def fetch_new(
     for start in range(0, len(uids), batch):
         chunk = uids[start : start + batch]
         # Fetched before the transaction begins: a slow server must hold no lock and no open transaction.
+        # The lease is renewed first, to keep other watchers off for the FETCH's time.
+        if not lease.acquire(factory, mailbox.name, holder, lease_seconds):
+            raise LeaseLost(f"{mailbox.name}: held by {lease.current_holder(factory, mailbox.name)}")
         mails: list[tuple[int | None, bytes]] = list(client.fetch(chunk, batch))
-        got = {uid for uid, _ in mails}
+        got = {uid for uid, _ in mails if uid is not None}
         fetched += len(mails)
         with transaction(factory) as session:
             cursor = _held_cursor(session, mailbox, holder, lease_seconds)
@@ -166,27 +169,11 @@ def _stored_uids(
     return [uid for uid in uids if uid in found]
 
 
-# SQLite has one writer: threads of one process (one per mailbox) take turns processing, so two of
-# them never pick the same row (SKIP LOCKED is a PostgreSQL feature).
-_sqlite_turn = threading.Lock()
-
-
-def _shares_work(factory: sessionmaker[Session]) -> bool:
-    return factory.kw["bind"].dialect.name == "postgresql"
-
-
-def process_all(factory: sessionmaker[Session], intake: Intake, limit: int | None = None) -> list[IntakeResult]:
-    """Process stored mail (any mailbox's); several processes share the work on PostgreSQL."""
-    if not _shares_work(factory):
-        with _sqlite_turn:
-            return process_pending(factory, intake, limit)
-    return process_pending(factory, intake, limit)
-
-
 def poll_once(
     factory: sessionmaker[Session], intake: Intake, mailbox: MailboxSettings, *, lease_seconds: float = 60.0
 ) -> PollResult:
-    """Take the mailbox's lease (waiting for a dead holder's to run out), fetch what is new, process it."""
+    """Take the mailbox's lease (waiting for a dead holder's to run out) and store what is new; once the
+    connection is closed and the lease given back, process stored mail (``helpdesk poll --once``)."""
     holder = lease.holder_name()
     if not lease.wait_for(factory, mailbox.name, holder, lease_seconds, timeout=lease_seconds + 1):
         raise LeaseLost(f"{mailbox.name}: held by {lease.current_holder(factory, mailbox.name)}; try again later")
@@ -208,7 +195,7 @@ def poll_once(
     finally:
         lease.release(factory, mailbox.name, holder)
     stored_at = time.perf_counter()
-    processed = len(process_all(factory, intake))
+    processed = len(process_pending(factory, intake))
     log.info(
         "%s: stored %d in %.2f s, processed %d in %.2f s",
         mailbox.name, result.stored, stored_at - started, processed, time.perf_counter() - stored_at,
@@ -225,7 +212,7 @@ def watch_mailbox(
     *,
     holder: str | None = None,
 ) -> None:
-    """Keep one mailbox drained until `stop` is set: fetch, process, wait with IDLE (or poll).
+    """Keep one mailbox drained until `stop` is set: fetch and store, wait with IDLE (or poll).
 
     Never raises: a dropped connection, a server restart or a refused login is logged in one line and
     retried with backoff; a mailbox another watcher holds is waited for.
@@ -244,9 +231,7 @@ def watch_mailbox(
                     if not waiting_logged:
                         log.info("%s: held by %s; standing by", mailbox.name, lease.current_holder(factory, mailbox.name))
                         waiting_logged = True
-                    # Help with the backlog the holder stored, a little at a time to keep an eye on the lease.
-                    if not (_shares_work(factory) and process_all(factory, intake, 20)):
-                        stop.wait(min(renew_every, 5.0))
+                    stop.wait(min(renew_every, 5.0))  # (this process's worker helps with the holder's backlog)
                     continue
                 waiting_logged = False
                 _serve_for(mailbox)(factory, intake, mailbox, stop, options, holder, backoff)
@@ -272,7 +257,7 @@ def watch_mailbox(
     finally:
         try:
             lease.release(factory, mailbox.name, holder)
-        except Exception:
+        except Exception:  # noqa: BLE001 - stopping must not fail over it
             log.warning("%s: could not release the lease; it runs out by itself", mailbox.name)
 
 
@@ -296,7 +281,7 @@ def _serve(
     holder: str,
     backoff: Backoff,
 ) -> None:
-    """One connection's life: connect, then fetch/process/wait until stopped or something breaks."""
+    """One connection's life: connect, then fetch/store/wait until stopped or something breaks."""
     client = MailboxClient(mailbox)
     try:
         client.connect()
@@ -313,9 +298,6 @@ def _serve(
             sweep = False
             if result.fetched:
                 log.info("%s: fetched %d, stored %d", mailbox.name, result.fetched, result.stored)
-            while process_all(factory, intake, _PROCESS_CHUNK):
-                if not lease.acquire(factory, mailbox.name, holder, options.lease_seconds):
-                    raise LeaseLost("ran out while processing a backlog")
             if stop.is_set():
                 break
             if idle:

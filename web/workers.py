@@ -13,6 +13,7 @@ them all, each finishing its requests in flight.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -77,10 +78,8 @@ class Workers:
 
     def _signal(self, signo: int) -> None:
         for pid in self.pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # already gone
                 os.kill(pid, signo)
-            except ProcessLookupError:
-                pass
 
     def _reap(self) -> list[tuple[int, int]]:
         ended = []

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from helpdesk.core import lease
 from helpdesk.core.models import Inbound, InboundStatus, MailboxCursor, Ticket
 from helpdesk.core.settings import AuthKind, MailboxSettings, OAuthProvider, OAuthSettings, Settings
+from helpdesk.runner import process_loop
 from helpdesk.wiring import App, build
 from helpdesk.mailgateway.watcher import WatchOptions, fetch_new, poll_once, watch_mailbox
 from helpdesk.mailgateway.imap import MailboxClient
@@ -46,19 +47,23 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 class Running:
-    """A watcher thread, stopped at the end of the test."""
+    """A watcher thread and the processing worker beside it (as `helpdesk poll` runs them), stopped at the end."""
 
     def __init__(self, app: App, mailbox: MailboxSettings, options: WatchOptions = FAST) -> None:
         self.stop = threading.Event()
         self.thread = threading.Thread(
             target=watch_mailbox, args=(app.factory, app.intake, mailbox, self.stop, options), daemon=True
         )
+        self.worker = threading.Thread(target=process_loop, args=(app, self.stop, 0.5), daemon=True)
         self.thread.start()
+        self.worker.start()
 
     def close(self) -> None:
         self.stop.set()
         self.thread.join(timeout=30)
+        self.worker.join(timeout=30)
         assert not self.thread.is_alive(), "the watcher did not stop"
+        assert not self.worker.is_alive(), "the processing worker did not stop"
 
 
 @pytest.fixture
