@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped, unused-ignore]
 
 from helpdesk.core.users import normalise_email, verify_password
 from helpdesk.web import security, sso
@@ -34,10 +35,10 @@ def login() -> ResponseReturnValue:
     client = request.remote_addr or "?"
     throttle = security.throttle()
     if not throttle.begin(client, email):  # counted now; it stays counted unless the password is right
-        abort(429, "Too many failed logins. Wait a few minutes and try again.")
+        abort(429, _("Too many failed logins. Wait a few minutes and try again."))
     user = verify_password(db(), email, password)
     if user is None:
-        flash("Wrong email or password.", "error")
+        flash(_("Wrong email or password."), "error")
         return render_template("web/auth/login.html", next=request.form.get("next", ""), email=email), 401
     db().commit()  # a rehashed password
     throttle.succeeded(client, email)
@@ -49,5 +50,5 @@ def login() -> ResponseReturnValue:
 @roles(*STAFF)
 def logout() -> ResponseReturnValue:
     security.logout()
-    flash("Logged out.", "info")
+    flash(_("Logged out."), "info")
     return redirect(url_for("auth.login"))

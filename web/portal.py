@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped, unused-ignore]
 
 from helpdesk.core import portal
 from helpdesk.core.models import Contact, Ticket
@@ -29,11 +31,11 @@ def me() -> Contact:
 def ticket_of_mine(number: int) -> Ticket:
     ticket = portal.my_ticket(db(), me(), number)
     if ticket is None:
-        abort(404, f"There is no ticket #{number} of yours.")  # someone else's reads as missing
+        abort(404, _("There is no ticket #%(number)s of yours.", number=number))  # someone else's reads as missing
     return ticket
 
 
-def _act(number: int, action: Callable[[Ticket], object], done: str):  # type: ignore[no-untyped-def]
+def _act(number: int, action: Callable[[Ticket], object], done: str) -> ResponseReturnValue:
     try:
         action(ticket_of_mine(number))
     except portal.PortalError as exc:
@@ -68,12 +70,12 @@ def ask_for_link(address: str) -> None:
 
 @bp.route("/", methods=["GET", "POST"])
 @public
-def start():  # type: ignore[no-untyped-def]
+def start() -> ResponseReturnValue:
     if request.method == "GET":
         return render_template("web/portal/start.html")
     address = request.form.get("email", "").strip()
     if "@" not in address or len(address) > 320:
-        flash("Type the email address you write to the service desk from.", "error")
+        flash(_("Type the email address you write to the service desk from."), "error")
         return render_template("web/portal/start.html", email=address), 400
     try:
         ask_for_link(address)
@@ -85,14 +87,14 @@ def start():  # type: ignore[no-untyped-def]
 
 @bp.get("/sign-in/<token>")
 @public
-def confirm(token: str):  # type: ignore[no-untyped-def]
+def confirm(token: str) -> ResponseReturnValue:
     # A button, not a redirect: mail scanners that open every link must not use up the one-time link.
     return render_template("web/portal/confirm.html", token=token)
 
 
 @bp.post("/sign-in")
 @public
-def sign_in():  # type: ignore[no-untyped-def]
+def sign_in() -> ResponseReturnValue:
     try:
         contact = portal.redeem_link(db(), current_settings(), request.form.get("token", ""))
     except portal.LinkRefused as exc:
@@ -107,7 +109,7 @@ def sign_in():  # type: ignore[no-untyped-def]
 
 @bp.post("/sign-out")
 @requester
-def sign_out():  # type: ignore[no-untyped-def]
+def sign_out() -> ResponseReturnValue:
     token = session.pop(PORTAL_SESSION, None)
     if isinstance(token, str):
         portal.end_session(db(), token)
@@ -117,14 +119,14 @@ def sign_out():  # type: ignore[no-untyped-def]
 
 @bp.get("/tickets")
 @requester
-def tickets():  # type: ignore[no-untyped-def]
+def tickets() -> ResponseReturnValue:
     return render_template("web/portal/tickets.html", me=me(), tickets=portal.my_tickets(db(), me()),
                            help_address=current_settings().address)
 
 
 @bp.get("/tickets/<int:number>")
 @requester
-def ticket(number: int):  # type: ignore[no-untyped-def]
+def ticket(number: int) -> ResponseReturnValue:
     found = ticket_of_mine(number)
     return render_template(
         "web/portal/ticket.html", me=me(), ticket=found, messages=portal.public_messages(found),
@@ -134,21 +136,21 @@ def ticket(number: int):  # type: ignore[no-untyped-def]
 
 @bp.get("/tickets/<int:number>/attachments/<int:attachment_id>")
 @requester
-def attachment(number: int, attachment_id: int):  # type: ignore[no-untyped-def]
+def attachment(number: int, attachment_id: int) -> ResponseReturnValue:
     item = portal.public_attachment(db(), ticket_of_mine(number), attachment_id)
     if item is None:
-        abort(404, "No such attachment.")
+        abort(404, _("No such attachment."))
     return attachment_response(item)
 
 
 @bp.post("/tickets/<int:number>/reply")
 @requester
-def reply(number: int):  # type: ignore[no-untyped-def]
+def reply(number: int) -> ResponseReturnValue:
     text, files = request.form.get("text", ""), uploads()
-    return _act(number, lambda t: portal.reply(db(), current_settings(), t, me(), text, files), "Reply sent.")
+    return _act(number, lambda t: portal.reply(db(), current_settings(), t, me(), text, files), _("Reply sent."))
 
 
 @bp.post("/tickets/<int:number>/close")
 @requester
-def close(number: int):  # type: ignore[no-untyped-def]
-    return _act(number, lambda t: portal.close(db(), current_settings(), t, me()), "Ticket closed.")
+def close(number: int) -> ResponseReturnValue:
+    return _act(number, lambda t: portal.close(db(), current_settings(), t, me()), _("Ticket closed."))

@@ -108,3 +108,12 @@ def test_portal_pages_follow_the_browsers_language(app: Flask) -> None:
         assert english not in german
     english_page = client.get("/portal/", headers={"Accept-Language": "fr, en;q=0.8"}).get_data(as_text=True)
     assert "Your tickets" in english_page
+
+
+def test_a_failed_login_is_told_in_the_browsers_language(app: Flask) -> None:
+    client = app.test_client()
+    page = client.get("/login", headers={"Accept-Language": "de"}).get_data(as_text=True)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    answer = client.post("/login", data={"email": STAFF[Role.AGENT], "password": "wrong password!", "csrf_token": token},
+                         headers={"Accept-Language": "de"})
+    assert answer.status_code == 401 and "E-Mail-Adresse oder Passwort ist falsch." in answer.get_data(as_text=True)
