@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from helpdesk.config import ConfigError, ensure_data_dir, ensure_secret
-from helpdesk.core import audit, db, groups
+from helpdesk.core import audit, db, groups, slastate
 from helpdesk.core.classify import RuleSet
 from helpdesk.core.db import transaction
 from helpdesk.core.intake import Intake
@@ -43,6 +43,7 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
 
     intake = Intake(settings, rules, parse)
     factory = db.make_sessionmaker(engine)
+    slastate.use_policy(factory, settings.sla)  # tickets this process changes keep their SLA outcomes under it
     audit.use_secret(factory, settings.secret_key)  # the audit chain is keyed by a secret not in the database
     oauth.use_store(DbTokenStore(factory, settings))  # XOAUTH2 logins keep refresh tokens and statuses there
     if migrate:  # (a restore brings its own schema first)
