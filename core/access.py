@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk.core import audit, fulfilment, tickets
+from helpdesk.core import audit, fulfilment, notify, tickets
 from helpdesk.core.approval import (
     PolicyViolation,
     approvers_for,
@@ -181,7 +181,7 @@ def decide(
     ticket = request.ticket
     enqueue_resolution(  # the decision resolves the request: the requester's copy asks for satisfaction
         session, settings, template="access_decision", ticket=ticket,
-        to=tickets.public_recipients(settings, ticket) + [request.beneficiary.email],
+        to=notify.public_recipients(settings, ticket) + [request.beneficiary.email],
         context={"request": request, "approved": approve, "reason": reason, "grant": grant},
         purpose="access_decision",
     )

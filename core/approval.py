@@ -109,6 +109,5 @@ def ensure_may_decide(
         raise PolicyViolation(f"{decider.email} is not an approver: only approvers decide")
     if (conflict := _conflict(decider, requester, beneficiary, named)) is not None:
         raise PolicyViolation(conflict)
-    if group and group in settings.access.approvers_by_group:
-        if decider not in approvers_for(session, settings, group):
-            raise PolicyViolation(f"{decider.email} is not an approver for {group!r}")
+    if group and group in settings.access.approvers_by_group and decider not in approvers_for(session, settings, group):
+        raise PolicyViolation(f"{decider.email} is not an approver for {group!r}")

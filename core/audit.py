@@ -66,7 +66,8 @@ def _plain(value: dict[str, Any] | None) -> dict[str, Any] | None:
     """What the JSON column will give back, so the hash is over what is stored."""
     if value is None:
         return None
-    return json.loads(json.dumps(value, default=_jsonable))
+    stored: dict[str, Any] = json.loads(json.dumps(value, default=_jsonable))
+    return stored
 
 
 def _jsonable(value: Any) -> Any:

@@ -146,7 +146,7 @@ class Condition:
         return None
 
     def _regex(self, wording: Wording) -> str | None:
-        for value, pattern in zip(self.values, self.patterns):
+        for value, pattern in zip(self.values, self.patterns, strict=True):
             for part, text, _ in wording.parts(self.key.removesuffix("_regex")):
                 if pattern.search(text):
                     return f"{part} regex `{value}`"
@@ -154,7 +154,7 @@ class Condition:
 
     def _header(self, headers: dict[str, list[str]]) -> str | None:
         for got in headers.get(self.header or "", []):
-            for value, pattern in zip(self.values, self.patterns):
+            for value, pattern in zip(self.values, self.patterns, strict=True):
                 if pattern.search(got):
                     return f"header `{self.header}` matches `{value}`"
         return None

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
-from typing import Iterator
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,6 +24,12 @@ UNAVAILABLE: tuple[type[DBAPIError], ...] = (OperationalError, InterfaceError)
 # that never answers would otherwise hold /readyz and the runner for the TCP timeout (minutes). The URL's own
 # ?connect_timeout= wins.
 CONNECT_TIMEOUT = 10
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE changed. Session.execute is typed as returning a Result; for these statements
+    it is a CursorResult, the one that carries the count."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def unavailable_reason(exc: BaseException) -> str:
@@ -38,7 +46,7 @@ def make_engine(url: str) -> Engine:
         create_private_database(engine.url.database)  # before SQLite would make it world-readable
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
             # WAL lets the web console read while the poller writes.
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
@@ -61,9 +69,8 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work commits on success and rolls back on any exception."""
-    with factory() as session:
-        with session.begin():
-            yield session
+    with factory() as session, session.begin():
+        yield session
 
 
 def alembic_config(engine: Engine) -> Config:

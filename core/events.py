@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from helpdesk.core import sla, tickets
 from helpdesk.core.locks import serialise
 from helpdesk.core.mail import ParsedMail
-from helpdesk.core.models import Event, Severity, Ticket, TicketKind, TicketStatus
+from helpdesk.core.models import Event, Severity, Ticket, TicketKind, TicketStatus, aware
 from helpdesk.core.priority import matrix_for, priority_for
 from helpdesk.core.settings import EventSettings, Settings
 
@@ -246,7 +246,7 @@ def _parse_monit(mail: ParsedMail, _: _Vouched) -> Alert | None:
     if first:
         service = first["service"]
     elif m:
-        event, _, service = words.rpartition(" ")
+        event, _space, service = words.rpartition(" ")  # `_` is the parameter
     host = _field(body, "Host") or ""
     if _MONIT_INFO.search(event):
         severity, recovery = Severity.INFORMATIONAL, False
@@ -320,7 +320,7 @@ def alerts_from_alertmanager(payload: dict[str, Any]) -> list[Alert]:
         if not isinstance(raw, dict) or not isinstance(raw.get("labels"), dict):
             raise EventPayloadError("every alert needs a `labels` object")
         labels = {str(k): str(v) for k, v in raw["labels"].items()}
-        annotations = raw.get("annotations") if isinstance(raw.get("annotations"), dict) else {}
+        annotations: dict[str, Any] = raw["annotations"] if isinstance(raw.get("annotations"), dict) else {}
         status = str(raw.get("status") or payload.get("status") or "firing").lower()
         recovery = status == "resolved"
         level = labels.get("severity", "warning").lower()
@@ -488,4 +488,4 @@ def event_json(e: Event) -> dict[str, Any]:
 
 
 def _iso(at: datetime | None) -> str | None:
-    return sla.aware(at).isoformat() if at else None
+    return aware(at).isoformat() if at else None

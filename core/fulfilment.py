@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk.core import audit, tickets
+from helpdesk.core import audit, notify, tickets
 from helpdesk.core.approval import (
     APPROVER_ROLE,
     PolicyViolation,
@@ -25,10 +25,10 @@ from helpdesk.core.approval import (
     opening_texts,
 )
 from helpdesk.core.catalogue import CatalogueItem, catalogue_for
-from helpdesk.core.models import Contact, Fulfilment, Ticket, TicketStatus, utcnow
+from helpdesk.core.models import Contact, Fulfilment, Ticket, TicketStatus, aware, utcnow
 from helpdesk.core.notify import enqueue, enqueue_resolution
 from helpdesk.core.settings import BusinessHours, Settings
-from helpdesk.core.sla import add_business_time, aware
+from helpdesk.core.sla import add_business_time
 
 
 class Step(enum.Enum):
@@ -182,7 +182,7 @@ def _tell_user(session: Session, settings: Settings, ticket: Ticket, step: Step,
     }
     send = enqueue_resolution if step is Step.FULFILLED else enqueue  # the fulfilled mail asks for satisfaction
     send(
-        session, settings, template="request_step", ticket=ticket, to=tickets.public_recipients(settings, ticket),
+        session, settings, template="request_step", ticket=ticket, to=notify.public_recipients(settings, ticket),
         context={**context, "survey": None}, purpose=f"request_{step.name.lower()}",
     )
 

@@ -20,7 +20,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from helpdesk.core.db import transaction
+from helpdesk.core.db import rowcount, transaction
 from helpdesk.core.models import MailboxCursor, utcnow
 
 
@@ -61,7 +61,7 @@ def acquire(
             .values(lease_holder=holder, lease_until=now + timedelta(seconds=seconds))
             .execution_options(synchronize_session=False)
         )
-        return bool(done.rowcount)
+        return bool(rowcount(done))
 
 
 def release(factory: sessionmaker[Session], mailbox: str, holder: str) -> None:

@@ -606,8 +606,9 @@ _CHALLENGE_TEXTS = (
 
 def _challenge(mail: ParsedMail, _: Context) -> str | None:
     envelope = [mail.sender, *mail.headers.get("return-path", []), *mail.headers.get("sender", []), mail.message_id or ""]
-    if any(m := _CHALLENGE_DOMAIN.search(value) for value in envelope):
-        return f"challenge-response service {m.group(1).lower()}"
+    for value in envelope:
+        if m := _CHALLENGE_DOMAIN.search(value):
+            return f"challenge-response service {m.group(1).lower()}"
     sent = _program_sent(mail) or _mail_system_sent(mail)
     action_required = "action required" in mail.subject.lower()
     if sent is None and not action_required:
@@ -779,10 +780,10 @@ def failed_recipients(mail: ParsedMail) -> list[str]:
     head = _report_head(mail)
     recipients = _dsn_recipients(_delivery_status(mail, head))
     found += [r.recipient for r in recipients if r.recipient and r.action in ("failed", "")]
-    if not found and not any(r.action for r in recipients):
-        if not (_DELAY_NOTICE.search(mail.subject or "") or _DELAY_NOTICE.search(head)):  # late is not failed
-            for shape in _FAILED_ADDRESS_SHAPES:
-                found += [a.lower() for a in shape.findall(head) if _ADDRESS.fullmatch(a)]
+    late = _DELAY_NOTICE.search(mail.subject or "") or _DELAY_NOTICE.search(head)  # late is not failed
+    if not found and not any(r.action for r in recipients) and not late:
+        for shape in _FAILED_ADDRESS_SHAPES:
+            found += [a.lower() for a in shape.findall(head) if _ADDRESS.fullmatch(a)]
     ignore = {mail.sender, *(a.address for a in mail.to)}
     clean = (a.strip(".;,") for a in found)
     return list(dict.fromkeys(a for a in clean if _ADDRESS.fullmatch(a) and a not in ignore

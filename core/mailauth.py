@@ -156,9 +156,9 @@ class DbTokenStore:
             row = _row(session, mailbox, kind)
             now = utcnow()
             row.last_error, row.last_error_at = error[:2000], now
-            if row.alerted_at is None or aware(row.alerted_at) <= now - ALERT_EVERY:
-                if _alert_admins(session, self.settings, mailbox, error, kind):
-                    row.alerted_at = now
+            due = row.alerted_at is None or aware(row.alerted_at) <= now - ALERT_EVERY
+            if due and _alert_admins(session, self.settings, mailbox, error, kind):
+                row.alerted_at = now
 
 
 def _alert_admins(session: Session, settings: Settings, mailbox: str, error: str, kind: AuthKind) -> bool:

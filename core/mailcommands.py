@@ -18,10 +18,18 @@ from sqlalchemy.orm import Session
 
 from helpdesk.core import access, audit, conversation, fulfilment, groups, macros, merge, processes, tickets
 from helpdesk.core import fields as custom_fields  # (``fields`` names a command's ticket changes here)
-from helpdesk.core.mail import ParsedMail
 from helpdesk.core.approval import PolicyViolation
+from helpdesk.core.mail import ParsedMail
 from helpdesk.core.models import (
-    AccessRequest, AccessStatus, Attachment, Contact, Direction, Message, Ticket, TicketKind, TicketStatus,
+    AccessRequest,
+    AccessStatus,
+    Attachment,
+    Contact,
+    Direction,
+    Message,
+    Ticket,
+    TicketKind,
+    TicketStatus,
     utcnow,
 )
 from helpdesk.core.notify import OutboundAttachment, fit_attachments, load_attachments
@@ -106,7 +114,7 @@ def split_commands(text: str) -> AgentText:
     commands: list[Command] = []
     note = False
     index = 0
-    for index, line in enumerate(lines):  # noqa: B007 - index is used after the loop
+    for index, line in enumerate(lines):
         if not line.strip():
             continue
         m = _COMMAND_LINE.match(line)
@@ -335,8 +343,7 @@ def apply_commands(
                 continue
             fields = _fields(session, settings, agent, command)
             changed = processes.staff_change(session, settings, ticket, agent, fields, reason=f"by email: {command.line}")
-        except (CommandError, tickets.TicketError, fulfilment.FulfilmentError, macros.MacroError,
-                custom_fields.FieldError) as exc:
+        except (CommandError, tickets.TicketError, fulfilment.FulfilmentError, custom_fields.FieldError) as exc:
             outcomes.append(f"{command.line}: not applied, {exc}")
             continue
         if not changed:

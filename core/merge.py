@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from helpdesk.core import audit, locks, sla, tickets, visibility
 from helpdesk.core.models import (
-    AccessRequest,
     MAX_ID,
+    AccessRequest,
     AccessStatus,
     Contact,
     Direction,

@@ -6,7 +6,7 @@ Schema changes go through Alembic (core/migrations); see README "Changing the sc
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -29,12 +29,12 @@ from helpdesk.core.mail import Protection
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def aware(at: datetime) -> datetime:
     """SQLite gives datetimes back naive; they are UTC."""
-    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 # Ids are INTEGER columns: 32 bits on PostgreSQL (SQLite's driver overflows only past 2**63). No row

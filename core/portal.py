@@ -22,12 +22,13 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from helpdesk.core import audit, i18n, tickets
 from helpdesk.core.attachments import store_for
 from helpdesk.core.conversation import make_message_id
+from helpdesk.core.db import rowcount
 from helpdesk.core.fulfilment import step_of
 from helpdesk.core.models import (
     MAX_ID,
@@ -182,8 +183,8 @@ def redeem_link(session: Session, settings: Settings, token: str, *, now: dateti
               else "it has expired" if aware(row.expires_at) <= now else None)
     if reason is None:
         # One statement decides who uses it: of two racing requests, only one changes the row.
-        used = session.execute(update(PortalLink).where(PortalLink.id == row.id, PortalLink.used_at.is_(None))
-                               .values(used_at=now).execution_options(synchronize_session=False)).rowcount
+        used = rowcount(session.execute(update(PortalLink).where(PortalLink.id == row.id, PortalLink.used_at.is_(None))
+                                        .values(used_at=now).execution_options(synchronize_session=False)))
         reason = None if used == 1 else "it was used already"
     if reason is not None:
         audit.record(session, actor=contact.email, action="portal.link_refused", object_type="user",
@@ -228,7 +229,7 @@ def end_session(session: Session, token: str) -> None:
 
 # -- what a requester sees -------------------------------------------------------------------------------------
 
-def _theirs(contact: Contact):  # type: ignore[no-untyped-def]
+def _theirs(contact: Contact) -> ColumnElement[bool]:
     watched = select(Watcher.ticket_id).where(Watcher.contact_id == contact.id)
     return or_(Ticket.requester_id == contact.id, Ticket.id.in_(watched))
 

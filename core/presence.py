@@ -47,8 +47,9 @@ def beat(session: Session, ticket: Ticket, user: Contact, state: PresenceState, 
 
     Rows older than KEEP go at the same time, so the table holds only the last hour's pages.
     """
-    values = {"ticket_id": ticket.id, "contact_id": user.id, "state": state, "seen_at": now or utcnow()}
-    session.execute(delete(Presence).where(Presence.seen_at < values["seen_at"] - KEEP))
+    seen_at = now or utcnow()
+    values = {"ticket_id": ticket.id, "contact_id": user.id, "state": state, "seen_at": seen_at}
+    session.execute(delete(Presence).where(Presence.seen_at < seen_at - KEEP))
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(Presence).values(**values)

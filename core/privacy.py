@@ -27,13 +27,14 @@ from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import Text, cast, delete, event, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from helpdesk.core import audit
 from helpdesk.core.attachments import AttachmentStore, store_for
+from helpdesk.core.db import rowcount
 from helpdesk.core.files import FILE_MODE
 from helpdesk.core.models import (
     AccessGrant,
@@ -120,7 +121,7 @@ def export_person(session: Session, settings: Settings, email: str, target: Path
             if own and m.inbound_id is not None:
                 inbound_ids.add(m.inbound_id)
             entry = _message(m)
-            for a, data in zip(m.attachments, entry["attachments"]):
+            for a, data in zip(m.attachments, entry["attachments"], strict=True):  # the entry lists them in order
                 if a.sha256 is not None and store.path(a.sha256).is_file():
                     data["file"] = f"attachments/{m.id}-{a.id}-{_safe(a.filename)}"
                     files[data["file"]] = a.sha256
@@ -293,6 +294,12 @@ class _Swap:
     def addresses(self, items: list[Any]) -> list[Any]:
         return [self.alias if isinstance(a, str) and a.lower() == self.address else a for a in items or []]
 
+    @overload
+    def text(self, value: str) -> str: ...
+    @overload
+    def text(self, value: None) -> None: ...
+    @overload
+    def text(self, value: str | None) -> str | None: ...
     def text(self, value: str | None) -> str | None:
         if not value or not self.address or self.address not in value.lower():
             return value
@@ -381,7 +388,7 @@ class _Scrub:
                 self.session.add(RawMail(sha256=_EMPTY_SHA, size=0, data=b""))
                 self.session.flush()
             self.session.execute(update(Inbound).where(Inbound.sha256.in_(shas)).values(sha256=_EMPTY_SHA, fingerprint=None))
-            self.raw_mails += self.session.execute(delete(RawMail).where(RawMail.sha256.in_(shas))).rowcount or 0
+            self.raw_mails += rowcount(self.session.execute(delete(RawMail).where(RawMail.sha256.in_(shas))))
         kept = set(self.session.scalars(select(Attachment.sha256).where(Attachment.sha256.in_(self.files))))
         self.files -= kept
 

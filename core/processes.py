@@ -21,10 +21,13 @@ from helpdesk.core.priority import matrix_for, priority_for
 from helpdesk.core.settings import Settings
 
 
-def settle_kind(session: Session, catalogue: Catalogue, ticket: Ticket, mail: ParsedMail) -> None:
-    """A service request for the access item is an access request: settled before anyone is told the kind."""
+def settle_kind(session: Session, catalogue: Catalogue, ticket: Ticket, mail: ParsedMail) -> CatalogueItem | None:
+    """A service request for the access item is an access request: settled before anyone is told the kind.
+
+    Once per new ticket; returns a service request's catalogue item, which ``start`` takes.
+    """
     if ticket.kind is not TicketKind.SERVICE_REQUEST:
-        return
+        return None
     item = _item(catalogue, ticket, mail)
     if item is not None and item.code == access.ACCESS_ITEM:
         # Access is decided by access management (its policy, the beneficiary, a grant that expires),
@@ -33,15 +36,16 @@ def settle_kind(session: Session, catalogue: Catalogue, ticket: Ticket, mail: Pa
             session, ticket, audit.SYSTEM, kind=TicketKind.ACCESS_REQUEST, catalogue_item=item.code,
             reason=f"catalogue item {item.code}: an access request",
         )
+    return item
 
 
 def _item(catalogue: Catalogue, ticket: Ticket, mail: ParsedMail) -> CatalogueItem | None:
     return catalogue.get(ticket.catalogue_item) or catalogue.match(f"{mail.subject}\n{mail.reply_text or mail.text}")
 
 
-def start(session: Session, settings: Settings, catalogue: Catalogue, ticket: Ticket, mail: ParsedMail) -> None:
-    settle_kind(session, catalogue, ticket, mail)
-    if ticket.kind is TicketKind.SERVICE_REQUEST and (item := _item(catalogue, ticket, mail)) is not None:
+def start(session: Session, settings: Settings, ticket: Ticket, mail: ParsedMail, item: CatalogueItem | None) -> None:
+    """Hand a new ticket to its process; its kind is settled already (``settle_kind`` gave ``item``)."""
+    if ticket.kind is TicketKind.SERVICE_REQUEST and item is not None:
         fulfilment.start(session, settings, ticket, item)
     if ticket.kind is TicketKind.ACCESS_REQUEST:
         wanted = access.read_request(mail)

@@ -11,8 +11,8 @@ from sqlalchemy import ColumnElement, and_, case, exists, func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from helpdesk.core import fields, search
-from helpdesk.core.tickets import OPEN_STATUSES
 from helpdesk.core.models import Contact, Role, SlaLevel, SlaMark, Ticket, TicketKind, TicketStatus, Watcher
+from helpdesk.core.tickets import OPEN_STATUSES
 
 OPEN = OPEN_STATUSES
 

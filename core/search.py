@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import ColumnElement, Engine, Float, Integer, Subquery, column, exists, or_, text
+from sqlalchemy import ColumnElement, Engine, Float, Integer, Subquery, column, exists, false, or_, text
 from sqlalchemy.orm import Session
 
 from helpdesk.core.models import Message, Ticket
@@ -28,10 +28,16 @@ _TABLES = {
     "ticket_search": f"CREATE VIRTUAL TABLE ticket_search USING fts5(subject, content='ticket', content_rowid='id', {_TOKENIZE})",
 }
 _FILL = {
-    "message_search": f"INSERT INTO message_search(rowid, subject, text) SELECT ticket_id * {TICKET_SHIFT} + id, subject, text FROM message",
+    "message_search": (
+        f"INSERT INTO message_search(rowid, subject, text) SELECT ticket_id * {TICKET_SHIFT} + id, subject, text"
+        " FROM message"
+    ),
     "ticket_search": "INSERT INTO ticket_search(ticket_search) VALUES ('rebuild')",
 }
-_MESSAGE_DELETE = f"INSERT INTO message_search(message_search, rowid, subject, text) VALUES ('delete', {_KEY_OLD}, old.subject, old.text);"
+_MESSAGE_DELETE = (
+    "INSERT INTO message_search(message_search, rowid, subject, text)"
+    f" VALUES ('delete', {_KEY_OLD}, old.subject, old.text);"
+)
 _MESSAGE_INSERT = f"INSERT INTO message_search(rowid, subject, text) VALUES ({_KEY_NEW}, new.subject, new.text);"
 _TICKET_DELETE = "INSERT INTO ticket_search(ticket_search, rowid, subject) VALUES ('delete', old.id, old.subject);"
 _TICKET_INSERT = "INSERT INTO ticket_search(rowid, subject) VALUES (new.id, new.subject);"
@@ -42,7 +48,8 @@ _TRIGGERS = (
     f" BEGIN {_MESSAGE_DELETE} {_MESSAGE_INSERT} END",
     f"CREATE TRIGGER IF NOT EXISTS ticket_search_ai AFTER INSERT ON ticket BEGIN {_TICKET_INSERT} END",
     f"CREATE TRIGGER IF NOT EXISTS ticket_search_ad AFTER DELETE ON ticket BEGIN {_TICKET_DELETE} END",
-    f"CREATE TRIGGER IF NOT EXISTS ticket_search_au AFTER UPDATE OF subject ON ticket BEGIN {_TICKET_DELETE} {_TICKET_INSERT} END",
+    "CREATE TRIGGER IF NOT EXISTS ticket_search_au AFTER UPDATE OF subject ON ticket"
+    f" BEGIN {_TICKET_DELETE} {_TICKET_INSERT} END",
 )
 # The first index (message rows looked up per match) was too slow for common words.
 _SUPERSEDED = tuple(
@@ -171,8 +178,8 @@ def matches(session: Session, words: str) -> ColumnElement[bool]:
     if uses_fts(engine) or uses_tsvector(engine):
         query = fts_query(words) if uses_fts(engine) else ts_query(words)
         if query is None:
-            return by_number if by_number is not None else text("0 = 1")
-        condition = Ticket.id.in_(text(_FTS_MATCH if uses_fts(engine) else _PG_MATCH).bindparams(q=query))
+            return by_number if by_number is not None else false()
+        condition: ColumnElement[bool] = Ticket.id.in_(text(_FTS_MATCH if uses_fts(engine) else _PG_MATCH).bindparams(q=query))
     else:
         pattern = "%" + words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         condition = or_(

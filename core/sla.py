@@ -231,7 +231,9 @@ def clocks_for(session: Session, settings: Settings, tickets: list[Ticket], now:
     return policy_clocks(session, settings.sla, tickets, now)
 
 
-def policy_clocks(session: Session, policy: SlaSettings, tickets: Sequence[ClockedTicket], now: datetime) -> dict[int, list[Clock]]:
+def policy_clocks(
+    session: Session, policy: SlaSettings, tickets: Sequence[ClockedTicket], now: datetime
+) -> dict[int, list[Clock]]:
     """Clocks of many tickets at once under the given targets."""
     lines = _timelines(session, tickets)
     return {t.id: _clocks(t, lines[t.id], policy, aware(now)) for t in tickets}

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
 
-from helpdesk.core import audit, fields, safehtml, webhooks
+from helpdesk.core import audit, fields, presence, safehtml, webhooks
+from helpdesk.core.attachments import store_for
 from helpdesk.core.mail import Address, ParsedMail
 from helpdesk.core.models import (
     Attachment,
@@ -23,9 +24,14 @@ from helpdesk.core.models import (
     Watcher,
     utcnow,
 )
-from helpdesk.core import presence
-from helpdesk.core.attachments import store_for
-from helpdesk.core.notify import AutoSubmitted, OutboundAttachment, enqueue, fit_attachments, notify_agents, public_recipients
+from helpdesk.core.notify import (
+    AutoSubmitted,
+    OutboundAttachment,
+    enqueue,
+    fit_attachments,
+    notify_agents,
+    public_recipients,
+)
 from helpdesk.core.priority import DESK_PRIORITIES
 from helpdesk.core.settings import ConversationSettings, Settings
 from helpdesk.core.text import SUBJECT_LIMIT, display_name, one_line

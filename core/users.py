@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk.core import audit
 from helpdesk.core.conversation import forget_agents
+from helpdesk.core.db import rowcount
 from helpdesk.core.models import ConsoleSession, Contact, Role, aware, utcnow
 
 _hasher = PasswordHasher()
@@ -204,11 +205,11 @@ def end_session(session: Session, token: str) -> None:
 
 def end_sessions(session: Session, user: Contact, *, actor: str) -> int:
     """End every open console session of the user (audited when there was one); how many were open."""
-    ended = session.execute(
+    ended = rowcount(session.execute(
         update(ConsoleSession)
         .where(ConsoleSession.user_id == user.id, ConsoleSession.revoked_at.is_(None))
         .values(revoked_at=utcnow())
-    ).rowcount
+    ))
     if ended:
         audit.record(
             session, actor=actor, action="user.sessions_ended", object_type="user", object_id=user.id,

@@ -7,11 +7,11 @@ import logging
 import sys
 from collections.abc import Callable
 
+from helpdesk.commands.checks import cmd_check_config
 from helpdesk.commands.common import CONFIG_ERRORS, EX_TEMPFAIL, EX_USAGE
 from helpdesk.commands.data import cmd_backup, cmd_erase, cmd_export, cmd_restore, cmd_retention
 from helpdesk.commands.desk import cmd_outbox, cmd_quarantine, cmd_ticket, cmd_tickets, cmd_user_add, cmd_user_token
 from helpdesk.commands.itil import cmd_audit, cmd_events, cmd_report, cmd_sla
-from helpdesk.commands.checks import cmd_check_config
 from helpdesk.commands.logins import cmd_mailboxes
 from helpdesk.commands.mail import (
     cmd_demo_mail,
@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("parse", cmd_parse, "print what the helpdesk reads out of messages, one JSON object per file")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--json", action="store_true", help="JSON Lines output (the only format)")
-    p = add("mailboxes", cmd_mailboxes, "each mailbox's login: auth kind, last success, last error, token expiry (exit 1 if one fails)")
+    p = add("mailboxes", cmd_mailboxes,
+            "each mailbox's login: auth kind, last success, last error, token expiry (exit 1 if one fails)")
     p.add_argument("--json", action="store_true")
     p = add("tickets", cmd_tickets, "list tickets")
     p.add_argument("--json", action="store_true")
@@ -129,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit)
     p = add("report", cmd_report, "figures: volumes, SLA compliance, response and resolution times, backlog")
     p.add_argument("--json", action="store_true")
-    p = add("backup", cmd_backup, "write database rows, attachments and the local secret key to one zip (portable across databases)")
+    p = add("backup", cmd_backup,
+            "write database rows, attachments and the local secret key to one zip (portable across databases)")
     p.add_argument("file", metavar="FILE")
     p = add("restore", cmd_restore, "load a backup into an empty database (and the data dir)")
     p.add_argument("file", metavar="FILE")
@@ -140,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--internal-notes", action="store_true", help="include internal notes on their tickets (read them first)")
     p = add("erase", cmd_erase, "anonymise a person: contact, their messages and mail; ticket figures stay (audited)")
     p.add_argument("--requester", required=True, metavar="EMAIL")
-    p = add("retention", cmd_retention, "anonymise or delete closed tickets past HELPDESK_RETENTION_DAYS (a dry run without --apply)")
+    p = add("retention", cmd_retention,
+            "anonymise or delete closed tickets past HELPDESK_RETENTION_DAYS (a dry run without --apply)")
     p.add_argument("--apply", action="store_true", help="do it (`run` does it every minute with the SLA check)")
     return parser
 
@@ -174,14 +177,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"helpdesk: HELPDESK_DATABASE_URL: database unavailable: {unavailable_reason(exc)}", file=sys.stderr)
         return EX_TEMPFAIL
     except _imap_errors() as exc:
-        from helpdesk.mailgateway.imap import FolderMissing, LoginFailed, ServerUnreachable
+        from helpdesk.mailgateway.imap import FolderMissing, LoginFailed, ServerUnreachable, TlsFailed
 
         setting = (
             "HELPDESK_IMAP_USER/HELPDESK_IMAP_PASSWORD" if isinstance(exc, LoginFailed)
             else "HELPDESK_IMAP_HOST/HELPDESK_IMAP_PORT/HELPDESK_IMAP_TLS" if isinstance(exc, ServerUnreachable)
             else "HELPDESK_IMAP_FOLDER" if isinstance(exc, FolderMissing)
-            # No exception class of its own: mailgateway.imap says "STARTTLS with IMAP server ... failed".
-            else "HELPDESK_IMAP_TLS" if str(exc).startswith("STARTTLS")
+            else "HELPDESK_IMAP_TLS" if isinstance(exc, TlsFailed)
             else "HELPDESK_IMAP_*"
         )
         print(f"helpdesk: {setting}: {exc}", file=sys.stderr)

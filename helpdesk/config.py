@@ -85,7 +85,9 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_IMAP_OAUTH_TOKEN_URL": "generic (required) and Google: the token endpoint",
     "HELPDESK_IMAP_OAUTH_AUTHORIZE_URL": "delegated flow with generic: the authorization endpoint",
     "HELPDESK_IMAP_OAUTH_SCOPES": "space-separated scopes (defaults: Microsoft .default, Google https://mail.google.com/)",
-    "HELPDESK_IMAP_OAUTH_SERVICE_ACCOUNT_FILE": "Google app flow: the service account's JSON key; it acts for the mailbox user (domain-wide delegation)",
+    "HELPDESK_IMAP_OAUTH_SERVICE_ACCOUNT_FILE": (
+        "Google app flow: the service account's JSON key; it acts for the mailbox user (domain-wide delegation)"
+    ),
     "HELPDESK_IMAP_OAUTH_CERTIFICATE_FILE": "Microsoft: the app's certificate (PEM), a credential instead of the client secret",
     "HELPDESK_IMAP_OAUTH_PRIVATE_KEY_FILE": "Microsoft: the certificate's private key (PEM, unencrypted)",
     "HELPDESK_SMTP_HOST": "SMTP server for outbound mail",
@@ -113,7 +115,9 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_WEB_URL": "the console's address as users reach it, for links in mail such as the portal's sign-in link (default http://WEB_HOST:WEB_PORT)",
     "HELPDESK_RULES_FILE": "classification rules (TOML; default DATA_DIR/rules.toml if present, else the shipped rules)",
     "HELPDESK_CATALOGUE_FILE": "service catalogue (TOML; default DATA_DIR/catalogue.toml if present, else shipped)",
-    "HELPDESK_PRIORITY_FILE": "impact x urgency -> priority matrix (TOML; default DATA_DIR/priority.toml if present, else shipped)",
+    "HELPDESK_PRIORITY_FILE": (
+        "impact x urgency -> priority matrix (TOML; default DATA_DIR/priority.toml if present, else shipped)"
+    ),
     "HELPDESK_SLA_TARGETS": "response/resolution per priority, e.g. 'P1=15m/4h,P2=1h/8h' (defaults P1..P5)",
     "HELPDESK_SLA_MANAGER": "address SLA breaches escalate to after the assignee or group",
     "HELPDESK_BUSINESS_HOURS": "SLA calendar, e.g. 'mon-fri 08:00-18:00 Europe/Berlin' (default: around the clock)",
@@ -126,10 +130,14 @@ VARIABLES: dict[str, str] = {
     "HELPDESK_OIDC_CLIENT_ID": "single sign-on: the console's client id at the provider",
     "HELPDESK_OIDC_CLIENT_SECRET": "single sign-on: its client secret",
     "HELPDESK_OIDC_SCOPES": "single sign-on: space-separated scopes (default 'openid email profile'; openid is always asked)",
-    "HELPDESK_OIDC_ROLES": "single sign-on: roles from claim values, e.g. 'admin=helpdesk-admins,agent=helpdesk-agents,approver=security'",
+    "HELPDESK_OIDC_ROLES": (
+        "single sign-on: roles from claim values, e.g. 'admin=helpdesk-admins,agent=helpdesk-agents,approver=security'"
+    ),
     "HELPDESK_OIDC_ROLES_CLAIM": "single sign-on: the id_token claim holding those values (default groups)",
     "HELPDESK_OIDC_NAME": "single sign-on: the provider's name on the login page (default: the issuer's host)",
-    "HELPDESK_SEARCH_LANGUAGE": "PostgreSQL text search configuration for the queue search: simple (default) | english | german | ...",
+    "HELPDESK_SEARCH_LANGUAGE": (
+        "PostgreSQL text search configuration for the queue search: simple (default) | english | german | ..."
+    ),
     "HELPDESK_LOCAL_LOGIN": "console passwords: yes | no (default yes; no needs HELPDESK_OIDC_ISSUER)",
 }
 
@@ -384,13 +392,17 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
     transport = _one_of("HELPDESK_IMAP_TRANSPORT", get("HELPDESK_IMAP_TRANSPORT") or "imap", Transport)
     if get("HELPDESK_IMAP_HOST") or transport is Transport.GRAPH:
         tls = _tls("HELPDESK_IMAP_TLS", get("HELPDESK_IMAP_TLS") or "starttls")
-        port = _int("HELPDESK_IMAP_PORT", get("HELPDESK_IMAP_PORT") or ("993" if tls is TlsMode.SSL else "143"), low=1, high=65535)
+        default_port = "993" if tls is TlsMode.SSL else "143"
+        port = _int("HELPDESK_IMAP_PORT", get("HELPDESK_IMAP_PORT") or default_port, low=1, high=65535)
         user = get("HELPDESK_IMAP_USER")
         if not user:
             given = "HELPDESK_IMAP_HOST" if transport is Transport.IMAP else "HELPDESK_IMAP_TRANSPORT = graph"
             raise ConfigError(f"HELPDESK_IMAP_USER: required when {given} is set")
         processed = get("HELPDESK_IMAP_PROCESSED_FOLDER")
-        imap_auth, imap_oauth = _auth(lambda key: f"HELPDESK_IMAP_{key.upper()}", lambda key: get(f"HELPDESK_IMAP_{key.upper()}"), transport.value, user)
+        imap_auth, imap_oauth = _auth(
+            lambda key: f"HELPDESK_IMAP_{key.upper()}", lambda key: get(f"HELPDESK_IMAP_{key.upper()}"),
+            transport.value, user,
+        )
         _check_graph(lambda key: f"HELPDESK_IMAP_{key.upper()}", transport, imap_oauth,
                      "Processed" if processed is None else processed)  # fmt: skip
         host = get("HELPDESK_IMAP_HOST") if transport is Transport.IMAP else "graph"
@@ -416,6 +428,7 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
     names = [m.name for m in mailboxes]
     if len(set(names)) != len(names):
         raise ConfigError(f"HELPDESK_CONFIG: mailbox names must differ (got {', '.join(names)})")
+    days = get("HELPDESK_RETENTION_DAYS")
     files = {name: _file(f"HELPDESK_{name.upper()}_FILE", get(f"HELPDESK_{name.upper()}_FILE"))
              for name in ("rules", "catalogue", "priority")}
 
@@ -423,7 +436,10 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
     if get("HELPDESK_SMTP_HOST"):
         tls = _tls("HELPDESK_SMTP_TLS", get("HELPDESK_SMTP_TLS") or "none")
         default_port = {TlsMode.SSL: "465", TlsMode.STARTTLS: "587", TlsMode.NONE: "25"}[tls]
-        smtp_auth, smtp_oauth = _auth(lambda key: f"HELPDESK_SMTP_{key.upper()}", lambda key: get(f"HELPDESK_SMTP_{key.upper()}"), "smtp", get("HELPDESK_SMTP_USER"))
+        smtp_auth, smtp_oauth = _auth(
+            lambda key: f"HELPDESK_SMTP_{key.upper()}", lambda key: get(f"HELPDESK_SMTP_{key.upper()}"),
+            "smtp", get("HELPDESK_SMTP_USER"),
+        )
         if smtp_auth is AuthKind.OAUTH2 and not get("HELPDESK_SMTP_USER"):
             raise ConfigError("HELPDESK_SMTP_USER: required with HELPDESK_SMTP_AUTH = oauth2 (the mailbox the token sends as)")
         smtp = SmtpSettings(
@@ -467,8 +483,7 @@ def load(environ: Mapping[str, str] | None = None, config_file: str | None = Non
         priority_path=files["priority"],
         rulebook=load_rulebook(data_dir, **files),  # read and checked here, once per process
         conversation=_conversation(get),
-        retention_days=_int("HELPDESK_RETENTION_DAYS", get("HELPDESK_RETENTION_DAYS"), low=1, high=MAX_DAYS)
-        if get("HELPDESK_RETENTION_DAYS") else None,
+        retention_days=_int("HELPDESK_RETENTION_DAYS", days, low=1, high=MAX_DAYS) if days else None,
         retention_action=_retention_action(get("HELPDESK_RETENTION_ACTION")),
         events=event_settings(tables.events),
         oidc=_oidc(get),
@@ -796,5 +811,7 @@ def ensure_secret(settings: Settings) -> Settings:
 def _search_language(value: str | None) -> str:
     language = (value or "simple").strip().lower()
     if not re.fullmatch(r"[a-z_]+", language):
-        raise ConfigError(f"HELPDESK_SEARCH_LANGUAGE: {value!r} is not a text search configuration name (e.g. simple, english, german)")
+        raise ConfigError(
+            f"HELPDESK_SEARCH_LANGUAGE: {value!r} is not a text search configuration name (e.g. simple, english, german)"
+        )
     return language

@@ -8,6 +8,7 @@ files under ``DATA_DIR/demo-mail/`` so you can read what users would receive.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -19,12 +20,18 @@ from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from helpdesk.config import data_dir_error, ensure_data_dir
 from helpdesk.core.files import private_dir, write_private
 from helpdesk.core.settings import MailboxSettings, Settings, SmtpSettings, TlsMode
+
+if TYPE_CHECKING:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP, Envelope
+    from aiosmtpd.smtp import Session as SMTPSession
 
 log = logging.getLogger("helpdesk.demo")
 
@@ -66,10 +73,10 @@ class _Handler:
         local, _, domain = address.lower().rpartition("@")
         return domain == self.settings.help_domain and local.split("+")[0] == self.settings.help_local
 
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+    async def handle_DATA(self, server: SMTP, session: SMTPSession, envelope: Envelope) -> str:
         from helpdesk.mailgateway.imap import MailboxClient
 
-        raw = envelope.content if isinstance(envelope.content, bytes) else envelope.content.encode()
+        raw = envelope.content if isinstance(envelope.content, bytes) else (envelope.content or "").encode()
         if any(self._is_help(r) for r in envelope.rcpt_tos):
             client = MailboxClient(self.mailbox)
             client.connect()
@@ -91,7 +98,7 @@ class _Handler:
 class DemoServers:
     settings: Settings
     pymap: subprocess.Popen[bytes]
-    smtp: object  # aiosmtpd Controller
+    smtp: Controller
     state_file: Path
 
     def instructions(self) -> str:
@@ -104,16 +111,14 @@ class DemoServers:
         )
 
     def stop(self) -> None:
-        self.smtp.stop()  # type: ignore[attr-defined]
+        self.smtp.stop()
         self.pymap.terminate()
         try:
             self.pymap.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.pymap.kill()
-        try:
+        with contextlib.suppress(OSError):  # a read-only data dir never got one
             self.state_file.unlink(missing_ok=True)
-        except OSError:  # a read-only data dir never got one
-            pass
 
 
 def _start_pymap() -> tuple[int, subprocess.Popen[bytes]]:

@@ -12,6 +12,7 @@ What this wrapper takes care of, so its callers need not:
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import re
 import select
@@ -46,6 +47,10 @@ class LoginFailed(ImapError):
 
 class ServerUnreachable(ImapError):
     pass
+
+
+class TlsFailed(ImapError):
+    """STARTTLS was refused or its handshake failed."""
 
 
 class FolderMissing(ImapError):
@@ -93,7 +98,7 @@ class MailboxClient:
                 try:
                     conn.starttls(context)
                 except (IMAPClientError, ssl.SSLError) as exc:
-                    raise ImapError(f"STARTTLS with IMAP server {self._where} failed: {_reason(exc)}") from None
+                    raise TlsFailed(f"STARTTLS with IMAP server {self._where} failed: {_reason(exc)}") from None
             if s.auth is AuthKind.OAUTH2:
                 self._oauth2_login(conn)
             else:
@@ -142,7 +147,7 @@ class MailboxClient:
             return
         try:
             conn.logout()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a connection that cannot say goodbye is closed all the same
             _shutdown(conn)
 
     def __enter__(self) -> MailboxClient:
@@ -413,7 +418,5 @@ def _reason(exc: BaseException) -> str:
 
 
 def _shutdown(conn: IMAPClient) -> None:
-    try:
+    with contextlib.suppress(Exception):  # already gone: nothing left to close
         conn.shutdown()
-    except Exception:
-        pass

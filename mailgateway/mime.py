@@ -7,10 +7,12 @@ the per-mail size limit are not even decoded: they stay as empty ``Part``s with 
 
 from __future__ import annotations
 
+import contextlib
 import email.parser
 import enum
 import mimetypes
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.generator import BytesGenerator
 from email.message import Message
@@ -447,10 +449,8 @@ def _leaf_text(part: Message, content: MimeContent) -> str:
         content.defects.append("body text cut: longer than the text limit")
     data = _leaf_bytes(part)
     charset = None
-    try:
+    with contextlib.suppress(Exception):  # an odd charset parameter: guess
         charset = part.get_content_charset()
-    except Exception:  # noqa: BLE001 - odd charset parameter: guess
-        pass
     decoded = decode_bytes(data, charset, content.charsets.declared)
     if decoded.defect:
         content.defects.append(decoded.defect)
@@ -458,7 +458,7 @@ def _leaf_text(part: Message, content: MimeContent) -> str:
     return decoded.text.replace("\r\n", "\n").replace("\r", "\n")[:MAX_TEXT_CHARS]
 
 
-def _blocks_text(blocks: list[object]) -> str:
+def _blocks_text(blocks: Sequence[object]) -> str:
     """The text of a message/delivery-status part, from the header blocks compat32 made."""
     out = []
     for block in blocks:

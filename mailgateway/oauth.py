@@ -194,7 +194,7 @@ def _from_service_account(s: OAuthSettings) -> dict[str, Any]:
     )  # fmt: skip
     with session:
         try:
-            token = session.refresh_token()
+            token = session.refresh_token()  # type: ignore[no-untyped-call]  # authlib's stubs leave it untyped
         except AuthlibBaseError as exc:
             raise TokenError(
                 f"{_error_text(exc.error, exc.description)} (service account {account.email} acting for {s.subject}: "

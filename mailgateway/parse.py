@@ -137,7 +137,7 @@ def _parse_bytes(raw: bytes) -> Message:
 def _read(message: Message, max_attachment_bytes: int) -> ParsedMail:
     if not message.keys() and not str(message.get_payload()).strip():
         raise UnreadableMail("no headers and no body")
-    if not message.keys() and _binary(bytes(message.get_payload(decode=False) or "", "utf-8", "surrogateescape")):
+    if not message.keys() and _binary(str(message.get_payload(decode=False) or "").encode("utf-8", "surrogateescape")):
         # A headerless text is read as a body (some tools pipe just that); binary noise is no mail.
         raise UnreadableMail("not a mail: no header, and the content is binary")
     charsets = _charsets(message)
@@ -352,7 +352,8 @@ def _date(value: str) -> datetime | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         pass
     try:
-        return parse_mail_date(value).value
+        found: datetime | None = parse_mail_date(value).value  # mail-parser is untyped
+        return found
     except Exception:  # noqa: BLE001 - an unreadable date is no date
         return None
 

@@ -26,7 +26,7 @@ _ORIGINAL_MESSAGE = re.compile(r"^\s*-{2,}\s*[^-]{3,40}\s*-{2,}\s*$")
 _ATTRIBUTION_HINT = re.compile(r"@|\d{1,4}[./:-]\d{1,2}")
 
 
-class _Reply(EmailMessage):
+class _Reply(EmailMessage):  # type: ignore[misc]  # mail-parser-reply is untyped: its class is Any to mypy
     """The library's message with its three big regexes built once, not for every mail."""
 
     _compiled: tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]] | None = None
@@ -44,7 +44,8 @@ _READ_LANGUAGES = EmailReplyParser(languages=_LANGUAGES).languages
 
 def latest_reply(text: str) -> str | None:
     """What ``EmailReplyParser(languages=_LANGUAGES).parse_reply(text)`` gives, faster."""
-    return _Reply(text=text, languages=list(_READ_LANGUAGES)).read().latest_reply
+    latest: str | None = _Reply(text=text, languages=list(_READ_LANGUAGES)).read().latest_reply
+    return latest
 
 
 def strip_quotes(text: str) -> str:
@@ -67,7 +68,7 @@ def _as_in_original(text: str, reply: str) -> str:
     original = text.strip("\n").split("\n")
     if len(wanted) > len(original):
         return reply
-    if all(o.strip() == w for o, w in zip(original, wanted)):
+    if all(o.strip() == w for o, w in zip(original, wanted, strict=False)):  # the original's first lines
         return "\n".join(original[: len(wanted)])
     return reply
 
@@ -106,9 +107,8 @@ def _cut_header_block(text: str) -> str:
     for index, line in enumerate(lines):
         if index == 0:
             continue
-        if _ORIGINAL_MESSAGE.match(line) and "--" in line.strip()[:3]:
-            if re.search(r"[^\W\d_]", line):
-                return "\n".join(lines[:index])
+        if _ORIGINAL_MESSAGE.match(line) and "--" in line.strip()[:3] and re.search(r"[^\W\d_]", line):
+            return "\n".join(lines[:index])
         if _FROM_LABEL.match(line):
             following = [ln for ln in lines[index + 1 : index + 6] if ln.strip()]
             if sum(1 for ln in following[:4] if _LABEL.match(ln)) >= 2:

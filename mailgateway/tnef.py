@@ -64,7 +64,7 @@ def _text(value: object, codec: str) -> str:
 
 def _name(attachment: object, codec: str) -> str:
     try:
-        name = attachment.long_filename()  # type: ignore[attr-defined]
+        name = attachment.long_filename()  # type: ignore[attr-defined]  # tnefparse is untyped; its attachments have it
     except Exception:  # noqa: BLE001 - tnefparse decodes 8-bit names as UTF-8; read them with the codepage
         name = None
     if not name:

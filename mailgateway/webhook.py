@@ -19,6 +19,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from email.message import Message as HTTPMessage  # http.client.HTTPMessage's base, as the stubs type it
+from typing import IO
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -62,7 +64,9 @@ def claim(factory: sessionmaker[Session], settings: Settings, worker: str, *, li
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(
+        self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str, headers: HTTPMessage, newurl: str
+    ) -> None:
         return None  # the 3xx comes back as an HTTPError, and fails the delivery
 
 

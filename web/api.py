@@ -245,11 +245,12 @@ def save_macro(name: str | None):  # type: ignore[no-untyped-def]
         existing = macros.find(db(), name)
         if existing is None:
             abort(404, f"no macro named {name!r}")
-    if not isinstance(body.get("body"), str) or not isinstance(body.get("name", name), str):
+    new_name = body.get("name", name)
+    if not isinstance(body.get("body"), str) or not isinstance(new_name, str):
         abort(400, 'send a JSON object {"name": "...", "body": "...", "status": ..., "priority": ..., '
                    '"category": ..., "assignee": ...}')
     try:
-        saved = macros.save(db(), _user(), body.get("name", name), body["body"], macro=existing, **fields_from(body))
+        saved = macros.save(db(), _user(), new_name, body["body"], macro=existing, **fields_from(body))
     except macros.MacroError as exc:
         abort(422, str(exc))
     db().commit()

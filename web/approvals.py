@@ -6,6 +6,7 @@ The policy (who may decide, no self-approval) is core.access's; this only asks a
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
@@ -20,7 +21,7 @@ GRANT_LIMIT = 500
 
 @bp.get("")
 @roles(Role.APPROVER)
-def pending():  # type: ignore[no-untyped-def]
+def pending() -> ResponseReturnValue:
     # Only what this approver decides: another group's requests are not theirs to see.
     settings, user = current_settings(), current_user()
     assert user is not None
@@ -50,7 +51,7 @@ def decision(request_id: int, approve: bool, reason: str | None) -> tuple[bool, 
 
 @bp.post("/<int:request_id>/decide")
 @roles(Role.APPROVER)
-def decide(request_id: int):  # type: ignore[no-untyped-def]
+def decide(request_id: int) -> ResponseReturnValue:
     choice = request.form.get("decision")
     if choice not in ("approve", "reject"):
         abort(400, "Approve or reject.")
@@ -65,7 +66,7 @@ def decide(request_id: int):  # type: ignore[no-untyped-def]
 
 @bp.get("/grants")
 @roles(Role.APPROVER, Role.ADMIN)
-def grants():  # type: ignore[no-untyped-def]
+def grants() -> ResponseReturnValue:
     rows = db().scalars(
         select(AccessGrant)
         .options(joinedload(AccessGrant.contact))
@@ -77,7 +78,7 @@ def grants():  # type: ignore[no-untyped-def]
 
 @bp.post("/grants/<int:grant_id>/revoke")
 @roles(Role.APPROVER, Role.ADMIN)
-def revoke(grant_id: int):  # type: ignore[no-untyped-def]
+def revoke(grant_id: int) -> ResponseReturnValue:
     grant = db().get(AccessGrant, grant_id)
     if grant is None:
         abort(404, "No such grant.")

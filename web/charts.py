@@ -54,7 +54,8 @@ def stacked_columns(labels: list[str], series: list[Series], *, width: int = 720
             y -= h
             if h > 0:
                 parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{col_w:.1f}" height="{h:.1f}" '
-                             f'fill="{PALETTE[k % len(PALETTE)]}"><title>{escape(s.name)}: {escape(_num(s.values[i]))}</title></rect>')
+                             f'fill="{PALETTE[k % len(PALETTE)]}">'
+                             f'<title>{escape(s.name)}: {escape(_num(s.values[i]))}</title></rect>')
         parts.append(f'<text x="{x:.1f}" y="{height - bottom + 14}">{escape(label)}</text>')
     for k, s in enumerate(series):
         parts.append(f'<rect x="{left + k * 130}" y="2" width="10" height="10" fill="{PALETTE[k % len(PALETTE)]}"/>'

@@ -4,12 +4,22 @@ refresh token is kept, sealed, for the delegated flow. It is never shown, logged
 from __future__ import annotations
 
 import secrets
-
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flask import (
-    Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, session, url_for,
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
 )  # fmt: skip
+from flask.typing import ResponseReturnValue
 
 from helpdesk.core.db import transaction
 from helpdesk.core.mailauth import connect_mailbox, statuses
@@ -17,6 +27,9 @@ from helpdesk.core.models import Role
 from helpdesk.core.settings import MailboxSettings, OAuthFlow, OAuthProvider, OAuthSettings
 from helpdesk.web.db import current_settings, db
 from helpdesk.web.security import CSP, current_user, roles
+
+if TYPE_CHECKING:
+    from authlib.integrations.requests_client import OAuth2Session
 
 bp = Blueprint("connect", __name__, url_prefix="/admin/mailboxes")
 _PENDING = "connect_mailbox"  # the session key for the sign-in under way: mailbox, state, PKCE verifier
@@ -42,7 +55,7 @@ def _endpoints(oauth: OAuthSettings) -> tuple[str, str]:
     return authorize, oauth.token_url
 
 
-def _client(oauth: OAuthSettings):  # type: ignore[no-untyped-def]
+def _client(oauth: OAuthSettings) -> OAuth2Session:
     from authlib.integrations.requests_client import OAuth2Session
 
     scopes = list(oauth.scopes)
@@ -59,7 +72,7 @@ def _client(oauth: OAuthSettings):  # type: ignore[no-untyped-def]
 
 @bp.get("")
 @roles(Role.ADMIN)
-def mailboxes():  # type: ignore[no-untyped-def]
+def mailboxes() -> ResponseReturnValue:
     known = statuses(db())
     rows = [(m, known.get(m.name)) for m in current_settings().mailboxes]
     response = make_response(render_template("web/admin/mailboxes.html", rows=rows, delegated=OAuthFlow.DELEGATED))
@@ -77,7 +90,7 @@ def _origin(url: str) -> str:
 
 @bp.post("/connect")
 @roles(Role.ADMIN)
-def connect():  # type: ignore[no-untyped-def]
+def connect() -> ResponseReturnValue:
     mailbox = _delegated(request.form.get("mailbox", ""))
     assert mailbox.oauth is not None
     authorize, _token = _endpoints(mailbox.oauth)
@@ -90,7 +103,7 @@ def connect():  # type: ignore[no-untyped-def]
 
 @bp.get("/callback")
 @roles(Role.ADMIN)
-def callback():  # type: ignore[no-untyped-def]
+def callback() -> ResponseReturnValue:
     pending = session.pop(_PENDING, None)
     if not pending or not secrets.compare_digest(str(pending["state"]), request.args.get("state", "")):
         abort(400, "this sign-in was not started here, or is already used: start again from Mailboxes")

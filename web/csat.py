@@ -7,6 +7,7 @@ form the same token authorises). No login: the requester may have none.
 from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request
+from flask.typing import ResponseReturnValue
 
 from helpdesk.core import csat
 from helpdesk.core.models import Rating, Ticket
@@ -25,7 +26,7 @@ def _ticket(token: str) -> Ticket:
 
 @bp.get("/<token>/<rating>")
 @public
-def rate(token: str, rating: str):  # type: ignore[no-untyped-def]
+def rate(token: str, rating: str) -> ResponseReturnValue:
     if rating not in ("good", "bad"):
         abort(404, "Sorry: this satisfaction link is not valid.")
     ticket = _ticket(token)
@@ -36,7 +37,7 @@ def rate(token: str, rating: str):  # type: ignore[no-untyped-def]
 
 @bp.post("/<token>")
 @public
-def comment(token: str):  # type: ignore[no-untyped-def]
+def comment(token: str) -> ResponseReturnValue:
     ticket = _ticket(token)
     rating = request.form.get("rating")
     answer = csat.record(

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, jsonify
+from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -133,7 +134,7 @@ class _Latest:
 
 
 @bp.record_once
-def _setup(state) -> None:  # type: ignore[no-untyped-def]
+def _setup(state: BlueprintSetupState) -> None:
     state.app.extensions["desk_figures"] = _Latest()
     state.app.config.setdefault("METRICS_REUSE_SECONDS", REUSE_SECONDS)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, jsonify, request
+from flask.typing import ResponseReturnValue
 
 from helpdesk.core import portal
 from helpdesk.core.models import Attachment, Contact, Message, Ticket
@@ -66,7 +67,7 @@ def _full(ticket: Ticket) -> dict[str, Any]:
 
 @bp.post("/link")
 @public
-def link():  # type: ignore[no-untyped-def]
+def link() -> ResponseReturnValue:
     address = _field("email").strip()
     if "@" not in address or len(address) > 320:
         abort(400, "email: an address, as the desk has it")
@@ -79,7 +80,7 @@ def link():  # type: ignore[no-untyped-def]
 
 @bp.post("/session")
 @public
-def session_open():  # type: ignore[no-untyped-def]
+def session_open() -> ResponseReturnValue:
     token = _field("token").rsplit("/", 1)[-1]  # the link's last part, or the whole link
     try:
         contact = portal.redeem_link(db(), current_settings(), token)
@@ -94,7 +95,7 @@ def session_open():  # type: ignore[no-untyped-def]
 
 @bp.delete("/session")
 @requester
-def session_end():  # type: ignore[no-untyped-def]
+def session_end() -> ResponseReturnValue:
     portal.end_session(db(), bearer_token() or "")
     db().commit()
     return "", 204
@@ -102,19 +103,19 @@ def session_end():  # type: ignore[no-untyped-def]
 
 @bp.get("/tickets")
 @requester
-def tickets():  # type: ignore[no-untyped-def]
+def tickets() -> ResponseReturnValue:
     return jsonify(tickets=[_summary(t, me()) for t in portal.my_tickets(db(), me())])
 
 
 @bp.get("/tickets/<int:number>")
 @requester
-def ticket(number: int):  # type: ignore[no-untyped-def]
+def ticket(number: int) -> ResponseReturnValue:
     return jsonify(_full(ticket_of_mine(number)))
 
 
 @bp.get("/tickets/<int:number>/attachments/<int:attachment_id>")
 @requester
-def attachment(number: int, attachment_id: int):  # type: ignore[no-untyped-def]
+def attachment(number: int, attachment_id: int) -> ResponseReturnValue:
     item = portal.public_attachment(db(), ticket_of_mine(number), attachment_id)
     if item is None:
         abort(404, "no such attachment")
@@ -123,7 +124,7 @@ def attachment(number: int, attachment_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/tickets/<int:number>/reply")
 @requester
-def reply(number: int):  # type: ignore[no-untyped-def]
+def reply(number: int) -> ResponseReturnValue:
     found = ticket_of_mine(number)
     try:
         message = portal.reply(db(), current_settings(), found, me(), _text(), _files())
@@ -135,7 +136,7 @@ def reply(number: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/tickets/<int:number>/close")
 @requester
-def close(number: int):  # type: ignore[no-untyped-def]
+def close(number: int) -> ResponseReturnValue:
     found = ticket_of_mine(number)
     try:
         portal.close(db(), current_settings(), found, me())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_PORTAL = [{"portal": []}]  # a portal token (hdp_...), not a staff API token
+_PORTAL: list[dict[str, list[str]]] = [{"portal": []}]  # a portal token (hdp_...), not a staff API token
 
 
 def _error(code: int, text: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
 
 from helpdesk.core import presence, visibility
 from helpdesk.core import tickets as ticket_service
@@ -56,7 +57,7 @@ def poll(number: int, user: Contact, state: str | None) -> dict[str, Any]:
 
 @bp.post("/tickets/<int:number>/presence")
 @roles(*STAFF)
-def here(number: int):  # type: ignore[no-untyped-def]
+def here(number: int) -> ResponseReturnValue:
     body = request.get_json(silent=True)
     state = body.get("state") if isinstance(body, dict) else None
     user = current_user()

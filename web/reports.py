@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import Blueprint, render_template
+from flask.typing import ResponseReturnValue
 
 from helpdesk.core import csat, reports
 from helpdesk.core.models import Role, Ticket, TicketKind, utcnow
@@ -32,7 +33,7 @@ def weekly(field: str, keys: list[str]) -> tuple[list[str], list[Series]]:
 
 @bp.get("")
 @roles(Role.ADMIN, Role.AGENT, Role.APPROVER)
-def overview():  # type: ignore[no-untyped-def]
+def overview() -> ResponseReturnValue:
     settings = current_settings()
     figures = reports.report(db(), utcnow(), sla=settings.sla)
     kind_labels, by_kind = weekly("kind", [k.value for k in TicketKind])
@@ -60,7 +61,7 @@ def overview():  # type: ignore[no-untyped-def]
     )
 
 
-def satisfaction_chart(rows: list[csat.ResultRow]):  # type: ignore[no-untyped-def]
+def satisfaction_chart(rows: list[csat.ResultRow]) -> ResponseReturnValue:
     """Good and bad answers per month (oldest first), stacked."""
     months = sorted({r.month for r in rows})[-WEEKS:]
     good = tuple(float(sum(r.good for r in rows if r.month == m)) for m in months)

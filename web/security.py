@@ -7,11 +7,14 @@ use it, and one `before_request` hook enforces that for the whole app. Input no 
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
+from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.datastructures import MultiDict
 from werkzeug.routing import IntegerConverter, Map
 
 from helpdesk.core import portal
@@ -43,20 +46,20 @@ def roles(*allowed: Role) -> Callable[[F], F]:
     """Mark a view as usable by these roles only."""
 
     def mark(view: F) -> F:
-        view.allowed_roles = frozenset(allowed)  # type: ignore[attr-defined]
+        view.allowed_roles = frozenset(allowed)  # type: ignore[attr-defined]  # a mark on the view function, read by _guard
         return view
 
     return mark
 
 
 def public(view: F) -> F:
-    view.public = True  # type: ignore[attr-defined]
+    view.public = True  # type: ignore[attr-defined]  # a mark on the view function, read by _guard
     return view
 
 
 def requester(view: F) -> F:
     """Mark a view as the requester portal's: reached with a portal session only, never with a console one."""
-    view.requester = True  # type: ignore[attr-defined]
+    view.requester = True  # type: ignore[attr-defined]  # a mark on the view function, read by _guard
     return view
 
 
@@ -119,7 +122,7 @@ def _token_user() -> Contact | None:
     return user_for_token(db(), token) if token else None
 
 
-def _requester_guard(endpoint: str) -> Response | None:
+def _requester_guard(endpoint: str) -> ResponseReturnValue | None:
     # A portal view reads only a portal session (cookie key or a portal API token), so that a
     # requester never reaches a staff view and a staff session never stands in for a requester.
     is_api = endpoint.startswith("portal_api.")
@@ -138,7 +141,7 @@ def _requester_guard(endpoint: str) -> Response | None:
     return None
 
 
-def _guard() -> Response | None:
+def _guard() -> ResponseReturnValue | None:
     endpoint = request.endpoint
     if endpoint is None:
         return None  # 404 / 405 follow
@@ -186,7 +189,7 @@ def _has_nul(value: object) -> bool:
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, dict):  # a MultiDict's items() would give only the first value per key
-        items = value.items(multi=True) if hasattr(value, "getlist") else value.items()
+        items = value.items(multi=True) if isinstance(value, MultiDict) else value.items()
         return any(_has_nul(k) or _has_nul(v) for k, v in items)
     if isinstance(value, list):
         return any(_has_nul(v) for v in value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import threading
@@ -21,10 +22,8 @@ def serve(app: Flask, host: str, port: int) -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda _signo, _frame: server.request_stop())
     print(f"web console on {server.url}/", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the stop asked for
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 def listen_socket(host: str, port: int) -> socket.socket:

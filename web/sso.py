@@ -14,6 +14,7 @@ from typing import Any
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.flask_client import OAuth
 from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
 from joserfc.errors import JoseError
 from requests import RequestException
 
@@ -62,7 +63,7 @@ def refuse_password_login() -> None:
 
 @bp.get("")
 @public
-def start():  # type: ignore[no-untyped-def]
+def start() -> ResponseReturnValue:
     _oidc()
     session[_NEXT] = request.args.get("next", "")
     try:
@@ -73,7 +74,7 @@ def start():  # type: ignore[no-untyped-def]
 
 @bp.get("/callback")
 @public
-def callback():  # type: ignore[no-untyped-def]
+def callback() -> ResponseReturnValue:
     oidc = _oidc()
     try:
         token = _client().authorize_access_token()
@@ -98,5 +99,5 @@ def callback():  # type: ignore[no-untyped-def]
     return redirect(_safe_next(target))
 
 
-def _refused(reason: str, status: int):  # type: ignore[no-untyped-def]
+def _refused(reason: str, status: int) -> ResponseReturnValue:
     return render_template("web/auth/refused.html", reason=reason), status

@@ -13,11 +13,34 @@ from urllib.parse import quote
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from helpdesk.core import audit, fields, fulfilment, groups, macros, merge, presence, processes, queue, safehtml, sla, visibility
+from helpdesk.core import (
+    audit,
+    fields,
+    fulfilment,
+    groups,
+    macros,
+    merge,
+    presence,
+    processes,
+    queue,
+    safehtml,
+    sla,
+    visibility,
+)
 from helpdesk.core import tickets as ticket_service
 from helpdesk.core.attachments import AttachmentStore
 from helpdesk.core.models import (
-    MAX_ID, AccessRequest, Attachment, Contact, Fulfilment, Message, Role, Ticket, TicketKind, TicketStatus, utcnow,
+    MAX_ID,
+    AccessRequest,
+    Attachment,
+    Contact,
+    Fulfilment,
+    Message,
+    Role,
+    Ticket,
+    TicketKind,
+    TicketStatus,
+    utcnow,
 )
 from helpdesk.core.notify import OutboundAttachment
 from helpdesk.core.priority import DESK_PRIORITIES

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from helpdesk.core import outbox, webhooks
 from helpdesk.core.models import Role, Webhook, WebhookDelivery, WebhookFormat
@@ -54,7 +55,7 @@ def found(hook_id: int) -> Webhook:
     return hook
 
 
-def _page(status: int = 200, **more: Any):  # type: ignore[no-untyped-def]
+def _page(status: int = 200, **more: Any) -> ResponseReturnValue:
     hooks = webhooks.list_all(db())
     return render_template(
         "web/admin/webhooks.html", hooks=hooks, events=webhooks.SUBSCRIBABLE, formats=list(WebhookFormat),
@@ -63,7 +64,7 @@ def _page(status: int = 200, **more: Any):  # type: ignore[no-untyped-def]
     ), status  # fmt: skip
 
 
-def _done(message: str):  # type: ignore[no-untyped-def]
+def _done(message: str) -> ResponseReturnValue:
     db().commit()
     flash(message, "info")
     return redirect(url_for("webhooks.index"))
@@ -71,14 +72,14 @@ def _done(message: str):  # type: ignore[no-untyped-def]
 
 @bp.get("", endpoint="index")
 @roles(Role.ADMIN)
-def index():  # type: ignore[no-untyped-def]
+def index() -> ResponseReturnValue:
     return _page()
 
 
 @bp.post("")
 @bp.post("/<int:hook_id>")
 @roles(Role.ADMIN)
-def save(hook_id: int | None = None):  # type: ignore[no-untyped-def]
+def save(hook_id: int | None = None) -> ResponseReturnValue:
     fields = fields_from(request.form, request.form.getlist("events")) | {"enabled": "enabled" in request.form}
     try:
         if hook_id is None:
@@ -97,7 +98,7 @@ def save(hook_id: int | None = None):  # type: ignore[no-untyped-def]
 
 @bp.post("/<int:hook_id>/secret")
 @roles(Role.ADMIN)
-def new_secret(hook_id: int):  # type: ignore[no-untyped-def]
+def new_secret(hook_id: int) -> ResponseReturnValue:
     hook = found(hook_id)
     secret = webhooks.rotate_secret(db(), current_settings(), actor(), hook)
     db().commit()
@@ -106,7 +107,7 @@ def new_secret(hook_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/<int:hook_id>/test")
 @roles(Role.ADMIN)
-def test(hook_id: int):  # type: ignore[no-untyped-def]
+def test(hook_id: int) -> ResponseReturnValue:
     hook = found(hook_id)
     webhooks.send_test(db(), actor(), hook)
     return _done(f"A test event for {hook.name} is queued; the sender delivers it within seconds.")
@@ -114,7 +115,7 @@ def test(hook_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/<int:hook_id>/delete")
 @roles(Role.ADMIN)
-def delete(hook_id: int):  # type: ignore[no-untyped-def]
+def delete(hook_id: int) -> ResponseReturnValue:
     hook = found(hook_id)
     webhooks.remove(db(), actor(), hook)
     return _done(f"Webhook {hook.name} deleted.")
@@ -122,7 +123,7 @@ def delete(hook_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/deliveries/<int:delivery_id>/retry")
 @roles(Role.ADMIN)
-def retry(delivery_id: int):  # type: ignore[no-untyped-def]
+def retry(delivery_id: int) -> ResponseReturnValue:
     try:
         outbox.retry(db(), delivery_id, table=WebhookDelivery)
     except (LookupError, ValueError) as exc:

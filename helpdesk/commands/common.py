@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from helpdesk.config import ConfigError, load
+from helpdesk.config import load
 from helpdesk.core.catalogue import CatalogueError
 from helpdesk.core.classify import RuleError
+from helpdesk.core.configfile import ConfigError
 from helpdesk.core.priority import PriorityError
+
+if TYPE_CHECKING:
+    from helpdesk.wiring import App  # imported when a command builds the app, not for every command
 
 # A setting or a settings file is wrong: one line naming it, never a traceback.
 CONFIG_ERRORS = (ConfigError, RuleError, CatalogueError, PriorityError)
@@ -49,7 +53,7 @@ def print_json(data: Any) -> None:
     print(json_text(data))
 
 
-def build_app(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def build_app(args: argparse.Namespace) -> App:
     from helpdesk.wiring import build
 
     return build(load(config_file=args.config))

@@ -176,9 +176,9 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     except (LookupError, ValueError) as exc:
         print(f"helpdesk quarantine requeue: {exc.args[0]}", file=sys.stderr)
         return 1
-    results = intake.process_pending(app.factory, app.intake)
-    for r in results:
-        say(f"inbound {r.inbound_id}: {r.status.value}" + (f" ticket #{r.ticket_id}" if r.ticket_id else "") + (f" ({r.reason})" if r.reason else ""))
+    for done in intake.process_pending(app.factory, app.intake):
+        ticket = f" ticket #{done.ticket_id}" if done.ticket_id else ""
+        say(f"inbound {done.inbound_id}: {done.status.value}{ticket}" + (f" ({done.reason})" if done.reason else ""))
     return 0
 
 

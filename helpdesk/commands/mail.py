@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -10,10 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from helpdesk.core.settings import SmtpSettings, TlsMode
-
 from helpdesk.commands.common import CONFIG_ERRORS, EX_NOINPUT, EX_TEMPFAIL, build_app, print_json, safe_url, say
 from helpdesk.config import ConfigError, ensure_data_dir, ensure_secret, load
+from helpdesk.core.settings import SmtpSettings, TlsMode
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -53,8 +53,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     except CONFIG_ERRORS:
         raise  # main() names the setting and exits EX_TEMPFAIL
     except Exception as exc:  # noqa: BLE001 - whatever it is, the mail is not ours yet: the MTA must keep it
-        reason = exc.orig if isinstance(exc, DBAPIError) else exc
-        text = (str(reason).strip().splitlines() or [type(reason).__name__])[0]
+        cause: BaseException = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        text = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         print(f"helpdesk ingest: cannot store the mail now, try again later: {text}", file=sys.stderr)
         return EX_TEMPFAIL
     try:
@@ -76,10 +76,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
     from helpdesk.mailgateway.parse import UnreadableMail, parse_message, parsed_to_json
 
     settings = None
-    try:
+    with contextlib.suppress(ConfigError):  # parsing needs no configuration; a broken one only loses the extras
         settings = load(config_file=args.config)
-    except ConfigError:
-        pass
     own = {settings.address} if settings else set()
 
     def ours(message_id: str) -> bool:
@@ -103,9 +101,9 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
+    from helpdesk.mailgateway.watcher import poll_once
     from helpdesk.runner import watch_forever
     from helpdesk.wiring import build
-    from helpdesk.mailgateway.watcher import poll_once
 
     settings = ensure_secret(load(config_file=args.config))
     if not settings.mailboxes:
@@ -127,11 +125,11 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from helpdesk.runner import send_forever, send_policy
-    from helpdesk.wiring import build
     from helpdesk.mailgateway import graphsend
     from helpdesk.mailgateway.smtp import send_once
     from helpdesk.mailgateway.webhook import deliver_once
+    from helpdesk.runner import send_forever, send_policy
+    from helpdesk.wiring import build
 
     settings = ensure_secret(load(config_file=args.config))  # webhook secrets are sealed with it
     graph = graphsend.sends_through_graph(settings)
