@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from helpdesk.core import sla, tickets
+from helpdesk.core.classify import RuleSet, classify
 from helpdesk.core.locks import serialise
 from helpdesk.core.mail import ParsedMail
 from helpdesk.core.models import Event, Severity, Ticket, TicketKind, TicketStatus, aware
@@ -373,6 +374,13 @@ def open_incident(session: Session, fingerprint: str) -> Ticket | None:
         .limit(1)
     )
     return session.scalars(query).first()
+
+
+def group_for(alert: Alert, rules: RuleSet) -> str | None:
+    """The group the rules route this alert's incident to, for an alert that came without a mail (a webhook):
+    the rules read the incident's title and the alert's summary as they would read its mail."""
+    as_mail = ParsedMail(from_=None, subject=_title(alert), text=alert.summary, reply_text=alert.summary)
+    return classify(as_mail, rules).group
 
 
 def _title(alert: Alert) -> str:

@@ -354,7 +354,8 @@ def alertmanager():  # type: ignore[no-untyped-def]
         alerts = events.alerts_from_alertmanager(payload)
     except events.EventPayloadError as exc:
         abort(400, str(exc))
-    outcomes = [events.handle_alert(db(), settings, alert) for alert in alerts]
+    rules = settings.rulebook.rules
+    outcomes = [events.handle_alert(db(), settings, alert, group=events.group_for(alert, rules)) for alert in alerts]
     db().commit()
     return jsonify(
         events=[

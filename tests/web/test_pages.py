@@ -162,6 +162,33 @@ def test_alertmanager_webhook_opens_an_incident_shown_on_the_events_page(app: Fl
     assert "db1" in page and f'href="/tickets/{ticket}"' in page
 
 
+def test_alertmanager_webhook_alert_goes_to_the_group_its_rule_names(settings, factory) -> None:
+    """A webhook alert has no mail, but the rules route its incident as they would its mail (title and summary)."""
+    (settings.data_dir / "rules.toml").write_text(
+        '[defaults]\nkind = "incident"\ncategory = "general"\ngroup = "service-desk"\n'
+        '[[rule]]\nname = "disks"\n[rule.when]\nsubject = "DiskFull"\n[rule.then]\ncategory = "storage"\n'
+        'group = "storage-team"\n'
+    )
+    settings = replace(settings, rulebook=load_rulebook(settings.data_dir))  # read at start, as helpdesk.config does
+    app = create_app(settings, factory, testing=True)
+    with transaction(factory) as session:
+        token = issue_api_token(session, session.scalars(select(Contact).where(Contact.email == STAFF[Role.AGENT])).one())
+
+    def fire(name: str) -> int:
+        alert = {"status": "firing", "labels": {"alertname": name, "instance": "db1:9100"},
+                 "annotations": {"summary": "check it"}, "startsAt": "2026-01-01T00:00:00Z", "fingerprint": name}
+        payload = {"version": "4", "status": "firing", "receiver": "helpdesk", "alerts": [alert]}
+        response = app.test_client().post("/api/events/alertmanager", json=payload,
+                                          headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return int(response.json["events"][0]["ticket"])
+
+    disk, cpu = fire("DiskFull"), fire("HighLoad")
+    with factory() as session:
+        assert session.get(Ticket, disk).group == "storage-team"  # type: ignore[union-attr]
+        assert session.get(Ticket, cpu).group == "service-desk"  # type: ignore[union-attr] # the rules' default
+
+
 def test_reports_page_draws_charts(as_agent: FlaskClient, sample_tickets) -> None:
     page = as_agent.get("/reports").get_data(as_text=True)
     assert page.count("<svg") >= 4 and "3 tickets" in page
