@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from helpdesk.core import audit, tickets
+from helpdesk.core.catalogue import Catalogue
 from helpdesk.core.classify import RuleSet
 from helpdesk.core.models import Contact, Group, GroupMember, Role, Ticket
 
@@ -119,14 +120,22 @@ def unknown_in_rules(session: Session, rules: RuleSet) -> list[str]:
     return [f"{where} sets group {group!r}" for where, group in named if group and group not in known]
 
 
-def adopt(session: Session, rules: RuleSet) -> list[str]:
-    """A desk with no groups yet (new, or from before groups) gets the groups its rules and tickets name; audited.
+def unknown_in_catalogue(session: Session, catalogue: Catalogue) -> list[str]:
+    """One line per catalogue item fulfilled by a group that does not exist; empty when all are."""
+    known = set(names(session))
+    return [f"item `{i.code}` sets group {i.group!r}" for i in catalogue.items if i.group and i.group not in known]
+
+
+def adopt(session: Session, rules: RuleSet, catalogue: Catalogue | None = None) -> list[str]:
+    """A desk with no groups yet (new, or from before groups) gets the groups its rules, its catalogue and its
+    tickets name; audited.
 
     Returns the names created. Once any group exists nothing is adopted: a rule naming another is an error.
     """
     if session.scalar(select(func.count()).select_from(Group)):
         return []
     named = {rules.defaults.group, *(r.then.group for r in rules.rules)}
+    named |= {item.group for item in catalogue.items} if catalogue else set()
     named |= set(session.scalars(select(Ticket.group).where(Ticket.group.is_not(None)).distinct()))
     created = sorted(n for n in named if n)
     for name in created:
@@ -134,7 +143,7 @@ def adopt(session: Session, rules: RuleSet) -> list[str]:
         session.add(group)
         session.flush()
         audit.record(session, actor=audit.SYSTEM, action="group.create", object_type="group", object_id=group.id,
-                     after=_json(group), reason="named by the rules or a ticket before groups existed")
+                     after=_json(group), reason="named by the rules, the catalogue or a ticket before groups existed")
     return created
 
 
@@ -145,4 +154,14 @@ def check_rules(session: Session, rules: RuleSet) -> None:
         raise GroupError(
             f"{rules.source}: {'; '.join(unknown)}, which is no group; add it (console Groups page, "
             f"API POST /api/groups) or change the rule. Groups: {', '.join(names(session)) or 'none'}"
+        )
+
+
+def check_catalogue(session: Session, catalogue: Catalogue, source: str) -> None:
+    """At start: every group a catalogue item is fulfilled by exists, else GroupError naming the file and items."""
+    unknown = unknown_in_catalogue(session, catalogue)
+    if unknown:
+        raise GroupError(
+            f"{source}: {'; '.join(unknown)}, which is no group; add it (console Groups page, "
+            f"API POST /api/groups) or change the item. Groups: {', '.join(names(session)) or 'none'}"
         )

@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from helpdesk.config import ConfigError, ensure_data_dir, ensure_secret
 from helpdesk.core import audit, db, groups, slastate
-from helpdesk.core.classify import RuleSet
 from helpdesk.core.db import transaction
 from helpdesk.core.intake import Intake
 from helpdesk.core.mailauth import DbTokenStore
+from helpdesk.core.rulebook import Rulebook
 from helpdesk.core.settings import Settings
 from helpdesk.mailgateway import oauth
 from helpdesk.mailgateway.parse import parse_message
@@ -47,23 +47,24 @@ def build(settings: Settings, *, migrate: bool = True) -> App:
     audit.use_secret(factory, settings.secret_key)  # the audit chain is keyed by a secret not in the database
     oauth.use_store(DbTokenStore(factory, settings))  # XOAUTH2 logins keep refresh tokens and statuses there
     if migrate:  # (a restore brings its own schema first)
-        check_groups(factory, rules)
+        check_groups(factory, settings.rulebook)
     return App(settings, engine, factory, intake)
 
 
-def check_groups(factory: sessionmaker[Session], rules: RuleSet) -> None:
+def check_groups(factory: sessionmaker[Session], rulebook: Rulebook) -> None:
     """Routing to a group that does not exist would leave tickets in no one's queue: a configuration error.
 
-    A desk without any groups yet first adopts the ones its rules and tickets name (core.groups.adopt).
+    A desk without any groups yet first adopts the ones its rules, catalogue and tickets name (core.groups.adopt).
     """
     try:
         with transaction(factory) as session:
-            groups.adopt(session, rules)
+            groups.adopt(session, rulebook.rules, rulebook.catalogue)
     except IntegrityError:
         # Another process started at the same moment and adopted them first: its groups stand.
         log.info("groups adopted by another process starting at the same time")
     with factory() as session:
         try:
-            groups.check_rules(session, rules)
+            groups.check_rules(session, rulebook.rules)
+            groups.check_catalogue(session, rulebook.catalogue, str(rulebook.catalogue_file or "the shipped catalogue"))
         except groups.GroupError as exc:
             raise ConfigError(str(exc)) from None

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from email.message import EmailMessage
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from helpdesk.core import fields, groups, tickets
+from helpdesk.core.catalogue import load_catalogue
 from helpdesk.core.classify import load_rules, parse_rules
 from helpdesk.core.db import transaction
 from helpdesk.core.intake import Intake
-from helpdesk.core.models import AuditEntry, Contact, FieldType, FieldValue, Role, Ticket
+from helpdesk.core.models import AuditEntry, Contact, FieldType, FieldValue, Group, Role, Ticket
 from helpdesk.mailgateway.parse import parse_message
 from tests.core.desk import Desk, mail, make_desk
 
@@ -217,6 +219,25 @@ def test_rules_naming_an_unknown_group_are_a_configuration_error(desk: Desk) -> 
         groups.save(session, _contact(session, ADMIN), "Facilities")
     with desk.factory() as session:
         groups.check_rules(session, rules)
+
+
+def test_the_catalogues_groups_are_adopted_and_checked_like_the_rules(desk: Desk) -> None:
+    """A service request of the catalogue goes to the item's group: on a new desk it exists; later, an item
+    naming a group that does not is a configuration error naming the item."""
+    catalogue = load_catalogue(None)
+    from_items = {i.group for i in catalogue.items if i.group}
+    with transaction(desk.factory) as session:
+        session.execute(delete(Group))  # a new desk, before its first start
+    with transaction(desk.factory) as session:
+        created = groups.adopt(session, load_rules(None), catalogue)
+    assert from_items <= set(created)
+    with desk.factory() as session:
+        groups.check_catalogue(session, catalogue, "catalogue.toml")
+    item = next(i for i in catalogue.items if i.group)
+    renamed = replace(catalogue, items=(replace(item, group="Nobody Here"),))
+    with desk.factory() as session, pytest.raises(groups.GroupError) as caught:
+        groups.check_catalogue(session, renamed, "catalogue.toml")
+    assert f"catalogue.toml: item `{item.code}` sets group 'Nobody Here', which is no group" in str(caught.value)
 
 
 def _notification(desk: Desk, number: int) -> EmailMessage:

@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from helpdesk.core import groups
-from helpdesk.core.classify import load_rules
+from helpdesk.core.rulebook import shipped_rulebook
 from helpdesk.wiring import check_groups
 
 from tests.e2e.helpers import helpdesk_env, run, run_json
@@ -42,19 +42,20 @@ def test_a_rule_naming_an_unknown_group_stops_ingest_with_one_line_and_the_mail_
 
 def test_two_processes_starting_together_on_a_new_desk_both_start(pg_session_factory: sessionmaker[Session]) -> None:
     """Both adopt the rules' groups at once: the one that commits second meets the unique names and must not crash."""
-    rules = load_rules(None)
+    rulebook = shipped_rulebook()
+    rules = rulebook.rules
     outcome: list[BaseException | None] = []
 
     def second_start() -> None:
         try:
-            check_groups(pg_session_factory, rules)
+            check_groups(pg_session_factory, rulebook)
             outcome.append(None)
         except BaseException as exc:  # what the test reads
             outcome.append(exc)
 
     first = pg_session_factory()
     try:
-        assert groups.adopt(first, rules)  # the first process's rows, not yet committed
+        assert groups.adopt(first, rules, rulebook.catalogue)  # the first process's rows, not yet committed
         second = threading.Thread(target=second_start)
         second.start()
         second.join(1.0)
@@ -65,4 +66,5 @@ def test_two_processes_starting_together_on_a_new_desk_both_start(pg_session_fac
         first.close()
     assert outcome == [None]
     with pg_session_factory() as session:
-        assert groups.names(session) == sorted({rules.defaults.group, *(r.then.group for r in rules.rules)} - {None})
+        named = {rules.defaults.group, *(r.then.group for r in rules.rules), *(i.group for i in rulebook.catalogue.items)}
+        assert set(groups.names(session)) == named - {None}
