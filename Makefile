@@ -16,7 +16,7 @@ run: install
 	$(BIN)/helpdesk run
 
 test: install
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=25 $(PYTEST_ARGS)
 
 # Types (mypy, strict on core and mailgateway), lint (ruff) and the import rule web -> core <- mailgateway.
 # Settings in pyproject.toml; tools/typecheck.py shows mypy the installed names (helpdesk.core, ...).
