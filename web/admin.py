@@ -22,6 +22,7 @@ from helpdesk.core.users import (
     set_role,
     token_scope,
 )
+from helpdesk.web import outcome
 from helpdesk.web.db import db
 from helpdesk.web.security import current_user, roles
 
@@ -62,11 +63,8 @@ def _quarantine_action(act: Callable[[], object], done: str) -> ResponseReturnVa
     try:
         act()
     except (LookupError, ValueError) as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("admin.quarantine"))
-    db().commit()
-    flash(done, "info")
-    return redirect(url_for("admin.quarantine"))
+        return outcome.refused(str(exc), url_for("admin.quarantine"))
+    return outcome.done(done, url_for("admin.quarantine"))
 
 
 @bp.post("/quarantine/<int:inbound_id>/requeue")
@@ -107,11 +105,8 @@ def retry(outbox_id: int) -> ResponseReturnValue:
     try:
         outbox.retry(db(), outbox_id)
     except (LookupError, ValueError) as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("admin.outbox"))
-    db().commit()
-    flash(f"Mail {outbox_id} queued to be sent again.", "info")
-    return redirect(url_for("admin.outbox"))
+        return outcome.refused(str(exc), url_for("admin.outbox"))
+    return outcome.done(f"Mail {outbox_id} queued to be sent again.", url_for("admin.outbox"))
 
 
 @bp.get("/users")
@@ -145,11 +140,8 @@ def add_user() -> ResponseReturnValue:
     try:
         create_user(db(), email, _role(request.form.get("role")), request.form.get("password") or "", actor=_actor())
     except WeakPassword as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("admin.users"))
-    db().commit()
-    flash(f"{email} can now log in.", "info")
-    return redirect(url_for("admin.users"))
+        return outcome.refused(str(exc), url_for("admin.users"))
+    return outcome.done(f"{email} can now log in.", url_for("admin.users"))
 
 
 def _me() -> Contact:
@@ -180,9 +172,7 @@ def change_role(user_id: int) -> ResponseReturnValue:
         flash("You cannot take the admin role from yourself.", "error")
         return redirect(url_for("admin.users"))
     set_role(db(), user, role, actor=_actor())
-    db().commit()
-    flash(f"{user.email} is now {role.value}.", "info")
-    return redirect(url_for("admin.users"))
+    return outcome.done(f"{user.email} is now {role.value}.", url_for("admin.users"))
 
 
 @bp.post("/users/<int:user_id>/password")
@@ -192,11 +182,8 @@ def change_password(user_id: int) -> ResponseReturnValue:
     try:
         set_password(db(), user, request.form.get("password") or "", actor=_actor())
     except WeakPassword as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("admin.users"))
-    db().commit()
-    flash(f"Password of {user.email} changed.", "info")
-    return redirect(url_for("admin.users"))
+        return outcome.refused(str(exc), url_for("admin.users"))
+    return outcome.done(f"Password of {user.email} changed.", url_for("admin.users"))
 
 
 @bp.post("/users/<int:user_id>/token")
@@ -205,9 +192,7 @@ def token(user_id: int) -> ResponseReturnValue:
     user = _user(user_id)
     if request.form.get("action") == "revoke":
         revoke_api_token(db(), user, actor=_actor())
-        db().commit()
-        flash(f"API token of {user.email} revoked.", "info")
-        return redirect(url_for("admin.users"))
+        return outcome.done(f"API token of {user.email} revoked.", url_for("admin.users"))
     # Rotating keeps what the token may do; "issue-events" makes one for a monitoring tool.
     scope = TokenScope.EVENTS if request.form.get("action") == "issue-events" else token_scope(user)
     new_token = issue_api_token(db(), user, actor=_actor(), scope=scope)

@@ -22,7 +22,7 @@ from helpdesk.web.db import current_settings, db
 from helpdesk.web.macros import fields_from
 from helpdesk.web.openapi import document
 from helpdesk.web.security import STAFF, current_user, roles
-from helpdesk.web.tickets import WORKERS, message_of, queue_query, readable_ticket, upload_name
+from helpdesk.web.tickets import WORKERS, message_of, queue_query, ticket_or_404, upload_name
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 bp.register_blueprint(fields_api.bp)  # /api/fields, /api/groups, /api/tickets/N/fields|group
@@ -35,10 +35,7 @@ def _user() -> Contact:
 
 
 def _ticket(number: int) -> Ticket:
-    ticket = readable_ticket(number)
-    if ticket is None:
-        abort(404, f"no ticket #{number}")
-    return ticket
+    return ticket_or_404(number, f"no ticket #{number}")
 
 
 def _text() -> str:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import joinedload
 
 from helpdesk.core import access, visibility
 from helpdesk.core.models import AccessGrant, AccessRequest, Role
+from helpdesk.web import outcome
 from helpdesk.web.db import current_settings, db
 from helpdesk.web.security import current_user, roles
 
@@ -91,9 +92,5 @@ def revoke(grant_id: int) -> ResponseReturnValue:
     try:
         access.revoke(db(), current_settings(), grant, user, reason)
     except (access.AccessError, access.PolicyViolation) as exc:
-        db().rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("approvals.grants"))
-    db().commit()
-    flash(f"Access to {grant.resource} for {grant.contact.email} revoked.", "info")
-    return redirect(url_for("approvals.grants"))
+        return outcome.refused(str(exc), url_for("approvals.grants"))
+    return outcome.done(f"Access to {grant.resource} for {grant.contact.email} revoked.", url_for("approvals.grants"))

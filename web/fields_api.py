@@ -11,7 +11,7 @@ from helpdesk.core import tickets as ticket_service
 from helpdesk.core.models import FieldDef, FieldType, Group, Role
 from helpdesk.web.db import db
 from helpdesk.web.security import STAFF, current_user, roles
-from helpdesk.web.tickets import WORKERS, readable_ticket
+from helpdesk.web.tickets import WORKERS, ticket_or_404
 
 bp = Blueprint("fields", __name__)
 
@@ -104,9 +104,7 @@ def delete_field(key: str):  # type: ignore[no-untyped-def]
 @roles(*WORKERS)
 def set_fields(number: int):  # type: ignore[no-untyped-def]
     """Set several fields at once: {"key": "value", ...}; a blank value clears; all checked before any is set."""
-    ticket = readable_ticket(number)
-    if ticket is None:
-        abort(404, f"no ticket #{number}")
+    ticket = ticket_or_404(number, f"no ticket #{number}")
     body = _body()
     if not all(isinstance(v, str) for v in body.values()):
         abort(400, 'send a JSON object {"key": "value", ...} of strings')
@@ -120,9 +118,7 @@ def set_fields(number: int):  # type: ignore[no-untyped-def]
 @bp.put("/tickets/<int:number>/group")
 @roles(*WORKERS)
 def set_group(number: int):  # type: ignore[no-untyped-def]
-    ticket = readable_ticket(number)
-    if ticket is None:
-        abort(404, f"no ticket #{number}")
+    ticket = ticket_or_404(number, f"no ticket #{number}")
     name = _body().get("group")
     if name is not None and not isinstance(name, str):
         abort(400, 'send a JSON object {"group": "name"} (null: no group)')

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, render_template, request, url_for
 
 from helpdesk.core import fields, groups, queue
 from helpdesk.core.fields import APPLIES_TO
 from helpdesk.core.models import FieldDef, FieldType, Group, Role
+from helpdesk.web import outcome
 from helpdesk.web.db import db
 from helpdesk.web.fields_api import define_from
 from helpdesk.web.security import current_user, roles
-from helpdesk.web.tickets import WORKERS, readable_ticket
+from helpdesk.web.tickets import WORKERS, ticket_or_404
 
 bp = Blueprint("fields", __name__)
 
@@ -44,12 +45,9 @@ def save(field_id: int | None = None):  # type: ignore[no-untyped-def]
     try:
         saved = define_from(request.form, existing)
     except fields.FieldError as exc:
-        db().rollback()
-        flash(str(exc), "error")
+        outcome.undo(str(exc))
         return _fields_page(draft=request.form), 422
-    db().commit()
-    flash(f"Field {saved.key} saved.", "info")
-    return redirect(url_for("fields.index"))
+    return outcome.done(f"Field {saved.key} saved.", url_for("fields.index"))
 
 
 @bp.post("/admin/fields/<int:field_id>/delete")
@@ -59,9 +57,7 @@ def delete(field_id: int):  # type: ignore[no-untyped-def]
     if found is None:
         abort(404, "No such field.")
     gone = fields.delete(db(), _actor(), found)
-    db().commit()
-    flash(f"Field {found.key} deleted with {gone} value(s).", "info")
-    return redirect(url_for("fields.index"))
+    return outcome.done(f"Field {found.key} deleted with {gone} value(s).", url_for("fields.index"))
 
 
 def _groups_page(**more: Any):  # type: ignore[no-untyped-def]
@@ -86,12 +82,9 @@ def save_group(group_id: int | None = None):  # type: ignore[no-untyped-def]
                             group=existing)
         groups.set_members(db(), _actor(), saved, request.form.getlist("members"))
     except groups.GroupError as exc:
-        db().rollback()
-        flash(str(exc), "error")
+        outcome.undo(str(exc))
         return _groups_page(draft=request.form), 422
-    db().commit()
-    flash(f"Group {saved.name} saved.", "info")
-    return redirect(url_for("fields.groups"))
+    return outcome.done(f"Group {saved.name} saved.", url_for("fields.groups"))
 
 
 @bp.post("/admin/groups/<int:group_id>/delete")
@@ -101,18 +94,14 @@ def delete_group(group_id: int):  # type: ignore[no-untyped-def]
     if found is None:
         abort(404, "No such group.")
     groups.delete(db(), _actor(), found)
-    db().commit()
-    flash(f"Group {found.name} deleted.", "info")
-    return redirect(url_for("fields.groups"))
+    return outcome.done(f"Group {found.name} deleted.", url_for("fields.groups"))
 
 
 @bp.post("/tickets/<int:number>/fields")
 @roles(*WORKERS)
 def ticket_fields(number: int):  # type: ignore[no-untyped-def]
     """The ticket page's fields form: each field_KEY, and the group; all checked before any is set."""
-    ticket = readable_ticket(number)
-    if ticket is None:
-        abort(404, f"There is no ticket #{number}.")
+    ticket = ticket_or_404(number)
     values = {f.key: request.form.get(f"field_{f.key}", "") for f in fields.applicable(db(), ticket)
               if f"field_{f.key}" in request.form}
     try:
@@ -121,9 +110,6 @@ def ticket_fields(number: int):  # type: ignore[no-untyped-def]
             groups.assign(db(), ticket, _actor().email, request.form["group"] or None)
             changed.append("group")
     except (fields.FieldError, groups.GroupError) as exc:
-        db().rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("tickets.show", number=number))
-    db().commit()
-    flash("Changed: " + ", ".join(changed) if changed else "Nothing changed.", "info")
-    return redirect(url_for("tickets.show", number=number))
+        return outcome.refused(str(exc), url_for("tickets.show", number=number))
+    return outcome.done("Changed: " + ", ".join(changed) if changed else "Nothing changed.",
+                        url_for("tickets.show", number=number))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from helpdesk.core import macros, queue
 from helpdesk.core.models import Contact, Macro, Role, TicketStatus
 from helpdesk.core.priority import DESK_PRIORITIES
+from helpdesk.web import outcome
 from helpdesk.web.db import db
 from helpdesk.web.security import current_user, roles
 
@@ -66,12 +67,9 @@ def save(macro_id: int | None = None) -> ResponseReturnValue:
         saved = macros.save(db(), actor, request.form.get("name", ""), request.form.get("body", ""), macro=macro,
                             **fields_from(request.form))
     except macros.MacroError as exc:
-        db().rollback()
-        flash(str(exc), "error")
+        outcome.undo(str(exc))
         return _page(draft=request.form), 422
-    db().commit()
-    flash(f"Macro {saved.name} saved.", "info")
-    return redirect(url_for("macros.index"))
+    return outcome.done(f"Macro {saved.name} saved.", url_for("macros.index"))
 
 
 @bp.post("/<int:macro_id>/delete")
@@ -82,6 +80,4 @@ def delete(macro_id: int) -> ResponseReturnValue:
     if macro is None or actor is None:
         abort(404, "No such macro.")
     macros.delete(db(), actor, macro)
-    db().commit()
-    flash(f"Macro {macro.name} deleted.", "info")
-    return redirect(url_for("macros.index"))
+    return outcome.done(f"Macro {macro.name} deleted.", url_for("macros.index"))

@@ -15,6 +15,7 @@ from flask_babel import gettext as _  # type: ignore[import-untyped, unused-igno
 
 from helpdesk.core import portal
 from helpdesk.core.models import Contact, Ticket
+from helpdesk.web import outcome
 from helpdesk.web.db import current_settings, db
 from helpdesk.web.security import PORTAL_SESSION, current_requester, public, requester
 from helpdesk.web.tickets import attachment_response, uploads
@@ -39,11 +40,8 @@ def _act(number: int, action: Callable[[Ticket], object], done: str) -> Response
     try:
         action(ticket_of_mine(number))
     except portal.PortalError as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("portal.ticket", number=number))
-    db().commit()
-    flash(done, "info")
-    return redirect(url_for("portal.ticket", number=number))
+        return outcome.refused(str(exc), url_for("portal.ticket", number=number))
+    return outcome.done(done, url_for("portal.ticket", number=number))
 
 
 def client_address() -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from helpdesk.core import (
@@ -45,6 +46,7 @@ from helpdesk.core.models import (
 from helpdesk.core.notify import OutboundAttachment
 from helpdesk.core.priority import DESK_PRIORITIES
 from helpdesk.core.queue import QueueQuery, SlaState, Sort
+from helpdesk.web import outcome
 from helpdesk.web import presence as presence_views
 from helpdesk.web.db import current_settings, db
 from helpdesk.web.security import STAFF, current_user, has_session, roles
@@ -163,17 +165,25 @@ def readable_ticket(number: int) -> Ticket | None:
     return ticket
 
 
-def _ticket_or_404(number: int):  # type: ignore[no-untyped-def]
+def ticket_or_404(number: int, missing: str | None = None) -> Ticket:
+    """readable_ticket, or a 404 whose text is ``missing`` (the console's wording by default)."""
     ticket = readable_ticket(number)
     if ticket is None:
-        abort(404, f"There is no ticket #{number}.")
+        abort(404, missing or f"There is no ticket #{number}.")
     return ticket
+
+
+def _back(number: int, done: str | None = None, error: str | None = None) -> ResponseReturnValue:
+    """Back to the ticket's page: the change committed and ``done`` said, or dropped and ``error`` said."""
+    if error is not None:
+        return outcome.refused(error, url_for("tickets.show", number=number))
+    return outcome.done(done or "Done.", url_for("tickets.show", number=number))
 
 
 @bp.get("/tickets/<int:number>")
 @roles(*STAFF)
 def show(number: int):  # type: ignore[no-untyped-def]
-    ticket = _ticket_or_404(number)
+    ticket = ticket_or_404(number)
     if safehtml.settle(ticket.messages):  # mail stored before HTML was sanitised at intake: once, then kept
         db().commit()
     return render_template(
@@ -201,7 +211,7 @@ def show(number: int):  # type: ignore[no-untyped-def]
 @bp.get("/tickets/<int:number>/attachments/<int:attachment_id>")
 @roles(*STAFF)
 def attachment(number: int, attachment_id: int):  # type: ignore[no-untyped-def]
-    _ticket_or_404(number)
+    ticket_or_404(number)
     item = db().get(Attachment, attachment_id)
     message = db().get(Message, item.message_id) if item is not None else None
     if item is None or message is None or message.ticket_id != number or item.sha256 is None:
@@ -275,7 +285,7 @@ def uploads() -> list[OutboundAttachment]:
 @bp.post("/tickets/<int:number>/reply")
 @roles(*WORKERS)
 def reply(number: int):  # type: ignore[no-untyped-def]
-    ticket = _ticket_or_404(number)
+    ticket = ticket_or_404(number)
     settings = current_settings()
     text = request.form.get("text", "")
     try:
@@ -297,15 +307,12 @@ def reply(number: int):  # type: ignore[no-untyped-def]
 @bp.post("/tickets/<int:number>/note")
 @roles(*WORKERS)
 def note(number: int):  # type: ignore[no-untyped-def]
-    ticket = _ticket_or_404(number)
+    ticket = ticket_or_404(number)
     try:
         ticket_service.add_note(db(), ticket, _author(), request.form.get("text", ""))
     except ticket_service.TicketError as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("tickets.show", number=number))
-    db().commit()
-    flash("Note added.", "info")
-    return redirect(url_for("tickets.show", number=number))
+        return _back(number, error=str(exc))
+    return _back(number, "Note added.")
 
 
 def _level(raw: str | None) -> int | None:
@@ -346,7 +353,7 @@ def _assignable(email: str) -> Contact:
 @bp.post("/tickets/<int:number>/change")
 @roles(*WORKERS)
 def change(number: int):  # type: ignore[no-untyped-def]
-    ticket = _ticket_or_404(number)
+    ticket = ticket_or_404(number)
     fields = requested_changes(request.form, ticket)
     if not fields:
         flash("Nothing to change.", "info")
@@ -355,23 +362,17 @@ def change(number: int):  # type: ignore[no-untyped-def]
     try:
         changed = processes.staff_change(db(), current_settings(), ticket, _author(), fields, reason=reason)
     except ticket_service.TicketError as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("tickets.show", number=number))
-    db().commit()
-    flash("Changed: " + ", ".join(sorted(changed)) if changed else "Nothing changed.", "info")
-    return redirect(url_for("tickets.show", number=number))
+        return _back(number, error=str(exc))
+    return _back(number, "Changed: " + ", ".join(sorted(changed)) if changed else "Nothing changed.")
 
 
 def _fulfilment_action(number: int, act: Callable[[Ticket], object], done: str):  # type: ignore[no-untyped-def]
-    ticket = _ticket_or_404(number)
+    ticket = ticket_or_404(number)
     try:
         act(ticket)
     except fulfilment.FulfilmentError as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("tickets.show", number=number))
-    db().commit()
-    flash(done, "info")
-    return redirect(url_for("tickets.show", number=number))
+        return _back(number, error=str(exc))
+    return _back(number, done)
 
 
 @bp.post("/tickets/<int:number>/steps/<int:step>/done")
@@ -396,15 +397,6 @@ def fulfilled(number: int):  # type: ignore[no-untyped-def]
 # -- merge, undo, split, canned replies: one core function each, shared with the API -------------
 
 
-def _back(number: int, done: str | None = None, error: str | None = None):  # type: ignore[no-untyped-def]
-    if error is not None:
-        flash(error, "error")
-    else:
-        db().commit()
-        flash(done or "Done.", "info")
-    return redirect(url_for("tickets.show", number=number))
-
-
 def _numbers(values: list[str]) -> list[int]:
     return [int(v) for v in values if v.isdigit() and int(v) <= MAX_ID]
 
@@ -421,15 +413,14 @@ def merge_selected():  # type: ignore[no-untyped-def]
     try:
         target, merged = merge.merge_into(db(), current_settings(), [n for n in chosen if n != into[0]], into[0], _author())
     except ticket_service.TicketError as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("tickets.queue"))
+        return outcome.refused(str(exc), url_for("tickets.queue"))
     return _back(target.id, "Merged " + ", ".join(f"#{n}" for n in merged) + f" into #{target.id}.")
 
 
 @bp.post("/tickets/<int:number>/merge")
 @roles(*WORKERS)
 def merge_one(number: int):  # type: ignore[no-untyped-def]
-    _ticket_or_404(number)
+    ticket_or_404(number)
     into = _numbers([(request.form.get("into") or "").strip().lstrip("#")])
     try:
         if not into:
@@ -443,7 +434,7 @@ def merge_one(number: int):  # type: ignore[no-untyped-def]
 @bp.post("/tickets/<int:number>/unmerge")
 @roles(*WORKERS)
 def unmerge(number: int):  # type: ignore[no-untyped-def]
-    ticket = _ticket_or_404(number)
+    ticket = ticket_or_404(number)
     try:
         merge.undo(db(), current_settings(), ticket, _author())
     except ticket_service.TicketError as exc:
@@ -461,7 +452,7 @@ def message_of(ticket: Ticket, message_id: int) -> Message:
 @bp.post("/tickets/<int:number>/messages/<int:message_id>/split")
 @roles(*WORKERS)
 def split(number: int, message_id: int):  # type: ignore[no-untyped-def]
-    ticket = _ticket_or_404(number)
+    ticket = ticket_or_404(number)
     try:
         new = merge.split(db(), current_settings(), message_of(ticket, message_id), _author())
     except ticket_service.TicketError as exc:
@@ -472,7 +463,7 @@ def split(number: int, message_id: int):  # type: ignore[no-untyped-def]
 @bp.post("/tickets/<int:number>/macro")
 @roles(*WORKERS)
 def macro(number: int):  # type: ignore[no-untyped-def]
-    ticket = _ticket_or_404(number)
+    ticket = ticket_or_404(number)
     name = request.form.get("macro", "")
     if not name.strip():
         return _back(number, error="Choose a canned reply.")
