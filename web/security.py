@@ -122,6 +122,14 @@ def _token_user() -> Contact | None:
     return user_for_token(db(), token) if token else None
 
 
+def _unauthorized(error: str, realm: str) -> Response:
+    """An API's 401: the reason as JSON, and the bearer realm a client should sign in to."""
+    response = jsonify(error=error)
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = f'Bearer realm="{realm}"'
+    return response
+
+
 def _requester_guard(endpoint: str) -> ResponseReturnValue | None:
     # A portal view reads only a portal session (cookie key or a portal API token), so that a
     # requester never reaches a staff view and a staff session never stands in for a requester.
@@ -132,10 +140,7 @@ def _requester_guard(endpoint: str) -> ResponseReturnValue | None:
     db().commit()  # its last use, written now and then
     if contact is None:
         if is_api:
-            response = jsonify(error="sign in to the portal first")
-            response.status_code = 401
-            response.headers["WWW-Authenticate"] = 'Bearer realm="helpdesk portal"'
-            return response
+            return _unauthorized("sign in to the portal first", "helpdesk portal")
         return redirect(url_for("portal.start"))
     g.requester = contact
     return None
@@ -154,10 +159,7 @@ def _guard() -> ResponseReturnValue | None:
     user = _token_user() if is_api else _session_user()
     if user is None:
         if is_api:
-            response = jsonify(error="authentication required")
-            response.status_code = 401
-            response.headers["WWW-Authenticate"] = 'Bearer realm="helpdesk"'
-            return response
+            return _unauthorized("authentication required", "helpdesk")
         return redirect(url_for("auth.login", next=request.full_path if request.query_string else request.path))
     g.user = user
     if is_api and token_scope(user) is TokenScope.EVENTS:
