@@ -13,17 +13,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk.core import audit, fulfilment, notify, tickets
-from helpdesk.core.approval import (
-    PolicyViolation,
-    approvers_for,
-    ensure_may_decide,
-    lock_for_decision,
-    may_be_asked,
-    named_beneficiaries,
-    named_beneficiary,
-    opening_texts,
-)
+from helpdesk.core import approval, audit, fulfilment, notify, tickets
+from helpdesk.core.approval import PolicyViolation
 from helpdesk.core.catalogue import catalogue_for
 from helpdesk.core.locks import serialise
 from helpdesk.core.mail import ParsedMail
@@ -89,7 +80,7 @@ def read_request(mail: ParsedMail) -> RequestedAccess:
     else:
         before = next((m for m in map(_RESOURCE_BEFORE.search, texts) if m), None)
         resource = before.group("r") if before else mail.subject.strip() or "(unspecified)"
-    return RequestedAccess(resource=resource[:200], beneficiary=named_beneficiary(mail.sender, *texts))
+    return RequestedAccess(resource=resource[:200], beneficiary=approval.named_beneficiary(mail.sender, *texts))
 
 
 def open_request(
@@ -122,9 +113,9 @@ def open_request(
     if ticket.status is not TicketStatus.AWAITING_APPROVAL:
         tickets.change(session, ticket, actor, status=TicketStatus.AWAITING_APPROVAL, reason="access needs approval")
     # Nobody is asked to decide a request they could not decide.
-    named = named_beneficiaries(*opening_texts(session, ticket.id))
-    to = [a.email for a in approvers_for(session, settings, resource_group)
-          if may_be_asked(a, request.requester, request.beneficiary, named)]
+    named = approval.named_beneficiaries(*approval.opening_texts(session, ticket.id))
+    to = [a.email for a in approval.approvers_for(session, settings, resource_group)
+          if approval.may_be_asked(a, request.requester, request.beneficiary, named)]
     enqueue(
         session, settings, template="approval_request", ticket=ticket, to=to,
         context={"what": f"access to {resource}", "requester": request.requester,
@@ -154,13 +145,13 @@ def decide(
     reason: str | None = None,
 ) -> AccessGrant | None:
     """Approve (grant with expiry + fulfilment task) or reject; audited; the requester is told."""
-    lock_for_decision(session, request)
+    approval.lock_for_decision(session, request)
     if request.status is not AccessStatus.PENDING:
         raise AccessError(f"access request {request.id} was already {request.status.value}")
     try:
-        ensure_may_decide(
+        approval.ensure_may_decide(
             session, settings, approver, requester=request.requester, beneficiary=request.beneficiary,
-            named=named_beneficiaries(*opening_texts(session, request.ticket_id)), group=request.resource_group,
+            named=approval.named_beneficiaries(*approval.opening_texts(session, request.ticket_id)), group=request.resource_group,
         )
     except PolicyViolation as exc:
         # Refusals are evidence too; recorded and the caller's transaction decides whether it stays.
@@ -272,7 +263,7 @@ def warn_expiring(session: Session, settings: Settings, now: datetime | None = N
 
 def _warn(session: Session, settings: Settings, grant: AccessGrant) -> None:
     request = grant.request
-    approvers = [a.email for a in approvers_for(session, settings, request.resource_group) if a.id != grant.contact_id]
+    approvers = [a.email for a in approval.approvers_for(session, settings, request.resource_group) if a.id != grant.contact_id]
     queued = enqueue(
         session, settings, template="access_expiring", ticket=request.ticket, to=[grant.contact.email, *approvers],
         context={"grant": grant, "expires_at": aware(grant.expires_at)}, purpose="access_expiring", record=False,

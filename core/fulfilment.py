@@ -12,18 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from helpdesk.core import audit, notify, tickets
-from helpdesk.core.approval import (
-    APPROVER_ROLE,
-    PolicyViolation,
-    approvers_for,
-    ensure_may_decide,
-    lock_for_decision,
-    may_be_asked,
-    named_beneficiaries,
-    named_beneficiary,
-    opening_texts,
-)
+from helpdesk.core import approval, audit, notify, tickets
 from helpdesk.core.catalogue import CatalogueItem, catalogue_for
 from helpdesk.core.models import Contact, Fulfilment, Ticket, TicketStatus, aware, utcnow
 from helpdesk.core.notify import enqueue, enqueue_resolution
@@ -116,7 +105,7 @@ def start(
 
 def _group(item: CatalogueItem | None) -> str | None:
     """The resource group whose approvers decide the item; None: anyone with the approver role."""
-    return None if item is None or item.approver == APPROVER_ROLE else item.approver
+    return None if item is None or item.approver == approval.APPROVER_ROLE else item.approver
 
 
 def _approver_group(settings: Settings, record: Fulfilment) -> str | None:
@@ -125,7 +114,7 @@ def _approver_group(settings: Settings, record: Fulfilment) -> str | None:
 
 def _beneficiary(session: Session, ticket: Ticket) -> Contact | None:
     """Whom the opening mail asks for, when not the requester ("a laptop for bob@..."); None if nobody we know."""
-    address = named_beneficiary(ticket.requester.email, *opening_texts(session, ticket.id))
+    address = approval.named_beneficiary(ticket.requester.email, *approval.opening_texts(session, ticket.id))
     return session.scalars(select(Contact).where(Contact.email == address)).first() if address else None
 
 
@@ -133,8 +122,9 @@ def _ask_approvers(session: Session, settings: Settings, ticket: Ticket, item: C
     group = _group(item)
     beneficiary = _beneficiary(session, ticket) or ticket.requester
     # Nobody is asked to decide a request they could not decide (core.approval.ensure_may_decide).
-    named = named_beneficiaries(*opening_texts(session, ticket.id))
-    to = [a.email for a in approvers_for(session, settings, group) if may_be_asked(a, ticket.requester, beneficiary, named)]
+    named = approval.named_beneficiaries(*approval.opening_texts(session, ticket.id))
+    to = [a.email for a in approval.approvers_for(session, settings, group)
+          if approval.may_be_asked(a, ticket.requester, beneficiary, named)]
     enqueue(
         session, settings, template="approval_request", ticket=ticket, to=to,
         context={"what": item.name, "requester": ticket.requester, "beneficiary": beneficiary, "reason": None},
@@ -194,16 +184,16 @@ def decide(
     record = session.get(Fulfilment, ticket.id)
     if record is None or not record.approval_needed:
         raise FulfilmentError(f"request #{ticket.id} needs no approval")
-    lock_for_decision(session, record, ticket)
+    approval.lock_for_decision(session, record, ticket)
     if step_of(ticket) is not Step.AWAITING_APPROVAL:
         raise FulfilmentError(f"request #{ticket.id} is not awaiting approval")
     try:
         group = _approver_group(settings, record)
-        ensure_may_decide(
+        approval.ensure_may_decide(
             session, settings, approver, requester=ticket.requester, beneficiary=_beneficiary(session, ticket),
-            named=named_beneficiaries(*opening_texts(session, ticket.id)), group=group,
+            named=approval.named_beneficiaries(*approval.opening_texts(session, ticket.id)), group=group,
         )
-    except PolicyViolation as exc:
+    except approval.PolicyViolation as exc:
         # A refusal is evidence too (as for access requests); the caller's transaction keeps it or not.
         audit.record(
             session, actor=approver.email, action="request.refused", object_type="ticket", object_id=ticket.id,
