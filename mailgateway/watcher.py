@@ -261,9 +261,12 @@ def watch_mailbox(
             log.warning("%s: could not release the lease; it runs out by itself", mailbox.name)
 
 
-def _serve_for(mailbox: MailboxSettings) -> Callable[
-    [sessionmaker[Session], Intake, MailboxSettings, threading.Event, WatchOptions, str, Backoff], None
-]:
+# One connection's life for a mailbox, until stopped or something breaks (the caller backs off):
+# _serve below for IMAP, graphwatch.serve for Microsoft Graph.
+Serve = Callable[[sessionmaker[Session], Intake, MailboxSettings, threading.Event, WatchOptions, str, Backoff], None]
+
+
+def _serve_for(mailbox: MailboxSettings) -> Serve:
     """How a mailbox is kept drained: an IMAP connection, or Microsoft Graph's delta rounds."""
     if mailbox.transport is Transport.GRAPH:
         from helpdesk.mailgateway import graphwatch  # it builds on this module
