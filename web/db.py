@@ -3,7 +3,9 @@ and the helpdesk's settings (read once per process, when the app is made)."""
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g
+from typing import TypeVar
+
+from flask import Flask, abort, current_app, g
 from sqlalchemy.orm import Session, sessionmaker
 
 from helpdesk.core.settings import Settings
@@ -14,6 +16,19 @@ def db() -> Session:
         factory: sessionmaker[Session] = current_app.extensions["helpdesk"].session_factory
         g.db = factory()
     return g.db
+
+
+T = TypeVar("T")
+
+
+def editing(model: type[T], object_id: int | None, missing: str) -> T | None:
+    """The row an edit form names, None when the form makes a new one, or a 404 (``missing``) if it names none."""
+    if object_id is None:
+        return None
+    found = db().get(model, object_id)
+    if found is None:
+        abort(404, missing)
+    return found
 
 
 def current_settings() -> Settings:

@@ -10,7 +10,7 @@ from helpdesk.core import fields, groups, queue
 from helpdesk.core.fields import APPLIES_TO
 from helpdesk.core.models import FieldDef, FieldType, Group, Role
 from helpdesk.web import outcome
-from helpdesk.web.db import db
+from helpdesk.web.db import db, editing
 from helpdesk.web.fields_api import define_from
 from helpdesk.web.security import current_user, roles
 from helpdesk.web.tickets import WORKERS, ticket_or_404
@@ -39,9 +39,7 @@ def index():  # type: ignore[no-untyped-def]
 @bp.post("/admin/fields/<int:field_id>")
 @roles(Role.ADMIN)
 def save(field_id: int | None = None):  # type: ignore[no-untyped-def]
-    existing = db().get(FieldDef, field_id) if field_id is not None else None
-    if field_id is not None and existing is None:
-        abort(404, "No such field.")
+    existing = editing(FieldDef, field_id, "No such field.")
     try:
         saved = define_from(request.form, existing)
     except fields.FieldError as exc:
@@ -74,9 +72,7 @@ def groups_index():  # type: ignore[no-untyped-def]
 @bp.post("/admin/groups/<int:group_id>")
 @roles(Role.ADMIN)
 def save_group(group_id: int | None = None):  # type: ignore[no-untyped-def]
-    existing = db().get(Group, group_id) if group_id is not None else None
-    if group_id is not None and existing is None:
-        abort(404, "No such group.")
+    existing = editing(Group, group_id, "No such group.")
     try:
         saved = groups.save(db(), _actor(), request.form.get("name", ""), email=request.form.get("email"),
                             group=existing)

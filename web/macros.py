@@ -11,7 +11,7 @@ from helpdesk.core import macros, queue
 from helpdesk.core.models import Contact, Macro, Role, TicketStatus
 from helpdesk.core.priority import DESK_PRIORITIES
 from helpdesk.web import outcome
-from helpdesk.web.db import db
+from helpdesk.web.db import db, editing
 from helpdesk.web.security import current_user, roles
 
 bp = Blueprint("macros", __name__, url_prefix="/admin/macros")
@@ -58,9 +58,7 @@ def index() -> ResponseReturnValue:
 @bp.post("/<int:macro_id>")
 @roles(Role.ADMIN)
 def save(macro_id: int | None = None) -> ResponseReturnValue:
-    macro = db().get(Macro, macro_id) if macro_id is not None else None
-    if macro_id is not None and macro is None:
-        abort(404, "No such macro.")
+    macro = editing(Macro, macro_id, "No such macro.")
     actor = current_user()
     assert actor is not None
     try:
