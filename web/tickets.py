@@ -295,8 +295,7 @@ def reply(number: int):  # type: ignore[no-untyped-def]
     except presence.NewerReply as exc:  # someone wrote since this page was loaded: show it, ask to send anyway
         return presence_views.confirm_reply(ticket, text, exc), 409
     except ticket_service.TicketError as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("tickets.show", number=number))
+        return _back(number, error=str(exc))
     db().commit()
     flash("Reply sent.", "info")
     if too_big:

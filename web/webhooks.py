@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from helpdesk.core import outbox, webhooks
 from helpdesk.core.models import Role, Webhook, WebhookDelivery, WebhookFormat
+from helpdesk.web import outcome
 from helpdesk.web.db import current_settings, db
 from helpdesk.web.security import current_user, roles
 
@@ -65,9 +66,7 @@ def _page(status: int = 200, **more: Any) -> ResponseReturnValue:
 
 
 def _done(message: str) -> ResponseReturnValue:
-    db().commit()
-    flash(message, "info")
-    return redirect(url_for("webhooks.index"))
+    return outcome.done(message, url_for("webhooks.index"))
 
 
 @bp.get("", endpoint="index")
@@ -87,8 +86,7 @@ def save(hook_id: int | None = None) -> ResponseReturnValue:
         else:
             hook = webhooks.update(db(), actor(), found(hook_id), **fields)
     except webhooks.WebhookError as exc:
-        db().rollback()
-        flash(str(exc), "error")
+        outcome.undo(str(exc))
         return _page(422, draft=fields if hook_id is None else None)
     if hook_id is not None:
         return _done(f"Webhook {hook.name} saved.")
@@ -127,6 +125,5 @@ def retry(delivery_id: int) -> ResponseReturnValue:
     try:
         outbox.retry(db(), delivery_id, table=WebhookDelivery)
     except (LookupError, ValueError) as exc:
-        flash(str(exc).replace("outbox mail", "delivery"), "error")
-        return redirect(url_for("webhooks.index"))
+        return outcome.refused(str(exc).replace("outbox mail", "delivery"), url_for("webhooks.index"))
     return _done(f"Delivery {delivery_id} queued again.")
