@@ -33,6 +33,15 @@ DATA_WORDS = (
     N_("response"), N_("resolution"),  # SLA targets
     N_("good"), N_("bad"),  # satisfaction ratings
 )
+# Words the console shows as data (through its label filter): states of mail, events, SLA and sorting.
+CONSOLE_WORDS = (
+    N_("processed"), N_("duplicate"), N_("ignored"), N_("quarantined"), N_("discarded"),  # inbound mail
+    N_("sending"), N_("sent"), N_("failed"),  # outbox and webhook deliveries
+    N_("informational"), N_("warning"), N_("exception"),  # event severities
+    N_("breached"), N_("at risk"), N_("on track"),  # SLA states
+    N_("newest"), N_("oldest"), N_("updated"), N_("priority"), N_("due"), N_("relevance"),  # queue sorting
+    N_("password"), N_("app"), N_("delegated"),  # mailbox logins
+)
 
 
 def supported(tag: str | None) -> str | None:

@@ -20,19 +20,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from helpdesk.core import audit, processes, tickets
+from helpdesk.core.i18n import N_
 from helpdesk.core.models import Contact, Macro, Message, Role, Ticket, TicketStatus
 from helpdesk.core.notify import OutboundAttachment
 from helpdesk.core.priority import DESK_PRIORITIES
 from helpdesk.core.settings import Settings
 
 PLACEHOLDERS = {
-    "requester_name": "the requester's name (or address)",
-    "requester_email": "the requester's address",
-    "ticket_number": "the ticket's number",
-    "ticket_tag": "the ticket's subject tag, e.g. [#12]",
-    "subject": "the ticket's subject",
-    "category": "the ticket's category",
-    "agent_name": "the name of the agent sending it (or address)",
+    "requester_name": N_("the requester's name (or address)"),
+    "requester_email": N_("the requester's address"),
+    "ticket_number": N_("the ticket's number"),
+    "ticket_tag": N_("the ticket's subject tag, e.g. [#12]"),
+    "subject": N_("the ticket's subject"),
+    "category": N_("the ticket's category"),
+    "agent_name": N_("the name of the agent sending it (or address)"),
 }
 BODY_LIMIT = 20_000
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,79}")

@@ -33,6 +33,8 @@ def test_every_marked_string_is_translated_into_german() -> None:
     translated = {m.id if isinstance(m.id, str) else m.id[0] for m in catalog
                   if m.id and m.string and all(m.string) and "fuzzy" not in m.flags}
     missing = sorted(_marked() - translated)
+    untranslated = [m.id for m in catalog if m.id and (not m.string or not all(m.string) or "fuzzy" in m.flags)]
+    assert not untranslated, f"untranslated or fuzzy in de/messages.po: {untranslated}"
     assert not missing, f"not translated (or fuzzy) in de/messages.po, run `make translations`: {missing}"
     with (REPO / "templates/translations/messages.pot").open("rb") as fh:
         pot = read_po(fh)

@@ -5,22 +5,35 @@ Mail in through intake, the page in the browser, the change audited, mail out to
 
 from __future__ import annotations
 
+import re
 import threading
 
 from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from helpdesk.core import audit, tickets
+from helpdesk.core import access, audit, tickets
 from helpdesk.core.db import transaction
-from helpdesk.core.models import Contact, Role
+from helpdesk.core.models import (
+    AccessRequest,
+    Contact,
+    Event,
+    Inbound,
+    InboundStatus,
+    Outbox,
+    OutboxStatus,
+    RawMail,
+    Role,
+    Severity,
+    TicketKind,
+)
 from helpdesk.core.settings import Settings, SmtpSettings
 from helpdesk.core.users import issue_api_token
 from helpdesk.mailgateway.smtp import send_once
 from tests.core.desk import Desk, mail
 from tests.core.test_language import ENGLISH, GERMAN
 from tests.web.browser import LiveServer, log_in, screenshot
-from tests.web.conftest import STAFF
+from tests.web.conftest import STAFF, login, make_ticket
 
 # English text of the console pages that must not be left on a German page.
 ENGLISH_ON_PAGES = ("Log out", "Search subject and text", "any kind", "Reset", "Requester", "Updated",
@@ -117,3 +130,82 @@ def test_a_failed_login_is_told_in_the_browsers_language(app: Flask) -> None:
     answer = client.post("/login", data={"email": STAFF[Role.AGENT], "password": "wrong password!", "csrf_token": token},
                          headers={"Accept-Language": "de"})
     assert answer.status_code == 401 and "E-Mail-Adresse oder Passwort ist falsch." in answer.get_data(as_text=True)
+
+
+def _console_data(factory: sessionmaker[Session], settings: Settings) -> dict[str, int]:
+    """One of each thing the console lists: an access request and a grant, a failed mail, a quarantined mail, an event."""
+    asked = make_ticket(factory, "Zugang Lohnbuchhaltung", "bitte Zugang", kind=TicketKind.ACCESS_REQUEST,
+                        requester="dora@example.de")
+    granted = make_ticket(factory, "Zugang CRM", "bitte Zugang", kind=TicketKind.ACCESS_REQUEST,
+                          requester="emil@example.de")
+    with transaction(factory) as session:
+        access.open_request(session, settings, asked.number, resource="payroll")
+        approver = session.scalars(select(Contact).where(Contact.email == STAFF[Role.APPROVER])).one()
+        second = access.open_request(session, settings, granted.number, resource="crm")
+        access.decide(session, settings, session.get(AccessRequest, second.id), approver, True, "ok")
+        session.add(Outbox(message_id="<o1@example.org>", purpose="reply", mail_from="help@example.org",
+                           recipients=["u@example.com"], raw=b"x", status=OutboxStatus.FAILED, last_error="550 nope"))
+        session.add(RawMail(sha256="0" * 64, size=4, data=b"junk"))
+        inbound = Inbound(source="INBOX", sha256="0" * 64, status=InboundStatus.QUARANTINED, reason="unreadable")
+        session.add(inbound)
+        session.add(Event(source="nagios", host="db1", state="WARNING", severity=Severity.WARNING, fingerprint="f1",
+                          summary="disk 91% full"))
+        session.flush()
+        return {"ticket": asked.number, "inbound": inbound.id}
+
+
+# Per console page: German text it must show, and the English it shows today that must be gone.
+GERMAN_PAGES = {
+    "/admin/fields": (Role.ADMIN, ("Feld hinzufügen", "Bezeichnung", "Pflichtfeld", 'aria-label="Feldschlüssel"'),
+                      ("Add a field", "Choices (one a line)", "No fields yet.", "required")),
+    "/admin/groups": (Role.ADMIN, ("Gruppe hinzufügen", "Mitglieder", "Noch keine Gruppen."),
+                      ("Add a group", "Members", "Email alias", "teams of agents")),
+    "/admin/macros": (Role.ADMIN, ("Textbaustein hinzufügen", "Platzhalter:", "die Nummer des Tickets", "unverändert"),
+                      ("Add a macro", "Placeholders", "the ticket's number", "leave")),
+    "/admin/mailboxes": (Role.ADMIN, ("Kein Postfach ist eingerichtet.",), ("No mailbox is configured.",)),
+    "/admin/outbox?show=failed": (Role.ADMIN, ("Letzter Fehler", "Erneut versuchen", "gescheitert", "Versuche"),
+                                  ("Last error", "Retry", "Attempts", "failed")),
+    "/admin/quarantine": (Role.ADMIN, ("Erneut verarbeiten", "Verwerfen", "Empfangen", 'placeholder="warum verwerfen"'),
+                          ("Requeue", "Discard", "Received", "why discard")),
+    "/admin/quarantine/{inbound}": (Role.ADMIN, ("Eingehende Mail", "Kopfzeilen", "in Quarantäne", "Grund:"),
+                                    ("Inbound mail", "Headers", "Reason:", "bytes")),
+    "/admin/users": (Role.ADMIN, ("Benutzer hinzufügen", "kein Konsolenzugang", "Rolle", "Nur für Ereignisse ausstellen"),
+                     ("Add a user", "no console access", "Issue events-only", "new password")),
+    "/admin/webhooks": (Role.ADMIN, ("Webhook hinzufügen", "Noch keine Webhooks.", "Jede Anfrage trägt", "aktiviert"),
+                        ("Add a webhook", "No webhooks yet.", "Each request carries", "enabled")),
+    "/approvals": (Role.APPROVER, ("Zugriffsgenehmigungen", "Genehmigen", "Ablehnen", "Beantragt von"),
+                   ("Access approvals", "Approve", "Reject", "Asked by")),
+    "/approvals/grants": (Role.APPROVER, ("Berechtigungsverzeichnis", "Ressource", "Entziehen", "aktiv"),
+                          ("Grant register", "Resource", "Revoke", "Expires")),
+    "/events": (Role.AGENT, ("Letzte Ereignisse", "Schweregrad", "Warnung", "Keine offenen Alarm-Störungen."),
+                ("Recent events", "Severity", "warning", "No open alert incidents.")),
+    "/reports": (Role.AGENT, ("Eröffnet je Woche, nach Art", "SLA-Einhaltung", "Laufen bald ab"),
+                 ("Opened per week", "SLA compliance", "Expiring soon")),
+    "/tickets/{ticket}": (Role.AGENT, ("Öffentliche Antwort", "Interne Notiz", "Änderungsprotokoll", "Gruppe und Felder",
+                                       "Warum so eingestuft", "Zugriffsanfrage", "Kategorie", 'aria-label="Antworttext"'),
+                          ("Public reply", "Internal note", "Audit trail", "Group and fields", "Why it was classified",
+                           "Send reply", "Access request", "category", "impact", "unassigned")),
+}
+
+
+def _visible(page: str) -> str:
+    """The page's text without tags (class names and URLs are not text), attributes kept apart by the caller."""
+    body = page.split("<main>", 1)[1]  # the header's navigation is tested elsewhere
+    return re.sub(r"<[^>]+>", " ", body)
+
+
+def test_every_console_page_is_german_for_a_german_browser(app: Flask, factory: sessionmaker[Session],
+                                                           settings: Settings) -> None:
+    made = _console_data(factory, settings)
+    clients = {role: login(app.test_client(), role) for role in (Role.ADMIN, Role.AGENT, Role.APPROVER)}
+    for path, (role, german, english) in GERMAN_PAGES.items():
+        url = path.format(**made)
+        answer = clients[role].get(url, headers={"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"})
+        assert answer.status_code == 200, url
+        page = answer.get_data(as_text=True)
+        for word in german:
+            assert word in (page if "=" in word else _visible(page)), (url, word)
+        for word in english:
+            assert word not in _visible(page), (url, word)
+        # English stays the default: the same page without Accept-Language shows today's labels.
+        assert english[0] in _visible(clients[role].get(url).get_data(as_text=True)), (url, english[0])
