@@ -295,6 +295,9 @@ def test_a_service_request_shows_its_approval_and_steps(app: Flask, factory) -> 
     page = client.get(f"/portal/tickets/{number}").get_data(as_text=True)
     assert "awaiting approval" in page and "Approval of request new-software: <b class=\"approval-status\">pending</b>" in page
     assert "Check the licence" in page and "Close this ticket" not in page
+    # In German an approval not yet decided is "open", not the ticket status "waiting for your answer".
+    german = client.get(f"/portal/tickets/{number}", headers={"Accept-Language": "de"}).get_data(as_text=True)
+    assert '<b class="approval-status">offen</b>' in german
 
 
 def test_the_openapi_document_describes_every_portal_route(app: Flask, factory) -> None:
