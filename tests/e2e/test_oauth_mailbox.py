@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from helpdesk.core.mailauth import ALERT_PURPOSE
-from helpdesk.core.models import Outbox
+from helpdesk.core.mailauth import ALERT_PURPOSE, LoginStatus, statuses
+from helpdesk.core.models import Outbox, Ticket
 from helpdesk.config import load
 from helpdesk.wiring import build
 from tests.e2e.helpers import HELPDESK, helpdesk_env, run, run_json, wait_for
@@ -69,12 +69,22 @@ def test_poll_with_oauth2_refreshes_reports_revocation_and_resumes(
         HELPDESK_IMAP_PASSWORD="", HELPDESK_IMAP_AUTH="oauth2", HELPDESK_IMAP_OAUTH_PROVIDER="generic",
         HELPDESK_IMAP_OAUTH_TOKEN_URL=oauth_server.token_url, HELPDESK_IMAP_OAUTH_CLIENT_ID="e2e-app",
         HELPDESK_IMAP_OAUTH_CLIENT_SECRET=SECRET,
+        HELPDESK_LEASE_SECONDS="6",  # IDLE is re-issued every 2 s, so SIGTERM stops the poller that soon
     )  # fmt: skip
     run(env, "init")
     run(env, "user", "add", ADMIN, "--role", "admin", "--password-stdin", input=f"{ADMIN_PASSWORD}\n".encode())
 
+    # The waits read the database the poller writes (a `helpdesk` run costs ~1 s); the CLI's own
+    # listings are checked once at each step below.
+    desk = build(load(env))
+
     def tickets() -> int:
-        return len(run_json(env, "tickets", "--json"))
+        with desk.factory() as session:
+            return session.scalar(select(func.count()).select_from(Ticket)) or 0
+
+    def login() -> LoginStatus | None:
+        with desk.factory() as session:
+            return next(iter(statuses(session).values()), None)
 
     def status() -> dict[str, Any]:
         [row] = run_json(env, "mailboxes", "--json")
@@ -86,7 +96,9 @@ def test_poll_with_oauth2_refreshes_reports_revocation_and_resumes(
     try:
         oauth_dovecot.append(_mail(1))
         wait_for(lambda: tickets() == 1, 40, "the first mail's ticket")
-        assert status()["auth"] == "oauth2" and status()["last_success"] and not status()["failing"]
+        wait_for(lambda: (s := login()) and s.last_success_at, 20, "the login's success recorded")
+        first = status()
+        assert first["auth"] == "oauth2" and first["last_success"] and not first["failing"]
 
         # The token runs out while the poller is connected; a dropped connection needs a new login.
         time.sleep(4.5)
@@ -100,11 +112,12 @@ def test_poll_with_oauth2_refreshes_reports_revocation_and_resumes(
         oauth_server.revoke_client("e2e-app")
         oauth_dovecot.restart()
         oauth_dovecot.append(_mail(3))
-        failed = wait_for(lambda: (s := status())["failing"] and s, 40, "the failure in `helpdesk mailboxes`")
-        assert "invalid_client" in failed["last_error"]
+        wait_for(lambda: (s := login()) and s.failing, 40, "the failure recorded")
+        failed = status()
+        assert failed["failing"] and "invalid_client" in failed["last_error"]
         assert run(env, "mailboxes", check=False).returncode == 1
         assert "invalid_client" in _banner(env, chromium_executable)
-        with build(load(env)).factory() as session:
+        with desk.factory() as session:
             alerts = list(session.scalars(select(Outbox).where(Outbox.purpose == ALERT_PURPOSE)))
         assert [a.recipients for a in alerts] == [[ADMIN]]
         assert tickets() == 2  # mail 3 waits on the server
@@ -112,11 +125,13 @@ def test_poll_with_oauth2_refreshes_reports_revocation_and_resumes(
         # The credentials work again: the poller's next try logs in and the waiting mail comes in.
         client.disabled = False
         wait_for(lambda: tickets() == 3, 60, "the mail that waited on the server")
+        assert len(run_json(env, "tickets", "--json")) == 3
         assert not status()["failing"]
         assert _banner(env, chromium_executable) == ""
     finally:
         poll.send_signal(signal.SIGTERM)
         poll.wait(20)
+        desk.engine.dispose()
     text = log.read_text()
     assert text.count("OAuth2 token refresh failed") == 1, text
     assert SECRET not in text and not any(t.access_token in text for t in oauth_server.issued("e2e-app"))
