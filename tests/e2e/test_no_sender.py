@@ -11,8 +11,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mail"
 
 
 def test_reply_to_becomes_the_requester_and_a_mail_without_any_sender_is_quarantined(tmp_path: Path) -> None:
-    env = helpdesk_env(tmp_path / "data", f"sqlite:///{tmp_path / 'helpdesk.sqlite3'}")
-    run(env, "init")
+    env = helpdesk_env(tmp_path / "data", f"sqlite:///{tmp_path / 'helpdesk.sqlite3'}")  # ingest creates the schema
     nobody = tmp_path / "nobody.eml"
     nobody.write_bytes(b"From: Somebody\r\nTo: help@example.org\r\nSubject: printer\r\n"
                        b"Message-ID: <nobody-1@example.org>\r\n\r\nThe printer is jammed.\r\n")

@@ -16,8 +16,7 @@ BLANK = b"\r\n \r\n"  # unreadable: intake quarantines it
 
 def test_discard_needs_a_reason_refuses_other_mail_and_keeps_the_raw_bytes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'helpdesk.sqlite3'}"
-    env = helpdesk_env(tmp_path / "data", url, USER="olga", LOGNAME="olga")
-    run(env, "init")
+    env = helpdesk_env(tmp_path / "data", url, USER="olga", LOGNAME="olga")  # ingest creates the schema
     (tmp_path / "blank.eml").write_bytes(BLANK)
     (tmp_path / "good.eml").write_bytes(make_mail(1))
     run(env, "ingest", str(tmp_path / "blank.eml"), str(tmp_path / "good.eml"))
