@@ -7,7 +7,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 
-from tests.e2e.helpers import run
+from tests.e2e.helpers import ingest_all, run
 
 AGENT = "agent@example.org"
 PASSWORD = "correct horse battery"
@@ -41,10 +41,6 @@ def fill(env: dict[str, str]) -> None:
                            cc=BOB, attachment=PHOTO)
     reply, _ = mail(ALICE, "Re: VPN broken for Alice Example", "Still broken, Alice.", reply_to=first_id)
     other, _ = mail(BOB, "Printer jammed", "Bob's printer on floor 2 is jammed.")
-    # One `helpdesk ingest` for the three (each run costs a start-up): stored, then processed, in this order.
-    with tempfile.TemporaryDirectory() as folder:
-        files = [Path(folder) / f"{n}.eml" for n in range(3)]
-        for path, raw in zip(files, (first, reply, other)):
-            path.write_bytes(raw)
-        out = run(env, "ingest", *map(str, files)).stdout.decode()
+    with tempfile.TemporaryDirectory() as folder:  # one `helpdesk ingest` for the three
+        out = ingest_all(env, Path(folder), first, reply, other)
     assert out.count(": processed ticket #") == 3, out

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.core.test_mail_parts_stored import INVITE, SIGNED
-from tests.e2e.helpers import helpdesk_env, run, run_json
+from tests.e2e.helpers import helpdesk_env, ingest_all, run, run_json
 
 # The real command in its own process, counting the SQL statements it sends.
 COUNTING = """
@@ -22,9 +23,10 @@ sys.exit(code)
 """
 
 
-def _statements(env: dict[str, str], *args: str) -> int:
+def _statements(env: dict[str, str], *args: str) -> tuple[int, bytes]:
+    """The number of SQL statements the command sent, and what it printed."""
     proc = subprocess.run([sys.executable, "-c", COUNTING, *args], env=env, capture_output=True, timeout=60, check=True)
-    return int(proc.stderr.decode().splitlines()[-1])
+    return int(proc.stderr.decode().splitlines()[-1]), proc.stdout
 
 
 def _mail(n: int, sender: str, cc: str = "") -> bytes:
@@ -48,17 +50,17 @@ def test_tickets_json_lists_each_tickets_messages_in_a_fixed_number_of_queries(
     detail = run_json(env, "ticket", str(ticket["number"]), "--json")
     assert ticket == detail  # the same shape as one ticket's, every field name kept
 
-    one = _statements(env, "tickets", "--json")
-    for n, sender in enumerate(["bob@example.com", "carol@example.com", "dave@example.com"], start=2):
-        run(env, "ingest", input=_mail(n, sender, cc=f"watcher{n}@example.com"))
-    assert len(run_json(env, "tickets", "--json")) == 4
-    assert _statements(env, "tickets", "--json") == one
+    one, _ = _statements(env, "tickets", "--json")
+    senders = ["bob@example.com", "carol@example.com", "dave@example.com"]
+    ingest_all(env, tmp_path, *(_mail(n, sender, cc=f"watcher{n}@example.com") for n, sender in enumerate(senders, start=2)))
+    four, listing = _statements(env, "tickets", "--json")
+    assert len(json.loads(listing)) == 4
+    assert four == one
 
 
 def test_a_messages_protection_and_invitation_are_in_the_json(database_url: str, tmp_path: Path) -> None:
     env = helpdesk_env(tmp_path / "data", database_url)
-    run(env, "ingest", input=SIGNED)
-    run(env, "ingest", input=INVITE)
+    ingest_all(env, tmp_path, SIGNED, INVITE)
     by_subject = {t["subject"]: t for t in run_json(env, "tickets", "--json")}
     signed = run_json(env, "ticket", str(by_subject["VPN token"]["number"]), "--json")["messages"][0]
     invite = by_subject["Printer maintenance"]["messages"][0]
