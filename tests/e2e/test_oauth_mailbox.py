@@ -8,6 +8,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from sqlalchemy import func, select
 from helpdesk.core.mailauth import ALERT_PURPOSE, LoginStatus, statuses
 from helpdesk.core.models import Outbox, Ticket
 from helpdesk.config import load
-from helpdesk.wiring import build
+from helpdesk.wiring import App, build
 from tests.e2e.helpers import HELPDESK, helpdesk_env, run, run_json, wait_for
 from tests.servers.imap import DovecotServer
 from tests.servers.oauth import OAuthServer
@@ -35,12 +37,13 @@ def _mail(n: int) -> bytes:
     ).encode()
 
 
-def _banner(env: dict[str, str], chromium: str) -> str:
-    """The banner an admin sees on the queue page, in a real browser."""
+@contextmanager
+def _console(desk: App, chromium: str) -> Iterator[Callable[[], str]]:
+    """An admin signed in to the console in a real browser (started once); each call shows the queue page
+    afresh and gives the banner on it."""
     from playwright.sync_api import sync_playwright
 
-    app = build(load(env))
-    server = LiveServer(create_app(app.settings, app.factory))
+    server = LiveServer(create_app(desk.settings, desk.factory))
     server.start()
     try:
         with sync_playwright() as playwright:
@@ -51,12 +54,17 @@ def _banner(env: dict[str, str], chromium: str) -> str:
             page.fill("input[name=password]", ADMIN_PASSWORD)
             page.click("button[type=submit]")
             page.wait_for_selector("header.top nav")
-            banner = page.locator(".login-failing").all_inner_texts()
+            queue = page.url
+
+            def banner() -> str:
+                page.goto(queue)
+                page.wait_for_selector("header.top nav")
+                return "\n".join(page.locator(".login-failing").all_inner_texts())
+
+            yield banner
             browser.close()
     finally:
         server.stop()
-        app.engine.dispose()
-    return "\n".join(banner)
 
 
 def test_poll_with_oauth2_refreshes_reports_revocation_and_resumes(
@@ -116,18 +124,19 @@ def test_poll_with_oauth2_refreshes_reports_revocation_and_resumes(
         failed = status()
         assert failed["failing"] and "invalid_client" in failed["last_error"]
         assert run(env, "mailboxes", check=False).returncode == 1
-        assert "invalid_client" in _banner(env, chromium_executable)
-        with desk.factory() as session:
-            alerts = list(session.scalars(select(Outbox).where(Outbox.purpose == ALERT_PURPOSE)))
-        assert [a.recipients for a in alerts] == [[ADMIN]]
-        assert tickets() == 2  # mail 3 waits on the server
+        with _console(desk, chromium_executable) as banner:
+            assert "invalid_client" in banner()
+            with desk.factory() as session:
+                alerts = list(session.scalars(select(Outbox).where(Outbox.purpose == ALERT_PURPOSE)))
+            assert [a.recipients for a in alerts] == [[ADMIN]]
+            assert tickets() == 2  # mail 3 waits on the server
 
-        # The credentials work again: the poller's next try logs in and the waiting mail comes in.
-        client.disabled = False
-        wait_for(lambda: tickets() == 3, 60, "the mail that waited on the server")
-        assert len(run_json(env, "tickets", "--json")) == 3
-        assert not status()["failing"]
-        assert _banner(env, chromium_executable) == ""
+            # The credentials work again: the poller's next try logs in and the waiting mail comes in.
+            client.disabled = False
+            wait_for(lambda: tickets() == 3, 60, "the mail that waited on the server")
+            assert len(run_json(env, "tickets", "--json")) == 3
+            assert not status()["failing"]
+            assert banner() == ""
     finally:
         poll.send_signal(signal.SIGTERM)
         poll.wait(20)
