@@ -50,10 +50,12 @@ def _round_trip(tmp_path: Path, source_url: str, target_url: str, *, local_key: 
 
     run(target, "restore", str(archive))
 
-    assert _tickets(target) == _tickets(source)
+    restored = _tickets(target)
+    assert restored == _tickets(source)
     assert run(target, "audit", "verify").stdout.startswith(b"audit trail intact: ")
     store = store_for(config.load(target))
-    digests = {a["sha256"] for t in run_json(target, "tickets", "--json") for m in t["messages"] for a in m["attachments"]}
+    assert isinstance(restored, list)
+    digests = {a["sha256"] for t in restored for m in t["messages"] for a in m["attachments"]}
     assert digests and {store.get(d) for d in digests} == {PHOTO}
     assert _console_login(target) == 302
     # The restored desk goes on: the next mail gets the next ticket number (PostgreSQL's sequences moved on).
