@@ -7,6 +7,7 @@ from email import message_from_bytes, policy
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped, unused-ignore]
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
@@ -48,7 +49,7 @@ def quarantine() -> ResponseReturnValue:
 def quarantined(inbound_id: int) -> ResponseReturnValue:
     row = db().scalars(select(Inbound).where(Inbound.id == inbound_id).options(joinedload(Inbound.raw))).first()
     if row is None:
-        abort(404, "No such inbound mail.")
+        abort(404, _("No such inbound mail."))
     head = row.raw.data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0][:65536]
     try:
         headers = list(message_from_bytes(head + b"\n\n", policy=policy.compat32).items())
@@ -72,7 +73,8 @@ def _quarantine_action(act: Callable[[], object], done: str) -> ResponseReturnVa
 def requeue(inbound_id: int) -> ResponseReturnValue:
     actor = _actor()
     return _quarantine_action(
-        lambda: intake.requeue(db(), inbound_id, actor), f"Mail {inbound_id} requeued: the poller will process it again."
+        lambda: intake.requeue(db(), inbound_id, actor),
+        _("Mail %(number)s requeued: the poller will process it again.", number=inbound_id),
     )
 
 
@@ -82,7 +84,8 @@ def discard(inbound_id: int) -> ResponseReturnValue:
     actor = _actor()
     reason = request.form.get("reason") or ""
     return _quarantine_action(
-        lambda: intake.discard(db(), inbound_id, actor, reason), f"Mail {inbound_id} discarded; its raw bytes are kept."
+        lambda: intake.discard(db(), inbound_id, actor, reason),
+        _("Mail %(number)s discarded; its raw bytes are kept.", number=inbound_id),
     )
 
 
@@ -106,7 +109,7 @@ def retry(outbox_id: int) -> ResponseReturnValue:
         outbox.retry(db(), outbox_id)
     except (LookupError, ValueError) as exc:
         return outcome.refused(str(exc), url_for("admin.outbox"))
-    return outcome.done(f"Mail {outbox_id} queued to be sent again.", url_for("admin.outbox"))
+    return outcome.done(_("Mail %(number)s queued to be sent again.", number=outbox_id), url_for("admin.outbox"))
 
 
 @bp.get("/users")
@@ -135,13 +138,13 @@ def _role(raw: str | None) -> Role:
 def add_user() -> ResponseReturnValue:
     email = (request.form.get("email") or "").strip()
     if "@" not in email or len(email) > 320:
-        flash("An email address is needed.", "error")
+        flash(_("An email address is needed."), "error")
         return redirect(url_for("admin.users"))
     try:
         create_user(db(), email, _role(request.form.get("role")), request.form.get("password") or "", actor=_actor())
     except WeakPassword as exc:
         return outcome.refused(str(exc), url_for("admin.users"))
-    return outcome.done(f"{email} can now log in.", url_for("admin.users"))
+    return outcome.done(_("%(email)s can now log in.", email=email), url_for("admin.users"))
 
 
 def _me() -> Contact:
@@ -159,7 +162,7 @@ def _actor() -> str:
 def _user(user_id: int) -> Contact:
     user = db().get(Contact, user_id)
     if user is None:
-        abort(404, "No such user.")
+        abort(404, _("No such user."))
     return user
 
 
@@ -169,10 +172,10 @@ def change_role(user_id: int) -> ResponseReturnValue:
     user = _user(user_id)
     role = _role(request.form.get("role"))
     if user.id == _me().id and role is not Role.ADMIN:
-        flash("You cannot take the admin role from yourself.", "error")
+        flash(_("You cannot take the admin role from yourself."), "error")
         return redirect(url_for("admin.users"))
     set_role(db(), user, role, actor=_actor())
-    return outcome.done(f"{user.email} is now {role.value}.", url_for("admin.users"))
+    return outcome.done(_("%(email)s is now %(role)s.", email=user.email, role=_(role.value)), url_for("admin.users"))
 
 
 @bp.post("/users/<int:user_id>/password")
@@ -183,7 +186,7 @@ def change_password(user_id: int) -> ResponseReturnValue:
         set_password(db(), user, request.form.get("password") or "", actor=_actor())
     except WeakPassword as exc:
         return outcome.refused(str(exc), url_for("admin.users"))
-    return outcome.done(f"Password of {user.email} changed.", url_for("admin.users"))
+    return outcome.done(_("Password of %(email)s changed.", email=user.email), url_for("admin.users"))
 
 
 @bp.post("/users/<int:user_id>/token")
@@ -192,7 +195,7 @@ def token(user_id: int) -> ResponseReturnValue:
     user = _user(user_id)
     if request.form.get("action") == "revoke":
         revoke_api_token(db(), user, actor=_actor())
-        return outcome.done(f"API token of {user.email} revoked.", url_for("admin.users"))
+        return outcome.done(_("API token of %(email)s revoked.", email=user.email), url_for("admin.users"))
     # Rotating keeps what the token may do; "issue-events" makes one for a monitoring tool.
     scope = TokenScope.EVENTS if request.form.get("action") == "issue-events" else token_scope(user)
     new_token = issue_api_token(db(), user, actor=_actor(), scope=scope)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped, unused-ignore]
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
@@ -34,7 +35,7 @@ def decision(request_id: int, approve: bool, reason: str | None) -> tuple[bool, 
     """Ask core.access to decide; (done, message). A refusal's audit entry is kept."""
     item = db().get(AccessRequest, request_id)
     if item is None:
-        abort(404, "No such access request.")
+        abort(404, _("No such access request."))
     settings = current_settings()
     user = current_user()
     assert user is not None
@@ -42,12 +43,14 @@ def decision(request_id: int, approve: bool, reason: str | None) -> tuple[bool, 
         access.decide(db(), settings, item, user, approve, reason)
     except access.PolicyViolation as exc:
         db().commit()  # the refusal is evidence
-        return False, f"Refused: {exc}"
+        return False, _("Refused: %(reason)s", reason=exc)
     except access.AccessError as exc:
         db().rollback()
         return False, str(exc)
     db().commit()
-    return True, f"Access to {item.resource} for {item.beneficiary.email} {'approved' if approve else 'rejected'}."
+    return True, (_("Access to %(resource)s for %(email)s approved.", resource=item.resource, email=item.beneficiary.email)
+                  if approve else
+                  _("Access to %(resource)s for %(email)s rejected.", resource=item.resource, email=item.beneficiary.email))
 
 
 @bp.post("/<int:request_id>/decide")
@@ -55,7 +58,7 @@ def decision(request_id: int, approve: bool, reason: str | None) -> tuple[bool, 
 def decide(request_id: int) -> ResponseReturnValue:
     choice = request.form.get("decision")
     if choice not in ("approve", "reject"):
-        abort(400, "Approve or reject.")
+        abort(400, _("Approve or reject."))
     done, message = decision(request_id, choice == "approve", (request.form.get("reason") or "").strip()[:500] or None)
     flash(message, "info" if done else "error")
     if request.form.get("back") == "ticket":
@@ -82,10 +85,10 @@ def grants() -> ResponseReturnValue:
 def revoke(grant_id: int) -> ResponseReturnValue:
     grant = db().get(AccessGrant, grant_id)
     if grant is None:
-        abort(404, "No such grant.")
+        abort(404, _("No such grant."))
     reason = (request.form.get("reason") or "").strip()[:500]
     if not reason:
-        flash("Say why the access is revoked.", "error")
+        flash(_("Say why the access is revoked."), "error")
         return redirect(url_for("approvals.grants"))
     user = current_user()
     assert user is not None
@@ -93,4 +96,5 @@ def revoke(grant_id: int) -> ResponseReturnValue:
         access.revoke(db(), current_settings(), grant, user, reason)
     except (access.AccessError, access.PolicyViolation) as exc:
         return outcome.refused(str(exc), url_for("approvals.grants"))
-    return outcome.done(f"Access to {grant.resource} for {grant.contact.email} revoked.", url_for("approvals.grants"))
+    return outcome.done(_("Access to %(resource)s for %(email)s revoked.", resource=grant.resource, email=grant.contact.email),
+                        url_for("approvals.grants"))

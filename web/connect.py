@@ -20,6 +20,7 @@ from flask import (
     url_for,
 )  # fmt: skip
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped, unused-ignore]
 
 from helpdesk.core.db import transaction
 from helpdesk.core.mailauth import connect_mailbox, statuses
@@ -106,11 +107,11 @@ def connect() -> ResponseReturnValue:
 def callback() -> ResponseReturnValue:
     pending = session.pop(_PENDING, None)
     if not pending or not secrets.compare_digest(str(pending["state"]), request.args.get("state", "")):
-        abort(400, "this sign-in was not started here, or is already used: start again from Mailboxes")
+        abort(400, _("this sign-in was not started here, or is already used: start again from Mailboxes"))
     mailbox = _delegated(pending["mailbox"])
     assert mailbox.oauth is not None
     if "error" in request.args:
-        flash(f"{mailbox.name}: sign-in refused: {request.args.get('error')}", "error")
+        flash(_("%(name)s: sign-in refused: %(error)s", name=mailbox.name, error=request.args.get("error")), "error")
         return redirect(url_for("connect.mailboxes"))
     _authorize, token_url = _endpoints(mailbox.oauth)
     from authlib.common.errors import AuthlibBaseError
@@ -121,14 +122,15 @@ def callback() -> ResponseReturnValue:
                 token_url, authorization_response=request.url, code_verifier=pending["verifier"], timeout=30
             )
     except (AuthlibBaseError, OSError) as exc:
-        flash(f"{mailbox.name}: the token endpoint refused the sign-in: {getattr(exc, 'error', None) or exc}", "error")
+        flash(_("%(name)s: the token endpoint refused the sign-in: %(error)s", name=mailbox.name,
+                error=getattr(exc, "error", None) or exc), "error")
         return redirect(url_for("connect.mailboxes"))
     if not token.get("refresh_token"):
-        flash(f"{mailbox.name}: no refresh token came back (is offline access granted?)", "error")
+        flash(_("%(name)s: no refresh token came back (is offline access granted?)", name=mailbox.name), "error")
         return redirect(url_for("connect.mailboxes"))
     user = current_user()
     assert user is not None
     with transaction(current_app.extensions["helpdesk"].session_factory) as tx:
         connect_mailbox(tx, current_settings(), mailbox.name, str(token["refresh_token"]), actor=user.email)
-    flash(f"{mailbox.name}: connected; the helpdesk logs in with it from now on", "info")
+    flash(_("%(name)s: connected; the helpdesk logs in with it from now on", name=mailbox.name), "info")
     return redirect(url_for("connect.mailboxes"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped, unused-ignore]
 
 from helpdesk.core import csat
 from helpdesk.core.models import Rating, Ticket
@@ -21,14 +22,14 @@ def _ticket(token: str) -> Ticket:
     try:
         return csat.read_token(db(), current_settings(), token)
     except csat.BadToken as exc:
-        abort(404, f"Sorry: {exc}.")
+        abort(404, _("Sorry: %(reason)s.", reason=exc))
 
 
 @bp.get("/<token>/<rating>")
 @public
 def rate(token: str, rating: str) -> ResponseReturnValue:
     if rating not in ("good", "bad"):
-        abort(404, "Sorry: this satisfaction link is not valid.")
+        abort(404, _("Sorry: this satisfaction link is not valid."))
     ticket = _ticket(token)
     answer = csat.record(db(), ticket, rating=Rating(rating))
     db().commit()

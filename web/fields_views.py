@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, render_template, request, url_for
+from flask_babel import gettext as _  # type: ignore[import-untyped, unused-ignore]
 
 from helpdesk.core import fields, groups, queue
 from helpdesk.core.fields import APPLIES_TO
@@ -39,13 +40,13 @@ def index():  # type: ignore[no-untyped-def]
 @bp.post("/admin/fields/<int:field_id>")
 @roles(Role.ADMIN)
 def save(field_id: int | None = None):  # type: ignore[no-untyped-def]
-    existing = editing(FieldDef, field_id, "No such field.")
+    existing = editing(FieldDef, field_id, _("No such field."))
     try:
         saved = define_from(request.form, existing)
     except fields.FieldError as exc:
         outcome.undo(str(exc))
         return _fields_page(draft=request.form), 422
-    return outcome.done(f"Field {saved.key} saved.", url_for("fields.index"))
+    return outcome.done(_("Field %(key)s saved.", key=saved.key), url_for("fields.index"))
 
 
 @bp.post("/admin/fields/<int:field_id>/delete")
@@ -53,9 +54,9 @@ def save(field_id: int | None = None):  # type: ignore[no-untyped-def]
 def delete(field_id: int):  # type: ignore[no-untyped-def]
     found = db().get(FieldDef, field_id)
     if found is None:
-        abort(404, "No such field.")
+        abort(404, _("No such field."))
     gone = fields.delete(db(), _actor(), found)
-    return outcome.done(f"Field {found.key} deleted with {gone} value(s).", url_for("fields.index"))
+    return outcome.done(_("Field %(key)s deleted with %(count)s value(s).", key=found.key, count=gone), url_for("fields.index"))
 
 
 def _groups_page(**more: Any):  # type: ignore[no-untyped-def]
@@ -72,7 +73,7 @@ def groups_index():  # type: ignore[no-untyped-def]
 @bp.post("/admin/groups/<int:group_id>")
 @roles(Role.ADMIN)
 def save_group(group_id: int | None = None):  # type: ignore[no-untyped-def]
-    existing = editing(Group, group_id, "No such group.")
+    existing = editing(Group, group_id, _("No such group."))
     try:
         saved = groups.save(db(), _actor(), request.form.get("name", ""), email=request.form.get("email"),
                             group=existing)
@@ -80,7 +81,7 @@ def save_group(group_id: int | None = None):  # type: ignore[no-untyped-def]
     except groups.GroupError as exc:
         outcome.undo(str(exc))
         return _groups_page(draft=request.form), 422
-    return outcome.done(f"Group {saved.name} saved.", url_for("fields.groups"))
+    return outcome.done(_("Group %(name)s saved.", name=saved.name), url_for("fields.groups"))
 
 
 @bp.post("/admin/groups/<int:group_id>/delete")
@@ -88,9 +89,9 @@ def save_group(group_id: int | None = None):  # type: ignore[no-untyped-def]
 def delete_group(group_id: int):  # type: ignore[no-untyped-def]
     found = db().get(Group, group_id)
     if found is None:
-        abort(404, "No such group.")
+        abort(404, _("No such group."))
     groups.delete(db(), _actor(), found)
-    return outcome.done(f"Group {found.name} deleted.", url_for("fields.groups"))
+    return outcome.done(_("Group %(name)s deleted.", name=found.name), url_for("fields.groups"))
 
 
 @bp.post("/tickets/<int:number>/fields")
@@ -107,5 +108,5 @@ def ticket_fields(number: int):  # type: ignore[no-untyped-def]
             changed.append("group")
     except (fields.FieldError, groups.GroupError) as exc:
         return outcome.refused(str(exc), url_for("tickets.show", number=number))
-    return outcome.done("Changed: " + ", ".join(changed) if changed else "Nothing changed.",
+    return outcome.done(_("Changed: %(fields)s", fields=", ".join(changed)) if changed else _("Nothing changed."),
                         url_for("tickets.show", number=number))

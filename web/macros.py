@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, abort, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped, unused-ignore]
 
 from helpdesk.core import macros, queue
 from helpdesk.core.models import Contact, Macro, Role, TicketStatus
@@ -58,7 +59,7 @@ def index() -> ResponseReturnValue:
 @bp.post("/<int:macro_id>")
 @roles(Role.ADMIN)
 def save(macro_id: int | None = None) -> ResponseReturnValue:
-    macro = editing(Macro, macro_id, "No such macro.")
+    macro = editing(Macro, macro_id, _("No such macro."))
     actor = current_user()
     assert actor is not None
     try:
@@ -67,7 +68,7 @@ def save(macro_id: int | None = None) -> ResponseReturnValue:
     except macros.MacroError as exc:
         outcome.undo(str(exc))
         return _page(draft=request.form), 422
-    return outcome.done(f"Macro {saved.name} saved.", url_for("macros.index"))
+    return outcome.done(_("Macro %(name)s saved.", name=saved.name), url_for("macros.index"))
 
 
 @bp.post("/<int:macro_id>/delete")
@@ -76,6 +77,6 @@ def delete(macro_id: int) -> ResponseReturnValue:
     macro = db().get(Macro, macro_id)
     actor = current_user()
     if macro is None or actor is None:
-        abort(404, "No such macro.")
+        abort(404, _("No such macro."))
     macros.delete(db(), actor, macro)
-    return outcome.done(f"Macro {macro.name} deleted.", url_for("macros.index"))
+    return outcome.done(_("Macro %(name)s deleted.", name=macro.name), url_for("macros.index"))

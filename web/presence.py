@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Blueprint, abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped, unused-ignore]
 
 from helpdesk.core import presence, visibility
 from helpdesk.core import tickets as ticket_service
@@ -37,7 +38,7 @@ def confirm_reply(ticket: Ticket, text: str, refused: presence.NewerReply) -> st
 def _ticket(number: int, user: Contact) -> Ticket:
     ticket = ticket_service.get(db(), number)
     if ticket is None or not visibility.may_read(db(), current_settings(), user, ticket):
-        abort(404, f"There is no ticket #{number}.")
+        abort(404, _("There is no ticket #%(number)s.", number=number))
     return ticket
 
 

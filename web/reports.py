@@ -9,6 +9,8 @@ from datetime import timedelta
 
 from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
+from flask_babel import format_date  # type: ignore[import-untyped, unused-ignore]
+from flask_babel import gettext as _  # type: ignore[import-untyped, unused-ignore]
 
 from helpdesk.core import csat, reports
 from helpdesk.core.models import Role, Ticket, TicketKind, utcnow
@@ -27,8 +29,8 @@ def weekly(field: str, keys: list[str]) -> tuple[list[str], list[Series]]:
     now = utcnow()
     start = (now - timedelta(days=now.weekday(), weeks=WEEKS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     counts = reports.weekly_counts(db(), getattr(Ticket, field), start, WEEKS)
-    labels = [(start + timedelta(weeks=w)).strftime("%d %b") for w in range(WEEKS)]
-    return labels, [Series(k.replace("_", " "), tuple(float(counts[(w, k)]) for w in range(WEEKS))) for k in keys]
+    labels = [format_date(start + timedelta(weeks=w), "dd MMM") for w in range(WEEKS)]  # "05 Dec", "05 Dez."
+    return labels, [Series(_(k.replace("_", " ")), tuple(float(counts[(w, k)]) for w in range(WEEKS))) for k in keys]
 
 
 @bp.get("")
@@ -39,14 +41,14 @@ def overview() -> ResponseReturnValue:
     kind_labels, by_kind = weekly("kind", [k.value for k in TicketKind])
     prio_labels, by_priority = weekly("priority", list(PRIORITIES))
     compliance = {
-        metric: round(100 * values["compliance"], 1)
+        _(metric): round(100 * values["compliance"], 1)
         for metric, values in figures["sla"].items()
         if values["compliance"] is not None
     }
     satisfaction = csat.results(db())
     times = {
-        "first response": figures["mean_minutes_to_first_response"] or 0,
-        "resolution": figures["mean_minutes_to_resolution"] or 0,
+        _("first response"): figures["mean_minutes_to_first_response"] or 0,
+        _("resolution"): figures["mean_minutes_to_resolution"] or 0,
     }
     return render_template(
         "web/reports/overview.html",
@@ -66,4 +68,4 @@ def satisfaction_chart(rows: list[csat.ResultRow]) -> ResponseReturnValue:
     months = sorted({r.month for r in rows})[-WEEKS:]
     good = tuple(float(sum(r.good for r in rows if r.month == m)) for m in months)
     bad = tuple(float(sum(r.bad for r in rows if r.month == m)) for m in months)
-    return stacked_columns(months, [Series("good", good), Series("bad", bad)])
+    return stacked_columns(months, [Series(_("good"), good), Series(_("bad"), bad)])

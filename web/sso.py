@@ -15,6 +15,7 @@ from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.flask_client import OAuth
 from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped, unused-ignore]
 from joserfc.errors import JoseError
 from requests import RequestException
 
@@ -58,7 +59,7 @@ def _client() -> Any:
 def refuse_password_login() -> None:
     """HELPDESK_LOCAL_LOGIN=no: a password is not accepted, right or wrong."""
     if not current_settings().local_login:
-        abort(403, "Password logins are turned off here: sign in with single sign-on.")
+        abort(403, _("Password logins are turned off here: sign in with single sign-on."))
 
 
 @bp.get("")
@@ -69,7 +70,7 @@ def start() -> ResponseReturnValue:
     try:
         return _client().authorize_redirect(url_for("sso.callback", _external=True))
     except (AuthlibBaseError, RequestException, RuntimeError, ValueError):
-        return _refused("The sign-in service could not be reached. Try again later.", 502)
+        return _refused(_("The sign-in service could not be reached. Try again later."), 502)
 
 
 @bp.get("/callback")
@@ -85,12 +86,12 @@ def callback() -> ResponseReturnValue:
         # A state or nonce from another sign-in, a forged or unsigned id_token, a code the provider refused.
         current_app.logger.warning("single sign-on refused: the provider's answer did not verify (%s)",
                                    type(exc).__name__)
-        return _refused("The sign-in could not be verified. Start again from the login page.", 400)
+        return _refused(_("The sign-in could not be verified. Start again from the login page."), 400)
     try:
         user = sign_on(db(), claims, oidc)
     except SignOnRefused as refused:
         db().commit()  # a role taken away stays taken away
-        return _refused(f"{refused}. Ask an administrator for access.", 403)
+        return _refused(_("%(reason)s. Ask an administrator for access.", reason=refused), 403)
     db().commit()
     target = session.pop(_NEXT, "")
     security.login(user)

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext  # type: ignore[import-untyped, unused-ignore]
 from sqlalchemy import select
 
 from helpdesk.core import (
@@ -169,7 +170,7 @@ def ticket_or_404(number: int, missing: str | None = None) -> Ticket:
     """readable_ticket, or a 404 whose text is ``missing`` (the console's wording by default)."""
     ticket = readable_ticket(number)
     if ticket is None:
-        abort(404, missing or f"There is no ticket #{number}.")
+        abort(404, missing or gettext("There is no ticket #%(number)s.", number=number))
     return ticket
 
 
@@ -177,7 +178,7 @@ def _back(number: int, done: str | None = None, error: str | None = None) -> Res
     """Back to the ticket's page: the change committed and ``done`` said, or dropped and ``error`` said."""
     if error is not None:
         return outcome.refused(error, url_for("tickets.show", number=number))
-    return outcome.done(done or "Done.", url_for("tickets.show", number=number))
+    return outcome.done(done or gettext("Done."), url_for("tickets.show", number=number))
 
 
 @bp.get("/tickets/<int:number>")
@@ -215,7 +216,7 @@ def attachment(number: int, attachment_id: int):  # type: ignore[no-untyped-def]
     item = db().get(Attachment, attachment_id)
     message = db().get(Message, item.message_id) if item is not None else None
     if item is None or message is None or message.ticket_id != number or item.sha256 is None:
-        abort(404, "No such attachment.")
+        abort(404, gettext("No such attachment."))
     if message.internal and not visibility.sees_notes(current_settings(), _author()):
         abort(404, "No such attachment.")
     return attachment_response(item)
@@ -297,9 +298,10 @@ def reply(number: int):  # type: ignore[no-untyped-def]
     except ticket_service.TicketError as exc:
         return _back(number, error=str(exc))
     db().commit()
-    flash("Reply sent.", "info")
+    flash(gettext("Reply sent."), "info")
     if too_big:
-        flash("Kept on the ticket but not mailed, over the mail size limit: " + ", ".join(too_big), "error")
+        flash(gettext("Kept on the ticket but not mailed, over the mail size limit: %(files)s", files=", ".join(too_big)),
+              "error")
     return redirect(url_for("tickets.show", number=number))
 
 
@@ -311,7 +313,7 @@ def note(number: int):  # type: ignore[no-untyped-def]
         ticket_service.add_note(db(), ticket, _author(), request.form.get("text", ""))
     except ticket_service.TicketError as exc:
         return _back(number, error=str(exc))
-    return _back(number, "Note added.")
+    return _back(number, gettext("Note added."))
 
 
 def _level(raw: str | None) -> int | None:
@@ -345,7 +347,7 @@ def requested_changes(form: Any, ticket: Any) -> dict[str, Any]:
 def _assignable(email: str) -> Contact:
     person = next((a for a in queue.agents(db()) if a.email == email), None)
     if person is None:
-        abort(400, f"{email} is not an agent.")
+        abort(400, gettext("%(email)s is not an agent.", email=email))
     return person
 
 
@@ -355,14 +357,15 @@ def change(number: int):  # type: ignore[no-untyped-def]
     ticket = ticket_or_404(number)
     fields = requested_changes(request.form, ticket)
     if not fields:
-        flash("Nothing to change.", "info")
+        flash(gettext("Nothing to change."), "info")
         return redirect(url_for("tickets.show", number=number))
     reason = (request.form.get("reason") or "").strip()[:500] or None
     try:
         changed = processes.staff_change(db(), current_settings(), ticket, _author(), fields, reason=reason)
     except ticket_service.TicketError as exc:
         return _back(number, error=str(exc))
-    return _back(number, "Changed: " + ", ".join(sorted(changed)) if changed else "Nothing changed.")
+    return _back(number, gettext("Changed: %(fields)s", fields=", ".join(sorted(changed))) if changed
+                 else gettext("Nothing changed."))
 
 
 def _fulfilment_action(number: int, act: Callable[[Ticket], object], done: str):  # type: ignore[no-untyped-def]
@@ -379,7 +382,8 @@ def _fulfilment_action(number: int, act: Callable[[Ticket], object], done: str):
 def step_done(number: int, step: int):  # type: ignore[no-untyped-def]
     """Tick off checklist step ``step`` (1-based, as agents write ``#done N`` by email)."""
     return _fulfilment_action(
-        number, lambda ticket: fulfilment.complete_step(db(), ticket, step - 1, _author()), f"Step {step} done."
+        number, lambda ticket: fulfilment.complete_step(db(), ticket, step - 1, _author()),
+        gettext("Step %(number)s done.", number=step),
     )
 
 
@@ -389,7 +393,7 @@ def fulfilled(number: int):  # type: ignore[no-untyped-def]
     settings = current_settings()
     return _fulfilment_action(
         number, lambda ticket: fulfilment.fulfil(db(), settings, ticket, _author()),
-        "Request fulfilled; the requester is told by email.",
+        gettext("Request fulfilled; the requester is told by email."),
     )
 
 
@@ -407,13 +411,14 @@ def merge_selected():  # type: ignore[no-untyped-def]
     chosen = _numbers(request.form.getlist("ticket"))
     into = _numbers([(request.form.get("into") or "").strip().lstrip("#")]) or sorted(chosen)[:1]
     if not into:
-        flash("Choose the tickets to merge.", "error")
+        flash(gettext("Choose the tickets to merge."), "error")
         return redirect(url_for("tickets.queue"))
     try:
         target, merged = merge.merge_into(db(), current_settings(), [n for n in chosen if n != into[0]], into[0], _author())
     except ticket_service.TicketError as exc:
         return outcome.refused(str(exc), url_for("tickets.queue"))
-    return _back(target.id, "Merged " + ", ".join(f"#{n}" for n in merged) + f" into #{target.id}.")
+    return _back(target.id, gettext("Merged %(tickets)s into #%(number)s.", tickets=", ".join(f"#{n}" for n in merged),
+                                     number=target.id))
 
 
 @bp.post("/tickets/<int:number>/merge")
@@ -427,7 +432,7 @@ def merge_one(number: int):  # type: ignore[no-untyped-def]
         target, _ = merge.merge_into(db(), current_settings(), [number], into[0], _author())
     except ticket_service.TicketError as exc:
         return _back(number, error=str(exc))
-    return _back(target.id, f"Merged #{number} into #{target.id}.")
+    return _back(target.id, gettext("Merged %(tickets)s into #%(number)s.", tickets=f"#{number}", number=target.id))
 
 
 @bp.post("/tickets/<int:number>/unmerge")
@@ -438,13 +443,13 @@ def unmerge(number: int):  # type: ignore[no-untyped-def]
         merge.undo(db(), current_settings(), ticket, _author())
     except ticket_service.TicketError as exc:
         return _back(number, error=str(exc))
-    return _back(number, "Merge undone.")
+    return _back(number, gettext("Merge undone."))
 
 
 def message_of(ticket: Ticket, message_id: int) -> Message:
     found = next((m for m in ticket.messages if m.id == message_id), None)
     if found is None:
-        abort(404, "No such message on this ticket.")
+        abort(404, gettext("No such message on this ticket."))
     return found
 
 
@@ -456,7 +461,7 @@ def split(number: int, message_id: int):  # type: ignore[no-untyped-def]
         new = merge.split(db(), current_settings(), message_of(ticket, message_id), _author())
     except ticket_service.TicketError as exc:
         return _back(number, error=str(exc))
-    return _back(new.id, f"Split off #{number} into this ticket; the sender is told its number.")
+    return _back(new.id, gettext("Split off #%(number)s into this ticket; the sender is told its number.", number=number))
 
 
 @bp.post("/tickets/<int:number>/macro")
@@ -465,10 +470,11 @@ def macro(number: int):  # type: ignore[no-untyped-def]
     ticket = ticket_or_404(number)
     name = request.form.get("macro", "")
     if not name.strip():
-        return _back(number, error="Choose a canned reply.")
+        return _back(number, error=gettext("Choose a canned reply."))
     try:
         done = macros.apply_named(db(), current_settings(), name, ticket, _author())
     except ticket_service.TicketError as exc:
         return _back(number, error=str(exc))
     changed = ", ".join(f"{k} -> {v}" for k, v in done.changed.items())
-    return _back(number, f"Canned reply {done.macro} sent." + (f" Changed: {changed}." if changed else ""))
+    return _back(number, gettext("Canned reply %(name)s sent.", name=done.macro)
+                 + (" " + gettext("Changed: %(fields)s.", fields=changed) if changed else ""))

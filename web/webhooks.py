@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, abort, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _  # type: ignore[import-untyped, unused-ignore]
 
 from helpdesk.core import outbox, webhooks
 from helpdesk.core.models import Role, Webhook, WebhookDelivery, WebhookFormat
@@ -89,7 +90,7 @@ def save(hook_id: int | None = None) -> ResponseReturnValue:
         outcome.undo(str(exc))
         return _page(422, draft=fields if hook_id is None else None)
     if hook_id is not None:
-        return _done(f"Webhook {hook.name} saved.")
+        return _done(_("Webhook %(name)s saved.", name=hook.name))
     db().commit()
     return _page(secret=(hook.name, secret))  # shown this once: it is kept sealed
 
@@ -108,7 +109,7 @@ def new_secret(hook_id: int) -> ResponseReturnValue:
 def test(hook_id: int) -> ResponseReturnValue:
     hook = found(hook_id)
     webhooks.send_test(db(), actor(), hook)
-    return _done(f"A test event for {hook.name} is queued; the sender delivers it within seconds.")
+    return _done(_("A test event for %(name)s is queued; the sender delivers it within seconds.", name=hook.name))
 
 
 @bp.post("/<int:hook_id>/delete")
@@ -116,7 +117,7 @@ def test(hook_id: int) -> ResponseReturnValue:
 def delete(hook_id: int) -> ResponseReturnValue:
     hook = found(hook_id)
     webhooks.remove(db(), actor(), hook)
-    return _done(f"Webhook {hook.name} deleted.")
+    return _done(_("Webhook %(name)s deleted.", name=hook.name))
 
 
 @bp.post("/deliveries/<int:delivery_id>/retry")
@@ -126,4 +127,4 @@ def retry(delivery_id: int) -> ResponseReturnValue:
         outbox.retry(db(), delivery_id, table=WebhookDelivery)
     except (LookupError, ValueError) as exc:
         return outcome.refused(str(exc).replace("outbox mail", "delivery"), url_for("webhooks.index"))
-    return _done(f"Delivery {delivery_id} queued again.")
+    return _done(_("Delivery %(number)s queued again.", number=delivery_id))

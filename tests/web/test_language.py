@@ -33,11 +33,12 @@ from helpdesk.mailgateway.smtp import send_once
 from tests.core.desk import Desk, mail
 from tests.core.test_language import ENGLISH, GERMAN
 from tests.web.browser import LiveServer, log_in, screenshot
-from tests.web.conftest import STAFF, login, make_ticket
+from tests.web.conftest import STAFF, csrf_token, login, make_ticket
 
 # English text of the console pages that must not be left on a German page.
 ENGLISH_ON_PAGES = ("Log out", "Search subject and text", "any kind", "Reset", "Requester", "Updated",
-                    "Conversation", "as the mail reads", "Queue")
+                    "Conversation", "as the mail reads", "Queue", "Public reply", "Internal note", "Audit trail",
+                    "Why it was classified so", "Group and fields", "Send reply", "Merge this ticket")
 
 
 def _send(factory: sessionmaker[Session], sink) -> None:  # type: ignore[no-untyped-def]
@@ -67,6 +68,7 @@ def test_german_browser_gets_german_console_and_agent_switches_requester_to_engl
         page.goto(f"{live.url}/tickets/{number}")
         screenshot(page, "ticket-german")
         text = page.inner_text("body")
+        assert "Öffentliche Antwort" in text and "Änderungsprotokoll" in text
         for english in ENGLISH_ON_PAGES:
             assert english not in text, english
         page.select_option("form.requester-language select", "en")
@@ -179,8 +181,9 @@ GERMAN_PAGES = {
                           ("Grant register", "Resource", "Revoke", "Expires")),
     "/events": (Role.AGENT, ("Letzte Ereignisse", "Schweregrad", "Warnung", "Keine offenen Alarm-Störungen."),
                 ("Recent events", "Severity", "warning", "No open alert incidents.")),
-    "/reports": (Role.AGENT, ("Eröffnet je Woche, nach Art", "SLA-Einhaltung", "Laufen bald ab"),
-                 ("Opened per week", "SLA compliance", "Expiring soon")),
+    "/reports": (Role.AGENT, ("Eröffnet je Woche, nach Art", "SLA-Einhaltung", "Laufen bald ab", "erste Reaktion",
+                              "Serviceanfrage"),
+                 ("Opened per week", "SLA compliance", "Expiring soon", "first response", "service request")),
     "/tickets": (Role.AGENT, ('aria-label="Suche"', 'aria-label="Sortierung"', "Sortierung: neueste", "im Plan"),
           ("sort: newest", "on track", 'aria-label="search"', 'aria-label="select #')),
     "/tickets/{ticket}": (Role.AGENT, ("Öffentliche Antwort", "Interne Notiz", "Änderungsprotokoll", "Gruppe und Felder",
@@ -211,3 +214,32 @@ def test_every_console_page_is_german_for_a_german_browser(app: Flask, factory: 
             assert word not in (page if "=" in word else _visible(page)), (url, word)
         # English stays the default: the same page without Accept-Language shows today's labels.
         assert english[0] in _visible(clients[role].get(url).get_data(as_text=True)), (url, english[0])
+
+
+def test_console_actions_are_answered_in_the_browsers_language(app: Flask, factory: sessionmaker[Session],
+                                                               settings: Settings) -> None:
+    made = _console_data(factory, settings)
+    german = {"Accept-Language": "de"}
+
+    def post(role: Role, url: str, data: dict[str, str], page: str) -> str:
+        client = login(app.test_client(), role)
+        token = csrf_token(client, page)
+        answer = client.post(url, data={**data, "csrf_token": token}, headers=german, follow_redirects=True)
+        return str(answer.get_data(as_text=True))
+
+    field = post(Role.ADMIN, "/admin/fields", {"key": "asset", "label": "Asset", "type": "text",
+                                                "applies_to": "incident"}, "/admin/fields")
+    assert "Feld asset gespeichert." in field, re.findall(r"class=\"flash[^<]*", field)
+    assert "Field asset saved." not in field
+    note = post(Role.AGENT, f"/tickets/{made['ticket']}/note", {"text": "intern"}, f"/tickets/{made['ticket']}")
+    assert "Notiz hinzugefügt." in note and "Note added." not in note
+    unchanged = post(Role.AGENT, f"/tickets/{made['ticket']}/change", {}, f"/tickets/{made['ticket']}")
+    assert "Nichts zu ändern." in unchanged and "Nothing to change." not in unchanged
+    no_reason = post(Role.APPROVER, "/approvals/grants/1/revoke", {}, "/approvals/grants")
+    assert "Bitte geben Sie an, warum der Zugriff entzogen wird." in no_reason
+    no_user = post(Role.ADMIN, "/admin/users", {"email": "", "role": "agent", "password": ""}, "/admin/users")
+    assert "Eine E-Mail-Adresse wird benötigt." in no_user
+    missing = login(app.test_client(), Role.ADMIN).get("/admin/quarantine/999999", headers=german)
+    assert missing.status_code == 404 and "Diese eingehende Mail gibt es nicht." in missing.get_data(as_text=True)
+    stock = login(app.test_client(), Role.AGENT).get("/no-such-page", headers=german).get_data(as_text=True)
+    assert "404 · Nicht gefunden" in stock and "Die angeforderte Adresse gibt es auf diesem Server nicht." in stock
