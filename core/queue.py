@@ -154,11 +154,12 @@ def list_tickets(
         options.append(selectinload(Ticket.watchers).joinedload(Watcher.contact))
     listed = select(Ticket)
     order: tuple[ColumnElement[Any], ...] = _ORDER[query.sort]
-    ranked = search.relevance(session, query.text) if query.sort is Sort.RELEVANCE else None
-    if ranked is not None:
+    ranking = search.relevance(session, query.text) if query.sort is Sort.RELEVANCE else None
+    if ranking is not None:
+        if ranking.scores is not None:
+            listed = listed.outerjoin(ranking.scores, ranking.scores.c.ticket_id == Ticket.id)
         # A ticket found by its number has no score: it comes first.
-        listed = listed.outerjoin(ranked, ranked.c.ticket_id == Ticket.id)
-        order = (func.coalesce(ranked.c.score, -1e9), *order)
+        order = (func.coalesce(ranking.score, -1e9), *order)
     if query.first:
         order = (case((Ticket.group.in_(query.first), 0), else_=1), *order)
     rows = session.scalars(

@@ -1,17 +1,34 @@
 """Full-text search over ticket subjects and message texts.
 
 On SQLite FTS5 indexes, kept in step by triggers, answer a search over hundreds of thousands
-of messages in milliseconds. On PostgreSQL GIN indexes over to_tsvector(subject, text) do the
-same; being indexes, PostgreSQL keeps them current in the writing transaction itself. Both live
-outside the Alembic models because they are derived data: `ensure_index` creates them when missing
-and fills them from the tables. Other databases fall back to a case-insensitive substring match.
-"""
+of messages in milliseconds. On PostgreSQL each ticket keeps one tsvector of its subject and all its
+messages, kept current by triggers in the writing transaction and indexed by GIN. Both live outside
+the Alembic models because they are derived data (and PostgreSQL's depends on the configured
+language): `ensure_index` creates them when missing and fills them from the tables. Other databases
+fall back to a case-insensitive substring match."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Float, Integer, Subquery, column, exists, false, or_, text
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Float,
+    Integer,
+    Subquery,
+    case,
+    column,
+    exists,
+    false,
+    func,
+    literal_column,
+    null,
+    or_,
+    text,
+)
 from sqlalchemy.orm import Session
 
 from helpdesk.core.models import Message, Ticket
@@ -62,15 +79,58 @@ PREFIX_MIN = 3
 # 'simple' only lower-cases: German and English words are both found as written, where a
 # language's stemmer would mangle the other language's words (and drop its stop words too).
 DEFAULT_LANGUAGE = "simple"
-# PostgreSQL: the text search configuration is kept in the database, as an immutable function the
-# indexes and every query share (inlined by the planner, so the GIN indexes match the queries).
+# PostgreSQL: one stored tsvector per ticket (its subject, weighted A, then every message's subject and
+# text in order), kept by triggers in the writing transaction. A common word walks the page's ordering
+# and stops once the page is full; a rare one reads the GIN index; a ranking reads one vector per ticket.
+# The text search configuration is kept in the database, as an immutable function the triggers and
+# every query share.
 _PG_CONFIG = "helpdesk_search_config()"
-_PG_TICKET_VECTOR = f"to_tsvector({_PG_CONFIG}, subject)"
-_PG_MESSAGE_VECTOR = f"to_tsvector({_PG_CONFIG}, subject || ' ' || text)"
-_PG_INDEXES = (
-    f"CREATE INDEX IF NOT EXISTS ticket_search ON ticket USING gin ({_PG_TICKET_VECTOR})",
-    f"CREATE INDEX IF NOT EXISTS message_search ON message USING gin ({_PG_MESSAGE_VECTOR})",
+_PG_TEXTS = "string_agg(m.subject || ' ' || m.text, ' ' ORDER BY m.id)"
+_PG_TICKET_VECTOR = (  # of the ticket row t, from its subject and every message
+    f"setweight(to_tsvector({_PG_CONFIG}, t.subject), 'A') || coalesce("
+    f"(SELECT to_tsvector({_PG_CONFIG}, {_PG_TEXTS}) FROM message m WHERE m.ticket_id = t.id), '')"
 )
+_PG_FUNCTIONS = (
+    # Tickets whose messages changed or moved (merge, split, erasure, retention): their vectors anew.
+    "CREATE OR REPLACE FUNCTION helpdesk_search_refresh(ids integer[]) RETURNS void LANGUAGE sql AS $$"
+    f" UPDATE ticket t SET search_vector = {_PG_TICKET_VECTOR} WHERE t.id = ANY(ids) $$",
+    "CREATE OR REPLACE FUNCTION helpdesk_search_ticket() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    f" IF TG_OP = 'INSERT' THEN NEW.search_vector := setweight(to_tsvector({_PG_CONFIG}, NEW.subject), 'A');"
+    " ELSIF NEW.subject IS DISTINCT FROM OLD.subject THEN"
+    f" NEW.search_vector := setweight(to_tsvector({_PG_CONFIG}, NEW.subject), 'A') || coalesce("
+    f"(SELECT to_tsvector({_PG_CONFIG}, {_PG_TEXTS}) FROM message m WHERE m.ticket_id = NEW.id), '');"
+    " END IF; RETURN NEW; END $$",
+    # A new message (the usual write) is appended to its ticket's vector, not worked out anew.
+    "CREATE OR REPLACE FUNCTION helpdesk_search_message_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " UPDATE ticket t SET search_vector = coalesce(t.search_vector, '') || a.vector FROM ("
+    f" SELECT m.ticket_id, to_tsvector({_PG_CONFIG}, {_PG_TEXTS}) AS vector FROM added m GROUP BY m.ticket_id"
+    " ) a WHERE t.id = a.ticket_id; RETURN NULL; END $$",
+    "CREATE OR REPLACE FUNCTION helpdesk_search_message_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " PERFORM helpdesk_search_refresh(ARRAY(SELECT DISTINCT ticket_id FROM removed)); RETURN NULL; END $$",
+    "CREATE OR REPLACE FUNCTION helpdesk_search_message_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " PERFORM helpdesk_search_refresh(ARRAY("
+    " SELECT o.ticket_id FROM before_rows o JOIN after_rows n ON n.id = o.id"
+    " WHERE (n.ticket_id, n.subject, n.text) IS DISTINCT FROM (o.ticket_id, o.subject, o.text)"
+    " UNION SELECT n.ticket_id FROM before_rows o JOIN after_rows n ON n.id = o.id"
+    " WHERE (n.ticket_id, n.subject, n.text) IS DISTINCT FROM (o.ticket_id, o.subject, o.text)"
+    ")); RETURN NULL; END $$",
+)
+_PG_TRIGGERS = (
+    "CREATE OR REPLACE TRIGGER ticket_search BEFORE INSERT OR UPDATE OF subject ON ticket"
+    " FOR EACH ROW EXECUTE FUNCTION helpdesk_search_ticket()",
+    # Statement triggers: a merge moving 200 messages works out each of its two tickets once.
+    "CREATE OR REPLACE TRIGGER message_search_insert AFTER INSERT ON message REFERENCING NEW TABLE AS added"
+    " FOR EACH STATEMENT EXECUTE FUNCTION helpdesk_search_message_insert()",
+    "CREATE OR REPLACE TRIGGER message_search_delete AFTER DELETE ON message REFERENCING OLD TABLE AS removed"
+    " FOR EACH STATEMENT EXECUTE FUNCTION helpdesk_search_message_delete()",
+    "CREATE OR REPLACE TRIGGER message_search_update AFTER UPDATE ON message"
+    " REFERENCING OLD TABLE AS before_rows NEW TABLE AS after_rows"
+    " FOR EACH STATEMENT EXECUTE FUNCTION helpdesk_search_message_update()",
+)
+# Indexes of the first PostgreSQL search: one vector per message made a common word's matches a set of
+# tens of thousands of tickets to sort.
+_PG_SUPERSEDED = ("DROP INDEX IF EXISTS ticket_search", "DROP INDEX IF EXISTS message_search")
+_PG_INDEX = "ticket_search_vector"
 
 
 class UnknownSearchLanguage(ValueError):
@@ -115,18 +175,32 @@ def _ensure_pg_index(engine: Engine, language: str) -> None:
             text("SELECT pg_get_functiondef(p.oid) FROM pg_proc p WHERE p.proname = 'helpdesk_search_config'")
         )
         wanted = f"'pg_catalog.{language}'::regconfig"
-        if current is None or wanted not in current:
+        stale = current is None or wanted not in current
+        if stale:
             conn.execute(
                 text(
                     f"CREATE OR REPLACE FUNCTION {_PG_CONFIG} RETURNS regconfig LANGUAGE sql IMMUTABLE"
                     f" PARALLEL SAFE AS $$ SELECT {wanted} $$"
                 )
             )
-            # Words indexed under another language no longer match the queries: index them anew.
-            conn.execute(text("DROP INDEX IF EXISTS ticket_search"))
-            conn.execute(text("DROP INDEX IF EXISTS message_search"))
-        for ddl in _PG_INDEXES:
+        stale |= conn.scalar(text(
+            "SELECT count(*) FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = 'ticket' AND column_name = 'search_vector'"
+        )) == 0
+        for old in _PG_SUPERSEDED:
+            conn.execute(text(old))
+        conn.execute(text("ALTER TABLE ticket ADD COLUMN IF NOT EXISTS search_vector tsvector"))
+        for ddl in _PG_FUNCTIONS:
             conn.execute(text(ddl))
+        for ddl in _PG_TRIGGERS:
+            conn.execute(text(ddl))
+        if stale:
+            # New, or words indexed under another language no longer match the queries: index them anew.
+            conn.execute(text(f"DROP INDEX IF EXISTS {_PG_INDEX}"))
+            conn.execute(text(f"UPDATE ticket t SET search_vector = {_PG_TICKET_VECTOR}"))
+        conn.execute(text(f"CREATE INDEX IF NOT EXISTS {_PG_INDEX} ON ticket USING gin (search_vector)"))
+        if stale:
+            conn.execute(text("ANALYZE ticket"))  # which words are common: walk the queue or read the index
 
 
 def _words(words: str) -> tuple[list[str], bool] | None:
@@ -163,23 +237,26 @@ _FTS_MATCH = (
     "SELECT rowid FROM ticket_search WHERE ticket_search MATCH :q"
     f" UNION SELECT rowid / {TICKET_SHIFT} FROM message_search WHERE message_search MATCH :q"
 )
-_PG_MATCH = (
-    f"SELECT id FROM ticket WHERE {_PG_TICKET_VECTOR} @@ to_tsquery({_PG_CONFIG}, :q)"
-    f" UNION SELECT ticket_id FROM message WHERE {_PG_MESSAGE_VECTOR} @@ to_tsquery({_PG_CONFIG}, :q)"
-)
+def _number(words: str) -> int | None:
+    """The ticket number the text is, if it is one ("1234" or "#1234")."""
+    number = words.strip().lstrip("#")
+    return int(number) if number.isdigit() and len(number) < 10 else None
 
 
 def matches(session: Session, words: str) -> ColumnElement[bool]:
     """A condition on Ticket: its subject or one of its messages contains the words."""
     words = words.strip()
-    number = words.lstrip("#")
-    by_number = Ticket.id == int(number) if number.isdigit() and len(number) < 10 else None
+    number = _number(words)
+    by_number = Ticket.id == number if number is not None else None
     engine = session.get_bind().engine
     if uses_fts(engine) or uses_tsvector(engine):
         query = fts_query(words) if uses_fts(engine) else ts_query(words)
         if query is None:
             return by_number if by_number is not None else false()
-        condition: ColumnElement[bool] = Ticket.id.in_(text(_FTS_MATCH if uses_fts(engine) else _PG_MATCH).bindparams(q=query))
+        if uses_fts(engine):
+            condition: ColumnElement[bool] = Ticket.id.in_(text(_FTS_MATCH).bindparams(q=query))
+        else:  # on the ticket row itself: the queue's ordering can stop once a page is full
+            condition = _pg_match(query)[0]
     else:
         pattern = "%" + words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         condition = or_(
@@ -197,23 +274,40 @@ _FTS_RANKS = (
     f" UNION ALL SELECT rowid / {TICKET_SHIFT}, rank FROM message_search WHERE message_search MATCH :rq"
     ") GROUP BY t"
 )
-_PG_RANKS = (  # ts_rank: larger is better, negated to sort as bm25 does
-    "SELECT t AS ticket_id, -max(r) AS score FROM ("
-    f" SELECT id AS t, ts_rank({_PG_TICKET_VECTOR}, to_tsquery({_PG_CONFIG}, :rq)) AS r FROM ticket"
-    f" WHERE {_PG_TICKET_VECTOR} @@ to_tsquery({_PG_CONFIG}, :rq)"
-    f" UNION ALL SELECT ticket_id, ts_rank({_PG_MESSAGE_VECTOR}, to_tsquery({_PG_CONFIG}, :rq)) FROM message"
-    f" WHERE {_PG_MESSAGE_VECTOR} @@ to_tsquery({_PG_CONFIG}, :rq)"
-    ") AS matched GROUP BY t"
-)
+# The stored vector, read from the ticket row of the query (literal: the column is no part of the models).
+_PG_VECTOR: ColumnElement[Any] = literal_column("ticket.search_vector")
 
 
-def relevance(session: Session, words: str) -> Subquery | None:
-    """Matching tickets' scores (ticket_id, score; best first when sorted ascending); None where not ranked."""
+def _pg_match(query: str) -> tuple[ColumnElement[bool], ColumnElement[Any]]:
+    """The condition on the ticket row, and the tsquery (to_tsquery syntax) it matches."""
+    tsquery = func.to_tsquery(func.helpdesk_search_config(), query)
+    return _PG_VECTOR.bool_op("@@")(tsquery), tsquery
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """How to sort tickets by relevance: ``score`` (smaller is better, NULL: no score), read from the
+    ``scores`` subquery (ticket_id, score) when there is one, to be outer-joined to the tickets."""
+
+    score: ColumnElement[float]
+    scores: Subquery | None = None
+
+
+def relevance(session: Session, words: str) -> Ranking | None:
+    """Matching tickets' scores; None where not ranked."""
     engine = session.get_bind().engine
     if not (uses_fts(engine) or uses_tsvector(engine)):
         return None
     query = fts_query(words) if uses_fts(engine) else ts_query(words)
     if query is None:
         return None
-    ranks = text(_FTS_RANKS if uses_fts(engine) else _PG_RANKS).bindparams(rq=query)
-    return ranks.columns(column("ticket_id", Integer), column("score", Float)).subquery("ranked")
+    if uses_tsvector(engine):
+        # ts_rank on the ticket's one vector: larger is better, negated to sort as bm25 does. The ticket
+        # the text names by number has no score (NULL); the vector is read once per ticket (another
+        # condition on it, as in a CASE, would read it again: twice the time for a common word).
+        rank = -func.ts_rank(_PG_VECTOR, _pg_match(query)[1], type_=Float)
+        number = _number(words)
+        return Ranking(rank if number is None else case((Ticket.id == number, null()), else_=rank))
+    ranks = text(_FTS_RANKS).bindparams(rq=query)
+    scores = ranks.columns(column("ticket_id", Integer), column("score", Float)).subquery("ranked")
+    return Ranking(scores.c.score, scores)
