@@ -108,7 +108,7 @@ def open_request(
     session.flush()
     audit.record(
         session, actor=actor, action="access.request", object_type="access_request", object_id=request.id,
-        after=_snapshot(request),
+        after=_snapshot(request), flush=False,  # goes in with the status change next (one flush less)
     )
     if ticket.status is not TicketStatus.AWAITING_APPROVAL:
         tickets.change(session, ticket, actor, status=TicketStatus.AWAITING_APPROVAL, reason="access needs approval")

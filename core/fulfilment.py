@@ -64,6 +64,7 @@ def schedule(session: Session, ticket: Ticket, item: CatalogueItem, *, hours: Bu
     audit.record(
         session, actor=audit.SYSTEM, action="request.schedule", object_type="ticket", object_id=ticket.id,
         before={"due_at": before}, after={"due_at": due}, reason=f"catalogue item {item.code}: {item.fulfilment}",
+        flush=False,  # with the step that follows it (start's advance)
     )
     return due
 
@@ -89,8 +90,7 @@ def start(
     )
     if approved_by is not None:
         record.approved, record.decided_by, record.decided_at = True, approved_by.email, utcnow()
-    session.add(record)
-    session.flush()
+    session.add(record)  # written with the first step's change (advance finds it pending: _record)
     if ticket.catalogue_item != item.code or (item.group and not ticket.group):
         tickets.change(session, ticket, actor, catalogue_item=item.code, group=ticket.group or item.group)
     schedule(session, ticket, item, hours=settings.sla.business_hours)
@@ -139,7 +139,7 @@ def advance(
     current = step_of(ticket)
     if to not in _NEXT[current]:
         raise FulfilmentError(f"a request that is {current.value} cannot become {to.value}")
-    _check_work(ticket, session.get(Fulfilment, ticket.id), to)
+    _check_work(ticket, _record(session, ticket), to)
     tickets.change(session, ticket, actor, status=STATUS_OF[to], reason=reason)
     _tell_user(session, settings, ticket, to, reason)
     return to
@@ -162,8 +162,16 @@ def _check_work(ticket: Ticket, record: Fulfilment | None, to: Step) -> None:
         raise FulfilmentError(f"checklist not done: {'; '.join(undone)}")
 
 
+def _record(session: Session, ticket: Ticket) -> Fulfilment | None:
+    """The ticket's fulfilment record, also one ``start`` added and no flush has written yet."""
+    for pending in session.new:
+        if isinstance(pending, Fulfilment) and pending.ticket_id == ticket.id:
+            return pending
+    return session.get(Fulfilment, ticket.id)
+
+
 def _tell_user(session: Session, settings: Settings, ticket: Ticket, step: Step, reason: str | None) -> None:
-    record = session.get(Fulfilment, ticket.id)
+    record = _record(session, ticket)
     context: dict[str, Any] = {
         "step": step.value,
         "reason": reason,

@@ -31,7 +31,7 @@ from helpdesk.core import (
 )
 from helpdesk.core.attachments import store_for
 from helpdesk.core.catalogue import catalogue_for
-from helpdesk.core.classify import ClassKind, RuleSet, classify
+from helpdesk.core.classify import Classification, ClassKind, RuleSet, classify
 from helpdesk.core.db import transaction
 from helpdesk.core.identity import fingerprint, header_message_id, usable_message_id
 from helpdesk.core.mail import ParsedMail
@@ -264,28 +264,38 @@ class Intake:
             csat.exclude(session, ticket, csat.AUTOMATIC_SENDER)  # nor asked, when resolved, how we did
         if not list_mail:  # a list's address must never get our public replies
             tickets.add_watchers(session, ticket, self._other_recipients(mail), limit=self._max_watchers)
-        notify_agents(session, self.settings, ticket, message, new=True)
-        if may_answer:
-            enqueue(
-                session,
-                self.settings,
-                template="acknowledgement",
-                ticket=ticket,
-                to=[requester.email],
-                context={
-                    "requester_name": requester.name,
-                    "kind_label": tickets.KIND_LABELS[ticket.kind],
-                    "classification": found.explain(),
-                    # Files over the size limit: the user learns which ones did not reach us.
-                    "not_kept": [p.filename for p in mail.attachments if p.omitted_size is not None],
-                    "size_limit": _megabytes(self.settings.max_message_bytes),
-                },
-                auto_submitted=AutoSubmitted.AUTO_REPLIED,
-                in_reply_to=mail.message_id,
-            )
+        # What is pending now (the ticket's audit entry) goes in with the mail's last flush: none of it
+        # changes who the agents are, whom the mail goes to, the rate limit's count or the thread it answers.
+        with session.no_autoflush:
+            notify_agents(session, self.settings, ticket, message, new=True)
+            if may_answer:
+                self._acknowledge(session, ticket, requester, mail, found)
         processes.start(session, self.settings, ticket, mail, item)  # after the acknowledgement
         log.info("inbound %s opened ticket %s (%s)", inbound.id, ticket.id, found.explain())
         return self._finish(inbound, InboundStatus.PROCESSED, ticket.id, created=True)
+
+    def _acknowledge(
+        self, session: Session, ticket: Ticket, requester: Contact, mail: ParsedMail, found: Classification
+    ) -> None:
+        """The requester's acknowledgement of a new ticket, into the outbox (written at the mail's next flush)."""
+        enqueue(
+            session,
+            self.settings,
+            template="acknowledgement",
+            ticket=ticket,
+            to=[requester.email],
+            context={
+                "requester_name": requester.name,
+                "kind_label": tickets.KIND_LABELS[ticket.kind],
+                "classification": found.explain(),
+                # Files over the size limit: the user learns which ones did not reach us.
+                "not_kept": [p.filename for p in mail.attachments if p.omitted_size is not None],
+                "size_limit": _megabytes(self.settings.max_message_bytes),
+            },
+            auto_submitted=AutoSubmitted.AUTO_REPLIED,
+            in_reply_to=mail.message_id,
+            flush=False,
+        )
 
     def _append(
         self, session: Session, inbound: Inbound, mail: ParsedMail, match: conversation.ThreadMatch,
@@ -419,7 +429,9 @@ class Intake:
         if not inbound.message_id:
             return _Earlier(copy=session.scalars(query.where(Inbound.sha256 == inbound.sha256).limit(1)).first())
         query = query.where(Inbound.message_id == inbound.message_id)
-        mine = inbound.fingerprint = inbound.fingerprint or self._fingerprint(session, inbound)
+        mine = inbound.fingerprint
+        if not mine:  # (assigning the value it has would still cost a flush)
+            mine = inbound.fingerprint = self._fingerprint(session, inbound)
         evidence = or_(Inbound.sha256 == inbound.sha256, Inbound.fingerprint == mine, Inbound.fingerprint.is_(None))
         for row in session.scalars(query.where(evidence)):
             if row.fingerprint is None:  # stored before fingerprints were kept

@@ -167,6 +167,8 @@ def add_watchers(
 
     Linear in the addresses, with a fixed number of statements: a mail may Cc tens of thousands.
     """
+    if not addresses:
+        return []  # (most mails: nobody else in To or Cc; no flush, no statement)
     session.flush()  # watchers added before are in the table
     watching = session.scalars(
         select(Contact.email).join(Watcher, Watcher.contact_id == Contact.id).where(Watcher.ticket_id == ticket.id)
