@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from helpdesk.core import approval, audit, fulfilment, notify, tickets
 from helpdesk.core.approval import PolicyViolation
 from helpdesk.core.catalogue import catalogue_for
+from helpdesk.core.i18n import N_, Refusal, Word
 from helpdesk.core.locks import serialise
 from helpdesk.core.mail import ParsedMail
 from helpdesk.core.models import (
@@ -41,7 +42,7 @@ __all__ = [
 ACCESS_ITEM = "access"
 
 
-class AccessError(Exception):
+class AccessError(Refusal):
     """An access action that cannot be done now (already decided, already revoked)."""
 
 
@@ -96,7 +97,7 @@ def open_request(
     """Record an access request for a ticket and route it to its approvers."""
     ticket = session.get(Ticket, ticket_id)  # usually just opened: no query
     if ticket is None:
-        raise AccessError(f"no ticket #{ticket_id}")
+        raise AccessError(N_("no ticket #%(number)s"), number=ticket_id)
     request = AccessRequest(
         ticket_id=ticket.id,
         resource=resource,
@@ -147,7 +148,7 @@ def decide(
     """Approve (grant with expiry + fulfilment task) or reject; audited; the requester is told."""
     approval.lock_for_decision(session, request)
     if request.status is not AccessStatus.PENDING:
-        raise AccessError(f"access request {request.id} was already {request.status.value}")
+        raise AccessError(N_("access request %(id)s was already %(status)s"), id=request.id, status=Word(request.status.value))
     try:
         approval.ensure_may_decide(
             session, settings, approver, requester=request.requester, beneficiary=request.beneficiary,
@@ -282,9 +283,9 @@ def revoke(
     who = actor if isinstance(actor, str) else actor.email
     if not isinstance(actor, str) and actor.role not in (Role.APPROVER, Role.ADMIN):
         # Those who may grant access take it away; the console's grant register says the same.
-        raise PolicyViolation(f"{actor.email} may not revoke access: only approvers and admins do")
+        raise PolicyViolation(N_("%(email)s may not revoke access: only approvers and admins do"), email=actor.email)
     if grant.revoked_at is not None:
-        raise AccessError(f"grant {grant.id} was already revoked")
+        raise AccessError(N_("grant %(id)s was already revoked"), id=grant.id)
     grant.revoked_at, grant.revoked_by, grant.revoke_reason = utcnow(), who, reason
     session.flush()
     audit.record(

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from helpdesk.core.i18n import N_, Refusal
 from helpdesk.core.locks import serialise
 from helpdesk.core.models import Contact, Message, Role
 from helpdesk.core.settings import Settings
@@ -20,7 +21,7 @@ APPROVER_ROLE = "approver"  # catalogue `approver` value meaning "anyone with th
 _BENEFICIARY = re.compile(r"\b(?:for|f[üu]r)\s+(?:\S+\s+){0,3}?<?([\w.+-]+@[\w-]+(?:\.[\w-]+)+)>?", re.IGNORECASE)
 
 
-class PolicyViolation(Exception):
+class PolicyViolation(Refusal):
     """A decision the policy forbids; the message says which rule."""
 
 
@@ -49,13 +50,15 @@ def may_be_asked(decider: Contact, requester: Contact, beneficiary: Contact | No
     return _conflict(decider, requester, beneficiary, named) is None
 
 
-def _conflict(decider: Contact, requester: Contact, beneficiary: Contact | None, named: Iterable[str]) -> str | None:
+def _conflict(
+    decider: Contact, requester: Contact, beneficiary: Contact | None, named: Iterable[str]
+) -> PolicyViolation | None:
     mine = mailbox(decider.email)
     if decider.id == requester.id or mailbox(requester.email) == mine:
-        return f"{decider.email} made this request and cannot decide it"
+        return PolicyViolation(N_("%(email)s made this request and cannot decide it"), email=decider.email)
     others = [beneficiary.email] if beneficiary is not None else []
     if (beneficiary is not None and decider.id == beneficiary.id) or any(mailbox(a) == mine for a in [*others, *named]):
-        return f"this request would give {decider.email} access: they cannot decide it"
+        return PolicyViolation(N_("this request would give %(email)s access: they cannot decide it"), email=decider.email)
     return None
 
 
@@ -106,8 +109,8 @@ def ensure_may_decide(
     request's text names) counts as much as the recorded beneficiary.
     """
     if decider.role is not Role.APPROVER:
-        raise PolicyViolation(f"{decider.email} is not an approver: only approvers decide")
+        raise PolicyViolation(N_("%(email)s is not an approver: only approvers decide"), email=decider.email)
     if (conflict := _conflict(decider, requester, beneficiary, named)) is not None:
-        raise PolicyViolation(conflict)
+        raise conflict
     if group and group in settings.access.approvers_by_group and decider not in approvers_for(session, settings, group):
-        raise PolicyViolation(f"{decider.email} is not an approver for {group!r}")
+        raise PolicyViolation(N_("%(email)s is not an approver for %(group)r"), email=decider.email, group=group)

@@ -9,7 +9,7 @@ from helpdesk.core.mail import ParsedMail
 from helpdesk.core.models import Contact
 
 
-class UnknownLanguage(ValueError):
+class UnknownLanguage(i18n.Refusal, ValueError):
     """A language the desk does not ship."""
 
 
@@ -19,7 +19,8 @@ def set_language(
     """Make ``wanted`` (a shipped language, or None for the default) the contact's; True if it changed."""
     chosen = i18n.supported(wanted) if wanted else None
     if wanted and chosen is None:
-        raise UnknownLanguage(f"unknown language {wanted[:20]!r}: one of {', '.join(i18n.SUPPORTED)}")
+        raise UnknownLanguage(i18n.N_("unknown language %(language)r: one of %(known)s"), language=wanted[:20],
+                              known=", ".join(i18n.SUPPORTED))
     if chosen == contact.language:
         return False
     before = {"language": contact.language}

@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import case, exists, func, select
 from sqlalchemy.orm import Session
 
-from helpdesk.core import audit
+from helpdesk.core import audit, i18n
+from helpdesk.core.i18n import N_, Refusal
 from helpdesk.core.models import Contact, Event, Rating, Satisfaction, Ticket, utcnow
 from helpdesk.core.settings import Settings
 
@@ -26,7 +27,7 @@ COMMENT_LIMIT = 2000
 AUTOMATIC_SENDER = "opened by an automatic sender"
 
 
-class BadToken(Exception):
+class BadToken(Refusal):
     """A satisfaction link that is not ours, was altered, or has expired."""
 
 
@@ -75,16 +76,16 @@ def read_token(session: Session, settings: Settings, token: str, *, now: datetim
     """The ticket a token names; BadToken if it is forged, altered, expired, or its requester changed."""
     parts = token.split(".")
     if len(parts) != 4 or not all(p.isdigit() for p in parts[:3]):
-        raise BadToken("this satisfaction link is not valid")
+        raise BadToken(N_("this satisfaction link is not valid"))
     payload = ".".join(parts[:3])
     if not hmac.compare_digest(_sign(settings, payload), parts[3]):
-        raise BadToken("this satisfaction link is not valid")
+        raise BadToken(N_("this satisfaction link is not valid"))
     ticket_id, requester_id, expires = (int(p) for p in parts[:3])
     if datetime.fromtimestamp(expires, UTC) < (now or utcnow()):
-        raise BadToken("this satisfaction link has expired")
+        raise BadToken(N_("this satisfaction link has expired"))
     ticket = session.get(Ticket, ticket_id)
     if ticket is None or ticket.requester_id != requester_id:
-        raise BadToken("this satisfaction link is not valid")
+        raise BadToken(N_("this satisfaction link is not valid"))
     return ticket
 
 
@@ -120,7 +121,7 @@ def record(
 ) -> Answer:
     """The requester's answer (a rating, a comment, or both): one per ticket, changed by a later one, audited."""
     if rating is None and comment is None:
-        raise ValueError("an answer needs a rating or a comment")
+        raise i18n.Invalid(N_("an answer needs a rating or a comment"))
     # (A ticket reopened since keeps the answer: it is about the resolution the mail announced.)
     row = session.get(Satisfaction, ticket.id)
     if row is None:

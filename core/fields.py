@@ -18,6 +18,7 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy.orm import Session
 
 from helpdesk.core import audit
+from helpdesk.core.i18n import N_, Refusal
 from helpdesk.core.models import (
     Contact,
     Event,
@@ -42,7 +43,7 @@ _KIND_NAMES = {
 }
 
 
-class FieldError(Exception):
+class FieldError(Refusal):
     """A field definition or value that is refused, with the reason to show."""
 
 
@@ -81,11 +82,11 @@ def _choices(type_: FieldType, choices: Iterable[str]) -> list[str]:
         if text and text.lower() not in {c.lower() for c in cleaned}:
             cleaned.append(text[:VALUE_LIMIT])
     if type_ is FieldType.CHOICE and not cleaned:
-        raise FieldError("a choice field needs at least one choice")
+        raise FieldError(N_("a choice field needs at least one choice"))
     if type_ is not FieldType.CHOICE and cleaned:
-        raise FieldError("only a choice field has choices")
+        raise FieldError(N_("only a choice field has choices"))
     if len(cleaned) > CHOICES_LIMIT:
-        raise FieldError(f"a field has at most {CHOICES_LIMIT} choices")
+        raise FieldError(N_("a field has at most %(limit)s choices"), limit=CHOICES_LIMIT)
     return cleaned
 
 
@@ -96,17 +97,18 @@ def define(
     """Create a field, or change ``field``; checked, audited. A field with values keeps its type."""
     key, label, applies_to = key.strip().lower(), " ".join(label.split()), applies_to.strip().lower()
     if not _KEY.fullmatch(key):
-        raise FieldError("a field's key is 1-40 lower-case letters, digits or '_', starting with a letter")
+        raise FieldError(N_("a field's key is 1-40 lower-case letters, digits or '_', starting with a letter"))
     if not label or len(label) > 80:
-        raise FieldError("a field's label is 1-80 characters")
+        raise FieldError(N_("a field's label is 1-80 characters"))
     if applies_to not in APPLIES_TO:
-        raise FieldError(f"a field applies to one of {', '.join(APPLIES_TO)}, not {applies_to!r}")
+        raise FieldError(N_("a field applies to one of %(known)s, not %(value)r"), known=", ".join(APPLIES_TO),
+                         value=applies_to)
     cleaned = _choices(type_, choices)
     other = find(session, key)
     if other is not None and other is not field:
-        raise FieldError(f"there is already a field {key}")
+        raise FieldError(N_("there is already a field %(key)s"), key=key)
     if field is not None and field.type is not type_ and _has_values(session, field):
-        raise FieldError(f"field {field.key} has values: its type stays {field.type.value}")
+        raise FieldError(N_("field %(key)s has values: its type stays %(type)s"), key=field.key, type=field.type.value)
     before = to_json(field) if field is not None else None
     field = field or FieldDef(key=key, label=label, type=type_)
     field.key, field.label, field.type, field.applies_to = key, label, type_, applies_to
@@ -137,11 +139,12 @@ def check_value(session: Session, field: FieldDef, text: str) -> str:
     """The stored form of ``text`` for this field, or FieldError saying what is allowed."""
     text = " ".join(text.split())
     if len(text) > VALUE_LIMIT:
-        raise FieldError(f"{field.key}: at most {VALUE_LIMIT} characters")
+        raise FieldError(N_("%(key)s: at most %(limit)s characters"), key=field.key, limit=VALUE_LIMIT)
     if field.type is FieldType.CHOICE:
         found = next((c for c in field.choices if c.lower() == text.lower()), None)
         if found is None:
-            raise FieldError(f"{field.key}: {text!r} is not one of {', '.join(field.choices)}")
+            raise FieldError(N_("%(key)s: %(value)r is not one of %(choices)s"), key=field.key, value=text,
+                             choices=", ".join(field.choices))
         return str(found)
     if field.type is FieldType.DATE:
         try:
@@ -149,13 +152,13 @@ def check_value(session: Session, field: FieldDef, text: str) -> str:
                 raise ValueError(text)
             return date.fromisoformat(text).isoformat()
         except ValueError:
-            raise FieldError(f"{field.key}: {text!r} is not a date (YYYY-MM-DD)") from None
+            raise FieldError(N_("%(key)s: %(value)r is not a date (YYYY-MM-DD)"), key=field.key, value=text) from None
     if field.type is FieldType.USER:
         agent = session.scalars(
             select(Contact).where(Contact.email == text.lower(), Contact.role.in_((Role.AGENT, Role.ADMIN)))
         ).first()
         if agent is None:
-            raise FieldError(f"{field.key}: {text!r} is not an agent")
+            raise FieldError(N_("%(key)s: %(value)r is not an agent"), key=field.key, value=text)
         return agent.email
     return text
 
@@ -190,12 +193,12 @@ def set_value(session: Session, ticket: Ticket, actor: str, key: str, text: str)
     field = find(session, key)
     if field is None:
         known = ", ".join(f.key for f in applicable(session, ticket)) or "none defined"
-        raise FieldError(f"no field {key!r} (fields: {known})")
+        raise FieldError(N_("no field %(key)r (fields: %(known)s)"), key=key, known=known)
     if field.applies_to not in ("all", kind_of(session, ticket)):
-        raise FieldError(f"field {field.key} is for {field.applies_to} tickets")
+        raise FieldError(N_("field %(key)s is for %(kind)s tickets"), key=field.key, kind=field.applies_to)
     value = check_value(session, field, text) if text.strip() else None
     if value is None and field.required:
-        raise FieldError(f"field {field.key} is required")
+        raise FieldError(N_("field %(key)s is required"), key=field.key)
     row = session.scalars(
         select(FieldValue).where(FieldValue.ticket_id == ticket.id, FieldValue.field_id == field.id)
     ).first()

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk.core import approval, audit, notify, tickets
 from helpdesk.core.catalogue import CatalogueItem, catalogue_for
+from helpdesk.core.i18n import N_, Refusal, Word
 from helpdesk.core.models import Contact, Fulfilment, Ticket, TicketStatus, aware, utcnow
 from helpdesk.core.notify import enqueue, enqueue_resolution
 from helpdesk.core.settings import BusinessHours, Settings
@@ -48,7 +49,7 @@ _NEXT: dict[Step, frozenset[Step]] = {
 }
 
 
-class FulfilmentError(Exception):
+class FulfilmentError(Refusal):
     """A step that cannot be taken now, with a reason fit to show."""
 
 
@@ -138,7 +139,8 @@ def advance(
     """Move the request one step on, audited, and tell the user."""
     current = step_of(ticket)
     if to not in _NEXT[current]:
-        raise FulfilmentError(f"a request that is {current.value} cannot become {to.value}")
+        raise FulfilmentError(N_("a request that is %(current)s cannot become %(to)s"), current=Word(current.value),
+                              to=Word(to.value))
     _check_work(ticket, _record(session, ticket), to)
     tickets.change(session, ticket, actor, status=STATUS_OF[to], reason=reason)
     _tell_user(session, settings, ticket, to, reason)
@@ -156,10 +158,10 @@ def _check_work(ticket: Ticket, record: Fulfilment | None, to: Step) -> None:
     if record is None or to not in (Step.IN_PROGRESS, Step.FULFILLED):
         return
     if record.approval_needed and not record.approved:
-        raise FulfilmentError(f"request #{ticket.id} has not been approved")
+        raise FulfilmentError(N_("request #%(number)s has not been approved"), number=ticket.id)
     undone = [c["step"] for c in record.checklist if not c.get("done_at")]
     if to is Step.FULFILLED and undone:
-        raise FulfilmentError(f"checklist not done: {'; '.join(undone)}")
+        raise FulfilmentError(N_("checklist not done: %(steps)s"), steps="; ".join(undone))
 
 
 def _record(session: Session, ticket: Ticket) -> Fulfilment | None:
@@ -191,10 +193,10 @@ def decide(
     """An approver's decision on a catalogue request that needs approval."""
     record = session.get(Fulfilment, ticket.id)
     if record is None or not record.approval_needed:
-        raise FulfilmentError(f"request #{ticket.id} needs no approval")
+        raise FulfilmentError(N_("request #%(number)s needs no approval"), number=ticket.id)
     approval.lock_for_decision(session, record, ticket)
     if step_of(ticket) is not Step.AWAITING_APPROVAL:
-        raise FulfilmentError(f"request #{ticket.id} is not awaiting approval")
+        raise FulfilmentError(N_("request #%(number)s is not awaiting approval"), number=ticket.id)
     try:
         group = _approver_group(settings, record)
         approval.ensure_may_decide(
@@ -222,12 +224,13 @@ def complete_step(session: Session, ticket: Ticket, index: int, actor: Contact) 
     """Tick one checklist step off (0-based), audited."""
     record = session.get(Fulfilment, ticket.id)
     if record is None or not 0 <= index < len(record.checklist):
-        raise FulfilmentError(f"request #{ticket.id} has no checklist step {index + 1}")
+        raise FulfilmentError(N_("request #%(number)s has no checklist step %(step)s"), number=ticket.id, step=index + 1)
     if step_of(ticket) is not Step.IN_PROGRESS:
-        raise FulfilmentError(f"request #{ticket.id} is not in progress")
+        raise FulfilmentError(N_("request #%(number)s is not in progress"), number=ticket.id)
     _check_work(ticket, record, Step.IN_PROGRESS)  # the status may have been set by hand before this check existed
     if record.checklist[index].get("done_at"):
-        raise FulfilmentError(f"step {index + 1} is already done (by {record.checklist[index].get('done_by')})")
+        raise FulfilmentError(N_("step %(step)s is already done (by %(by)s)"), step=index + 1,
+                             by=record.checklist[index].get("done_by"))
     checklist = [dict(c) for c in record.checklist]
     checklist[index].update(done_by=actor.email, done_at=utcnow().isoformat())
     record.checklist = checklist  # a new list, so the JSON column sees the change
@@ -242,5 +245,5 @@ def complete_step(session: Session, ticket: Ticket, index: int, actor: Contact) 
 def fulfil(session: Session, settings: Settings, ticket: Ticket, actor: Contact) -> Step:
     """Mark a service request fulfilled once its checklist is done; the user is told."""
     if session.get(Fulfilment, ticket.id) is None:
-        raise FulfilmentError(f"#{ticket.id} is not a service request with a checklist")
+        raise FulfilmentError(N_("#%(number)s is not a service request with a checklist"), number=ticket.id)
     return advance(session, settings, ticket, Step.FULFILLED, actor=actor.email, reason=None)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from helpdesk.core import audit, tickets
 from helpdesk.core.catalogue import Catalogue
 from helpdesk.core.classify import RuleSet
+from helpdesk.core.i18n import N_
 from helpdesk.core.models import Contact, Group, GroupMember, Role, Ticket
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,79}")
@@ -57,12 +58,12 @@ def save(
     """Create a group, or rename/change ``group`` (its tickets follow a rename); checked, audited."""
     name, email = " ".join(name.split()), (email or "").strip().lower() or None
     if not _NAME.fullmatch(name):
-        raise GroupError("a group's name is 1-80 letters, digits, spaces, '.', '_' or '-'")
+        raise GroupError(N_("a group's name is 1-80 letters, digits, spaces, '.', '_' or '-'"))
     if email is not None and (len(email) > 320 or not _EMAIL.fullmatch(email)):
-        raise GroupError(f"{email!r} is not an email address")
+        raise GroupError(N_("%(email)r is not an email address"), email=email)
     other = session.scalars(select(Group).where(func.lower(Group.name) == name.lower())).first()
     if other is not None and other is not group:
-        raise GroupError(f"there is already a group {other.name}")
+        raise GroupError(N_("there is already a group %(name)s"), name=other.name)
     before = _json(group) if group is not None else None
     if group is not None and group.name != name:
         session.execute(update(Ticket).where(Ticket.group == group.name).values(group=name))
@@ -95,7 +96,7 @@ def set_members(session: Session, actor: Contact, group: Group, emails: Sequence
     ))
     missing = sorted(set(wanted) - {c.email for c in found})
     if missing:
-        raise GroupError(f"not an agent: {', '.join(missing)}")
+        raise GroupError(N_("not an agent: %(emails)s"), emails=", ".join(missing))
     before = [m.email for m in group.members]
     if before == wanted:
         return
@@ -109,7 +110,8 @@ def assign(session: Session, ticket: Ticket, actor: str, name: str | None, *, re
     """Put the ticket in group ``name`` (None or blank: no group), audited; True if it changed."""
     found = find(session, name) if name and name.strip() else None
     if name and name.strip() and found is None:
-        raise GroupError(f"no group {name.strip()!r} (groups: {', '.join(names(session)) or 'none'})")
+        raise GroupError(N_("no group %(name)r (groups: %(groups)s)"), name=name.strip(),
+                         groups=", ".join(names(session)) or "none")
     return bool(tickets.change(session, ticket, actor, group=found.name if found else None, reason=reason))
 
 

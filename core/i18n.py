@@ -44,6 +44,34 @@ CONSOLE_WORDS = (
 )
 
 
+class Refusal(Exception):
+    """A refusal whose reason is marked for translation: ``message`` (English, marked with N_, with ``%(name)s``
+    placeholders) and its ``params``. ``str()`` is the English text (logs, the JSON API, stored notes); a page
+    shows ``reason(language, exc)``. Given another refusal as its message, it keeps that one's words."""
+
+    message: str
+    params: dict[str, object]
+
+    def __init__(self, message: str | Refusal = "", /, **params: object) -> None:
+        if isinstance(message, Refusal):
+            self.message, self.params = message.message, {**message.params, **params}
+        else:
+            self.message, self.params = message, params
+        super().__init__(self.message % self.params if self.params else self.message)
+
+
+class Unknown(Refusal, LookupError):
+    """Something asked for by its number that is not there."""
+
+
+class Invalid(Refusal, ValueError):
+    """A request that cannot be done as asked."""
+
+
+class Word(str):
+    """A data word (a kind, a status: DATA_WORDS) among a refusal's params: translated too where it is shown."""
+
+
 def supported(tag: str | None) -> str | None:
     """The shipped language a tag like ``de-AT`` or ``EN_gb`` names; None for any other."""
     if not tag:
@@ -73,3 +101,13 @@ def gettext(language: str, message: str, **variables: object) -> str:
     """``message`` in ``language``, with ``%(name)s`` filled from ``variables``."""
     text = translations(language).ugettext(message)
     return text % variables if variables else text
+
+
+def reason(language: str, exc: BaseException) -> str:
+    """The reason ``exc`` gives, in ``language``: a Refusal's marked message, with its Word params translated;
+    any other exception's text, translated if it is a marked message (else as it is)."""
+    if isinstance(exc, Refusal) and exc.message:
+        params = {k: gettext(language, v) if isinstance(v, Word) else v for k, v in exc.params.items()}
+        return gettext(language, exc.message, **params)
+    text = str(exc)
+    return gettext(language, text) if text else text  # (gettext of "" is the catalogue's header)

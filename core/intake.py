@@ -23,6 +23,7 @@ from helpdesk.core import (
     conversation,
     csat,
     events,
+    i18n,
     locks,
     loopguard,
     mailcommands,
@@ -635,9 +636,10 @@ def _why(exc: BaseException) -> str:
 def _quarantined(session: Session, inbound_id: int) -> Inbound:
     inbound = session.get(Inbound, inbound_id)
     if inbound is None:
-        raise LookupError(f"no inbound mail {inbound_id}")
+        raise i18n.Unknown(i18n.N_("no inbound mail %(id)s"), id=inbound_id)
     if inbound.status is not InboundStatus.QUARANTINED:
-        raise ValueError(f"inbound mail {inbound_id} is {inbound.status.value}, not quarantined")
+        raise i18n.Invalid(i18n.N_("inbound mail %(id)s is %(status)s, not quarantined"), id=inbound_id,
+                           status=i18n.Word(inbound.status.value))
     return inbound
 
 
@@ -660,7 +662,7 @@ def discard(session: Session, inbound_id: int, actor: str, reason: str) -> Inbou
     """Set a quarantined mail aside for good (spam, junk): audited with who and why; the raw bytes stay."""
     why = " ".join(reason.split())
     if not why:
-        raise ValueError("discarding a mail needs a reason")
+        raise i18n.Invalid(i18n.N_("discarding a mail needs a reason"))
     inbound = _quarantined(session, inbound_id)
     before = {"status": inbound.status.value, "reason": inbound.reason}
     inbound.status = InboundStatus.DISCARDED

@@ -78,25 +78,27 @@ def render_text(body: str, values: dict[str, str]) -> str:
     try:
         return _env.from_string(body).render(values).strip()
     except TemplateError as exc:  # (SecurityError and UndefinedError are TemplateErrors)
-        raise MacroError(f"the macro cannot be rendered: {exc}") from exc
+        raise MacroError(N_("the macro cannot be rendered: %(error)s"), error=str(exc)) from exc
 
 
 def check_body(body: str) -> None:
     if not body.strip():
-        raise MacroError("a macro needs some text")
+        raise MacroError(N_("a macro needs some text"))
     if len(body) > BODY_LIMIT:
-        raise MacroError(f"a macro's text is at most {BODY_LIMIT} characters")
+        raise MacroError(N_("a macro's text is at most %(limit)s characters"), limit=BODY_LIMIT)
     try:
         tree = _env.parse(body)
     except TemplateError as exc:
-        raise MacroError(f"the macro's template does not parse: {exc}") from exc
+        raise MacroError(N_("the macro's template does not parse: %(error)s"), error=str(exc)) from exc
     refused = next(iter(tree.find_all(_REFUSED)), None)
     if refused is not None:
-        raise MacroError(f"a macro may not use {type(refused).__name__.lower()} blocks, only placeholders and if")
+        raise MacroError(N_("a macro may not use %(block)s blocks, only placeholders and if"),
+                         block=type(refused).__name__.lower())
     known = set(PLACEHOLDERS)
     unknown = sorted({n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"} - known)
     if unknown:
-        raise MacroError(f"unknown placeholder {', '.join(unknown)}; use {', '.join(sorted(known))}")
+        raise MacroError(N_("unknown placeholder %(unknown)s; use %(known)s"), unknown=", ".join(unknown),
+                         known=", ".join(sorted(known)))
     render_text(body, _sample())
 
 
@@ -116,17 +118,17 @@ def save(
     """Create a macro, or change ``macro``; checked first, audited."""
     name, body = name.strip().lower(), body.replace("\r\n", "\n")  # (a browser's form sends CRLF)
     if not _NAME.fullmatch(name):
-        raise MacroError("a macro's name is 1-80 lower-case letters, digits, '.', '_' or '-'")
+        raise MacroError(N_("a macro's name is 1-80 lower-case letters, digits, '.', '_' or '-'"))
     check_body(body)
     if priority is not None and priority not in DESK_PRIORITIES:
-        raise MacroError(f"priority must be P1..P5, not {priority!r}")
+        raise MacroError(N_("priority must be P1..P5, not %(priority)r"), priority=priority)
     if status is TicketStatus.AWAITING_APPROVAL:
-        raise MacroError("a ticket awaits approval only when its process asks for one")
+        raise MacroError(N_("a ticket awaits approval only when its process asks for one"))
     if assignee is not None and assignee.role not in (Role.AGENT, Role.ADMIN):
-        raise MacroError(f"{assignee.email} is not an agent")
+        raise MacroError(N_("%(email)s is not an agent"), email=assignee.email)
     other = find(session, name)
     if other is not None and other is not macro:
-        raise MacroError(f"there is already a macro named {name}")
+        raise MacroError(N_("there is already a macro named %(name)s"), name=name)
     before = to_json(macro) if macro is not None else None
     macro = macro or Macro(name=name, body=body)
     macro.name, macro.body, macro.status, macro.priority = name, body, status, priority
@@ -180,7 +182,7 @@ def apply_named(
     """The macro called ``name`` (console, API, ``#macro NAME`` by email); MacroError if there is none."""
     found = find(session, name)
     if found is None:
-        raise NoMacro(f"no macro named {name.strip()!r}")
+        raise NoMacro(N_("no macro named %(name)r"), name=name.strip())
     return apply(session, settings, found, ticket, agent, lead=lead, attachments=attachments)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from helpdesk.core import audit, locks, sla, tickets, visibility
+from helpdesk.core.i18n import N_
 from helpdesk.core.models import (
     MAX_ID,
     AccessRequest,
@@ -59,10 +60,10 @@ def merge_into(
     """
     target = _readable(session, settings, actor, into)
     if target is None:
-        raise NoTarget(f"there is no ticket #{into}")
+        raise NoTarget(N_("there is no ticket #%(number)s"), number=into)
     sources = [_readable(session, settings, actor, n) for n in dict.fromkeys(numbers)]
     if not sources or any(s is None for s in sources):
-        raise MergeError("choose tickets to merge, other than the one they go into")
+        raise MergeError(N_("choose tickets to merge, other than the one they go into"))
     merged = []
     for source in sources:
         assert source is not None
@@ -82,17 +83,19 @@ def _awaiting_approval(session: Session, ticket: Ticket) -> bool:
 def check_merge(session: Session, source: Ticket, target: Ticket) -> None:
     """Raise ``MergeError`` when ``source`` may not be merged into ``target``."""
     if source.id == target.id:
-        raise MergeError(f"#{source.id} cannot be merged into itself")
+        raise MergeError(N_("#%(number)s cannot be merged into itself"), number=source.id)
     if source.merged_into_id is not None:
-        raise MergeError(f"#{source.id} is already merged into #{source.merged_into_id}")
+        raise MergeError(N_("#%(number)s is already merged into #%(into)s"), number=source.id, into=source.merged_into_id)
     if target.merged_into_id is not None:
-        raise MergeError(f"#{target.id} was merged into #{target.merged_into_id}: merge into #{target.merged_into_id}")
+        raise MergeError(N_("#%(number)s was merged into #%(into)s: merge into #%(into)s"), number=target.id,
+                         into=target.merged_into_id)
     if target.status is TicketStatus.CLOSED:
-        raise MergeError(f"#{target.id} is closed: merge into an open ticket")
+        raise MergeError(N_("#%(number)s is closed: merge into an open ticket"), number=target.id)
     for ticket in (source, target):
         # An approver decides on what the request says: its thread must not change under them.
         if _awaiting_approval(session, ticket):
-            raise MergeError(f"#{ticket.id} is awaiting approval: approve or reject it first (reject a duplicate request)")
+            raise MergeError(N_("#%(number)s is awaiting approval: approve or reject it first (reject a duplicate request)"),
+                             number=ticket.id)
 
 
 def merge(session: Session, settings: Settings, source: Ticket, target: Ticket, actor: Contact) -> TicketMerge:
@@ -154,11 +157,12 @@ def undo(session: Session, settings: Settings, source: Ticket, actor: Contact) -
         .order_by(TicketMerge.id.desc())
     ).first()
     if record is None or source.merged_into_id != record.target_id:
-        raise MergeError(f"#{source.id} is not merged into another ticket")
+        raise MergeError(N_("#%(number)s is not merged into another ticket"), number=source.id)
     target = session.get(Ticket, record.target_id)
     assert target is not None
     if target.merged_into_id is not None:
-        raise MergeError(f"#{target.id} was itself merged into #{target.merged_into_id}: undo that merge first")
+        raise MergeError(N_("#%(number)s was itself merged into #%(into)s: undo that merge first"), number=target.id,
+                         into=target.merged_into_id)
     moved = record.moved
     session.execute(update(Message).where(
         Message.id.in_(moved.get("messages", [])), Message.ticket_id == target.id).values(ticket_id=source.id))
@@ -199,12 +203,12 @@ def split(session: Session, settings: Settings, message: Message, actor: Contact
     _fresh(session, message)
     ticket = message.ticket
     if message.direction is not Direction.IN or message.internal:
-        raise MergeError("only a mail that came in can be split off (not a reply or a note)")
+        raise MergeError(N_("only a mail that came in can be split off (not a reply or a note)"))
     if ticket.merged_into_id is not None:
-        raise MergeError(f"#{ticket.id} is merged into #{ticket.merged_into_id}")
+        raise MergeError(N_("#%(number)s is merged into #%(into)s"), number=ticket.id, into=ticket.merged_into_id)
     first = session.scalar(select(func.min(Message.id)).where(Message.ticket_id == ticket.id))
     if first == message.id:
-        raise MergeError(f"the mail that opened #{ticket.id} cannot be split off it")
+        raise MergeError(N_("the mail that opened #%(number)s cannot be split off it"), number=ticket.id)
     subject = re.sub(_TAG.format(prefix=re.escape(settings.subject_tag_prefix)), " ", message.subject or "").strip()
     # An access request is decided on its own request record: what is split off it is an incident to triage.
     kind = TicketKind.INCIDENT if ticket.kind is TicketKind.ACCESS_REQUEST else ticket.kind

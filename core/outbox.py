@@ -27,6 +27,7 @@ from sqlalchemy import ColumnElement, Connection, Update, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from helpdesk.core.db import rowcount, transaction
+from helpdesk.core.i18n import N_, Invalid, Unknown, Word
 from helpdesk.core.models import Outbox, OutboxStatus, WebhookDelivery, aware, utcnow
 
 log = logging.getLogger(__name__)
@@ -231,14 +232,13 @@ def retry(session: Session, outbox_id: int, *, table: Queue = Outbox) -> Outbox 
         .execution_options(synchronize_session=False)
     ))
     row = _get(session, table, outbox_id)
+    what = Word(N_("outbox mail") if table is Outbox else N_("delivery"))
     if row is None:
-        raise LookupError(f"no outbox mail {outbox_id}")
+        raise Unknown(N_("no %(what)s %(id)s"), what=what, id=outbox_id)
     if not queued:
         if row.status is OutboxStatus.SENT:
-            raise ValueError(f"outbox mail {outbox_id} was already sent")
+            raise Invalid(N_("%(what)s %(id)s was already sent"), what=what, id=outbox_id)
         until = aware(row.claimed_until).strftime("%Y-%m-%d %H:%M:%S UTC") if row.claimed_until else "soon"
-        raise ValueError(
-            f"outbox mail {outbox_id} is being sent right now by {row.claimed_by}; "
-            f"if that sender died, retry after its claim expires ({until})"
-        )
+        raise Invalid(N_("%(what)s %(id)s is being sent right now by %(sender)s; if that sender died, retry after its "
+                         "claim expires (%(until)s)"), what=what, id=outbox_id, sender=row.claimed_by, until=until)
     return row

@@ -30,6 +30,7 @@ from helpdesk.core.attachments import store_for
 from helpdesk.core.conversation import make_message_id
 from helpdesk.core.db import rowcount
 from helpdesk.core.fulfilment import step_of
+from helpdesk.core.i18n import N_
 from helpdesk.core.models import (
     MAX_ID,
     AccessRequest,
@@ -64,7 +65,7 @@ class PortalPolicy:
     session_lifetime: timedelta = timedelta(hours=8)
 
 
-class PortalError(Exception):
+class PortalError(i18n.Refusal):
     """Something the requester cannot do here, with a reason fit to show."""
 
 
@@ -129,7 +130,7 @@ def request_link(
     ) > policy.per_client:
         session.delete(row)
         session.flush()
-        raise TooManyLinks("Too many sign-in links asked for. Wait a while and try again.")
+        raise TooManyLinks(N_("Too many sign-in links asked for. Wait a while and try again."))
     contact = known_requester(session, address)
     if contact is None:
         return LinkOutcome.UNKNOWN
@@ -175,21 +176,21 @@ def redeem_link(session: Session, settings: Settings, token: str, *, now: dateti
     row = session.get(PortalLink, int(link_id)) if link_id.isdigit() and int(link_id) <= MAX_ID else None
     contact = session.get(Contact, row.contact_id) if row is not None and row.contact_id is not None else None
     if row is None or contact is None or row.nonce_hash is None or not hmac.compare_digest(row.nonce_hash, _sha256(nonce)):
-        raise LinkRefused("This sign-in link is not valid. Ask for a new one.")
+        raise LinkRefused(N_("This sign-in link is not valid. Ask for a new one."))
     bound = row.address == _key(settings, "address", contact.email) and hmac.compare_digest(
         signature, _signature(settings, row.id, nonce, contact.email, row.expires_at))
-    reason = ("it was made for another address" if not bound
-              else "it was used already" if row.used_at is not None
-              else "it has expired" if aware(row.expires_at) <= now else None)
+    reason = (N_("it was made for another address") if not bound
+              else N_("it was used already") if row.used_at is not None
+              else N_("it has expired") if aware(row.expires_at) <= now else None)
     if reason is None:
         # One statement decides who uses it: of two racing requests, only one changes the row.
         used = rowcount(session.execute(update(PortalLink).where(PortalLink.id == row.id, PortalLink.used_at.is_(None))
                                         .values(used_at=now).execution_options(synchronize_session=False)))
-        reason = None if used == 1 else "it was used already"
+        reason = None if used == 1 else N_("it was used already")
     if reason is not None:
         audit.record(session, actor=contact.email, action="portal.link_refused", object_type="user",
                      object_id=contact.id, reason=reason)
-        raise LinkRefused(f"This sign-in link cannot be used: {reason}. Ask for a new one.")
+        raise LinkRefused(N_("This sign-in link cannot be used: %(reason)s. Ask for a new one."), reason=i18n.Word(reason))
     return contact
 
 
@@ -302,9 +303,10 @@ def reply(
 ) -> Message:
     """The requester's reply in the portal: as their mail reply would be (tickets.user_wrote), audited."""
     if not text.strip() and not files:
-        raise PortalError("A reply needs some text or a file.")
+        raise PortalError(N_("A reply needs some text or a file."))
     if ticket.status is TicketStatus.CLOSED:
-        raise PortalError(f"#{ticket.id} is closed. Write to {settings.address} to open a new ticket.")
+        raise PortalError(N_("#%(number)s is closed. Write to %(address)s to open a new ticket."), number=ticket.id,
+                          address=settings.address)
     store = store_for(settings)
     message = Message(
         direction=Direction.IN, from_address=contact.email, from_name=contact.name, to=[settings.address],
@@ -321,10 +323,11 @@ def reply(
 def close(session: Session, settings: Settings, ticket: Ticket, contact: Contact) -> None:
     """The requester closes their ticket; watchers are told, as for a status change in the console."""
     if ticket.requester_id != contact.id:
-        raise PortalError("Only the person who asked may close this ticket.")
+        raise PortalError(N_("Only the person who asked may close this ticket."))
     if ticket.status is TicketStatus.CLOSED:
-        raise PortalError(f"#{ticket.id} is closed already.")
+        raise PortalError(N_("#%(number)s is closed already."), number=ticket.id)
     if ticket.status is TicketStatus.AWAITING_APPROVAL:
-        raise PortalError(f"#{ticket.id} is waiting for an approver's decision; reply to ask the desk to withdraw it.")
+        raise PortalError(N_("#%(number)s is waiting for an approver's decision; reply to ask the desk to withdraw it."),
+                          number=ticket.id)
     tickets.change(session, ticket, contact.email, status=TicketStatus.CLOSED, reason="closed by the requester in the portal")
     notify_status(session, settings, ticket, actor=contact.email)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from helpdesk.core import access, audit, fulfilment, sla, tickets
 from helpdesk.core.catalogue import Catalogue, CatalogueItem
+from helpdesk.core.i18n import N_
 from helpdesk.core.mail import ParsedMail
 from helpdesk.core.models import Contact, Ticket, TicketKind, TicketStatus
 from helpdesk.core.notify import notify_status
@@ -70,13 +71,13 @@ def check_staff_change(session: Session, ticket: Ticket, fields: dict[str, objec
     if not isinstance(status, TicketStatus) or status is ticket.status:
         return
     if status is TicketStatus.AWAITING_APPROVAL:
-        raise tickets.TicketError("a ticket awaits approval only when its process asks for one")
+        raise tickets.TicketError(N_("a ticket awaits approval only when its process asks for one"))
     if ticket.status is TicketStatus.AWAITING_APPROVAL:
-        raise tickets.TicketError(f"#{ticket.id} is awaiting approval: approve or reject it first")
+        raise tickets.TicketError(N_("#%(number)s is awaiting approval: approve or reject it first"), number=ticket.id)
     try:
         fulfilment.check_status(session, ticket, status)
     except fulfilment.FulfilmentError as exc:
-        raise tickets.TicketError(str(exc)) from exc
+        raise tickets.TicketError(exc) from exc  # its words, marked for translation
 
 
 def staff_change(

@@ -10,18 +10,20 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from helpdesk.core import slastate
+from helpdesk.core.i18n import N_
 from helpdesk.core.models import AccessGrant, AccessRequest, AccessStatus, Event, SlaMetric, Ticket, aware
 from helpdesk.core.settings import SlaSettings
 from helpdesk.core.sla import OPEN, policy_clocks
 from helpdesk.core.slastate import CLOCK_COLUMNS as _CLOCK_COLUMNS
 
-# (label, upper bound of age) for the open backlog; the last bucket takes the rest.
+# (label, upper bound of age) for the open backlog; the last bucket takes the rest. The labels are the API's
+# keys, and marked for translation where a page shows them.
 AGE_BUCKETS: tuple[tuple[str, timedelta | None], ...] = (
-    ("<1d", timedelta(days=1)),
-    ("1-3d", timedelta(days=3)),
-    ("3-7d", timedelta(days=7)),
-    ("7-30d", timedelta(days=30)),
-    (">30d", None),
+    (N_("<1d"), timedelta(days=1)),
+    (N_("1-3d"), timedelta(days=3)),
+    (N_("3-7d"), timedelta(days=7)),
+    (N_("7-30d"), timedelta(days=30)),
+    (N_(">30d"), None),
 )
 EXPIRY_WINDOW = timedelta(days=14)
 

@@ -14,12 +14,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from helpdesk.core import audit
+from helpdesk.core.i18n import N_, Refusal
 from helpdesk.core.models import Contact, Role
 from helpdesk.core.settings import OidcSettings
 from helpdesk.core.users import create_user, find_user, normalise_email, set_role
 
 
-class SignOnRefused(Exception):
+class SignOnRefused(Refusal):
     """The provider vouched for the person, but they may not use the console; the message says why."""
 
 
@@ -51,7 +52,7 @@ def sign_on(session: Session, claims: Mapping[str, Any], oidc: OidcSettings) -> 
     actor = f"sso:{oidc.name}"
     email = _verified_email(claims)
     if email is None:
-        raise SignOnRefused(f"{oidc.name} did not vouch for an email address (no verified email claim)")
+        raise SignOnRefused(N_("%(provider)s did not vouch for an email address (no verified email claim)"), provider=oidc.name)
     role = role_from_claims(claims, oidc)
     user = find_user(session, email)
     if role is None:
@@ -60,7 +61,8 @@ def sign_on(session: Session, claims: Mapping[str, Any], oidc: OidcSettings) -> 
                 set_role(session, user, Role.USER, actor=actor)  # audited; ends their sessions and token
             audit.record(session, actor=actor, action="user.sso_refused", object_type="user", object_id=user.id,
                          reason=f"no mapped value in the {oidc.roles_claim} claim")
-        raise SignOnRefused(f"your account at {oidc.name} is in none of the groups that give a helpdesk role")
+        raise SignOnRefused(N_("your account at %(provider)s is in none of the groups that give a helpdesk role"),
+                            provider=oidc.name)
     if user is None:
         return create_user(session, email, role, None, actor=actor)
     if user.role is not role:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from helpdesk.core import audit, fields, presence, safehtml, webhooks
 from helpdesk.core.attachments import store_for
+from helpdesk.core.i18n import N_, Refusal
 from helpdesk.core.mail import Address, ParsedMail
 from helpdesk.core.models import (
     Attachment,
@@ -50,8 +51,8 @@ OPEN_STATUSES = (
 )
 
 
-class TicketError(Exception):
-    """A ticket action that cannot be done, with a reason fit to show."""
+class TicketError(Refusal):
+    """A ticket action that cannot be done, with a reason fit to show (marked for translation: core.i18n)."""
 
 
 def contact_for(session: Session, address: Address | str) -> Contact:
@@ -249,9 +250,9 @@ def change(
     allowed = {"priority", "impact", "urgency", "status", "assignee", "kind", "category", "group", "catalogue_item"}
     unknown = set(fields) - allowed
     if unknown:
-        raise TicketError(f"cannot change {', '.join(sorted(unknown))}")
+        raise TicketError(N_("cannot change %(fields)s"), fields=", ".join(sorted(unknown)))
     if "priority" in fields and fields["priority"] not in DESK_PRIORITIES:
-        raise TicketError(f"priority must be P1..P5, not {fields['priority']!r}")
+        raise TicketError(N_("priority must be P1..P5, not %(priority)r"), priority=fields["priority"])
     before = snapshot(ticket)
     for name, value in fields.items():
         setattr(ticket, name, value)
@@ -292,7 +293,7 @@ def reply(
     ``seen``: the newest public message the agent saw; presence.NewerReply if one came after it (None: no check).
     """
     if not text.strip() and not attachments:
-        raise TicketError("a reply needs some text")
+        raise TicketError(N_("a reply needs some text"))
     presence.refuse_stale(ticket, seen)
     message = enqueue(
         session,
@@ -347,7 +348,7 @@ def reply_with_files(
 def add_note(session: Session, ticket: Ticket, author: Contact, text: str) -> Message:
     """An internal note: in the thread, mailed to nobody outside."""
     if not text.strip():
-        raise TicketError("a note needs some text")
+        raise TicketError(N_("a note needs some text"))
     note = Message(
         direction=Direction.IN,
         internal=True,

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from helpdesk.core import audit
 from helpdesk.core.conversation import forget_agents
 from helpdesk.core.db import rowcount
+from helpdesk.core.i18n import N_, Refusal
 from helpdesk.core.models import ConsoleSession, Contact, Role, aware, utcnow
 
 _hasher = PasswordHasher()
@@ -37,7 +38,7 @@ class TokenScope(enum.Enum):
     EVENTS = "events"  # only deliver monitoring alerts (the Alertmanager webhook)
 
 
-class WeakPassword(ValueError):
+class WeakPassword(Refusal, ValueError):
     """The password is too short to be accepted."""
 
 
@@ -47,7 +48,7 @@ def normalise_email(email: str) -> str:
 
 def _hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise WeakPassword(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+        raise WeakPassword(N_("a password needs at least %(length)s characters"), length=MIN_PASSWORD_LENGTH)
     return _hasher.hash(password)
 
 

@@ -35,6 +35,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from helpdesk.core import audit
+from helpdesk.core.i18n import N_, Refusal
 from helpdesk.core.locks import transaction_memo
 from helpdesk.core.mailauth import seal, unseal
 from helpdesk.core.models import (
@@ -70,7 +71,7 @@ class WebhookEvent(enum.Enum):
 SUBSCRIBABLE = [e for e in WebhookEvent if e is not WebhookEvent.PING]
 
 
-class WebhookError(ValueError):
+class WebhookError(Refusal, ValueError):
     """Bad input for a webhook, said in one line."""
 
 
@@ -80,18 +81,19 @@ class WebhookError(ValueError):
 def _check(name: str, url: str, events: list[str]) -> tuple[str, str, list[str]]:
     name, url = name.strip(), url.strip()
     if not name or len(name) > 80:
-        raise WebhookError("a webhook needs a name of 1 to 80 characters")
+        raise WebhookError(N_("a webhook needs a name of 1 to 80 characters"))
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname or len(url) > 2000:
-        raise WebhookError(f"{url!r} is no http(s) URL")
+        raise WebhookError(N_("%(url)r is no http(s) URL"), url=url)
     if parts.username or parts.password:
-        raise WebhookError("put no user or password in the URL: deliveries are signed with the webhook's secret")
+        raise WebhookError(N_("put no user or password in the URL: deliveries are signed with the webhook's secret"))
     known = {e.value for e in SUBSCRIBABLE}
     unknown = sorted(set(events) - known)
     if unknown:
-        raise WebhookError(f"unknown event {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        raise WebhookError(N_("unknown event %(unknown)s (known: %(known)s)"), unknown=", ".join(unknown),
+                           known=", ".join(sorted(known)))
     if not events:
-        raise WebhookError("choose at least one event")
+        raise WebhookError(N_("choose at least one event"))
     return name, url, [e.value for e in SUBSCRIBABLE if e.value in events]
 
 
@@ -99,7 +101,8 @@ def _format(value: str | WebhookFormat) -> WebhookFormat:
     try:
         return WebhookFormat(value)
     except ValueError:
-        raise WebhookError(f"format must be one of {', '.join(f.value for f in WebhookFormat)}, not {value!r}") from None
+        raise WebhookError(N_("format must be one of %(known)s, not %(value)r"),
+                           known=", ".join(f.value for f in WebhookFormat), value=value) from None
 
 
 def _snapshot(hook: Webhook) -> dict[str, Any]:
@@ -115,7 +118,7 @@ def create(
     """A new webhook and its signing secret: shown to the admin this once, kept sealed; audited."""
     name, url, events = _check(name, url, events)
     if session.scalar(select(Webhook.id).where(Webhook.name == name)) is not None:
-        raise WebhookError(f"a webhook named {name!r} exists already")
+        raise WebhookError(N_("a webhook named %(name)r exists already"), name=name)
     secret = new_secret()
     hook = Webhook(name=name, url=url, events=events, format=_format(format), enabled=enabled,
                    secret=seal(settings.secret_key, secret, SEALING))  # fmt: skip
@@ -138,7 +141,7 @@ def update(
     name, url, events = _check(name, url, events)
     clash = session.scalar(select(Webhook.id).where(Webhook.name == name, Webhook.id != hook.id))
     if clash is not None:
-        raise WebhookError(f"a webhook named {name!r} exists already")
+        raise WebhookError(N_("a webhook named %(name)r exists already"), name=name)
     before = _snapshot(hook)
     hook.name, hook.url, hook.events, hook.format, hook.enabled = name, url, events, _format(format), enabled
     session.flush()

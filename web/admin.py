@@ -25,6 +25,7 @@ from helpdesk.core.users import (
 )
 from helpdesk.web import outcome
 from helpdesk.web.db import db
+from helpdesk.web.i18n import reason_of
 from helpdesk.web.security import current_user, roles
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -64,7 +65,7 @@ def _quarantine_action(act: Callable[[], object], done: str) -> ResponseReturnVa
     try:
         act()
     except (LookupError, ValueError) as exc:
-        return outcome.refused(str(exc), url_for("admin.quarantine"))
+        return outcome.refused(reason_of(exc), url_for("admin.quarantine"))
     return outcome.done(done, url_for("admin.quarantine"))
 
 
@@ -108,7 +109,7 @@ def retry(outbox_id: int) -> ResponseReturnValue:
     try:
         outbox.retry(db(), outbox_id)
     except (LookupError, ValueError) as exc:
-        return outcome.refused(str(exc), url_for("admin.outbox"))
+        return outcome.refused(reason_of(exc), url_for("admin.outbox"))
     return outcome.done(_("Mail %(number)s queued to be sent again.", number=outbox_id), url_for("admin.outbox"))
 
 
@@ -143,7 +144,7 @@ def add_user() -> ResponseReturnValue:
     try:
         create_user(db(), email, _role(request.form.get("role")), request.form.get("password") or "", actor=_actor())
     except WeakPassword as exc:
-        return outcome.refused(str(exc), url_for("admin.users"))
+        return outcome.refused(reason_of(exc), url_for("admin.users"))
     return outcome.done(_("%(email)s can now log in.", email=email), url_for("admin.users"))
 
 
@@ -185,7 +186,7 @@ def change_password(user_id: int) -> ResponseReturnValue:
     try:
         set_password(db(), user, request.form.get("password") or "", actor=_actor())
     except WeakPassword as exc:
-        return outcome.refused(str(exc), url_for("admin.users"))
+        return outcome.refused(reason_of(exc), url_for("admin.users"))
     return outcome.done(_("Password of %(email)s changed.", email=user.email), url_for("admin.users"))
 
 

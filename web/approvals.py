@@ -15,6 +15,7 @@ from helpdesk.core import access, visibility
 from helpdesk.core.models import AccessGrant, AccessRequest, Role
 from helpdesk.web import outcome
 from helpdesk.web.db import current_settings, db
+from helpdesk.web.i18n import reason_of
 from helpdesk.web.security import current_user, roles
 
 bp = Blueprint("approvals", __name__, url_prefix="/approvals")
@@ -43,10 +44,10 @@ def decision(request_id: int, approve: bool, reason: str | None) -> tuple[bool, 
         access.decide(db(), settings, item, user, approve, reason)
     except access.PolicyViolation as exc:
         db().commit()  # the refusal is evidence
-        return False, _("Refused: %(reason)s", reason=exc)
+        return False, _("Refused: %(reason)s", reason=reason_of(exc))
     except access.AccessError as exc:
         db().rollback()
-        return False, str(exc)
+        return False, reason_of(exc)
     db().commit()
     return True, (_("Access to %(resource)s for %(email)s approved.", resource=item.resource, email=item.beneficiary.email)
                   if approve else
@@ -95,6 +96,6 @@ def revoke(grant_id: int) -> ResponseReturnValue:
     try:
         access.revoke(db(), current_settings(), grant, user, reason)
     except (access.AccessError, access.PolicyViolation) as exc:
-        return outcome.refused(str(exc), url_for("approvals.grants"))
+        return outcome.refused(reason_of(exc), url_for("approvals.grants"))
     return outcome.done(_("Access to %(resource)s for %(email)s revoked.", resource=grant.resource, email=grant.contact.email),
                         url_for("approvals.grants"))

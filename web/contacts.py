@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 from helpdesk.core import contacts, i18n
 from helpdesk.core.models import Contact
 from helpdesk.web.db import db
+from helpdesk.web.i18n import reason_of
 from helpdesk.web.security import STAFF, current_user, roles
 from helpdesk.web.tickets import WORKERS
 
@@ -33,7 +34,7 @@ def _set(contact: Contact, wanted: str | None) -> bool:
     try:
         changed = contacts.set_language(db(), contact, wanted, actor=user.email)
     except contacts.UnknownLanguage as exc:
-        abort(400, str(exc))
+        abort(400, str(exc) if request.path.startswith("/api/") else reason_of(exc))  # the API speaks English
     db().commit()
     return changed
 

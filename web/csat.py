@@ -13,6 +13,7 @@ from flask_babel import gettext as _  # type: ignore[import-untyped, unused-igno
 from helpdesk.core import csat
 from helpdesk.core.models import Rating, Ticket
 from helpdesk.web.db import current_settings, db
+from helpdesk.web.i18n import reason_of
 from helpdesk.web.security import public
 
 bp = Blueprint("csat", __name__, url_prefix="/satisfaction")
@@ -22,7 +23,7 @@ def _ticket(token: str) -> Ticket:
     try:
         return csat.read_token(db(), current_settings(), token)
     except csat.BadToken as exc:
-        abort(404, _("Sorry: %(reason)s.", reason=exc))
+        abort(404, _("Sorry: %(reason)s.", reason=reason_of(exc)))
 
 
 @bp.get("/<token>/<rating>")

@@ -8,6 +8,7 @@ from flask import Blueprint, abort, jsonify, request
 
 from helpdesk.core import fields, groups
 from helpdesk.core import tickets as ticket_service
+from helpdesk.core.i18n import N_
 from helpdesk.core.models import FieldDef, FieldType, Group, Role
 from helpdesk.web.db import db
 from helpdesk.web.security import STAFF, current_user, roles
@@ -62,16 +63,17 @@ def define_from(data: Any, existing: FieldDef | None, key: str | None = None) ->
     try:
         type_ = FieldType(type_raw)
     except ValueError:
-        raise fields.FieldError(f"type is one of {', '.join(t.value for t in FieldType)}, not {type_raw!r}") from None
+        raise fields.FieldError(N_("type is one of %(known)s, not %(value)r"), known=", ".join(t.value for t in FieldType),
+                                value=type_raw) from None
     choices = data.get("choices", [])
     if isinstance(choices, str):  # a form's textarea: one choice a line
         choices = choices.splitlines()
     if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
-        raise fields.FieldError("choices is a list of strings")
+        raise fields.FieldError(N_("choices is a list of strings"))
     try:
         position = int(data.get("position") or 0)
     except (TypeError, ValueError):
-        raise fields.FieldError("position is a whole number") from None
+        raise fields.FieldError(N_("position is a whole number")) from None
     required = data.get("required") in (True, "on", "yes", "true")
     return fields.define(
         db(), _actor(), str(data.get("key") or key or ""), str(data.get("label") or ""), type_,

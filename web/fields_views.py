@@ -13,6 +13,7 @@ from helpdesk.core.models import FieldDef, FieldType, Group, Role
 from helpdesk.web import outcome
 from helpdesk.web.db import db, editing
 from helpdesk.web.fields_api import define_from
+from helpdesk.web.i18n import reason_of
 from helpdesk.web.security import current_user, roles
 from helpdesk.web.tickets import WORKERS, ticket_or_404
 
@@ -44,7 +45,7 @@ def save(field_id: int | None = None):  # type: ignore[no-untyped-def]
     try:
         saved = define_from(request.form, existing)
     except fields.FieldError as exc:
-        outcome.undo(str(exc))
+        outcome.undo(reason_of(exc))
         return _fields_page(draft=request.form), 422
     return outcome.done(_("Field %(key)s saved.", key=saved.key), url_for("fields.index"))
 
@@ -79,7 +80,7 @@ def save_group(group_id: int | None = None):  # type: ignore[no-untyped-def]
                             group=existing)
         groups.set_members(db(), _actor(), saved, request.form.getlist("members"))
     except groups.GroupError as exc:
-        outcome.undo(str(exc))
+        outcome.undo(reason_of(exc))
         return _groups_page(draft=request.form), 422
     return outcome.done(_("Group %(name)s saved.", name=saved.name), url_for("fields.groups"))
 
@@ -107,6 +108,6 @@ def ticket_fields(number: int):  # type: ignore[no-untyped-def]
             groups.assign(db(), ticket, _actor().email, request.form["group"] or None)
             changed.append("group")
     except (fields.FieldError, groups.GroupError) as exc:
-        return outcome.refused(str(exc), url_for("tickets.show", number=number))
+        return outcome.refused(reason_of(exc), url_for("tickets.show", number=number))
     return outcome.done(_("Changed: %(fields)s", fields=", ".join(changed)) if changed else _("Nothing changed."),
                         url_for("tickets.show", number=number))

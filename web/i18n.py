@@ -43,3 +43,8 @@ def install(app: Flask) -> None:
     app.jinja_env.globals.update(current_language=lambda: str(get_locale() or i18n.DEFAULT), LANGUAGES=i18n.NAMES)
     label = app.jinja_env.filters["label"]
     app.jinja_env.filters["label"] = lambda value: gettext(label(value))  # kinds, statuses: core.i18n.DATA_WORDS
+
+
+def reason_of(exc: BaseException) -> str:
+    """The reason a core refusal gives (core.i18n.Refusal), in this request's language."""
+    return i18n.reason(str(get_locale() or i18n.DEFAULT), exc)

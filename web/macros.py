@@ -9,10 +9,12 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _  # type: ignore[import-untyped, unused-ignore]
 
 from helpdesk.core import macros, queue
+from helpdesk.core.i18n import N_
 from helpdesk.core.models import Contact, Macro, Role, TicketStatus
 from helpdesk.core.priority import DESK_PRIORITIES
 from helpdesk.web import outcome
 from helpdesk.web.db import db, editing
+from helpdesk.web.i18n import reason_of
 from helpdesk.web.security import current_user, roles
 
 bp = Blueprint("macros", __name__, url_prefix="/admin/macros")
@@ -29,7 +31,7 @@ def fields_from(data: Any) -> dict[str, Any]:
     assignee = _text(data, "assignee").lower()
     found: Contact | None = next((a for a in queue.agents(db()) if a.email == assignee), None) if assignee else None
     if assignee and found is None:
-        raise macros.MacroError(f"{assignee} is not an agent")
+        raise macros.MacroError(N_("%(email)s is not an agent"), email=assignee)
     try:
         return {
             "status": TicketStatus(status) if status else None,
@@ -38,7 +40,7 @@ def fields_from(data: Any) -> dict[str, Any]:
             "assignee": found,
         }
     except ValueError:
-        raise macros.MacroError(f"unknown status {status!r}") from None
+        raise macros.MacroError(N_("unknown status %(status)r"), status=status) from None
 
 
 def _page(**more: Any) -> str:
@@ -66,7 +68,7 @@ def save(macro_id: int | None = None) -> ResponseReturnValue:
         saved = macros.save(db(), actor, request.form.get("name", ""), request.form.get("body", ""), macro=macro,
                             **fields_from(request.form))
     except macros.MacroError as exc:
-        outcome.undo(str(exc))
+        outcome.undo(reason_of(exc))
         return _page(draft=request.form), 422
     return outcome.done(_("Macro %(name)s saved.", name=saved.name), url_for("macros.index"))
 

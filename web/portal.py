@@ -17,6 +17,7 @@ from helpdesk.core import portal
 from helpdesk.core.models import Contact, Ticket
 from helpdesk.web import outcome
 from helpdesk.web.db import current_settings, db
+from helpdesk.web.i18n import reason_of
 from helpdesk.web.security import PORTAL_SESSION, current_requester, public, requester
 from helpdesk.web.tickets import attachment_response, uploads
 
@@ -40,7 +41,7 @@ def _act(number: int, action: Callable[[Ticket], object], done: str) -> Response
     try:
         action(ticket_of_mine(number))
     except portal.PortalError as exc:
-        return outcome.refused(str(exc), url_for("portal.ticket", number=number))
+        return outcome.refused(reason_of(exc), url_for("portal.ticket", number=number))
     return outcome.done(done, url_for("portal.ticket", number=number))
 
 
@@ -78,7 +79,7 @@ def start() -> ResponseReturnValue:
     try:
         ask_for_link(address)
     except portal.TooManyLinks as exc:
-        return render_template("web/portal/start.html", email=address, error=str(exc)), 429
+        return render_template("web/portal/start.html", email=address, error=reason_of(exc)), 429
     # The same answer whether or not the address is on file: nobody learns who writes to the desk.
     return render_template("web/portal/sent.html", email=address)
 
@@ -97,7 +98,7 @@ def sign_in() -> ResponseReturnValue:
         contact = portal.redeem_link(db(), current_settings(), request.form.get("token", ""))
     except portal.LinkRefused as exc:
         db().commit()  # the refusal is audited
-        return render_template("web/portal/start.html", error=str(exc)), 400
+        return render_template("web/portal/start.html", error=reason_of(exc)), 400
     session.pop(PORTAL_SESSION, None)
     session.permanent = True
     session[PORTAL_SESSION] = portal.open_session(db(), current_settings(), contact)

@@ -57,7 +57,7 @@ def overview() -> ResponseReturnValue:
         priority_chart=stacked_columns(prio_labels, by_priority),
         compliance_chart=bars(compliance, unit="%") if compliance else None,
         times_chart=bars(times, unit=" min"),
-        backlog_chart=bars(figures["backlog"]["by_age"]),
+        backlog_chart=bars({_(age): n for age, n in figures["backlog"]["by_age"].items()}),  # core.reports.AGE_BUCKETS
         satisfaction=satisfaction,
         satisfaction_chart=satisfaction_chart(satisfaction) if satisfaction else None,
     )

@@ -23,6 +23,7 @@ from helpdesk.core.settings import OidcSettings, Settings
 from helpdesk.core.sso import SignOnRefused, sign_on
 from helpdesk.web import security
 from helpdesk.web.db import current_settings, db
+from helpdesk.web.i18n import reason_of
 from helpdesk.web.security import public
 
 bp = Blueprint("sso", __name__, url_prefix="/login/sso")
@@ -91,7 +92,7 @@ def callback() -> ResponseReturnValue:
         user = sign_on(db(), claims, oidc)
     except SignOnRefused as refused:
         db().commit()  # a role taken away stays taken away
-        return _refused(_("%(reason)s. Ask an administrator for access.", reason=refused), 403)
+        return _refused(_("%(reason)s. Ask an administrator for access.", reason=reason_of(refused)), 403)
     db().commit()
     target = session.pop(_NEXT, "")
     security.login(user)

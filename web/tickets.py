@@ -31,6 +31,7 @@ from helpdesk.core import (
 )
 from helpdesk.core import tickets as ticket_service
 from helpdesk.core.attachments import AttachmentStore
+from helpdesk.core.i18n import N_
 from helpdesk.core.models import (
     MAX_ID,
     AccessRequest,
@@ -50,6 +51,7 @@ from helpdesk.core.queue import QueueQuery, SlaState, Sort
 from helpdesk.web import outcome
 from helpdesk.web import presence as presence_views
 from helpdesk.web.db import current_settings, db
+from helpdesk.web.i18n import reason_of
 from helpdesk.web.security import STAFF, current_user, has_session, roles
 
 bp = Blueprint("tickets", __name__)
@@ -296,7 +298,7 @@ def reply(number: int):  # type: ignore[no-untyped-def]
     except presence.NewerReply as exc:  # someone wrote since this page was loaded: show it, ask to send anyway
         return presence_views.confirm_reply(ticket, text, exc), 409
     except ticket_service.TicketError as exc:
-        return _back(number, error=str(exc))
+        return _back(number, error=reason_of(exc))
     db().commit()
     flash(gettext("Reply sent."), "info")
     if too_big:
@@ -312,7 +314,7 @@ def note(number: int):  # type: ignore[no-untyped-def]
     try:
         ticket_service.add_note(db(), ticket, _author(), request.form.get("text", ""))
     except ticket_service.TicketError as exc:
-        return _back(number, error=str(exc))
+        return _back(number, error=reason_of(exc))
     return _back(number, gettext("Note added."))
 
 
@@ -363,7 +365,7 @@ def change(number: int):  # type: ignore[no-untyped-def]
     try:
         changed = processes.staff_change(db(), current_settings(), ticket, _author(), fields, reason=reason)
     except ticket_service.TicketError as exc:
-        return _back(number, error=str(exc))
+        return _back(number, error=reason_of(exc))
     return _back(number, gettext("Changed: %(fields)s", fields=", ".join(sorted(changed))) if changed
                  else gettext("Nothing changed."))
 
@@ -373,7 +375,7 @@ def _fulfilment_action(number: int, act: Callable[[Ticket], object], done: str):
     try:
         act(ticket)
     except fulfilment.FulfilmentError as exc:
-        return _back(number, error=str(exc))
+        return _back(number, error=reason_of(exc))
     return _back(number, done)
 
 
@@ -416,7 +418,7 @@ def merge_selected():  # type: ignore[no-untyped-def]
     try:
         target, merged = merge.merge_into(db(), current_settings(), [n for n in chosen if n != into[0]], into[0], _author())
     except ticket_service.TicketError as exc:
-        return outcome.refused(str(exc), url_for("tickets.queue"))
+        return outcome.refused(reason_of(exc), url_for("tickets.queue"))
     return _back(target.id, gettext("Merged %(tickets)s into #%(number)s.", tickets=", ".join(f"#{n}" for n in merged),
                                      number=target.id))
 
@@ -428,10 +430,10 @@ def merge_one(number: int):  # type: ignore[no-untyped-def]
     into = _numbers([(request.form.get("into") or "").strip().lstrip("#")])
     try:
         if not into:
-            raise ticket_service.TicketError("give the number of the ticket to merge into")
+            raise ticket_service.TicketError(N_("give the number of the ticket to merge into"))
         target, _ = merge.merge_into(db(), current_settings(), [number], into[0], _author())
     except ticket_service.TicketError as exc:
-        return _back(number, error=str(exc))
+        return _back(number, error=reason_of(exc))
     return _back(target.id, gettext("Merged %(tickets)s into #%(number)s.", tickets=f"#{number}", number=target.id))
 
 
@@ -442,7 +444,7 @@ def unmerge(number: int):  # type: ignore[no-untyped-def]
     try:
         merge.undo(db(), current_settings(), ticket, _author())
     except ticket_service.TicketError as exc:
-        return _back(number, error=str(exc))
+        return _back(number, error=reason_of(exc))
     return _back(number, gettext("Merge undone."))
 
 
@@ -460,7 +462,7 @@ def split(number: int, message_id: int):  # type: ignore[no-untyped-def]
     try:
         new = merge.split(db(), current_settings(), message_of(ticket, message_id), _author())
     except ticket_service.TicketError as exc:
-        return _back(number, error=str(exc))
+        return _back(number, error=reason_of(exc))
     return _back(new.id, gettext("Split off #%(number)s into this ticket; the sender is told its number.", number=number))
 
 
@@ -474,7 +476,7 @@ def macro(number: int):  # type: ignore[no-untyped-def]
     try:
         done = macros.apply_named(db(), current_settings(), name, ticket, _author())
     except ticket_service.TicketError as exc:
-        return _back(number, error=str(exc))
+        return _back(number, error=reason_of(exc))
     changed = ", ".join(f"{k} -> {v}" for k, v in done.changed.items())
     return _back(number, gettext("Canned reply %(name)s sent.", name=done.macro)
                  + (" " + gettext("Changed: %(fields)s.", fields=changed) if changed else ""))

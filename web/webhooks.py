@@ -12,6 +12,7 @@ from helpdesk.core import outbox, webhooks
 from helpdesk.core.models import Role, Webhook, WebhookDelivery, WebhookFormat
 from helpdesk.web import outcome
 from helpdesk.web.db import current_settings, db
+from helpdesk.web.i18n import reason_of
 from helpdesk.web.security import current_user, roles
 
 bp = Blueprint("webhooks", __name__, url_prefix="/admin/webhooks")
@@ -87,7 +88,7 @@ def save(hook_id: int | None = None) -> ResponseReturnValue:
         else:
             hook = webhooks.update(db(), actor(), found(hook_id), **fields)
     except webhooks.WebhookError as exc:
-        outcome.undo(str(exc))
+        outcome.undo(reason_of(exc))
         return _page(422, draft=fields if hook_id is None else None)
     if hook_id is not None:
         return _done(_("Webhook %(name)s saved.", name=hook.name))
@@ -126,5 +127,5 @@ def retry(delivery_id: int) -> ResponseReturnValue:
     try:
         outbox.retry(db(), delivery_id, table=WebhookDelivery)
     except (LookupError, ValueError) as exc:
-        return outcome.refused(str(exc).replace("outbox mail", "delivery"), url_for("webhooks.index"))
+        return outcome.refused(reason_of(exc), url_for("webhooks.index"))
     return _done(_("Delivery %(number)s queued again.", number=delivery_id))

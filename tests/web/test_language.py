@@ -25,7 +25,9 @@ from helpdesk.core.models import (
     RawMail,
     Role,
     Severity,
+    Ticket,
     TicketKind,
+    TicketStatus,
 )
 from helpdesk.core.settings import Settings, SmtpSettings
 from helpdesk.core.users import issue_api_token
@@ -243,3 +245,84 @@ def test_console_actions_are_answered_in_the_browsers_language(app: Flask, facto
     assert missing.status_code == 404 and "Diese eingehende Mail gibt es nicht." in missing.get_data(as_text=True)
     stock = login(app.test_client(), Role.AGENT).get("/no-such-page", headers=german).get_data(as_text=True)
     assert "404 · Nicht gefunden" in stock and "Die angeforderte Adresse gibt es auf diesem Server nicht." in stock
+
+
+def _post(app: Flask, role: Role, url: str, data: dict[str, str], page: str, language: str = "de") -> str:
+    """A console form sent by a browser in ``language``; the page it ends on."""
+    client = login(app.test_client(), role)
+    token = csrf_token(client, page)
+    answer = client.post(url, data={**data, "csrf_token": token}, headers={"Accept-Language": language},
+                         follow_redirects=True)
+    return str(answer.get_data(as_text=True))
+
+
+def _flashed(page: str) -> list[str]:
+    return re.findall(r'class="flash[^>]*>([^<]*)', page)
+
+
+def test_the_approval_policys_refusal_is_told_in_the_browsers_language(
+        app: Flask, factory: sessionmaker[Session], settings: Settings) -> None:
+    own = make_ticket(factory, "Zugang Lager", "bitte Zugang", kind=TicketKind.ACCESS_REQUEST,
+                      requester=STAFF[Role.APPROVER])
+    with transaction(factory) as session:
+        mine = access.open_request(session, settings, own.number, resource="warehouse").id
+    approval = (f"/approvals/{mine}/decide", {"decision": "approve"}, "/approvals")
+    german = _post(app, Role.APPROVER, *approval)
+    assert "Abgelehnt: approver@example.org hat diese Anfrage gestellt und kann nicht über sie entscheiden" in german, \
+        _flashed(german)
+    assert "made this request" not in german
+    english = _post(app, Role.APPROVER, *approval, language="en")
+    assert "Refused: approver@example.org made this request and cannot decide it" in english, _flashed(english)
+
+
+def test_refused_merges_and_status_changes_are_told_in_the_browsers_language(
+        app: Flask, factory: sessionmaker[Session], settings: Settings) -> None:
+    made = _console_data(factory, settings)
+    loose = make_ticket(factory, "Drucker", "Der Drucker druckt nicht")
+    done = make_ticket(factory, "Bildschirm", "erledigt")
+    with transaction(factory) as session:
+        tickets.change(session, session.get(Ticket, done.number), "agent@example.org", status=TicketStatus.CLOSED)
+    page = f"/tickets/{loose.number}"
+    # Merges core.merge refuses: into itself, into a closed ticket; and the console's own: no number given.
+    itself = _post(app, Role.AGENT, f"/tickets/{loose.number}/merge", {"into": str(loose.number)}, page)
+    assert f"#{loose.number} kann nicht mit sich selbst zusammengeführt werden" in itself, _flashed(itself)
+    assert "cannot be merged" not in itself
+    closed = _post(app, Role.AGENT, f"/tickets/{loose.number}/merge", {"into": str(done.number)}, page)
+    assert f"#{done.number} ist geschlossen: Führen Sie mit einem offenen Ticket zusammen" in closed, _flashed(closed)
+    nowhere = _post(app, Role.AGENT, f"/tickets/{loose.number}/merge", {"into": ""}, page)
+    assert "Geben Sie die Nummer des Tickets an, mit dem zusammengeführt werden soll" in nowhere, _flashed(nowhere)
+    # Status changes a process does not allow.
+    by_hand = _post(app, Role.AGENT, f"/tickets/{loose.number}/change", {"status": "awaiting_approval"}, page)
+    assert "Ein Ticket wartet nur dann auf Genehmigung, wenn sein Prozess eine verlangt" in by_hand, _flashed(by_hand)
+    waiting = _post(app, Role.AGENT, f"/tickets/{made['ticket']}/change", {"status": "resolved"},
+                    f"/tickets/{made['ticket']}")
+    assert f"#{made['ticket']} wartet auf Genehmigung: Genehmigen oder lehnen Sie es zuerst ab" in waiting, \
+        _flashed(waiting)
+    english = _post(app, Role.AGENT, f"/tickets/{loose.number}/change", {"status": "awaiting_approval"}, page, "en")
+    assert "a ticket awaits approval only when its process asks for one" in english, _flashed(english)
+    # The JSON API stays English (it is for machines), whatever the client's language.
+    with transaction(factory) as session:
+        token = issue_api_token(session, session.scalars(select(Contact).where(Contact.email == STAFF[Role.AGENT])).one())
+    api = app.test_client().post(f"/api/tickets/{loose.number}/merge", json={"into": loose.number},
+                                 headers={"Accept-Language": "de", "Authorization": f"Bearer {token}"})
+    assert api.status_code == 422 and api.json == {"error": f"#{loose.number} cannot be merged into itself"}
+
+
+def test_a_refusal_naming_a_state_names_it_in_the_browsers_language(
+        app: Flask, factory: sessionmaker[Session], settings: Settings) -> None:
+    """The state in "inbound mail N is processed, not quarantined" is German too (core.i18n.Word)."""
+    made = _console_data(factory, settings)
+    url = f"/admin/quarantine/{made['inbound']}/requeue"
+    assert "wieder eingereiht" in _post(app, Role.ADMIN, url, {}, "/admin/quarantine")
+    again = _post(app, Role.ADMIN, url, {}, "/admin/quarantine")
+    assert f"Eingehende Mail {made['inbound']} ist " in again and "nicht in Quarantäne" in again, _flashed(again)
+    assert "not quarantined" not in again
+
+
+def test_the_backlogs_age_buckets_are_in_the_browsers_language(app: Flask) -> None:
+    agent = login(app.test_client(), Role.AGENT)
+    german = agent.get("/reports", headers={"Accept-Language": "de"}).get_data(as_text=True)
+    for bucket in ("&lt; 1 Tag", "1–3 Tage", "3–7 Tage", "7–30 Tage", "&gt; 30 Tage"):
+        assert bucket in german, bucket
+    assert "1-3d" not in german and "7-30d" not in german
+    assert "1-3d" in agent.get("/reports").get_data(as_text=True)  # English stays the default
