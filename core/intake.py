@@ -433,13 +433,16 @@ class Intake:
         mine = inbound.fingerprint
         if not mine:  # (assigning the value it has would still cost a flush)
             mine = inbound.fingerprint = self._fingerprint(session, inbound)
+        first = session.scalars(query.with_only_columns(Inbound.id).limit(1)).first()
+        if first is None:
+            return _Earlier()  # a Message-ID not seen before (most mail): one statement
         evidence = or_(Inbound.sha256 == inbound.sha256, Inbound.fingerprint == mine, Inbound.fingerprint.is_(None))
         for row in session.scalars(query.where(evidence)):
             if row.fingerprint is None:  # stored before fingerprints were kept
                 row.fingerprint = self._fingerprint(session, row)
             if row.sha256 == inbound.sha256 or row.fingerprint == mine:
                 return _Earlier(copy=row)
-        return _Earlier(reused_by=session.scalars(query.with_only_columns(Inbound.id).limit(1)).first())
+        return _Earlier(reused_by=first)
 
     @staticmethod
     def _fingerprint(session: Session, inbound: Inbound) -> str:

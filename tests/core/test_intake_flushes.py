@@ -20,6 +20,21 @@ from tests.core.desk import mail, make_desk
 
 
 @contextmanager
+def _statements(factory: sessionmaker[Session]) -> Iterator[list[str]]:
+    engine = factory.kw["bind"]
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        seen.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+@contextmanager
 def _flushes() -> Iterator[list[str]]:
     seen: list[str] = []
 
@@ -57,3 +72,29 @@ def test_a_plain_mail_is_stored_opens_its_ticket_and_is_acknowledged_in_four_flu
             select(AuditEntry).where(AuditEntry.object_id == result.ticket_id, AuditEntry.action == "ticket.open")
         ).all()
         assert len(opened) == 1
+
+
+def test_the_copy_check_of_a_mail_with_a_new_message_id_is_one_statement(
+    session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    desk = make_desk(session_factory, tmp_path)
+    desk.deliver(mail(subject="Printer on floor 3 is jammed"))
+    with _statements(session_factory) as statements:
+        result = desk.deliver(mail(subject="Monitor flickers since this morning"))
+
+    assert result.created
+    by_message_id = [s for s in statements if s.startswith("SELECT") and "FROM inbound" in s and "message_id =" in s]
+    assert len(by_message_id) == 1, by_message_id
+
+
+def test_a_copy_and_a_reused_message_id_are_still_told_apart(
+    session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    desk = make_desk(session_factory, tmp_path)
+    first = desk.deliver(mail(subject="Printer on floor 3 is jammed", message_id="<same@client.example>"))
+    copy = desk.deliver(mail(subject="Printer on floor 3 is jammed", message_id="<same@client.example>"))
+    other = desk.deliver(mail(subject="VPN drops every hour", message_id="<same@client.example>"))
+
+    assert copy.status.value == "duplicate" and copy.ticket_id == first.ticket_id
+    assert other.created and other.ticket_id != first.ticket_id
+    assert other.reason is not None and f"also inbound {first.inbound_id}" in other.reason
