@@ -72,6 +72,7 @@ _TRIGGERS = (
 _SUPERSEDED = tuple(
     f"DROP TRIGGER IF EXISTS {t}_fts_{op}" for t in ("message", "ticket") for op in ("ai", "ad", "au")
 ) + ("DROP TABLE IF EXISTS message_fts", "DROP TABLE IF EXISTS ticket_fts")
+_STATUS = "ticket_search_status"
 _WORD = re.compile(r"\w+", re.UNICODE)
 # A shorter prefix expands to thousands of indexed words (seconds on a large database); a word of
 # one or two letters is looked up as it is, which stays fast however common it is.
@@ -86,32 +87,42 @@ DEFAULT_LANGUAGE = "simple"
 # every query share.
 _PG_CONFIG = "helpdesk_search_config()"
 _PG_TEXTS = "string_agg(m.subject || ' ' || m.text, ' ' ORDER BY m.id)"
-_PG_TICKET_VECTOR = (  # of the ticket row t, from its subject and every message
-    f"setweight(to_tsvector({_PG_CONFIG}, t.subject), 'A') || coalesce("
-    f"(SELECT to_tsvector({_PG_CONFIG}, {_PG_TEXTS}) FROM message m WHERE m.ticket_id = t.id), '')"
-)
+# A tsvector holds at most 1 MB: a thread with more distinct words than that (pasted logs) keeps the
+# words of its first quarter million characters rather than fail the write.
+_PG_CAP = 250_000
 _PG_FUNCTIONS = (
+    # The vector of a ticket, from its subject and every message.
+    "CREATE OR REPLACE FUNCTION helpdesk_search_vector(ticket integer, subject text) RETURNS tsvector"
+    " LANGUAGE plpgsql STABLE AS $$ BEGIN"
+    f" RETURN setweight(to_tsvector({_PG_CONFIG}, subject), 'A') || coalesce("
+    f"(SELECT to_tsvector({_PG_CONFIG}, {_PG_TEXTS}) FROM message m WHERE m.ticket_id = ticket), '');"
+    " EXCEPTION WHEN program_limit_exceeded THEN"
+    f" RETURN setweight(to_tsvector({_PG_CONFIG}, left(subject, 1000)), 'A') || coalesce("
+    f"(SELECT to_tsvector({_PG_CONFIG}, left({_PG_TEXTS}, {_PG_CAP})) FROM message m WHERE m.ticket_id = ticket), '');"
+    " END $$",
     # Tickets whose messages changed or moved (merge, split, erasure, retention): their vectors anew.
     "CREATE OR REPLACE FUNCTION helpdesk_search_refresh(ids integer[]) RETURNS void LANGUAGE sql AS $$"
-    f" UPDATE ticket t SET search_vector = {_PG_TICKET_VECTOR} WHERE t.id = ANY(ids) $$",
+    " UPDATE ticket t SET search_vector = helpdesk_search_vector(t.id, t.subject) WHERE t.id = ANY(ids) $$",
     "CREATE OR REPLACE FUNCTION helpdesk_search_ticket() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
     f" IF TG_OP = 'INSERT' THEN NEW.search_vector := setweight(to_tsvector({_PG_CONFIG}, NEW.subject), 'A');"
     " ELSIF NEW.subject IS DISTINCT FROM OLD.subject THEN"
-    f" NEW.search_vector := setweight(to_tsvector({_PG_CONFIG}, NEW.subject), 'A') || coalesce("
-    f"(SELECT to_tsvector({_PG_CONFIG}, {_PG_TEXTS}) FROM message m WHERE m.ticket_id = NEW.id), '');"
+    " NEW.search_vector := helpdesk_search_vector(NEW.id, NEW.subject);"
     " END IF; RETURN NEW; END $$",
     # A new message (the usual write) is appended to its ticket's vector, not worked out anew.
-    "CREATE OR REPLACE FUNCTION helpdesk_search_message_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-    " UPDATE ticket t SET search_vector = coalesce(t.search_vector, '') || a.vector FROM ("
-    f" SELECT m.ticket_id, to_tsvector({_PG_CONFIG}, {_PG_TEXTS}) AS vector FROM added m GROUP BY m.ticket_id"
-    " ) a WHERE t.id = a.ticket_id; RETURN NULL; END $$",
+    "CREATE OR REPLACE FUNCTION helpdesk_search_message_insert() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " DECLARE r record; BEGIN"
+    " FOR r IN SELECT m.ticket_id, string_agg(m.subject || ' ' || m.text, ' ' ORDER BY m.id) AS texts"
+    " FROM added m GROUP BY m.ticket_id LOOP"
+    " BEGIN"
+    " UPDATE ticket t SET search_vector = coalesce(t.search_vector, '')"
+    f" || to_tsvector({_PG_CONFIG}, r.texts) WHERE t.id = r.ticket_id;"
+    " EXCEPTION WHEN program_limit_exceeded THEN PERFORM helpdesk_search_refresh(ARRAY[r.ticket_id]);"
+    " END; END LOOP; RETURN NULL; END $$",
     "CREATE OR REPLACE FUNCTION helpdesk_search_message_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
     " PERFORM helpdesk_search_refresh(ARRAY(SELECT DISTINCT ticket_id FROM removed)); RETURN NULL; END $$",
     "CREATE OR REPLACE FUNCTION helpdesk_search_message_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
     " PERFORM helpdesk_search_refresh(ARRAY("
-    " SELECT o.ticket_id FROM before_rows o JOIN after_rows n ON n.id = o.id"
-    " WHERE (n.ticket_id, n.subject, n.text) IS DISTINCT FROM (o.ticket_id, o.subject, o.text)"
-    " UNION SELECT n.ticket_id FROM before_rows o JOIN after_rows n ON n.id = o.id"
+    " SELECT DISTINCT t FROM before_rows o JOIN after_rows n ON n.id = o.id, unnest(ARRAY[o.ticket_id, n.ticket_id]) t"
     " WHERE (n.ticket_id, n.subject, n.text) IS DISTINCT FROM (o.ticket_id, o.subject, o.text)"
     ")); RETURN NULL; END $$",
 )
@@ -161,6 +172,12 @@ def ensure_index(engine: Engine, language: str = DEFAULT_LANGUAGE) -> None:
                 conn.execute(text(_FILL[name]))
         for trigger in _TRIGGERS:
             conn.execute(text(trigger))
+        # A search's matches are a set of ticket numbers; the queue's status filter on each of them
+        # reads this narrow index, not the ticket rows (a common word: some 30,000 lookups). The
+        # planner takes it once it knows its size.
+        if not conn.scalar(text("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = :n"), {"n": _STATUS}):
+            conn.execute(text(f"CREATE INDEX {_STATUS} ON ticket (id, status)"))
+            conn.execute(text(f"ANALYZE {_STATUS}"))
 
 
 def _ensure_pg_index(engine: Engine, language: str) -> None:
@@ -197,7 +214,7 @@ def _ensure_pg_index(engine: Engine, language: str) -> None:
         if stale:
             # New, or words indexed under another language no longer match the queries: index them anew.
             conn.execute(text(f"DROP INDEX IF EXISTS {_PG_INDEX}"))
-            conn.execute(text(f"UPDATE ticket t SET search_vector = {_PG_TICKET_VECTOR}"))
+            conn.execute(text("UPDATE ticket t SET search_vector = helpdesk_search_vector(t.id, t.subject)"))
         conn.execute(text(f"CREATE INDEX IF NOT EXISTS {_PG_INDEX} ON ticket USING gin (search_vector)"))
         if stale:
             conn.execute(text("ANALYZE ticket"))  # which words are common: walk the queue or read the index
@@ -233,10 +250,13 @@ def fts_query(words: str) -> str | None:
     return _query(words, '"', "*", " ")
 
 
+# UNION ALL: the IN list is a set already (a UNION would build the same set twice).
 _FTS_MATCH = (
     "SELECT rowid FROM ticket_search WHERE ticket_search MATCH :q"
-    f" UNION SELECT rowid / {TICKET_SHIFT} FROM message_search WHERE message_search MATCH :q"
+    f" UNION ALL SELECT rowid / {TICKET_SHIFT} FROM message_search WHERE message_search MATCH :q"
 )
+
+
 def _number(words: str) -> int | None:
     """The ticket number the text is, if it is one ("1234" or "#1234")."""
     number = words.strip().lstrip("#")

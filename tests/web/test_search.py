@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import partial
 
 import pytest
@@ -157,3 +158,26 @@ def test_on_postgresql_the_words_may_be_spread_over_the_subject_and_the_messages
         assert _found(session, "stripes toner") == [made.number]
         assert [t.id for t in list_tickets(session, QueueQuery(text="toner stripes", sort=Sort.RELEVANCE)).tickets] == [
             made.number]
+
+
+def test_a_thread_with_more_words_than_a_tsvector_holds_is_stored_and_its_start_found(
+    pg_session_factory: sessionmaker[Session],
+) -> None:
+    # PostgreSQL's tsvector holds 1 MB: a pasted log of 30,000 distinct words would exceed it and fail
+    # the write; the ticket keeps the words of its first quarter million characters instead.
+    session_factory = pg_session_factory
+    ensure_index(session_factory.kw["bind"])
+    made = make_ticket(session_factory, "Sync log", "see below")
+    log = " ".join(hashlib.md5(str(i).encode()).hexdigest() for i in range(30_000))
+    with session_factory() as session, session.begin():
+        ticket = session.get(Ticket, made.number)
+        assert ticket is not None
+        tickets.append_message(session, ticket, Message(
+            direction=Direction.IN, from_address="user@example.com", subject="Re: Sync log", text=log))
+    first, last = log.split()[0], log.split()[-1]
+    with session_factory() as session:
+        assert _found(session, first) == [made.number]
+        assert _found(session, "sync below") == [made.number]
+        assert _found(session, last) == []
+        session.execute(text("UPDATE ticket SET subject = 'Sync log (long)' WHERE id = :n"), {"n": made.number})
+        assert _found(session, f"long {first}") == [made.number]
