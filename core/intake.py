@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from sqlalchemy import event, or_, select
+from sqlalchemy import bindparam, event, or_, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -422,22 +422,21 @@ class Intake:
         Same Message-ID and the same bytes or fingerprint is a copy; same Message-ID alone is a reuse
         (a device or tool that gives every mail one ID, or someone copying an ID): processed, noted.
         """
-        done = (InboundStatus.PROCESSED, InboundStatus.IGNORED)
         # Two workers holding two copies must not both find "no earlier copy": the second waits here
         # until the first commits, then sees its copy.
         locks.serialise(session, f"inbound:{inbound.message_id or inbound.sha256}")
-        query = select(Inbound).where(Inbound.id != inbound.id, Inbound.status.in_(done)).order_by(Inbound.id)
         if not inbound.message_id:
-            return _Earlier(copy=session.scalars(query.where(Inbound.sha256 == inbound.sha256).limit(1)).first())
-        query = query.where(Inbound.message_id == inbound.message_id)
+            query = _EARLIER.where(Inbound.sha256 == inbound.sha256).limit(1)
+            return _Earlier(copy=session.scalars(query, {"me": inbound.id}).first())
         mine = inbound.fingerprint
         if not mine:  # (assigning the value it has would still cost a flush)
             mine = inbound.fingerprint = self._fingerprint(session, inbound)
-        first = session.scalars(query.with_only_columns(Inbound.id).limit(1)).first()
+        first = session.scalars(_FIRST_UNDER_ID, {"me": inbound.id, "mid": inbound.message_id}).first()
         if first is None:
             return _Earlier()  # a Message-ID not seen before (most mail): one statement
         evidence = or_(Inbound.sha256 == inbound.sha256, Inbound.fingerprint == mine, Inbound.fingerprint.is_(None))
-        for row in session.scalars(query.where(evidence)):
+        query = _EARLIER.where(Inbound.message_id == bindparam("mid"), evidence)
+        for row in session.scalars(query, {"me": inbound.id, "mid": inbound.message_id}):
             if row.fingerprint is None:  # stored before fingerprints were kept
                 row.fingerprint = self._fingerprint(session, row)
             if row.sha256 == inbound.sha256 or row.fingerprint == mine:
@@ -501,6 +500,15 @@ class Intake:
         result = self._finish(inbound, InboundStatus.QUARANTINED, reason=reason.replace("\x00", "\\x00")[:4000])
         session.flush()
         return result
+
+
+# Built once (building a statement costs about as much as running one; these run for every mail).
+_EARLIER = (
+    select(Inbound)
+    .where(Inbound.id != bindparam("me"), Inbound.status.in_((InboundStatus.PROCESSED, InboundStatus.IGNORED)))
+    .order_by(Inbound.id)
+)
+_FIRST_UNDER_ID = _EARLIER.where(Inbound.message_id == bindparam("mid")).with_only_columns(Inbound.id).limit(1)
 
 
 def _usable_ids(mail: ParsedMail) -> ParsedMail:

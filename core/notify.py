@@ -16,7 +16,7 @@ from email.utils import format_datetime, formataddr
 from typing import Any
 
 import jinja2
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from helpdesk.core import csat, i18n, ratelimit
@@ -67,13 +67,20 @@ def render(template: str, context: dict[str, Any], language: str = i18n.DEFAULT)
     return one_line(first.removeprefix("Subject:"), SUBJECT_LIMIT), body.lstrip("\n"), html
 
 
+# Built once: building these costs about as much as running them, and they run for every mail queued.
+_THREAD = (
+    select(Message.message_id)
+    .where(Message.ticket_id == bindparam("ticket"), Message.message_id.is_not(None), Message.internal.is_(False))
+    .order_by(Message.id.desc())
+    .limit(bindparam("limit"))
+)
+_KNOWN = select(Contact.email, Contact.undeliverable, Contact.role, Contact.language).where(
+    Contact.email.in_(bindparam("wanted", expanding=True))
+)
+
+
 def thread_references(session: Session, ticket: Ticket, limit: int = 20) -> list[str]:
-    ids = session.scalars(
-        select(Message.message_id)
-        .where(Message.ticket_id == ticket.id, Message.message_id.is_not(None), Message.internal.is_(False))
-        .order_by(Message.id.desc())
-        .limit(limit)
-    ).all()
+    ids = session.scalars(_THREAD, {"ticket": ticket.id, "limit": limit}).all()
     return [i for i in reversed(ids) if i]
 
 
@@ -248,9 +255,7 @@ def _recipients(
     wanted = list(dict.fromkeys(a.lower() for a in addresses if a))
     if not wanted:
         return [], {}
-    known = session.execute(
-        select(Contact.email, Contact.undeliverable, Contact.role, Contact.language).where(Contact.email.in_(wanted))
-    ).all()
+    known = session.execute(_KNOWN, {"wanted": wanted}).all()
     bouncing = {email for email, undeliverable, _, _ in known if undeliverable}
     kept = [a for a in wanted if a not in bouncing]
     if automatic:
