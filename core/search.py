@@ -216,8 +216,12 @@ def _ensure_pg_index(engine: Engine, language: str) -> None:
             conn.execute(text(f"DROP INDEX IF EXISTS {_PG_INDEX}"))
             conn.execute(text("UPDATE ticket t SET search_vector = helpdesk_search_vector(t.id, t.subject)"))
         conn.execute(text(f"CREATE INDEX IF NOT EXISTS {_PG_INDEX} ON ticket USING gin (search_vector)"))
-        if stale:
-            conn.execute(text("ANALYZE ticket"))  # which words are common: walk the queue or read the index
+    if stale:
+        # The fill left a dead version of every ticket row, which every scan of the queue would read
+        # until autovacuum came; and the planner learns which words are common (walk the queue's order
+        # or read the index).
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM (ANALYZE) ticket"))
 
 
 def _words(words: str) -> tuple[list[str], bool] | None:
