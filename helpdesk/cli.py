@@ -19,6 +19,7 @@ from helpdesk.commands.mail import (
     cmd_init,
     cmd_parse,
     cmd_poll,
+    cmd_process,
     cmd_run,
     cmd_send,
     cmd_web,
@@ -72,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("run", cmd_run, "run everything: poller, sender, SLA checks and web console (a demo mail server if none is configured)")
     p = add("poll", cmd_poll, "fetch new mail from IMAP and process it")
     p.add_argument("--once", action="store_true", help="poll once and exit")
+    p = add("process", cmd_process,
+            "process stored mail (piped in, fetched, requeued) without reading a mailbox; on PostgreSQL any number share it")
+    p.add_argument("--once", action="store_true", help="process what is stored and due, then exit")
     p = add("send", cmd_send, "deliver the outbox over SMTP, and webhook deliveries")
     p.add_argument("--once", action="store_true", help="send what is due and exit")
     p = add("ingest", cmd_ingest, "take raw messages from files or stdin (exit 75 on a temporary failure)")

@@ -186,13 +186,22 @@ def watch_forever(settings: Settings) -> None:
         t.join(timeout=10)
 
 
+def process_forever(settings: Settings) -> None:
+    """The processing worker alone, until a signal: stored mail of every source, no mailbox read."""
+    _loop_forever(settings, process_loop)
+
+
 def send_forever(settings: Settings) -> None:
+    _loop_forever(settings, send_loop)
+
+
+def _loop_forever(settings: Settings, loop) -> None:  # type: ignore[no-untyped-def]
     stop = threading.Event()
     _stop_on_signal(stop)
     app = build_when_ready(settings, stop)
     if app is None:
         return
-    thread = _start(send_loop, app, stop)
+    thread = _start(loop, app, stop)
     _until_signal(stop)
     thread.join(timeout=10)
 

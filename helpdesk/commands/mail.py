@@ -60,7 +60,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     try:
         results = {r.inbound_id: r for r in process_pending(app.factory, app.intake)}
     except DBAPIError as exc:
-        print(f"helpdesk ingest: stored; processing will resume with the next poll: {exc.orig}", file=sys.stderr)
+        print(f"helpdesk ingest: stored; `helpdesk process`, `poll` or `run` will process it: {exc.orig}", file=sys.stderr)
         results = {}
     for name, inbound in stored:
         r = results.get(inbound.id) if inbound is not None else None
@@ -121,6 +121,32 @@ def cmd_poll(args: argparse.Namespace) -> int:
             print(f"helpdesk poll: {exc}", file=sys.stderr)
             return 1
         print(f"{mailbox.name}: fetched {result.fetched}, stored {result.stored}")
+    return 0
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    """Process stored mail (piped in by `ingest`, fetched by `poll`, requeued) without reading a mailbox.
+
+    On PostgreSQL any number of these share the stored mail: each mail is claimed by one of them.
+    """
+    import time
+    from collections import Counter
+
+    from helpdesk.core.intake import process_pending
+    from helpdesk.runner import process_forever
+    from helpdesk.wiring import build
+
+    settings = ensure_secret(load(config_file=args.config))
+    if not args.once:
+        process_forever(settings)  # waits for the database when it is down
+        return 0
+    app = build(settings)  # a database that is down: main() exits EX_TEMPFAIL
+    started = time.perf_counter()
+    results = process_pending(app.factory, app.intake)
+    took = time.perf_counter() - started
+    counts = Counter(r.status.value for r in results)
+    detail = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+    print(f"processed {len(results)} stored mails in {took:.2f} s" + (f" ({detail})" if detail else ""))
     return 0
 
 
