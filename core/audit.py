@@ -8,6 +8,11 @@ row (count and newest hash, itself HMAC'd) is written with every entry and verif
 chain's end with it. Writers serialise on the chain head: two writers must never chain onto the
 same predecessor.
 
+Where several processes write at once (PostgreSQL), a transaction may keep its entries until its
+commit (``chain_at_commit``): they are chained and written just before it, and the writers' lock is
+held for that moment only, not for the whole transaction. Chain order is then commit order; an
+entry's ``at`` is still the moment it was recorded.
+
 What it cannot show: the whole database put back to an earlier copy (head included), or emptied.
 """
 
@@ -20,10 +25,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
-from helpdesk.core.locks import serialise, transaction_memo
+from helpdesk.core.locks import WRITES, serialise, transaction_memo
 from helpdesk.core.models import AuditEntry, AuditHead, utcnow
 from helpdesk.core.settings import Settings
 
@@ -31,6 +36,7 @@ GENESIS = "0" * 64
 SYSTEM = "system"
 
 _KEY = "audit.key"  # in Session.info, put there for a whole sessionmaker by use_secret()
+_PENDING = "audit.pending"  # in Session.info: (root transaction, [(entry, savepoint it was recorded in)])
 _HEAD_ID = 1
 
 
@@ -124,14 +130,11 @@ def record(
     The first entry of a transaction takes the writers' lock and reads the head; the lock is held
     until commit, so later entries of the same transaction chain onto the head they remember. The
     head row moves on with each entry, in the same transaction.
+
+    In a transaction that chains at commit (``chain_at_commit``) the entry is kept until then (no
+    id yet), unless the writers' lock is held already or it changes a status, which the SLA clocks
+    of the same transaction read back from the trail: then it is chained now, after those kept.
     """
-    head: AuditHead | None = transaction_memo(session).get("audit.head")
-    if head is None:
-        serialise(session)
-        head = session.get(AuditHead, _HEAD_ID, populate_existing=True)
-        if head is None:
-            head = AuditHead(id=_HEAD_ID, count=0, hash=GENESIS, mac="")
-            session.add(head)
     entry = AuditEntry(
         at=utcnow(),
         actor=actor or SYSTEM,
@@ -141,20 +144,102 @@ def record(
         before=_plain(before),
         after=_plain(after),
         reason=reason,
-        prev_hash=head.hash,
     )
-    key = _key(session)
-    entry.hash = _digest(entry, key)
-    head.count, head.hash = head.count + 1, entry.hash
-    head.mac = _head_mac(key, head.count, head.hash)
-    session.add(entry)
-    if flush:
-        session.flush()
-    transaction_memo(session)["audit.head"] = head
+    pending = _pending(session)
+    if pending is not None and not _holds_lock(session) and not _status_change(entry):
+        pending.append((entry, session.get_nested_transaction()))
+        if flush:
+            session.flush()
+    else:
+        _chain(session, [entry], flush=flush)
     from helpdesk.core import webhooks  # imported here: webhooks audits its own changes through this module
 
     webhooks.from_audit(session, entry)  # every ticket change passes here: the one place events come from
     return entry
+
+
+def chain_at_commit(session: Session) -> None:
+    """Keep the entries of ``session``'s current transaction until its commit, then chain them.
+
+    The writers' lock is then taken just before the commit rather than at the first entry, so
+    writers that audit (two processes handling mail) overlap instead of taking turns. An entry
+    recorded in a savepoint that is rolled back is dropped with it.
+    """
+    root = session.get_transaction()
+    if root is None:
+        raise ValueError("chain_at_commit needs a transaction begun")
+    if _pending(session) is None:
+        session.info[_PENDING] = (root, [])
+
+
+def _pending(session: Session) -> list[tuple[AuditEntry, SessionTransaction | None]] | None:
+    kept = session.info.get(_PENDING)
+    if kept is None or kept[0] is not session.get_transaction():
+        return None  # not asked for, or for a transaction that has ended
+    pending: list[tuple[AuditEntry, SessionTransaction | None]] = kept[1]
+    return pending
+
+
+def _holds_lock(session: Session) -> bool:
+    memo = transaction_memo(session)
+    return "audit.head" in memo or WRITES in memo.get("locks", ())
+
+
+def _status_change(entry: AuditEntry) -> bool:
+    before, after = entry.before or {}, entry.after or {}
+    return "status" in after and before.get("status", after["status"]) != after["status"]
+
+
+def _chain(session: Session, entries: list[AuditEntry], *, flush: bool = True) -> None:
+    """Chain the kept entries, then ``entries``, onto the head, under the writers' lock."""
+    head: AuditHead | None = transaction_memo(session).get("audit.head")
+    if head is None:
+        serialise(session)
+        head = session.get(AuditHead, _HEAD_ID, populate_existing=True)
+        if head is None:
+            head = AuditHead(id=_HEAD_ID, count=0, hash=GENESIS, mac="")
+            session.add(head)
+    pending = _pending(session)
+    kept = [entry for entry, _ in pending] if pending else []
+    if pending:
+        pending.clear()
+    key = _key(session)
+    for entry in [*kept, *entries]:
+        entry.prev_hash = head.hash
+        entry.hash = _digest(entry, key)
+        head.count, head.hash = head.count + 1, entry.hash
+        session.add(entry)
+    head.mac = _head_mac(key, head.count, head.hash)
+    if flush:
+        session.flush()
+    transaction_memo(session)["audit.head"] = head
+
+
+@event.listens_for(Session, "before_commit")
+def _chain_kept(session: Session) -> None:
+    if not _pending(session) or session.get_nested_transaction() is not None:
+        return  # nothing kept, or a savepoint released: its entries wait for the transaction's commit
+    session.flush()  # the transaction's other writes first, outside the writers' lock
+    _chain(session, [])
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_undone(session: Session, previous: SessionTransaction) -> None:
+    pending = _pending(session)
+    if not pending:
+        return
+    boundary: SessionTransaction | None = previous  # what the rollback undid: a savepoint, or everything
+    while boundary is not None and not boundary.nested:
+        boundary = boundary.parent
+    pending[:] = [(entry, where) for entry, where in pending if boundary is not None and not _within(where, boundary)]
+
+
+def _within(where: SessionTransaction | None, boundary: SessionTransaction) -> bool:
+    while where is not None:
+        if where is boundary:
+            return True
+        where = where.parent
+    return False
 
 
 def verify(session: Session) -> VerifyResult:

@@ -51,7 +51,7 @@ from helpdesk.core.models import (
 from helpdesk.core.notify import AutoSubmitted, enqueue, notify_agents, public_recipients
 from helpdesk.core.retry import RetryPolicy, is_transient
 from helpdesk.core.settings import Settings
-from helpdesk.core.sharing import Sharing, sharing
+from helpdesk.core.sharing import Sharing, hold_claims, release_claims, sharing, worker_connection
 
 log = logging.getLogger(__name__)
 
@@ -542,15 +542,17 @@ def process_pending(
     share = sharing(factory)
     batch = batch or share.process_batch
     results: list[IntakeResult] = []
-    while limit is None or len(results) < limit:
-        size = batch if limit is None else min(batch, limit - len(results))
-        claim = _claim(factory, intake, size, share)
-        if claim is None:
-            break
-        ids, gave_up = claim
-        results.extend(gave_up)
-        if ids:
-            results.extend(_process_claimed(factory, intake, ids, share))
+    with worker_connection(factory) as factory:
+        while limit is None or len(results) < limit:
+            size = batch if limit is None else min(batch, limit - len(results))
+            claim = _claim(factory, intake, size, share)
+            if claim is None:
+                break
+            ids, gave_up = claim
+            results.extend(gave_up)
+            if ids:
+                results.extend(_process_claimed(factory, intake, ids, share))
+            release_claims(factory)
     return results
 
 
@@ -565,9 +567,10 @@ def _claim(
             select(Inbound)
             .where(Inbound.status == InboundStatus.NEW, or_(Inbound.retry_at.is_(None), Inbound.retry_at <= utcnow()))
             .order_by(Inbound.id)
-            .limit(size)
+            .limit(size + share.claims_held * 4)  # (and a few other workers claimed, not yet processing)
             .with_for_update(skip_locked=True)
         ).all()
+        rows = hold_claims(session, rows, size)
         if not rows:
             return None
         if _unfinished(rows[0]):
@@ -608,11 +611,14 @@ def _process_claimed(
         with transaction(factory) as session:
             if share.write_lock_first:
                 locks.serialise(session)
+            if share.audit_at_commit:  # the writers' lock for the commit only: workers overlap
+                audit.chain_at_commit(session)
             rows = session.scalars(
                 select(Inbound)
                 .where(Inbound.id.in_(ids), Inbound.status == InboundStatus.NEW)
                 .order_by(Inbound.id)
-                .with_for_update(skip_locked=True)
+                # Held by our claim: waits out another worker's claim that is looking at it, not skips it.
+                .with_for_update(skip_locked=not share.claims_held)
             ).all()
             results = [intake.process(session, inbound) for inbound in rows]
     except (OperationalError, InterfaceError) as exc:

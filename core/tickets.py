@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from helpdesk.core import audit, fields, presence, safehtml, webhooks
@@ -65,9 +66,12 @@ def contact_for(session: Session, address: Address | str) -> Contact:
     email = email.lower()
     contact = session.scalars(select(Contact).where(Contact.email == email)).first()
     if contact is None:
-        contact = Contact(email=email, name=name, role=Role.USER)
-        session.add(contact)
-        session.flush()
+        try:
+            with session.begin_nested():  # (flushed at its end)
+                contact = Contact(email=email, name=name, role=Role.USER)
+                session.add(contact)
+        except IntegrityError:  # another worker's mail from the same new sender, committed meanwhile
+            contact = session.scalars(select(Contact).where(Contact.email == email)).one()
     elif name and not contact.name and contact.role is Role.USER:
         contact.name = name
     return contact
