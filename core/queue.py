@@ -15,6 +15,9 @@ from helpdesk.core.models import Contact, Role, SlaLevel, SlaMark, Ticket, Ticke
 from helpdesk.core.tickets import OPEN_STATUSES
 
 OPEN = OPEN_STATUSES
+# A text search counts at most this many matches (the console says "more than 1,000" and pages to
+# it): counting all of a common word's 30,000 matches cost ten times the page itself on PostgreSQL.
+COUNT_CAP = 1000
 
 
 class SlaState(enum.Enum):
@@ -67,7 +70,8 @@ class QueueQuery:
 class QueuePage:
     query: QueueQuery
     tickets: list[Ticket]
-    total: int
+    total: int  # at most the count cap when one was given
+    capped: bool = False  # more than ``total`` tickets match (the count stopped at its cap)
 
     @property
     def pages(self) -> int:
@@ -142,12 +146,18 @@ def conditions(session: Session, query: QueueQuery) -> list[ColumnElement[bool]]
 
 
 def list_tickets(
-    session: Session, query: QueueQuery, *, with_watchers: bool = False, only: ColumnElement[bool] | None = None
+    session: Session,
+    query: QueueQuery,
+    *,
+    with_watchers: bool = False,
+    only: ColumnElement[bool] | None = None,
+    count_cap: int | None = None,
 ) -> QueuePage:
     """One page of tickets with requester and assignee; ``with_watchers``: theirs too (the API lists them);
-    ``only``: no ticket outside this condition (what the viewer may read, core.visibility)."""
+    ``only``: no ticket outside this condition (what the viewer may read, core.visibility); ``count_cap``:
+    a text search counts at most this many matches (the rest of the queue is always counted exactly)."""
     where = conditions(session, query) + ([only] if only is not None else [])
-    total = session.scalar(select(func.count()).select_from(Ticket).where(*where)) or 0
+    total, capped = _count(session, where, count_cap if query.text.strip() else None)
     page = max(1, query.page)
     options = [joinedload(Ticket.requester), joinedload(Ticket.assignee)]
     if with_watchers:
@@ -170,7 +180,23 @@ def list_tickets(
         .limit(query.per_page)
         .offset((page - 1) * query.per_page)
     )
-    return QueuePage(query=replace(query, page=page), tickets=list(rows), total=total)
+    return QueuePage(query=replace(query, page=page), tickets=list(rows), total=total, capped=capped)
+
+
+def _count(session: Session, where: list[ColumnElement[bool]], cap: int | None) -> tuple[int, bool]:
+    """How many tickets match, and whether there are more than the cap (then the count is the cap)."""
+    if cap is None:
+        return session.scalar(select(func.count()).select_from(Ticket).where(*where)) or 0, False
+    matching = select(Ticket.id).where(*where)
+    if session.get_bind().dialect.name == "postgresql":
+        # Planned for a LIMIT, PostgreSQL scans the table and tests each row's out-of-line search vector
+        # (search1: 74 ms against 39 ms for the whole count); a materialized CTE is planned for all
+        # matches (the GIN index, no vector read) and still read only as far as the cap (8 ms).
+        matches = matching.cte("matching").prefix_with("MATERIALIZED")
+        matching = select(matches.c.id)
+    first = matching.limit(cap + 1).subquery()
+    found = session.scalar(select(func.count()).select_from(first)) or 0
+    return min(found, cap), found > cap
 
 
 def categories(session: Session) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from helpdesk.core.priority import DESK_PRIORITIES
+from helpdesk.core.queue import COUNT_CAP
 from helpdesk.web.contacts import contact_paths
 from helpdesk.web.desk_openapi import DESK_SCHEMAS, SEEN, STALE_REPLY, desk_paths
 from helpdesk.web.fields_openapi import FIELD_SCHEMAS, field_paths
@@ -257,7 +258,9 @@ def document(server_url: str) -> dict[str, Any]:
                 **FIELD_SCHEMAS,
                 "TicketPage": {"type": "object", "properties": {
                     "tickets": {"type": "array", "items": {"$ref": "#/components/schemas/Ticket"}},
-                    "total": {"type": "integer"}, "page": {"type": "integer"}, "pages": {"type": "integer"},
+                    "total": {"type": "integer", "description": "every matching ticket, counted exactly (the console"
+                              f" counts a text search's matches only to {COUNT_CAP:,})"},
+                    "page": {"type": "integer"}, "pages": {"type": "integer"},
                 }},
             },
         },

@@ -139,7 +139,9 @@ def queue_page():  # type: ignore[no-untyped-def]
     mine = groups.of_agent(db(), _author())
     if "group" not in request.args:  # the default view: the agent's groups' tickets first
         query = replace(query, first=tuple(mine))
-    page = queue.list_tickets(db(), query, only=visibility.ticket_filter(db(), current_settings(), _author()))
+    page = queue.list_tickets(
+        db(), query, only=visibility.ticket_filter(db(), current_settings(), _author()), count_cap=queue.COUNT_CAP
+    )
     # Only the filters go into the pager's links: url_for would read "endpoint" or "_external" as its own.
     args = {k: v for k, v in request.args.items() if k in FILTERS and v}
     return render_template(

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import hashlib
 from functools import partial
+from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from flask import Flask
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from helpdesk.core import tickets
-from helpdesk.core.models import Direction, Message, Ticket
+from helpdesk.core import queue, tickets
+from helpdesk.core.db import transaction
+from helpdesk.core.models import Contact, Direction, Message, Role, Ticket, TicketKind
 from helpdesk.core.queue import QueueQuery, Sort, list_tickets
 from helpdesk.core.search import UnknownSearchLanguage, ensure_index, fts_query, ts_query
-from tests.web.conftest import make_ticket
+from helpdesk.core.settings import Settings
+from helpdesk.core.users import create_user, issue_api_token
+from helpdesk.web import create_app
+from tests.web.conftest import PASSWORD, STAFF, login, make_ticket
 
 
 def _found(session: Session, text: str) -> list[int]:
@@ -181,3 +187,67 @@ def test_a_thread_with_more_words_than_a_tsvector_holds_is_stored_and_its_start_
         assert _found(session, last) == []
         session.execute(text("UPDATE ticket SET subject = 'Sync log (long)' WHERE id = :n"), {"n": made.number})
         assert _found(session, f"long {first}") == [made.number]
+
+
+def _tickets_about_toner(session_factory: sessionmaker[Session], n: int) -> None:
+    with transaction(session_factory) as session:
+        requester = tickets.contact_for(session, "user@example.com")
+        for i in range(n):
+            ticket = tickets.open_ticket(session, requester=requester, subject=f"Toner {i}", kind=TicketKind.INCIDENT,
+                                         category="general", priority="P4", classification=[])
+            tickets.append_message(session, ticket, Message(
+                direction=Direction.IN, from_address="user@example.com", subject=f"Toner {i}", text="toner is empty"))
+
+
+def test_a_text_search_counts_its_matches_to_a_cap_and_the_queue_counts_exactly(
+    session_factory: sessionmaker[Session],
+) -> None:
+    # Counting a common word's 30,000 matches cost more than the page: a search counts to a cap.
+    ensure_index(session_factory.kw["bind"])
+    _tickets_about_toner(session_factory, 7)
+    make_ticket(session_factory, "Badge", "my badge does not open the door")
+    with session_factory() as session:
+        capped = list_tickets(session, QueueQuery(text="toner", per_page=2), count_cap=5)
+        assert (capped.total, capped.capped, capped.pages, len(capped.tickets)) == (5, True, 3, 2)
+        assert [t.subject for t in capped.tickets] == ["Toner 6", "Toner 5"]
+        last = list_tickets(session, QueueQuery(text="toner", per_page=2, page=3), count_cap=5)
+        assert [t.subject for t in last.tickets] == ["Toner 2", "Toner 1"]
+        at_cap = list_tickets(session, QueueQuery(text="toner", per_page=2), count_cap=7)
+        assert (at_cap.total, at_cap.capped, at_cap.pages) == (7, False, 4)
+        exact = list_tickets(session, QueueQuery(text="toner", per_page=2))
+        assert (exact.total, exact.capped) == (7, False)
+        queue_ = list_tickets(session, QueueQuery(per_page=2), count_cap=5)  # no text: counted exactly
+        assert (queue_.total, queue_.capped, queue_.pages) == (8, False, 4)
+
+
+@pytest.fixture
+def console_on(session_factory: sessionmaker[Session], tmp_path: Path) -> Flask:
+    """The console on each database (the shared fixtures' console runs on SQLite)."""
+    ensure_index(session_factory.kw["bind"])
+    with transaction(session_factory) as session:
+        for role, email in STAFF.items():
+            create_user(session, email, role, PASSWORD)
+    url = session_factory.kw["bind"].url.render_as_string(hide_password=False)
+    return create_app(Settings(data_dir=tmp_path, database_url=url, secret_key="test-secret"), session_factory,
+                      testing=True)
+
+
+def test_the_console_says_more_than_the_cap_and_pages_to_it_while_the_api_counts_exactly(
+    console_on: Flask, session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _tickets_about_toner(session_factory, 2 * QueueQuery.per_page + 3)
+    monkeypatch.setattr(queue, "COUNT_CAP", QueueQuery.per_page + 1)
+    agent = login(console_on.test_client(), Role.AGENT)
+    body = agent.get("/tickets?q=toner").get_data(as_text=True)
+    assert f"more than {QueueQuery.per_page + 1} tickets" in body
+    assert "Page 1 of the first 2" in body
+    assert 'rel="next"' in body
+    second = agent.get("/tickets?q=toner&page=2").get_data(as_text=True)
+    assert "Page 2 of the first 2" in second and 'rel="next"' not in second
+    everything = agent.get("/tickets").get_data(as_text=True)
+    assert f"{2 * QueueQuery.per_page + 3} tickets" in everything and "Page 1 of 3" in everything
+    with session_factory() as session, session.begin():
+        contact = session.scalars(select(Contact).where(Contact.email == STAFF[Role.AGENT])).one()
+        token = issue_api_token(session, contact)
+    api = console_on.test_client().get("/api/tickets?q=toner", headers={"Authorization": f"Bearer {token}"}).json
+    assert (api["total"], api["pages"]) == (2 * QueueQuery.per_page + 3, 3)
