@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
+from typing import TYPE_CHECKING
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,6 +25,9 @@ from helpdesk.core.db import transaction
 from helpdesk.core.models import Contact, MailLogin, Outbox, Role, aware, utcnow
 from helpdesk.core.notify import SEND_DEADLINE
 from helpdesk.core.settings import AuthKind, Settings
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,11 @@ REFRESH_TOKENS = b"helpdesk oauth2 refresh tokens"
 
 def _fernet(secret_key: str, purpose: bytes) -> Fernet:
     # A key of its own for each purpose, derived from the secret key (never the secret key itself).
+    # (cryptography is imported here: a poll or a send with a password login never needs it, ~0.01 s.)
+    from cryptography.fernet import Fernet
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(secret_key.encode())
     return Fernet(base64.urlsafe_b64encode(key))
 
@@ -101,6 +107,8 @@ def seal(secret_key: str, token: str, purpose: bytes = REFRESH_TOKENS) -> str:
 def unseal(secret_key: str, sealed: str, purpose: bytes = REFRESH_TOKENS) -> str | None:
     """The refresh token (or other secret), or None when it was sealed with another secret key (the mailbox must be
     reconnected, the webhook given a new secret)."""
+    from cryptography.fernet import InvalidToken
+
     try:
         return _fernet(secret_key, purpose).decrypt(sealed.encode()).decode()
     except InvalidToken:

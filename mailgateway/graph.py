@@ -29,6 +29,11 @@ import requests
 from helpdesk.core.settings import MailboxSettings
 from helpdesk.mailgateway import oauth
 
+# (Defined apart so that an IMAP-only poller need not import requests; named here as before.)
+from helpdesk.mailgateway.grapherrors import GraphError as GraphError
+from helpdesk.mailgateway.grapherrors import GraphLoginFailed as GraphLoginFailed
+from helpdesk.mailgateway.grapherrors import SyncStateExpired as SyncStateExpired
+
 log = logging.getLogger(__name__)
 
 TIMEOUT = 30.0  # seconds to connect and for each read
@@ -38,23 +43,6 @@ MAX_WAIT = 120.0  # the longest Retry-After honoured; a longer one fails the req
 THROTTLED = {429, 503, 504}
 # Folder names Graph knows without an id; any other folder is found by its display name.
 WELL_KNOWN = {"inbox", "junkemail", "archive", "drafts", "sentitems", "deleteditems"}
-
-
-class GraphError(Exception):
-    """A request failed (the service, the network or the answer); the message is one line, no token."""
-
-    def __init__(self, message: str, *, status: int | None = None, code: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-class GraphLoginFailed(GraphError):
-    """No token, or Graph refuses even a fresh one (401) or the app may not open this mailbox (403)."""
-
-
-class SyncStateExpired(GraphError):
-    """The delta link is no longer known to Graph: the folder has to be read again from scratch."""
 
 
 @dataclass(frozen=True)

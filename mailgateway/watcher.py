@@ -26,7 +26,7 @@ from helpdesk.core.intake import Intake, process_pending
 from helpdesk.core.mailauth import WHAT_TO_CHECK
 from helpdesk.core.models import Inbound, MailboxCursor
 from helpdesk.core.settings import MailboxSettings, Transport
-from helpdesk.mailgateway.graph import GraphError, GraphLoginFailed
+from helpdesk.mailgateway.grapherrors import GraphError, GraphLoginFailed
 from helpdesk.mailgateway.imap import ImapError, LoginFailed, MailboxClient
 
 log = logging.getLogger(__name__)
