@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from helpdesk.core import fields, search
@@ -157,11 +157,15 @@ def list_tickets(
     ``only``: no ticket outside this condition (what the viewer may read, core.visibility); ``count_cap``:
     a text search counts at most this many matches (the rest of the queue is always counted exactly)."""
     where = conditions(session, query) + ([only] if only is not None else [])
-    total, capped = _count(session, where, count_cap if query.text.strip() else None)
+    cap = count_cap if query.text.strip() else None
     page = max(1, query.page)
     options = [joinedload(Ticket.requester), joinedload(Ticket.assignee)]
     if with_watchers:
         options.append(selectinload(Ticket.watchers).joinedload(Watcher.contact))
+    hits = _hits(session, query, only)
+    if hits is not None:
+        return _hit_page(session, hits, replace(query, page=page), options, where, cap)
+    total, capped = _count(session, where, cap)
     listed = select(Ticket)
     order: tuple[ColumnElement[Any], ...] = _ORDER[query.sort]
     ranking = search.relevance(session, query.text) if query.sort is Sort.RELEVANCE else None
@@ -183,11 +187,14 @@ def list_tickets(
     return QueuePage(query=replace(query, page=page), tickets=list(rows), total=total, capped=capped)
 
 
-def _count(session: Session, where: list[ColumnElement[bool]], cap: int | None) -> tuple[int, bool]:
-    """How many tickets match, and whether there are more than the cap (then the count is the cap)."""
+def _count(
+    session: Session, where: list[ColumnElement[bool]], cap: int | None, matching: Select[Any] | None = None
+) -> tuple[int, bool]:
+    """How many tickets match, and whether there are more than the cap (then the count is the cap);
+    ``matching``: the matching tickets' numbers to count to the cap, if not those ``where`` selects."""
     if cap is None:
         return session.scalar(select(func.count()).select_from(Ticket).where(*where)) or 0, False
-    matching = select(Ticket.id).where(*where)
+    matching = select(Ticket.id).where(*where) if matching is None else matching
     if session.get_bind().dialect.name == "postgresql":
         # Planned for a LIMIT, PostgreSQL scans the table and tests each row's out-of-line search vector
         # (search1: 74 ms against 39 ms for the whole count); a materialized CTE is planned for all
@@ -197,6 +204,79 @@ def _count(session: Session, where: list[ColumnElement[bool]], cap: int | None) 
     first = matching.limit(cap + 1).subquery()
     found = session.scalar(select(func.count()).select_from(first)) or 0
     return min(found, cap), found > cap
+
+
+def _hits(session: Session, query: QueueQuery, only: ColumnElement[bool] | None) -> Select[Any] | None:
+    """A text search sorted by number or relevance on SQLite: the search index's matches joined to the
+    tickets that pass the other filters (ticket, key, and score when ranked; one row per matching
+    message or subject, core.search.hits). Read in the index's order, a common word's page or capped
+    count stops after its first matches instead of collecting all of them (some 30,000) first; ranked,
+    only the matches of tickets that pass the filters are scored. None: the text is a condition like
+    any other (another database or sort, a ticket number)."""
+    if query.sort not in (Sort.NEWEST, Sort.OLDEST, Sort.RELEVANCE):
+        return None
+    hit = search.hits(session, query.text, scored=query.sort is Sort.RELEVANCE)
+    if hit is None:
+        return None
+    where = conditions(session, replace(query, text="")) + ([only] if only is not None else [])
+    return select(Ticket.id, *hit.c).select_from(hit).join(Ticket, Ticket.id == hit.c.ticket_id).where(*where)
+
+
+def _hit_page(
+    session: Session, hits: Select[Any], query: QueueQuery, options: list[Any], where: list[ColumnElement[bool]],
+    cap: int | None,
+) -> QueuePage:
+    """The page and count of a search from the matches `_hits` joined (``where``: the same conditions
+    for an exact count)."""
+    offset = (query.page - 1) * query.per_page
+    theirs = Ticket.group.in_(query.first)
+    first = (case((theirs, 0), else_=1),) if query.first else ()
+    if query.sort is Sort.RELEVANCE:
+        # A ticket's best match, the newest first among equals as the queue orders them. Every match is
+        # scored to find the best, so the same statement counts the matching tickets.
+        score = func.min(hits.selected_columns.score)
+        best = (
+            hits.with_only_columns(
+                Ticket.id, score.label("score"), *(f.label("first") for f in first), func.count().over().label("matches")
+            )
+            .group_by(Ticket.id).order_by(*first, score, Ticket.id.desc()).limit(query.per_page).offset(offset)
+            .subquery("best")
+        )
+        rows = session.execute(
+            select(Ticket, best.c.matches).join(best, best.c.id == Ticket.id).options(*options)
+            .order_by(*((best.c.first,) if first else ()), best.c.score, Ticket.id.desc())
+        ).all()
+        if rows:
+            matches = rows[0][1]
+            total, capped = (matches, False) if cap is None else (min(matches, cap), matches > cap)
+            return QueuePage(query=query, tickets=[row[0] for row in rows], total=total, capped=capped)
+        listed: list[Ticket] = []
+    else:
+        ids = _hit_ids(session, hits, query, offset, theirs)
+        listed = list(session.scalars(
+            select(Ticket).where(Ticket.id.in_(ids)).options(*options).order_by(*first, *_ORDER[query.sort])
+        )) if ids else []
+    total, capped = _count(session, where, cap, hits.with_only_columns(Ticket.id).distinct())
+    return QueuePage(query=query, tickets=listed, total=total, capped=capped)
+
+
+def _hit_ids(session: Session, hits: Select[Any], query: QueueQuery, offset: int, theirs: ColumnElement[bool]) -> list[int]:
+    """The page's ticket numbers in the index's order (ticket, then message: one ticket per run of its
+    matches); with ``query.first``, those groups' tickets first, each part read in that order."""
+    key = hits.selected_columns.key
+    ordered = hits.with_only_columns(Ticket.id).distinct().order_by(key.desc() if query.sort is Sort.NEWEST else key)
+    if not query.first:
+        return list(session.scalars(ordered.limit(query.per_page).offset(offset)))
+    found = list(session.scalars(ordered.where(theirs).limit(query.per_page).offset(offset)))
+    if len(found) == query.per_page:
+        return found
+    # The groups' tickets end on this page or before it: the others follow them.
+    if found or not offset:
+        before = offset + len(found)
+    else:
+        before = session.scalar(select(func.count()).select_from(ordered.where(theirs).subquery())) or 0
+    others = ordered.where(or_(Ticket.group.is_(None), ~theirs))
+    return found + list(session.scalars(others.limit(query.per_page - len(found)).offset(offset - before + len(found))))
 
 
 def categories(session: Session) -> list[str]:

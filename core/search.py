@@ -1,11 +1,12 @@
 """Full-text search over ticket subjects and message texts.
 
-On SQLite FTS5 indexes, kept in step by triggers, answer a search over hundreds of thousands
-of messages in milliseconds. On PostgreSQL each ticket keeps one tsvector of its subject and all its
-messages, kept current by triggers in the writing transaction and indexed by GIN. Both live outside
-the Alembic models because they are derived data (and PostgreSQL's depends on the configured
-language): `ensure_index` creates them when missing and fills them from the tables. Other databases
-fall back to a case-insensitive substring match."""
+On SQLite one FTS5 index of subjects and messages, kept in step by triggers, answers a search over
+hundreds of thousands of messages in milliseconds (every word in the subject or in one message). On
+PostgreSQL each ticket keeps one tsvector of its subject and all its messages, kept current by
+triggers in the writing transaction and indexed by GIN. Both live outside the Alembic models because
+they are derived data (and PostgreSQL's depends on the configured language): `ensure_index` creates
+them when missing and fills them from the tables. Other databases fall back to a case-insensitive
+substring match."""
 
 from __future__ import annotations
 
@@ -33,45 +34,47 @@ from sqlalchemy.orm import Session
 
 from helpdesk.core.models import Message, Ticket
 
-# Message text is indexed contentless, under a rowid that carries the ticket number
-# (ticket * TICKET_SHIFT + message id): a match yields ticket numbers without reading a single
-# message row, which keeps a search for a common word fast at hundreds of thousands of messages.
+# Message text and ticket subjects are indexed contentless in one table, under a rowid that carries
+# the ticket number: ticket * TICKET_SHIFT + message id for a message, ticket * TICKET_SHIFT for the
+# ticket's own subject. A match yields ticket numbers without reading a single message row, and in
+# ticket order: a page of the newest matches stops after its first tickets instead of collecting
+# every match of a common word (core.queue joins `hits`).
 TICKET_SHIFT = 1_000_000_000
 _KEY_NEW = f"new.ticket_id * {TICKET_SHIFT} + new.id"
 _KEY_OLD = f"old.ticket_id * {TICKET_SHIFT} + old.id"
 _TOKENIZE = "tokenize='unicode61 remove_diacritics 2'"
-_TABLES = {
-    "message_search": f"CREATE VIRTUAL TABLE message_search USING fts5(subject, text, content='', {_TOKENIZE})",
-    "ticket_search": f"CREATE VIRTUAL TABLE ticket_search USING fts5(subject, content='ticket', content_rowid='id', {_TOKENIZE})",
-}
-_FILL = {
-    "message_search": (
-        f"INSERT INTO message_search(rowid, subject, text) SELECT ticket_id * {TICKET_SHIFT} + id, subject, text"
-        " FROM message"
-    ),
-    "ticket_search": "INSERT INTO ticket_search(ticket_search) VALUES ('rebuild')",
-}
-_MESSAGE_DELETE = (
-    "INSERT INTO message_search(message_search, rowid, subject, text)"
-    f" VALUES ('delete', {_KEY_OLD}, old.subject, old.text);"
+_TABLE = "message_search"
+_CREATE = f"CREATE VIRTUAL TABLE {_TABLE} USING fts5(subject, text, content='', {_TOKENIZE})"
+_FILL_SUBJECTS = f"INSERT INTO {_TABLE}(rowid, subject, text) SELECT id * {TICKET_SHIFT}, subject, '' FROM ticket"
+_FILL = (
+    f"INSERT INTO {_TABLE}(rowid, subject, text) SELECT ticket_id * {TICKET_SHIFT} + id, subject, text FROM message",
+    _FILL_SUBJECTS,
 )
-_MESSAGE_INSERT = f"INSERT INTO message_search(rowid, subject, text) VALUES ({_KEY_NEW}, new.subject, new.text);"
-_TICKET_DELETE = "INSERT INTO ticket_search(ticket_search, rowid, subject) VALUES ('delete', old.id, old.subject);"
-_TICKET_INSERT = "INSERT INTO ticket_search(rowid, subject) VALUES (new.id, new.subject);"
+_MESSAGE_DELETE = (
+    f"INSERT INTO {_TABLE}({_TABLE}, rowid, subject, text) VALUES ('delete', {_KEY_OLD}, old.subject, old.text);"
+)
+_MESSAGE_INSERT = f"INSERT INTO {_TABLE}(rowid, subject, text) VALUES ({_KEY_NEW}, new.subject, new.text);"
+_TICKET_DELETE = (
+    f"INSERT INTO {_TABLE}({_TABLE}, rowid, subject, text) VALUES ('delete', old.id * {TICKET_SHIFT}, old.subject, '');"
+)
+_TICKET_INSERT = f"INSERT INTO {_TABLE}(rowid, subject, text) VALUES (new.id * {TICKET_SHIFT}, new.subject, '');"
 _TRIGGERS = (
     f"CREATE TRIGGER IF NOT EXISTS message_search_ai AFTER INSERT ON message BEGIN {_MESSAGE_INSERT} END",
     f"CREATE TRIGGER IF NOT EXISTS message_search_ad AFTER DELETE ON message BEGIN {_MESSAGE_DELETE} END",
     "CREATE TRIGGER IF NOT EXISTS message_search_au AFTER UPDATE OF ticket_id, subject, text ON message"
     f" BEGIN {_MESSAGE_DELETE} {_MESSAGE_INSERT} END",
-    f"CREATE TRIGGER IF NOT EXISTS ticket_search_ai AFTER INSERT ON ticket BEGIN {_TICKET_INSERT} END",
-    f"CREATE TRIGGER IF NOT EXISTS ticket_search_ad AFTER DELETE ON ticket BEGIN {_TICKET_DELETE} END",
-    "CREATE TRIGGER IF NOT EXISTS ticket_search_au AFTER UPDATE OF subject ON ticket"
+    f"CREATE TRIGGER IF NOT EXISTS ticket_subject_ai AFTER INSERT ON ticket BEGIN {_TICKET_INSERT} END",
+    f"CREATE TRIGGER IF NOT EXISTS ticket_subject_ad AFTER DELETE ON ticket BEGIN {_TICKET_DELETE} END",
+    "CREATE TRIGGER IF NOT EXISTS ticket_subject_au AFTER UPDATE OF subject ON ticket"
     f" BEGIN {_TICKET_DELETE} {_TICKET_INSERT} END",
 )
 # The first index (message rows looked up per match) was too slow for common words.
 _SUPERSEDED = tuple(
     f"DROP TRIGGER IF EXISTS {t}_fts_{op}" for t in ("message", "ticket") for op in ("ai", "ad", "au")
 ) + ("DROP TABLE IF EXISTS message_fts", "DROP TABLE IF EXISTS ticket_fts")
+# The second kept ticket subjects in a table of their own (external content), whose matches could
+# not be read in ticket order together with the messages'; its subjects move into message_search.
+_SUBJECTS_APART = ("ticket_search", tuple(f"DROP TRIGGER IF EXISTS ticket_search_{op}" for op in ("ai", "ad", "au")))
 _STATUS = "ticket_search_status"
 _WORD = re.compile(r"\w+", re.UNICODE)
 # A shorter prefix expands to thousands of indexed words (seconds on a large database); a word of
@@ -166,10 +169,16 @@ def ensure_index(engine: Engine, language: str = DEFAULT_LANGUAGE) -> None:
         for old in _SUPERSEDED:
             conn.execute(text(old))
         existing = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'")).scalars())
-        for name, ddl in _TABLES.items():
-            if name not in existing:
-                conn.execute(text(ddl))
-                conn.execute(text(_FILL[name]))
+        apart, triggers = _SUBJECTS_APART
+        for old in triggers:
+            conn.execute(text(old))
+        if _TABLE not in existing:
+            conn.execute(text(_CREATE))
+            for fill in _FILL:
+                conn.execute(text(fill))
+        elif apart in existing:
+            conn.execute(text(_FILL_SUBJECTS))
+        conn.execute(text(f"DROP TABLE IF EXISTS {apart}"))
         for trigger in _TRIGGERS:
             conn.execute(text(trigger))
         # A search's matches are a set of ticket numbers; the queue's status filter on each of them
@@ -254,11 +263,7 @@ def fts_query(words: str) -> str | None:
     return _query(words, '"', "*", " ")
 
 
-# UNION ALL: the IN list is a set already (a UNION would build the same set twice).
-_FTS_MATCH = (
-    "SELECT rowid FROM ticket_search WHERE ticket_search MATCH :q"
-    f" UNION ALL SELECT rowid / {TICKET_SHIFT} FROM message_search WHERE message_search MATCH :q"
-)
+_FTS_MATCH = f"SELECT rowid / {TICKET_SHIFT} FROM {_TABLE} WHERE {_TABLE} MATCH :q"
 
 
 def _number(words: str) -> int | None:
@@ -290,13 +295,31 @@ def matches(session: Session, words: str) -> ColumnElement[bool]:
     return or_(by_number, condition) if by_number is not None else condition
 
 
+_FTS_HITS = f"SELECT rowid AS key, rowid / {TICKET_SHIFT} AS ticket_id{{score}} FROM {_TABLE} WHERE {_TABLE} MATCH :q"
+
+
+def hits(session: Session, words: str, *, scored: bool = False) -> Subquery | None:
+    """SQLite: the index's matches as rows to join to their tickets, one per matching message or subject:
+    ``key`` (ticket * TICKET_SHIFT + message id, in ticket order), ``ticket_id``, and with ``scored``
+    the match's bm25 ``score`` (smaller is better). Joined, the index is read in order and only as far
+    as a page needs, and a match is scored only once its ticket passed the other filters. None: no
+    such rows (another database, no words, or a ticket number, which `matches` also finds by number)."""
+    if not uses_fts(session.get_bind().engine) or _number(words.strip()) is not None:
+        return None
+    query = fts_query(words)
+    if query is None:
+        return None
+    columns = [column("key", Integer), column("ticket_id", Integer)]
+    if scored:
+        columns.append(column("score", Float))
+    sql = text(_FTS_HITS.format(score=", rank AS score" if scored else "")).bindparams(q=query)
+    return sql.columns(*columns).subquery("hit")
+
+
 # One pass over the matches gives every matching ticket its best score (smaller is better):
 # ticket by ticket, a correlated lookup took seconds for a common word at 100,000 tickets.
 _FTS_RANKS = (
-    "SELECT t AS ticket_id, min(r) AS score FROM ("
-    " SELECT rowid AS t, rank AS r FROM ticket_search WHERE ticket_search MATCH :rq"
-    f" UNION ALL SELECT rowid / {TICKET_SHIFT}, rank FROM message_search WHERE message_search MATCH :rq"
-    ") GROUP BY t"
+    f"SELECT rowid / {TICKET_SHIFT} AS ticket_id, min(rank) AS score FROM {_TABLE} WHERE {_TABLE} MATCH :rq GROUP BY 1"
 )
 # The stored vector, read from the ticket row of the query (literal: the column is no part of the models).
 _PG_VECTOR: ColumnElement[Any] = literal_column("ticket.search_vector")
