@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from helpdesk.core.i18n import N_, Refusal
@@ -62,11 +62,13 @@ def _conflict(
     return None
 
 
+# Built once: read for every access request that arrives by mail.
+_OPENING = select(Message).where(Message.ticket_id == bindparam("ticket"), Message.internal.is_(False)).order_by(Message.id)
+
+
 def opening_texts(session: Session, ticket_id: int) -> tuple[str, ...]:
     """Subject and text of the mail that opened a ticket: whom the request names is read there."""
-    first = session.scalars(
-        select(Message).where(Message.ticket_id == ticket_id, Message.internal.is_(False)).order_by(Message.id)
-    ).first()
+    first = session.scalars(_OPENING, {"ticket": ticket_id}).first()
     return (first.subject or "", first.reply_text or first.text or "") if first is not None else ()
 
 

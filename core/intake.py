@@ -154,7 +154,7 @@ class Intake:
         """Process one stored mail. Never raises for a bad mail: it ends up quarantined instead."""
         try:
             # The bytes only, no RawMail object: a batch must not keep every raw mail in memory.
-            mail = self.parse(session.execute(select(RawMail.data).where(RawMail.sha256 == inbound.sha256)).scalar_one())
+            mail = self.parse(session.execute(_RAW, {"sha": inbound.sha256}).scalar_one())
         except Exception as exc:  # noqa: BLE001 - any parser failure: keep the mail, say why
             if is_transient(exc):
                 return self.retry_later(session, inbound, exc)
@@ -384,7 +384,7 @@ class Intake:
     def _delivers_again(self, session: Session, inbound: Inbound, mail: ParsedMail) -> None:
         """Someone whose address bounced writes in themselves: their mailbox works again."""
         address = (mail.from_.address if mail.from_ else mail.sender or "").lower()
-        contact = session.scalars(select(Contact).where(Contact.email == address, Contact.undeliverable.is_(True))).first()
+        contact = session.scalars(_UNDELIVERABLE, {"email": address}).first()
         if contact is not None:
             contact.undeliverable = False
             log.info("inbound %s: %s wrote in, so mail to it is delivered again", inbound.id, address)
@@ -445,7 +445,7 @@ class Intake:
 
     @staticmethod
     def _fingerprint(session: Session, inbound: Inbound) -> str:
-        return fingerprint(session.scalar(select(RawMail.data).where(RawMail.sha256 == inbound.sha256)) or b"")
+        return fingerprint(session.scalar(_RAW, {"sha": inbound.sha256}) or b"")
 
     def _note_reuse(self, session: Session, inbound: Inbound, result: IntakeResult, earlier_id: int) -> IntakeResult:
         """A different mail under an earlier mail's Message-ID: visible on the inbound row and the ticket's trail."""
@@ -509,6 +509,8 @@ _EARLIER = (
     .order_by(Inbound.id)
 )
 _FIRST_UNDER_ID = _EARLIER.where(Inbound.message_id == bindparam("mid")).with_only_columns(Inbound.id).limit(1)
+_RAW = select(RawMail.data).where(RawMail.sha256 == bindparam("sha"))  # the bytes only, no RawMail object
+_UNDELIVERABLE = select(Contact).where(Contact.email == bindparam("email"), Contact.undeliverable.is_(True))
 
 
 def _usable_ids(mail: ParsedMail) -> ParsedMail:
