@@ -52,6 +52,7 @@ from helpdesk.web import outcome
 from helpdesk.web import presence as presence_views
 from helpdesk.web.db import current_settings, db
 from helpdesk.web.i18n import reason_of
+from helpdesk.web.pagewords import PageWords
 from helpdesk.web.security import STAFF, current_user, has_session, roles
 
 bp = Blueprint("tickets", __name__)
@@ -159,6 +160,7 @@ def queue_page():  # type: ignore[no-untyped-def]
         group_names=groups.names(db()),
         my_groups=mine,
         field_choices=[(f, c) for f in fields.list_all(db()) if f.choices for c in f.choices],
+        words=PageWords(),
     )
 
 
