@@ -211,10 +211,12 @@ def _ranked(
         return [], *_count(session, where, cap)
     numbers = [number for number, _ in found]
     by_number = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_(numbers)).options(*options))}
-    tickets, total = [by_number[n] for n in numbers], found[0][1]
-    if cap is not None and total > cap:
-        return tickets, cap, True
-    return tickets, total, False
+    return [by_number[n] for n in numbers], *_capped(found[0][1], cap)
+
+
+def _capped(matches: int, cap: int | None) -> tuple[int, bool]:
+    """The count to show for this many matches, and whether it stopped at the cap."""
+    return (matches, False) if cap is None else (min(matches, cap), matches > cap)
 
 
 def _count(
@@ -232,8 +234,7 @@ def _count(
         matches = matching.cte("matching").prefix_with("MATERIALIZED")
         matching = select(matches.c.id)
     first = matching.limit(cap + 1).subquery()
-    found = session.scalar(select(func.count()).select_from(first)) or 0
-    return min(found, cap), found > cap
+    return _capped(session.scalar(select(func.count()).select_from(first)) or 0, cap)
 
 
 def _hits(session: Session, query: QueueQuery, only: ColumnElement[bool] | None) -> Select[Any] | None:
@@ -277,8 +278,7 @@ def _hit_page(
             .order_by(*((best.c.first,) if first else ()), best.c.score, Ticket.id.desc())
         ).all()
         if rows:
-            matches = rows[0][1]
-            total, capped = (matches, False) if cap is None else (min(matches, cap), matches > cap)
+            total, capped = _capped(rows[0][1], cap)
             return QueuePage(query=query, tickets=[row[0] for row in rows], total=total, capped=capped)
         listed: list[Ticket] = []
     else:

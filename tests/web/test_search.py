@@ -146,6 +146,14 @@ def test_a_changed_search_language_reindexes_and_the_index_answers(pg_session_fa
         assert _found(session, "running late") == [running.number]
 
 
+def _reply(session_factory: sessionmaker[Session], number: int, text_: str) -> None:
+    with transaction(session_factory) as session:
+        ticket = session.get(Ticket, number)
+        assert ticket is not None
+        tickets.append_message(session, ticket, Message(
+            direction=Direction.OUT, from_address="agent@example.org", subject="Re: ticket", text=text_))
+
+
 def test_on_postgresql_the_words_may_be_spread_over_the_subject_and_the_messages(
     pg_session_factory: sessionmaker[Session],
 ) -> None:
@@ -154,11 +162,7 @@ def test_on_postgresql_the_words_may_be_spread_over_the_subject_and_the_messages
     session_factory = pg_session_factory
     ensure_index(session_factory.kw["bind"])
     made = make_ticket(session_factory, "Printer on floor 3", "it prints stripes")
-    with session_factory() as session, session.begin():
-        ticket = session.get(Ticket, made.number)
-        assert ticket is not None
-        tickets.append_message(session, ticket, Message(
-            direction=Direction.OUT, from_address="agent@example.org", subject="Question", text="is the toner new?"))
+    _reply(session_factory, made.number, "is the toner new?")
     with session_factory() as session:
         assert _found(session, "printer toner") == [made.number]
         assert _found(session, "stripes toner") == [made.number]
@@ -260,12 +264,6 @@ def test_the_console_says_more_than_the_cap_and_pages_to_it_while_the_api_counts
     assert (api["total"], api["pages"]) == (2 * QueueQuery.per_page + 3, 3)
 
 
-def _reply(session_factory: sessionmaker[Session], number: int, text_: str) -> None:
-    with transaction(session_factory) as session:
-        ticket = session.get(Ticket, number)
-        assert ticket is not None
-        tickets.append_message(session, ticket, Message(
-            direction=Direction.OUT, from_address="agent@example.org", subject="Re: ticket", text=text_))
 
 
 def test_on_postgresql_the_ranking_reads_the_subject_and_first_message_and_a_better_match_ranks_first(
